@@ -1,0 +1,149 @@
+"""The one run configuration: declared once, frozen, passed in explicitly.
+
+Entry points (`trainer.task`, `tuning.task`, `evaluation.task`) build a
+`RunConfig` from their flags; library code only ever receives the object and
+never reads flags or environment variables itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+LOSSES = ("weighted_ce", "focal", "logit_adjusted")
+WEIGHT_SCHEMES = ("seed", "balanced", "effective_number", "none")
+CALIBRATIONS = ("auto", "prior_shift", "platt", "none")
+TUNERS = ("bayesian", "random", "hyperband")
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid (unknown key, bad value)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything a run needs to know.
+
+    Attributes:
+      data: Input path or glob (CSV, Parquet, TFRecord of tf.Example), or one
+        of the built-in names `sylva` (embedded default) and `synthetic`.
+      label: Label column; defaults to the built-in dataset's label.
+      output_dir: The run directory (see DESIGN.md section 8).
+      positive_label: For non-0/1 labels, the value naming the positive
+        (minority) class.
+      seed: Seed for the split, the weights' initialisation and the tuner.
+      split: Fractions of (train, validation, test); must sum to 1.
+      epochs: Maximum training epochs (early stopping may end sooner).
+      patience: Early-stopping patience on validation PR-AUC, in epochs.
+      loss: Loss family override (`weighted_ce`, `focal`, `logit_adjusted`).
+      weight_scheme: How class weights come from the training counts; None
+        uses the `weight_ratio` hyperparameter (default N0/N1, = balanced).
+      weight_ratio: Explicit w1 / w0; overrides `weight_scheme`.
+      hparams: Path of a `best_hyperparameters.json` to train with.
+      threshold_objective: `recall_at_precision:P`, `f1`, `fbeta:B` or
+        `precision_at_recall:R`; chooses the decision threshold on validation.
+      calibration: `auto` (closed form where one exists, else Platt),
+        `prior_shift`, `platt` or `none`.
+      synthetic_rows: Size of the `synthetic` dataset (negatives, positives).
+      beam_pipeline_args: Options passed through to Apache Beam.
+      max_trials: Tuner budget in trials.
+      tuner: `bayesian`, `random` or `hyperband`.
+      objective: Tuning objective: `pr_auc` or `recall_at_precision:P`.
+      tuning_epochs: Epochs per tuning trial.
+      verbose: Keras verbosity (0 silent, 2 one line per epoch).
+    """
+
+    data: str = "sylva"
+    label: str | None = None
+    output_dir: str = "runs/default"
+    positive_label: str | None = None
+    seed: int = 42
+    split: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    epochs: int = 30
+    patience: int = 5
+    loss: str | None = None
+    weight_scheme: str | None = None
+    weight_ratio: float | None = None
+    hparams: str | None = None
+    threshold_objective: str = "recall_at_precision:0.5"
+    calibration: str = "auto"
+    synthetic_rows: tuple[int, int] = (500_000, 31_000)
+    beam_pipeline_args: tuple[str, ...] = ()
+    max_trials: int = 10
+    tuner: str = "bayesian"
+    objective: str = "pr_auc"
+    tuning_epochs: int = 8
+    verbose: int = 2
+
+    def __post_init__(self) -> None:
+        _check_choice("loss", self.loss, LOSSES, allow_none=True)
+        _check_choice("weight_scheme", self.weight_scheme, WEIGHT_SCHEMES, allow_none=True)
+        _check_choice("calibration", self.calibration, CALIBRATIONS)
+        _check_choice("tuner", self.tuner, TUNERS)
+        if len(self.split) != 3 or abs(sum(self.split) - 1.0) > 1e-6 or min(self.split) <= 0:
+            raise ConfigError(f"split must be three positive fractions summing to 1, got {self.split}")
+        if self.epochs < 1 or self.tuning_epochs < 1:
+            raise ConfigError("epochs must be at least 1")
+        if self.max_trials < 1:
+            raise ConfigError(f"max_trials must be at least 1, got {self.max_trials}")
+        if self.weight_ratio is not None and not self.weight_ratio > 0:
+            raise ConfigError(f"weight_ratio must be > 0, got {self.weight_ratio}")
+        # Parsing here makes a bad objective fail before any work is done.
+        from trainer.threshold import parse_objective
+
+        parse_objective(self.threshold_objective)
+        parse_tuning_objective(self.objective)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> RunConfig:
+        """Builds a config, failing loudly on unknown keys."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown config keys: {', '.join(unknown)}")
+        values = dict(values)
+        for key in ("split", "synthetic_rows", "beam_pipeline_args"):
+            if key in values and values[key] is not None:
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> RunConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def parse_tuning_objective(spec: str) -> tuple[str, float | None]:
+    """Parses `pr_auc` or `recall_at_precision:P` into (name, parameter)."""
+    if spec == "pr_auc":
+        return "pr_auc", None
+    name, _, value = spec.partition(":")
+    if name == "recall_at_precision" and value:
+        precision = _fraction(spec, value)
+        return name, precision
+    raise ConfigError(
+        f"unknown tuning objective {spec!r}: use 'pr_auc' or 'recall_at_precision:P' "
+        "(plain recall at 0.5 is not offered: it rewards ever-larger weights)"
+    )
+
+
+def _fraction(spec: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{spec!r}: {value!r} is not a number") from None
+    if not 0.0 < number < 1.0:
+        raise ConfigError(f"{spec!r}: {number} must be strictly between 0 and 1")
+    return number
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...], allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")

@@ -1,0 +1,128 @@
+"""Export as a versioned SavedModel in TF Serving's layout.
+
+`<base>/<version>/` with integer versions. Each version is written into a
+hidden temporary sibling and renamed into place, so a reader (TF Serving, our
+server, TFMA) never sees a half-written version.
+
+Signatures (DESIGN.md section 4):
+  * `serving_default`: `examples` (serialized tf.Example [N]) ->
+    `probabilities` [N, 2], `scores` [N], `class_ids` [N], `logits` [N].
+  * `predict_features`: one [N] tensor per raw feature -> the same outputs.
+  * `classification`: `inputs` (serialized tf.Example [N]) -> `classes`
+    [N, 2] ("0", "1") and `scores` [N, 2]; method name
+    `tensorflow/serving/classify`, so TF Serving's Classify API accepts it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+
+import tensorflow as tf
+
+from trainer.calibration import Calibration
+from trainer.schema import Schema
+
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+SIGNATURES = ("serving_default", "predict_features", "classification")
+
+
+class ServingModule(tf.Module):
+    """The Keras model plus calibration and threshold, as served functions."""
+
+    def __init__(self, model, schema: Schema, calibration: Calibration, threshold: float):
+        super().__init__(name="imbalance_serving")
+        self.model = model
+        self._spec = schema.feature_spec(with_label=False)
+        self.calibration_scale = tf.Variable(calibration.scale, dtype=tf.float32, trainable=False)
+        self.calibration_offset = tf.Variable(calibration.offset, dtype=tf.float32, trainable=False)
+        self.threshold = tf.Variable(threshold, dtype=tf.float32, trainable=False)
+        feature_specs = {
+            f.name: tf.TensorSpec([None], tf.float32 if f.kind == "numeric" else tf.string, name=f.name)
+            for f in schema.features
+        }
+        examples = tf.TensorSpec([None], tf.string, name="examples")
+        self.serve_examples = tf.function(self._serve_examples, input_signature=[examples])
+        self.classify = tf.function(self._classify, input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+        self.predict_features = tf.function(self._predict)
+        self._feature_specs = feature_specs
+
+    def _predict(self, features: dict) -> dict:
+        logits = self.model(features, training=False)  # [N, 2]
+        margin = logits[:, 1] - logits[:, 0]  # [N] single logit, before calibration
+        score = tf.sigmoid(self.calibration_scale * margin + self.calibration_offset)  # [N]
+        return {
+            "probabilities": tf.stack([1.0 - score, score], axis=1),  # [N, 2]
+            "scores": score,
+            "class_ids": tf.cast(score >= self.threshold, tf.int64),  # [N]
+            "logits": margin,
+        }
+
+    def _serve_examples(self, examples):  # examples: [N] string
+        return self._predict(tf.io.parse_example(examples, self._spec))
+
+    def _classify(self, inputs):  # inputs: [N] string
+        outputs = self._serve_examples(inputs)
+        batch = tf.shape(inputs)[0]
+        classes = tf.tile(tf.constant([["0", "1"]]), [batch, 1])  # [N, 2]
+        return {"classes": classes, "scores": outputs["probabilities"]}
+
+    def signatures(self) -> dict:
+        return {
+            "serving_default": self.serve_examples.get_concrete_function(),
+            "predict_features": self.predict_features.get_concrete_function(self._feature_specs),
+            "classification": self.classify.get_concrete_function(),
+        }
+
+
+def next_version(base: str) -> int:
+    """One more than the highest integer version under `base` (1 if none)."""
+    versions = [int(name) for name in _listdir(base) if name.isdigit()]
+    return max(versions, default=0) + 1
+
+
+def _listdir(path: str) -> list[str]:
+    return os.listdir(path) if os.path.isdir(path) else []
+
+
+def export_version(module: ServingModule, base: str) -> str:
+    """Saves `module` as the next version under `base`, atomically.
+
+    Returns:
+      The path of the new version directory.
+    """
+    os.makedirs(base, exist_ok=True)
+    staging = os.path.join(base, f".staging-{uuid.uuid4().hex}")
+    try:
+        tf.saved_model.save(module, staging, signatures=module.signatures())
+        mark_classify_signature(staging, "classification")
+        while True:
+            target = os.path.join(base, str(next_version(base)))
+            try:
+                os.rename(staging, target)  # atomic on one filesystem
+                return target
+            except OSError:
+                if not os.path.exists(target):
+                    raise  # not a lost race with another exporter
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def mark_classify_signature(saved_model_dir: str, key: str) -> None:
+    """Sets a signature's method name to Classify's, as TF Serving requires.
+
+    `tf.saved_model.save` marks every signature as Predict; TF Serving's
+    Classify API refuses any signature whose method name is not
+    `tensorflow/serving/classify`.
+    """
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    path = os.path.join(saved_model_dir, "saved_model.pb")
+    proto = saved_model_pb2.SavedModel()
+    with open(path, "rb") as handle:
+        proto.ParseFromString(handle.read())
+    for meta_graph in proto.meta_graphs:
+        meta_graph.signature_def[key].method_name = CLASSIFY_METHOD
+    with open(path, "wb") as handle:
+        handle.write(proto.SerializeToString())

@@ -1,0 +1,90 @@
+"""After fitting: calibrate, choose the threshold, measure on test, export.
+
+Scores used for the threshold are computed by the very function that is
+exported (float32, calibrated), so `class_ids == (scores >= threshold)` holds
+exactly in serving.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from trainer.calibration import (Calibration, brier_score, expected_calibration_error, fit_calibration,
+                                 sigmoid)
+from trainer.config import RunConfig
+from trainer.dataset import read_labels, read_serialized
+from trainer.export import ServingModule, export_version
+from trainer.prepare import PreparedData
+from trainer.threshold import ThresholdWarning, choose_threshold
+from trainer.train import EVAL_BATCH, FitSettings
+
+
+def run_signature(function, serialized: list[bytes], batch: int = EVAL_BATCH) -> dict[str, np.ndarray]:
+    """Calls a serialized-tf.Example function in batches; concatenates outputs."""
+    import tensorflow as tf
+
+    parts: dict[str, list] = {}
+    for start in range(0, len(serialized), batch):
+        outputs = function(tf.constant(serialized[start:start + batch]))
+        for key, value in outputs.items():
+            parts.setdefault(key, []).append(value.numpy())
+    return {key: np.concatenate(values) for key, values in parts.items()}
+
+
+def finalize(model, settings: FitSettings, data: PreparedData, config: RunConfig, export_base: str) -> dict:
+    """Calibrates, thresholds, evaluates on test and exports a new version.
+
+    Returns:
+      A JSON-able summary: version path, calibration, threshold, metrics.
+    """
+    module = ServingModule(model, data.schema, Calibration("none"), threshold=0.5)
+    val_x, val_y = read_serialized(data.pattern("validation")), read_labels(data.pattern("validation"), data.schema)
+    val_margin = run_signature(module.serve_examples, val_x)["logits"]
+    calibration = fit_calibration(config.calibration, val_margin, val_y, settings.closed_form_shift)
+    module.calibration_scale.assign(calibration.scale)
+    module.calibration_offset.assign(calibration.offset)
+    val_scores = run_signature(module.serve_examples, val_x)["scores"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ThresholdWarning)
+        choice = choose_threshold(val_y, val_scores, config.threshold_objective)
+    for warning in caught:
+        print(f"warning: {warning.message}")
+    module.threshold.assign(choice.threshold)
+
+    test_x, test_y = read_serialized(data.pattern("test")), read_labels(data.pattern("test"), data.schema)
+    test = run_signature(module.serve_examples, test_x)
+    version_dir = export_version(module, export_base)
+    return {
+        "version_dir": version_dir,
+        "loss": settings.family,
+        "weights": list(settings.weights),
+        "weight_ratio": settings.ratio,
+        "weight_source": settings.source,
+        "calibration": {"kind": calibration.kind, "scale": calibration.scale, "offset": calibration.offset},
+        "threshold": {"value": choice.threshold, "objective": choice.objective, "fallback": choice.fallback,
+                      "validation_precision": choice.precision, "validation_recall": choice.recall},
+        "test": test_metrics(test_y, test, choice.threshold),
+    }
+
+
+def test_metrics(labels: np.ndarray, outputs: dict, threshold: float) -> dict:
+    """Minority-class metrics on the test split, before and after calibration."""
+    scores, predicted = outputs["scores"], outputs["class_ids"]
+    raw = sigmoid(outputs["logits"])  # the weighted model's own, uncorrected probability
+    true_pos = int(((predicted == 1) & (labels == 1)).sum())
+    return {
+        "examples": int(labels.size),
+        "positives": int(labels.sum()),
+        "pr_auc": float(average_precision_score(labels, scores)),
+        "roc_auc": float(roc_auc_score(labels, scores)),
+        "threshold": float(threshold),
+        "precision": true_pos / max(int(predicted.sum()), 1),
+        "recall": true_pos / max(int(labels.sum()), 1),
+        "brier_before": brier_score(labels, raw),
+        "brier": brier_score(labels, scores),
+        "ece_before": expected_calibration_error(labels, raw),
+        "ece": expected_calibration_error(labels, scores),
+    }

@@ -1,0 +1,127 @@
+"""Schema inferred from the training split, saved with the run.
+
+Two files: `schema.json` (what the model's preprocessing is built from:
+means, standard deviations, vocabularies) and `schema.pbtxt`, the same facts
+as a `tensorflow_metadata` Schema proto, the ecosystem's format.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+import pandas as pd
+
+MAX_VOCABULARY = 1000  # rarer values share the out-of-vocabulary bucket
+
+
+@dataclasses.dataclass(frozen=True)
+class Feature:
+    name: str
+    kind: str  # "numeric" | "categorical"
+    mean: float = 0.0
+    std: float = 1.0
+    vocabulary: tuple[str, ...] = ()
+    missing_fraction: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Schema:
+    features: tuple[Feature, ...]
+    label: str
+
+    @property
+    def numeric(self) -> tuple[Feature, ...]:
+        return tuple(f for f in self.features if f.kind == "numeric")
+
+    @property
+    def categorical(self) -> tuple[Feature, ...]:
+        return tuple(f for f in self.features if f.kind == "categorical")
+
+    def feature_spec(self, with_label: bool = True) -> dict:
+        """`tf.io.parse_example` spec: absent numeric -> NaN, absent text -> ""."""
+        import tensorflow as tf
+
+        spec = {}
+        for feature in self.features:
+            if feature.kind == "numeric":
+                spec[feature.name] = tf.io.FixedLenFeature([], tf.float32, default_value=float("nan"))
+            else:
+                spec[feature.name] = tf.io.FixedLenFeature([], tf.string, default_value="")
+        if with_label:
+            spec[self.label] = tf.io.FixedLenFeature([], tf.int64)
+        return spec
+
+    def to_json(self) -> dict:
+        return {"label": self.label, "features": [dataclasses.asdict(f) for f in self.features]}
+
+    @classmethod
+    def from_json(cls, payload: dict) -> Schema:
+        features = tuple(
+            Feature(**{**f, "vocabulary": tuple(f.get("vocabulary", ()))}) for f in payload["features"]
+        )
+        return cls(features=features, label=payload["label"])
+
+
+def infer_schema(features: pd.DataFrame, label: str) -> Schema:
+    """Infers the schema from the training split's features.
+
+    Args:
+      features: Clean feature columns (see `trainer.ingest.LabeledFrame`).
+      label: The label's name.
+    """
+    inferred = []
+    for name in features.columns:
+        column = features[name]
+        missing = float(column.isna().mean())
+        if pd.api.types.is_numeric_dtype(column):
+            values = column.dropna().to_numpy(dtype=np.float64)
+            mean = float(values.mean()) if values.size else 0.0
+            std = float(values.std()) if values.size else 1.0
+            # A constant column must not divide by zero in normalization.
+            inferred.append(Feature(name, "numeric", mean=mean, std=std if std > 1e-12 else 1.0,
+                                    missing_fraction=missing))
+        else:
+            counts = column.dropna().value_counts()
+            # Most frequent first; ties broken by value so the order is stable.
+            ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:MAX_VOCABULARY]
+            vocabulary = tuple(str(value) for value, _ in ordered)
+            inferred.append(Feature(name, "categorical", vocabulary=vocabulary, missing_fraction=missing))
+    return Schema(features=tuple(inferred), label=label)
+
+
+def save_schema(schema: Schema, directory: str) -> None:
+    """Writes `schema.json` and `schema.pbtxt` into `directory`."""
+    with open(os.path.join(directory, "schema.json"), "w") as handle:
+        json.dump(schema.to_json(), handle, indent=1)
+    with open(os.path.join(directory, "schema.pbtxt"), "w") as handle:
+        handle.write(to_metadata_proto_text(schema))
+
+
+def load_schema(directory: str) -> Schema:
+    with open(os.path.join(directory, "schema.json")) as handle:
+        return Schema.from_json(json.load(handle))
+
+
+def to_metadata_proto_text(schema: Schema) -> str:
+    """The schema as a text-format `tensorflow_metadata` Schema proto."""
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    proto = schema_pb2.Schema()
+    for feature in schema.features:
+        entry = proto.feature.add(name=feature.name)
+        entry.presence.min_fraction = 1.0 - feature.missing_fraction
+        entry.shape.dim.add(size=1)
+        if feature.kind == "numeric":
+            entry.type = schema_pb2.FLOAT
+        else:
+            entry.type = schema_pb2.BYTES
+            entry.string_domain.name = feature.name
+            entry.string_domain.value.extend(feature.vocabulary)
+    label = proto.feature.add(name=schema.label, type=schema_pb2.INT)
+    label.int_domain.min, label.int_domain.max = 0, 1
+    label.presence.min_fraction = 1.0
+    return text_format.MessageToString(proto)

@@ -1,0 +1,103 @@
+"""Training: loss and weights from hyperparameters, fit with early stopping.
+
+`compile_and_fit` is shared by plain training and by the tuner's
+`HyperModel.fit`, so a trial and the final retrain run the same code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import keras
+import keras_tuner as kt
+
+from trainer.config import RunConfig, parse_tuning_objective
+from trainer.dataset import make_dataset
+from trainer.hparams import declare_fit_hparams
+from trainer.losses import class_weights, make_loss, prior_shift
+from trainer.model import class_priors, training_metrics
+from trainer.prepare import PreparedData
+
+EVAL_BATCH = 4096
+FOCAL_GAMMA = 2.0
+LOGIT_ADJUSTMENT_TAU = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class FitSettings:
+    """What the loss is, resolved from hyperparameters and the config."""
+
+    family: str
+    weights: tuple[float, float]
+    priors: tuple[float, float]
+    batch_size: int
+    learning_rate: float
+    source: str  # how the weights were chosen, for run.json
+
+    @property
+    def ratio(self) -> float:
+        return self.weights[1] / self.weights[0]
+
+    @property
+    def closed_form_shift(self) -> float | None:
+        return prior_shift(self.family, self.weights, self.priors, LOGIT_ADJUSTMENT_TAU)
+
+    def loss(self) -> keras.losses.Loss:
+        return make_loss(self.family, self.weights, self.priors, FOCAL_GAMMA, LOGIT_ADJUSTMENT_TAU)
+
+
+def fit_settings(hp: kt.HyperParameters, counts: tuple[int, int], config: RunConfig,
+                 weighted: bool = True) -> FitSettings:
+    """Resolves loss family and class weights.
+
+    Precedence: an unweighted baseline uses plain cross entropy; else
+    `config.weight_ratio`, then `config.weight_scheme`, then the
+    hyperparameter `weight_ratio` (whose default, N0/N1, equals `balanced`).
+    """
+    values = declare_fit_hparams(hp, counts)
+    family = config.loss or values["loss"]
+    if not weighted:
+        family, weights, source = "weighted_ce", class_weights(counts, "none"), "none (baseline)"
+    elif config.weight_ratio is not None:
+        weights, source = class_weights(counts, ratio=config.weight_ratio), f"ratio {config.weight_ratio:g}"
+    elif config.weight_scheme is not None:
+        weights, source = class_weights(counts, config.weight_scheme), f"scheme {config.weight_scheme}"
+    else:
+        weights = class_weights(counts, ratio=values["weight_ratio"])
+        source = f"hyperparameter ratio {values['weight_ratio']:.4g}"
+    return FitSettings(family, tuple(float(w) for w in weights), class_priors(counts),
+                       int(values["batch_size"]), float(hp.get("learning_rate")), source)
+
+
+def compile_and_fit(model: keras.Model, settings: FitSettings, data: PreparedData, config: RunConfig,
+                    epochs: int, callbacks=(), verbose: int | None = None) -> keras.callbacks.History:
+    """Compiles `model` with the imbalance-aware loss and fits it.
+
+    Early stopping watches validation PR-AUC of the minority class and restores
+    the best epoch's weights.
+    """
+    _, floor = parse_tuning_objective(config.objective)
+    model.compile(
+        optimizer=keras.optimizers.Adam(settings.learning_rate),
+        loss=settings.loss(),
+        metrics=training_metrics(floor),
+    )
+    train = make_dataset(data.pattern("train"), data.schema, settings.batch_size, shuffle=True, seed=config.seed)
+    validation = make_dataset(data.pattern("validation"), data.schema, EVAL_BATCH)
+    stopping = keras.callbacks.EarlyStopping(
+        monitor="val_pr_auc", mode="max", patience=config.patience, restore_best_weights=True
+    )
+    return model.fit(
+        train, validation_data=validation, epochs=epochs, callbacks=[stopping, *callbacks],
+        verbose=config.verbose if verbose is None else verbose,
+    )
+
+
+def save_history(history: keras.callbacks.History, path: str) -> None:
+    """Per-epoch metrics as JSON (the report's training curves)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    payload = {name: [float(v) for v in values] for name, values in history.history.items()}
+    with open(path, "w") as handle:
+        json.dump(payload, handle, indent=1)
