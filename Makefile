@@ -1,0 +1,53 @@
+# Every target installs what it needs first (the .venv stamp).
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+RUN ?= runs/sylva
+DATA ?= sylva
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: install tune train evaluate report serve test test-fast bench bench-quick bench-serving lint clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test,bench]"
+	touch $@
+
+tune: install
+	$(PY) -m tuning.task --data $(DATA) --output-dir $(RUN)
+
+train: install
+	$(PY) -m trainer.task --data $(DATA) --output-dir $(RUN)
+
+evaluate: install
+	$(PY) -m evaluation.task --run $(RUN)
+
+report: install
+	$(PY) -m evaluation.task --run $(RUN) --report-only
+
+serve: install
+	$(PY) -m serving.server --model_name imbalance --model_base_path $(RUN)/serving_model --port 8500 --rest_api_port 8501
+
+test: install
+	$(PY) -m pytest tests
+
+test-fast: install
+	$(PY) -m pytest tests -m "not slow"
+
+bench: install
+	$(PY) -m benchmarks.run --full
+
+bench-quick: install
+	$(PY) -m benchmarks.run
+
+bench-serving: install
+	$(PY) -m benchmarks.serving
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache

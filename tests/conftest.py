@@ -1,0 +1,54 @@
+"""Shared fixtures: tiny synthetic data and a tiny trained run, seeded."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from trainer.config import RunConfig
+from trainer.synthetic import make_synthetic
+
+
+@pytest.fixture(scope="session")
+def tiny_frame() -> pd.DataFrame:
+    """2,000 negatives, 200 positives; numeric + categorical, with missing values."""
+    return make_synthetic(negatives=2000, positives=200, seed=7)
+
+
+@pytest.fixture(scope="session")
+def tiny_csv(tmp_path_factory, tiny_frame) -> str:
+    path = tmp_path_factory.mktemp("csv") / "tiny.csv"
+    tiny_frame.to_csv(path, index=False)
+    return str(path)
+
+
+def tiny_config(output_dir: str, data: str, **overrides) -> RunConfig:
+    values = dict(data=data, label="target", output_dir=output_dir, epochs=3, patience=2, verbose=0,
+                  max_trials=2, tuning_epochs=2)
+    values.update(overrides)
+    return RunConfig.from_dict(values)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_csv):
+    """A run directory with a weighted and a baseline model, trained on tiny data.
+
+    Returns:
+      (config, weighted summary, baseline summary).
+    """
+    from trainer.pipeline import train_and_export
+
+    config = tiny_config(str(tmp_path_factory.mktemp("run") / "run"), tiny_csv)
+    weighted = train_and_export(config)
+    baseline = train_and_export(config, weighted=False)
+    return config, weighted, baseline
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
