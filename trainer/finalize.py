@@ -12,8 +12,7 @@ import warnings
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from trainer.calibration import (Calibration, brier_score, expected_calibration_error, fit_calibration,
-                                 sigmoid)
+from trainer.calibration import Calibration, brier_score, expected_calibration_error, fit_calibration, sigmoid
 from trainer.config import RunConfig
 from trainer.dataset import read_labels, read_serialized
 from trainer.export import ServingModule, export_version

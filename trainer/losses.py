@@ -48,7 +48,7 @@ def class_weights(counts: tuple[int, int], scheme: str = "balanced", ratio: floa
     raise ValueError(f"unknown weight scheme {scheme!r}")
 
 
-def _one_hot(y_true, dtype) -> "keras.KerasTensor":
+def _one_hot(y_true, dtype) -> keras.KerasTensor:
     labels = ops.cast(ops.reshape(y_true, (-1,)), "int32")  # [N]
     return ops.one_hot(labels, 2, dtype=dtype)  # [N, 2]
 

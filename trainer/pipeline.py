@@ -18,13 +18,6 @@ from trainer.train import compile_and_fit, fit_settings, save_history
 MODEL_DIRS = {"weighted": "serving_model", "baseline": "baseline_model"}
 
 
-def resolve_hparams(config: RunConfig, counts: tuple[int, int], values: dict | None = None):
-    """The hyperparameters of a run: defaults, then `--hparams` file, then `values`."""
-    merged = hparams_lib.load_values(config.hparams) if config.hparams else {}
-    merged.update(values or {})
-    return hparams_lib.with_values(counts, merged)
-
-
 def train_and_export(config: RunConfig, data: PreparedData | None = None, values: dict | None = None,
                      weighted: bool = True) -> dict:
     """Trains one model and exports it as the next version.
@@ -39,10 +32,11 @@ def train_and_export(config: RunConfig, data: PreparedData | None = None, values
     Returns:
       The summary also written under run.json's "weighted"/"baseline" key.
     """
+    file_values = hparams_lib.load_values(config.hparams) if config.hparams else {}  # fail before writing
     data = data or prepare_data(config)
     name = "weighted" if weighted else "baseline"
     counts = data.train_counts
-    hp = resolve_hparams(config, counts, values)
+    hp = hparams_lib.with_values(counts, {**file_values, **(values or {})})
     settings = fit_settings(hp, counts, config, weighted=weighted)
     keras.utils.set_random_seed(config.seed)
     model = build_model(hp, data.schema, priors=class_priors(counts))

@@ -67,8 +67,9 @@ def write_splits(features: pd.DataFrame, labels: np.ndarray, label_name: str, as
     Returns:
       {split: file pattern} of the written shards.
     """
-    from trainer.beam_runner import make_pipeline
     import apache_beam as beam
+
+    from trainer.beam_runner import make_pipeline
 
     frame = features.copy()
     frame[label_name] = labels

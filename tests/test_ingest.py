@@ -1,0 +1,134 @@
+"""Reading CSV / Parquet / TFRecord, label handling, and the bad-data errors."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from trainer.ingest import DataError, load, read_table, sanitize_name, validate
+
+
+def _write_tfrecord(frame: pd.DataFrame, path: str) -> None:
+    with tf.io.TFRecordWriter(path) as writer:
+        for row in frame.to_dict("records"):
+            feature = {}
+            for name, value in row.items():
+                if value is None or (isinstance(value, float) and np.isnan(value)):
+                    continue
+                if isinstance(value, str):
+                    feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
+                elif isinstance(value, (int, np.integer)):
+                    feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+                else:
+                    feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
+            writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+
+
+@pytest.fixture
+def small():
+    return pd.DataFrame({
+        "amount": [1.5, np.nan, 3.0, 4.25, 5.0, 6.0],
+        "region": ["north", "south", None, "north", "east", "south"],
+        "label": [0, 0, 1, 0, 1, 0],
+    })
+
+
+def test_csv_parquet_and_tfrecord_read_the_same(tmp_path, small):
+    small.to_csv(tmp_path / "d.csv", index=False)
+    small.to_parquet(tmp_path / "d.parquet")
+    _write_tfrecord(small, str(tmp_path / "d.tfrecord"))
+    results = [load(str(tmp_path / name), "label", None) for name in ("d.csv", "d.parquet", "d.tfrecord")]
+    for result in results:
+        np.testing.assert_array_equal(result.labels, [0, 0, 1, 0, 1, 0])
+        np.testing.assert_allclose(result.features["amount"].to_numpy(), small["amount"].to_numpy())
+        assert result.features["region"].tolist() == ["north", "south", None, "north", "east", "south"]
+
+
+def test_glob_reads_all_files(tmp_path, small):
+    small.iloc[:3].to_csv(tmp_path / "part-1.csv", index=False)
+    small.iloc[3:].to_csv(tmp_path / "part-2.csv", index=False)
+    assert len(read_table(str(tmp_path / "part-*.csv"))) == 6
+
+
+@pytest.mark.parametrize("values,positive,expected", [
+    ([True, False, False], None, [1, 0, 0]),
+    (["true", "false", "false"], None, [1, 0, 0]),
+    (["yes", "no", "no"], "yes", [1, 0, 0]),
+    (["1", "0", "0"], None, [1, 0, 0]),
+    ([1.0, 0.0, 0.0], None, [1, 0, 0]),
+    (["a", "b", "b"], "b", [0, 1, 1]),
+])
+def test_label_forms(values, positive, expected):
+    frame = pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": values})
+    assert validate(frame, "y", positive).labels.tolist() == expected
+
+
+BAD_CASES = {
+    "missing label column": (pd.DataFrame({"x": [1.0, 2.0], "y": [0, 1]}), "label", "not found"),
+    "one class": (pd.DataFrame({"x": [1.0, 2.0], "y": [1, 1]}), "y", "exactly two classes, found 1"),
+    "three classes": (pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": [0, 1, 2]}), "y", "found 3"),
+    "strings without positive": (pd.DataFrame({"x": [1.0, 2.0], "y": ["a", "b"]}), "y", "--positive-label"),
+    "infinite": (pd.DataFrame({"x": [1.0, np.inf], "y": [0, 1]}), "y", "infinite"),
+    "mixed types": (pd.DataFrame({"x": ["1.5", "abc"], "y": [0, 1]}), "y", "mixes numbers"),
+    "mixed python types": (pd.DataFrame({"x": [1, "abc"], "y": [0, 1]}), "y", "mixes numbers"),
+    "missing labels": (pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": [0, None, 1]}), "y", "missing values"),
+    "no features": (pd.DataFrame({"y": [0, 1]}), "y", "no feature columns"),
+    "no rows": (pd.DataFrame({"x": [], "y": []}), "y", "no rows"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CASES))
+def test_bad_data_is_one_clear_error(case):
+    frame, label, message = BAD_CASES[case]
+    with pytest.raises(DataError, match=message) as info:
+        validate(frame, label, None)
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_positive_label():
+    with pytest.raises(DataError, match="not one of the label values"):
+        validate(pd.DataFrame({"x": [1.0, 2.0], "y": ["a", "b"]}), "y", "c")
+
+
+@pytest.mark.parametrize("content,message", [
+    ("", "empty"),
+    ("a,b,label\n1,2,0\n3,4,5,6\n", "malformed CSV"),
+])
+def test_bad_csv_files(tmp_path, content, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    with pytest.raises(DataError, match=message):
+        read_table(str(path))
+
+
+def test_truncated_tfrecord(tmp_path, small):
+    path = tmp_path / "d.tfrecord"
+    _write_tfrecord(small, str(path))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 7])
+    with pytest.raises(DataError, match="cannot read"):
+        read_table(str(path))
+
+
+def test_missing_file_and_unknown_type(tmp_path):
+    with pytest.raises(DataError, match="no input file"):
+        read_table(str(tmp_path / "nothing-*.csv"))
+    (tmp_path / "x.xlsx").write_text("x")
+    with pytest.raises(DataError, match="unknown file type"):
+        read_table(str(tmp_path / "x.xlsx"))
+
+
+def test_column_names_are_sanitized_and_collisions_refused():
+    frame = pd.DataFrame({"amount ($)": [1.0, 2.0], "2nd": [1.0, 2.0], "y": [0, 1]})
+    result = validate(frame, "y", None)
+    assert list(result.features.columns) == ["amount____", "f_2nd"]
+    assert result.renamed == {"amount ($)": "amount____", "2nd": "f_2nd"}
+    with pytest.raises(DataError, match="both become"):
+        validate(pd.DataFrame({"a b": [1.0, 2.0], "a_b": [1.0, 2.0], "y": [0, 1]}), "y", None)
+    assert sanitize_name("ok_name") == "ok_name"
+
+
+def test_builtin_sylva_matches_the_published_counts():
+    sylva = load("sylva", None, None)
+    assert sylva.features.shape == (13086, 216)
+    assert int(sylva.labels.sum()) == 805
