@@ -42,7 +42,7 @@ def train_and_export(config: RunConfig, data: PreparedData | None = None, values
     model = build_model(hp, data.schema, priors=class_priors(counts))
     started = time.time()
     log_dir = os.path.join(config.output_dir, "logs", name)
-    history = compile_and_fit(model, settings, data, config, config.epochs,
+    history = compile_and_fit(model, settings, data, config,
                               callbacks=[keras.callbacks.TensorBoard(log_dir=log_dir)])
     save_history(history, os.path.join(config.output_dir, "history", f"{name}.json"))
     summary = finalize(model, settings, data, config, os.path.join(config.output_dir, MODEL_DIRS[name]))

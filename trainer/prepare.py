@@ -70,7 +70,12 @@ def prepare_data(config: RunConfig) -> PreparedData:
         split.save_counts(counts, staging)
         with open(os.path.join(staging, SOURCE_FILE), "w") as handle:
             json.dump(source, handle, indent=1)
-        os.rename(staging, directory)
+        try:
+            os.rename(staging, directory)
+        except OSError:
+            if not os.path.exists(os.path.join(directory, SOURCE_FILE)):
+                raise
+            return _reuse(directory, source)  # a concurrent worker prepared it first
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return PreparedData(directory, schema, counts, source)

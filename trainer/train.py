@@ -72,11 +72,20 @@ def fit_settings(hp: kt.HyperParameters, counts: tuple[int, int], config: RunCon
 
 
 def compile_and_fit(model: keras.Model, settings: FitSettings, data: PreparedData, config: RunConfig,
-                    epochs: int, callbacks=(), verbose: int | None = None) -> keras.callbacks.History:
+                    callbacks=(), **fit_kwargs) -> keras.callbacks.History:
     """Compiles `model` with the imbalance-aware loss and fits it.
 
     Early stopping watches validation PR-AUC of the minority class and restores
     the best epoch's weights.
+
+    Args:
+      model: From `build_model`.
+      settings: Loss family, weights, batch size, learning rate.
+      data: The prepared splits.
+      config: The run configuration (epochs, patience, seed, verbosity).
+      callbacks: Extra callbacks (the tuner's, TensorBoard).
+      **fit_kwargs: Forwarded to `model.fit` (the tuner passes `epochs` and,
+        for Hyperband, `initial_epoch`).
     """
     _, floor = parse_tuning_objective(config.objective)
     model.compile(
@@ -89,10 +98,11 @@ def compile_and_fit(model: keras.Model, settings: FitSettings, data: PreparedDat
     stopping = keras.callbacks.EarlyStopping(
         monitor="val_pr_auc", mode="max", patience=config.patience, restore_best_weights=True
     )
-    return model.fit(
-        train, validation_data=validation, epochs=epochs, callbacks=[stopping, *callbacks],
-        verbose=config.verbose if verbose is None else verbose,
-    )
+    fit_kwargs.setdefault("epochs", config.epochs)
+    fit_kwargs.setdefault("verbose", config.verbose)
+    for ignored in ("x", "y", "validation_data", "batch_size"):  # the data comes from `data`
+        fit_kwargs.pop(ignored, None)
+    return model.fit(train, validation_data=validation, callbacks=[stopping, *callbacks], **fit_kwargs)
 
 
 def save_history(history: keras.callbacks.History, path: str) -> None:

@@ -1,0 +1,104 @@
+"""The keras-tuner search: a HyperModel over the trainer's own code.
+
+`build(hp)` is the trainer's `build_model(hp, ...)`; `fit(hp, model, ...)`
+resolves the tuned loss family and weight ratio with the trainer's
+`fit_settings` and trains with the trainer's `compile_and_fit`, forwarding the
+tuner's keyword arguments (callbacks, epochs, Hyperband's initial_epoch).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import keras
+import keras_tuner as kt
+
+from trainer.config import RunConfig, parse_tuning_objective
+from trainer.model import build_model, class_priors
+from trainer.prepare import PreparedData
+from trainer.train import compile_and_fit, fit_settings
+
+PROJECT = "search"
+
+
+class ImbalanceHyperModel(kt.HyperModel):
+    """Searches architecture, loss family and class-weight ratio together."""
+
+    def __init__(self, data: PreparedData, config: RunConfig):
+        super().__init__(name="imbalance")
+        self.data = data
+        # The tuner searches the weighting itself: explicit overrides would pin it.
+        self.config = config.replace(loss=None, weight_scheme=None, weight_ratio=None)
+
+    def build(self, hp: kt.HyperParameters) -> keras.Model:
+        keras.utils.set_random_seed(self.config.seed)  # each trial starts alike: hp alone differs
+        return build_model(hp, self.data.schema, priors=class_priors(self.data.train_counts))
+
+    def fit(self, hp: kt.HyperParameters, model: keras.Model, *args, **kwargs):
+        settings = fit_settings(hp, self.data.train_counts, self.config)
+        callbacks = list(kwargs.pop("callbacks", []))
+        kwargs.setdefault("epochs", self.config.tuning_epochs)
+        kwargs.setdefault("verbose", 0)
+        return compile_and_fit(model, settings, self.data, self.config, callbacks=callbacks, **kwargs)
+
+
+def tuner_objective(config: RunConfig) -> kt.Objective:
+    """The validation metric the tuner maximizes (never recall at 0.5)."""
+    name, _ = parse_tuning_objective(config.objective)
+    return kt.Objective("val_pr_auc" if name == "pr_auc" else "val_recall_at_precision", direction="max")
+
+
+class _Progress:
+    """Prints trial n of N, the current best and an ETA after each trial."""
+
+    def on_trial_begin(self, trial):
+        self._trial_started = time.time()
+        super().on_trial_begin(trial)
+
+    def on_trial_end(self, trial):
+        super().on_trial_end(trial)
+        done = [t for t in self.oracle.trials.values() if t.status == "COMPLETED"]
+        budget = getattr(self.oracle, "max_trials", None) or len(self.oracle.trials)
+        self._durations = getattr(self, "_durations", []) + [time.time() - self._trial_started]
+        mean = sum(self._durations) / len(self._durations)
+        best = self.oracle.get_best_trials(1)
+        best_score = f"{best[0].score:.4f}" if best and best[0].score is not None else "n/a"
+        score = f"{trial.score:.4f}" if trial.score is not None else "failed"
+        eta = max(budget - len(done), 0) * mean
+        print(f"[tuning] trial {len(done)} of {budget}: {self.oracle.objective.name} {score}, "
+              f"best so far {best_score}, ETA {eta:.0f} s", flush=True)
+
+
+class BayesianTuner(_Progress, kt.BayesianOptimization):
+    pass
+
+
+class RandomTuner(_Progress, kt.RandomSearch):
+    pass
+
+
+class HyperbandTuner(_Progress, kt.Hyperband):
+    pass
+
+
+def make_tuner(data: PreparedData, config: RunConfig) -> kt.Tuner:
+    """The configured tuner over `RUN/tuning/search`, resuming what is there.
+
+    `overwrite=False` reloads a previous search: completed trials are kept and
+    an interrupted one is retried. In keras-tuner's distributed mode the same
+    call makes a chief or a worker (it reads KERASTUNER_* itself).
+    """
+    common = {
+        "hypermodel": ImbalanceHyperModel(data, config),
+        "objective": tuner_objective(config),
+        "directory": os.path.join(config.output_dir, "tuning"),
+        "project_name": PROJECT,
+        "overwrite": False,
+        "seed": config.seed,
+    }
+    if config.tuner == "bayesian":
+        return BayesianTuner(max_trials=config.max_trials, num_initial_points=min(3, config.max_trials), **common)
+    if config.tuner == "random":
+        return RandomTuner(max_trials=config.max_trials, **common)
+    return HyperbandTuner(max_epochs=config.tuning_epochs, factor=3, hyperband_iterations=1, **common)
