@@ -1,0 +1,136 @@
+"""Assembles the model server: versions, service, REST and gRPC listeners.
+
+`start(options)` returns a running `ModelServer` (used by tests and the
+benchmark, in-process); `serve(options)` runs one until SIGINT/SIGTERM (used by
+`python -m serving.server`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import signal
+import threading
+
+from serving.batching import BatchingOptions
+from serving.grpc_api import make_grpc_server
+from serving.rest import make_rest_server
+from serving.service import ModelService
+from serving.versions import VersionManager
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerOptions:
+    """What tensorflow_model_server's flags configure.
+
+    Attributes:
+      model_name: Name clients address the model by.
+      model_base_path: Directory of `<version>/` SavedModels.
+      port: gRPC port (0 picks a free one; None disables gRPC).
+      rest_api_port: REST port (0 picks a free one; None disables REST).
+      host: Address both listeners bind.
+      file_system_poll_wait_seconds: Version poll period (<= 0: load once).
+      batching: Batching parameters, or None for no batching.
+      max_request_bytes: Largest REST body accepted (413 beyond).
+      grpc_max_threads: gRPC worker threads.
+      max_num_load_retries: Polls on which a failed version is retried.
+      version_labels: Label -> version for `/labels/{label}` requests.
+    """
+
+    model_name: str
+    model_base_path: str
+    port: int | None = 8500
+    rest_api_port: int | None = 8501
+    host: str = "127.0.0.1"
+    file_system_poll_wait_seconds: float = 1.0
+    batching: BatchingOptions | None = None
+    max_request_bytes: int = 32 * 1024 * 1024
+    grpc_max_threads: int = 32
+    max_num_load_retries: int = 5
+    version_labels: dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+class ModelServer:
+    """A started server; `stop()` shuts every part down.
+
+    Attributes:
+      versions: The version manager (tests poll it directly).
+      grpc_port: The bound gRPC port, or None.
+      rest_port: The bound REST port, or None.
+    """
+
+    def __init__(self, options: ServerOptions):
+        self.options = options
+        self.versions = VersionManager(options.model_name, options.model_base_path, options.version_labels,
+                                       options.max_num_load_retries)
+        self.service = ModelService(self.versions, options.batching)
+        self.grpc_port = self.rest_port = None
+        self._grpc = self._rest = self._rest_thread = None
+
+    def start(self) -> ModelServer:
+        # Load before listening, so the first request finds a version (as
+        # tensorflow_model_server, which waits for the initial load).
+        self.versions.poll_once()
+        if self.versions.serving_version is None:
+            log.warning("no loadable version under %s yet; waiting for one", self.options.model_base_path)
+        self.versions.start(self.options.file_system_poll_wait_seconds)
+        if self.options.port is not None:
+            self._grpc, self.grpc_port = make_grpc_server(self.service, self.options.host, self.options.port,
+                                                          self.options.grpc_max_threads)
+            self._grpc.start()
+        if self.options.rest_api_port is not None:
+            self._rest = make_rest_server(self.service, self.options.host, self.options.rest_api_port,
+                                          self.options.max_request_bytes)
+            self.rest_port = self._rest.server_address[1]
+            self._rest_thread = threading.Thread(target=self._rest.serve_forever, name="rest", daemon=True)
+            self._rest_thread.start()
+        log.info("serving %s: gRPC on %s:%s, REST on %s:%s", self.options.model_name, self.options.host,
+                 self.grpc_port, self.options.host, self.rest_port)
+        return self
+
+    def stop(self) -> None:
+        self.versions.stop()
+        if self._rest is not None:
+            self._rest.shutdown()
+            self._rest.server_close()
+            self._rest = None
+        if self._grpc is not None:
+            self._grpc.stop(grace=1).wait()
+            self._grpc = None
+
+    def __enter__(self) -> ModelServer:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+
+def start(options: ServerOptions) -> ModelServer:
+    """Starts a server in this process (listeners and poll run in threads).
+
+    A missing base path is not an error: as tensorflow_model_server, the
+    server starts and serves the first version that appears there.
+    """
+    if not os.path.isdir(options.model_base_path):
+        log.warning("model base path %s does not exist (yet)", options.model_base_path)
+    return ModelServer(options).start()
+
+
+def serve(options: ServerOptions) -> int:
+    """Runs a server until SIGINT or SIGTERM; returns the exit status."""
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
+    try:
+        server = start(options)
+    except (OSError, ValueError) as error:
+        log.error("cannot start: %s", error)
+        return 1
+    try:
+        stopping.wait()
+    finally:
+        server.stop()
+    return 0

@@ -1,0 +1,272 @@
+"""TF Serving's JSON formats <-> numpy arrays and tf.Examples.
+
+Follows TF Serving's REST API: row format (`instances` -> `predictions`),
+columnar format (`inputs` -> `outputs`), `{"b64": ...}` for binary strings, and
+Classify's `examples` + `context`. Every value is type-checked against the
+signature's dtype, so `"1.5"` is not silently accepted as a float nor `null`
+as NaN; numpy never sees unchecked JSON.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+
+import numpy as np
+import tensorflow as tf
+
+from serving.errors import invalid_argument
+from serving.servable import Signature
+
+
+def parse_body(body: bytes) -> dict:
+    """The request's JSON object."""
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        raise invalid_argument(f"JSON Parse error: {error}") from None
+    if not isinstance(payload, dict):
+        raise invalid_argument(f"JSON Value: request body must be a JSON object, got {type(payload).__name__}")
+    return payload
+
+
+def decode_predict(request: dict, signature: Signature) -> tuple[dict[str, np.ndarray], bool]:
+    """Predict's inputs from a request; True as second value for row format."""
+    if ("instances" in request) == ("inputs" in request):
+        raise invalid_argument("Missing 'inputs' or 'instances' key" if "inputs" not in request
+                               else "Not allowed to have both 'inputs' and 'instances' keys")
+    if "instances" in request:
+        return _decode_rows(request["instances"], signature), True
+    return _decode_columns(request["inputs"], signature), False
+
+
+def _decode_rows(instances, signature: Signature) -> dict[str, np.ndarray]:
+    if not isinstance(instances, list):
+        raise invalid_argument("Expecting 'instances' to be a list/array")
+    if not instances:
+        raise invalid_argument("'instances' is empty: send at least one instance")
+    if not _is_named(instances[0]):
+        name = _only_input(signature, "instances is a plain list")
+        return {name: to_array(instances, signature.inputs[name], f"input {name!r}", batched=True)}
+    for index, instance in enumerate(instances):
+        if not _is_named(instance):
+            raise invalid_argument(f"instance {index}: expected a JSON object of named inputs like the first one")
+        _check_names(instance, signature, f"instance {index}")
+    return {name: to_array([instance[name] for instance in instances], spec, f"input {name!r}", batched=True)
+            for name, spec in signature.inputs.items()}
+
+
+def _decode_columns(inputs, signature: Signature) -> dict[str, np.ndarray]:
+    if not _is_named(inputs):
+        name = _only_input(signature, "'inputs' is not an object of named inputs")
+        return {name: to_array(inputs, signature.inputs[name], f"input {name!r}")}
+    _check_names(inputs, signature, "'inputs'")
+    return {name: to_array(inputs[name], spec, f"input {name!r}") for name, spec in signature.inputs.items()}
+
+
+def _is_named(value) -> bool:
+    return isinstance(value, dict) and not _is_b64(value)
+
+
+def _is_b64(value) -> bool:
+    return isinstance(value, dict) and len(value) == 1 and "b64" in value
+
+
+def _only_input(signature: Signature, what: str) -> str:
+    if len(signature.inputs) != 1:
+        raise invalid_argument(f"{what}, but signature {signature.name!r} has {len(signature.inputs)} inputs "
+                               f"({', '.join(sorted(signature.inputs))}): send objects keyed by input name")
+    return next(iter(signature.inputs))
+
+
+def _check_names(named: dict, signature: Signature, where: str) -> None:
+    expected, sent = set(signature.inputs), set(named)
+    if sent != expected:
+        problems = []
+        if expected - sent:
+            problems.append(f"missing inputs: {', '.join(sorted(expected - sent))}")
+        if sent - expected:
+            problems.append(f"unknown inputs: {', '.join(sorted(sent - expected))}")
+        raise invalid_argument(f"{where}: {'; '.join(problems)} (signature {signature.name!r} takes "
+                               f"{', '.join(sorted(expected))})")
+
+
+def to_array(value, spec: tf.TensorSpec, where: str, batched: bool = False) -> np.ndarray:
+    """A JSON value as an array of `spec`'s dtype, checked leaf by leaf.
+
+    Args:
+      value: Nested lists of scalars (or one scalar).
+      spec: The input's TensorSpec; shape is checked later, dtype here.
+      where: Names the input in error messages.
+      batched: `value` is a list of instances (row format).
+    """
+    shape, leaves = _flatten(value, where)
+    if batched and not shape:
+        raise invalid_argument(f"{where}: expected a list of instances")
+    convert = _leaf_converter(spec.dtype, where)
+    converted = [convert(leaf) for leaf in leaves]
+    if spec.dtype == tf.string:
+        array = np.empty(len(converted), dtype=object)
+        array[:] = converted
+    else:
+        try:
+            array = np.array(converted, dtype=spec.dtype.as_numpy_dtype)
+        except OverflowError:
+            raise invalid_argument(f"{where}: value out of range for {spec.dtype.name}") from None
+    return array.reshape(shape)
+
+
+def _flatten(value, where: str) -> tuple[list[int], list]:
+    """(shape, leaves in row-major order) of a rectangular nested list."""
+    if not isinstance(value, list):
+        return [], [value]
+    if not value:
+        return [0], []
+    inner_shape, leaves = None, []
+    for item in value:
+        shape, item_leaves = _flatten(item, where)
+        if inner_shape is None:
+            inner_shape = shape
+        elif shape != inner_shape:
+            raise invalid_argument(f"{where}: nested lists are not rectangular (shapes {inner_shape} and {shape})")
+        leaves.extend(item_leaves)
+    return [len(value)] + inner_shape, leaves
+
+
+def _leaf_converter(dtype: tf.DType, where: str):
+    def fail(leaf, expected):
+        raise invalid_argument(f"{where}: expected {expected} for {dtype.name}, got {json.dumps(leaf)[:80]}")
+
+    if dtype == tf.string:
+        def convert(leaf):
+            if isinstance(leaf, str):
+                return leaf.encode("utf-8")
+            if _is_b64(leaf) and isinstance(leaf["b64"], str):
+                return _b64decode(leaf["b64"], where)
+            return fail(leaf, 'a string or {"b64": ...}')
+    elif dtype == tf.bool:
+        def convert(leaf):
+            return leaf if isinstance(leaf, bool) else fail(leaf, "true/false")
+    elif dtype.is_floating:
+        def convert(leaf):
+            ok = isinstance(leaf, (int, float)) and not isinstance(leaf, bool)
+            return leaf if ok else fail(leaf, "a number")
+    elif dtype.is_integer:
+        low, high = dtype.min, dtype.max
+
+        def convert(leaf):
+            if not isinstance(leaf, int) or isinstance(leaf, bool):
+                return fail(leaf, "an integer")
+            return leaf if low <= leaf <= high else fail(leaf, f"an integer in [{low}, {high}]")
+    else:
+        raise invalid_argument(f"{where}: dtype {dtype.name} is not supported over JSON")
+    return convert
+
+
+def _b64decode(text: str, where: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise invalid_argument(f"{where}: invalid base64 in {{\"b64\": ...}}") from None
+
+
+def encode_predict(outputs: dict[str, np.ndarray], row_format: bool) -> dict:
+    """TF Serving's response: `predictions` (row) or `outputs` (columnar)."""
+    names = sorted(outputs)
+    if not row_format:
+        if len(names) == 1:
+            return {"outputs": to_json(outputs[names[0]], names[0])}
+        return {"outputs": {name: to_json(outputs[name], name) for name in names}}
+    sizes = {name: (outputs[name].shape[0] if outputs[name].ndim else None) for name in names}
+    if None in sizes.values() or len(set(sizes.values())) > 1:
+        raise invalid_argument(f"row format needs outputs with one batch size; got {sizes}: use 'inputs'")
+    columns = {name: to_json(outputs[name], name) for name in names}
+    if len(names) == 1:
+        return {"predictions": columns[names[0]]}
+    rows = next(iter(sizes.values()))
+    return {"predictions": [{name: columns[name][i] for name in names} for i in range(rows)]}
+
+
+def to_json(array: np.ndarray, name: str):
+    """An output array as JSON values; bytes as text, or b64 when not UTF-8.
+
+    As TF Serving, an output whose name ends in `_bytes` is always b64.
+    """
+    values = array.tolist()
+    if array.dtype != object:
+        return values
+    always_b64 = name.endswith("_bytes")
+    return _map_leaves(values, lambda leaf: _bytes_to_json(leaf, always_b64))
+
+
+def _bytes_to_json(leaf: bytes, always_b64: bool):
+    if not always_b64:
+        try:
+            return leaf.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    return {"b64": base64.b64encode(leaf).decode("ascii")}
+
+
+def _map_leaves(values, function):
+    if isinstance(values, list):
+        return [_map_leaves(value, function) for value in values]
+    return function(values)
+
+
+def examples_from_json(request: dict) -> list[bytes]:
+    """Serialized tf.Examples from Classify's `examples` and `context`.
+
+    Numbers become float_list, strings and `{"b64": ...}` bytes_list; a value
+    may be a scalar or a flat list. Context features are added to every
+    example; an example's own value wins over the context's.
+    """
+    examples, context = request.get("examples"), request.get("context", {})
+    if not isinstance(examples, list) or not examples:
+        raise invalid_argument("'examples' must be a non-empty list of JSON objects")
+    if not isinstance(context, dict):
+        raise invalid_argument("'context' must be a JSON object of features")
+    shared = {name: _feature(value, f"context feature {name!r}") for name, value in context.items()}
+    serialized = []
+    for index, example in enumerate(examples):
+        if not isinstance(example, dict):
+            raise invalid_argument(f"example {index}: must be a JSON object of features")
+        features = dict(shared)
+        features.update({name: _feature(value, f"example {index} feature {name!r}") for name, value in example.items()})
+        serialized.append(tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString())
+    return serialized
+
+
+def _feature(value, where: str) -> tf.train.Feature:
+    values = value if isinstance(value, list) else [value]
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return tf.train.Feature(float_list=tf.train.FloatList(value=values))
+    if all(isinstance(v, str) or (_is_b64(v) and isinstance(v["b64"], str)) for v in values):
+        data = [v.encode("utf-8") if isinstance(v, str) else _b64decode(v["b64"], where) for v in values]
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=data))
+    raise invalid_argument(f"{where}: values must be all numbers or all strings (or {{\"b64\": ...}}), "
+                           f"got {json.dumps(value)[:80]}")
+
+
+def encode_classify(rows: list[list[tuple[str, float]]]) -> dict:
+    """Classify's `results`: per example, a list of [label, score] pairs."""
+    return {"results": [[[label, score] for label, score in row] for row in rows]}
+
+
+def classification_rows(classes: np.ndarray | None, scores: np.ndarray | None) -> list[list[tuple[str, float]]]:
+    """Per example, its (label, score) pairs from the signature's outputs.
+
+    Raises:
+      ServingError: If the outputs are not [N, C] or disagree in shape.
+    """
+    reference = classes if classes is not None else scores
+    if reference is None or reference.ndim != 2:
+        raise invalid_argument("classification outputs must be [batch, classes] 'classes' and/or 'scores'")
+    if classes is not None and scores is not None and classes.shape != scores.shape:
+        raise invalid_argument(f"'classes' {list(classes.shape)} and 'scores' {list(scores.shape)} differ in shape")
+    rows, width = reference.shape
+    labels = ([[b.decode("utf-8", "replace") for b in row] for row in classes.tolist()]
+              if classes is not None else [[""] * width for _ in range(rows)])
+    values = scores.tolist() if scores is not None else [[0.0] * width for _ in range(rows)]
+    return [list(zip(labels[i], values[i], strict=True)) for i in range(rows)]

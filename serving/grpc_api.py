@@ -1,0 +1,154 @@
+"""TF Serving's gRPC services, on the tensorflow-serving-api protos.
+
+`tensorflow.serving.PredictionService` (Predict, Classify, GetModelMetadata)
+and `tensorflow.serving.ModelService` (GetModelStatus). Methods not
+implemented here (Regress, MultiInference, HandleReloadConfigRequest) answer
+UNIMPLEMENTED through the generated base classes.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent import futures
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+from serving.errors import ServingError, as_serving_error, invalid_argument
+from serving.service import ModelRef, ModelService
+
+# As tensorflow_model_server: no limit on message sizes (-1), so large batches
+# are not refused by the transport.
+GRPC_OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+
+log = logging.getLogger(__name__)
+
+
+class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
+    """Predict, Classify and GetModelMetadata."""
+
+    def __init__(self, service: ModelService):
+        self._service = service
+
+    def Predict(self, request: predict_pb2.PredictRequest, context) -> predict_pb2.PredictResponse:  # noqa: N802
+        with _errors_to_status(context):
+            ref = model_ref(request.model_spec)
+            servable = self._service.resolve(ref)  # held for the whole call
+            inputs = {name: tensor_to_array(name, proto) for name, proto in request.inputs.items()}
+            result = self._service.predict(servable, request.model_spec.signature_name, inputs,
+                                           list(request.output_filter))
+            response = predict_pb2.PredictResponse(model_spec=result.model_spec(ref.name))
+            for name, value in result.outputs.items():
+                response.outputs[name].CopyFrom(tf.make_tensor_proto(value))
+            return response
+
+    def Classify(self, request: classification_pb2.ClassificationRequest,  # noqa: N802
+                 context) -> classification_pb2.ClassificationResponse:
+        with _errors_to_status(context):
+            ref = model_ref(request.model_spec)
+            servable = self._service.resolve(ref)
+            result = self._service.classify(servable, request.model_spec.signature_name,
+                                            serialized_examples(request.input))
+            response = classification_pb2.ClassificationResponse(model_spec=result.model_spec(ref.name))
+            for row in result.outputs["rows"]:
+                classifications = response.result.classifications.add()
+                for label, score in row:
+                    classifications.classes.add(label=label, score=score)
+            return response
+
+    def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest,  # noqa: N802
+                         context) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        with _errors_to_status(context):
+            return self._service.metadata(model_ref(request.model_spec), list(request.metadata_field))
+
+
+class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
+    """GetModelStatus."""
+
+    def __init__(self, service: ModelService):
+        self._service = service
+
+    def GetModelStatus(self, request: get_model_status_pb2.GetModelStatusRequest,  # noqa: N802
+                       context) -> get_model_status_pb2.GetModelStatusResponse:
+        with _errors_to_status(context):
+            return self._service.status(model_ref(request.model_spec))
+
+
+def make_grpc_server(service: ModelService, host: str, port: int, max_workers: int) -> tuple[grpc.Server, int]:
+    """A bound, not yet started gRPC server and its port (port 0 picks one)."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
+                         options=GRPC_OPTIONS)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(service), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(service), server)
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    bound = server.add_insecure_port(address)
+    if not bound:
+        raise OSError(f"could not bind gRPC to {address}")
+    return server, bound
+
+
+def model_ref(spec) -> ModelRef:
+    """A ModelSpec proto as a ModelRef."""
+    version = spec.version.value if spec.HasField("version") else None
+    label = spec.version_label or None
+    return ModelRef(spec.name, version=version, label=label)
+
+
+def tensor_to_array(name: str, proto: tensor_pb2.TensorProto) -> np.ndarray:
+    """A request TensorProto as numpy, via tf.make_ndarray."""
+    try:
+        return tf.make_ndarray(proto)
+    except (TypeError, ValueError, KeyError) as error:
+        raise invalid_argument(f"input {name!r}: invalid TensorProto: {error}") from None
+
+
+def serialized_examples(request_input) -> list[bytes]:
+    """Serialized tf.Examples from a tensorflow.serving.Input.
+
+    With `example_list_with_context`, the context's features are added to
+    each example, the example's own value winning on a shared name.
+    """
+    kind = request_input.WhichOneof("kind")
+    if kind == "example_list":
+        return [example.SerializeToString() for example in request_input.example_list.examples]
+    if kind == "example_list_with_context":
+        listed = request_input.example_list_with_context
+        serialized = []
+        for example in listed.examples:
+            merged = tf.train.Example()
+            for key, feature in listed.context.features.feature.items():
+                merged.features.feature[key].CopyFrom(feature)
+            for key, feature in example.features.feature.items():
+                merged.features.feature[key].CopyFrom(feature)
+            serialized.append(merged.SerializeToString())
+        return serialized
+    raise invalid_argument("Input is empty: set example_list or example_list_with_context")
+
+
+class _errors_to_status:  # noqa: N801 - used as a lowercase context manager
+    """Aborts the RPC with the canonical code of any error raised inside."""
+
+    def __init__(self, context):
+        self._context = context
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        if error is None:
+            return False
+        if not isinstance(error, (ServingError, tf.errors.OpError)):
+            log.error("internal error in a gRPC call", exc_info=(kind, error, traceback))
+        wrapped = as_serving_error(error)
+        self._context.abort(wrapped.code, wrapped.message)  # raises, ending the RPC
+        return False

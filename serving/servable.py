@@ -1,0 +1,182 @@
+"""One loaded SavedModel version and its signatures, called directly.
+
+Requests call `loaded.signatures[name]` (a concrete function) with tensors
+checked against the signature's `TensorSpec`s first, so a malformed request
+fails with INVALID_ARGUMENT and a clear message instead of an error deep in
+the graph. Signature metadata comes from `saved_model.pb` itself, so the
+method names the exporter patched in (`tensorflow/serving/classify`) are the
+ones reported and enforced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+
+from serving.errors import ServingError, from_tf_error, invalid_argument
+
+DEFAULT_SIGNATURE = "serving_default"
+PREDICT_METHOD = "tensorflow/serving/predict"
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+# Internal to the SavedModel format; TF Serving lists it in metadata but it is
+# not callable as a signature.
+INIT_OP_KEY = "__saved_model_init_op"
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Signature:
+    """A callable signature.
+
+    Attributes:
+      name: Its key in the SavedModel's signature map.
+      method_name: E.g. `tensorflow/serving/predict`.
+      inputs: Input alias -> `tf.TensorSpec`.
+      outputs: Output aliases, sorted.
+      function: The concrete function, called with keyword tensors.
+    """
+
+    name: str
+    method_name: str
+    inputs: dict[str, tf.TensorSpec]
+    outputs: tuple[str, ...]
+    function: object
+
+
+class Servable:
+    """A loaded version: its signatures and their metadata.
+
+    Attributes:
+      version: The integer version.
+      path: The version directory.
+      signature_defs: Signature key -> `SignatureDef` proto, as saved.
+    """
+
+    def __init__(self, version: int, path: str):
+        self.version = version
+        self.path = path
+        # Keep the loaded object referenced: the concrete functions only hold
+        # weak references to its variables.
+        self._loaded = tf.saved_model.load(path)
+        self.signature_defs = _read_signature_defs(path)
+        self._signatures = {}
+        for name, function in self._loaded.signatures.items():
+            _, input_specs = function.structured_input_signature
+            signature_def = self.signature_defs.get(name)
+            self._signatures[name] = Signature(
+                name=name,
+                method_name=signature_def.method_name if signature_def else PREDICT_METHOD,
+                inputs=dict(input_specs),
+                outputs=tuple(sorted(function.structured_outputs)),
+                function=function,
+            )
+
+    def signature(self, name: str | None) -> Signature:
+        """The signature called `name` (`serving_default` when empty)."""
+        key = name or DEFAULT_SIGNATURE
+        if key not in self._signatures:
+            raise invalid_argument(f'Serving signature key "{key}" not found. '
+                                   f"Available: {', '.join(sorted(self._signatures))}")
+        return self._signatures[key]
+
+    def classify_signature(self, name: str | None) -> Signature:
+        """The signature used by Classify.
+
+        As TF Serving, an empty name means `serving_default`. Unlike TF
+        Serving, if `serving_default` is not a classify signature and the
+        model has exactly one that is, that one is used: a request TF Serving
+        would refuse gets an answer instead, and every request it accepts is
+        answered the same way.
+        """
+        if not name:
+            default = self._signatures.get(DEFAULT_SIGNATURE)
+            candidates = [s for s in self._signatures.values() if s.method_name == CLASSIFY_METHOD]
+            if (default is None or default.method_name != CLASSIFY_METHOD) and len(candidates) == 1:
+                return candidates[0]
+        signature = self.signature(name)
+        if signature.method_name != CLASSIFY_METHOD:
+            raise invalid_argument(f"Expected classification signature method_name to be {CLASSIFY_METHOD}. "
+                                   f"Was: {signature.method_name} (signature {signature.name!r})")
+        return signature
+
+    def run(self, signature: Signature, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Calls `signature` on checked `inputs`; returns numpy outputs.
+
+        Raises:
+          ServingError: INVALID_ARGUMENT for inputs that do not match the
+            signature; the op's code for errors raised while running.
+        """
+        check_inputs(signature, inputs)
+        try:
+            outputs = signature.function(**{name: tf.constant(value, dtype=signature.inputs[name].dtype)
+                                            for name, value in inputs.items()})
+        except tf.errors.OpError as error:
+            raise from_tf_error(error) from None
+        return {key: value.numpy() for key, value in outputs.items()}
+
+    def warm_up(self) -> None:
+        """Calls every signature once on an empty batch.
+
+        The first call of a restored function pays one-off setup costs; paying
+        them here keeps them out of the first request after a version swap.
+        An empty batch needs no knowledge of valid inputs.
+        """
+        for signature in self._signatures.values():
+            empty = {name: np.zeros([0] + [d or 1 for d in spec.shape.as_list()[1:]],
+                                    dtype=object if spec.dtype == tf.string else spec.dtype.as_numpy_dtype)
+                     for name, spec in signature.inputs.items()}
+            try:
+                self.run(signature, empty)
+            except (ServingError, ValueError, TypeError) as error:  # a model may refuse empty batches
+                log.info("warm-up of %s/%s skipped: %s", self.version, signature.name, error)
+
+
+def check_inputs(signature: Signature, inputs: dict[str, np.ndarray]) -> None:
+    """Checks names, dtypes and shapes against the signature.
+
+    Raises:
+      ServingError: INVALID_ARGUMENT naming the offending input.
+    """
+    expected, sent = set(signature.inputs), set(inputs)
+    if expected != sent:
+        raise invalid_argument(
+            f"input size does not match signature {signature.name!r}: {len(sent)}!={len(expected)}. "
+            f"Sent extra: {sorted(sent - expected)}. Missing but required: {sorted(expected - sent)}.")
+    for name, spec in signature.inputs.items():
+        value = inputs[name]
+        dtype = tf.as_dtype(value.dtype) if value.dtype != object else tf.string
+        if dtype != spec.dtype:
+            raise invalid_argument(f"input {name!r}: expects {spec.dtype.name} but {dtype.name} was provided")
+        if not spec.shape.is_compatible_with(value.shape):
+            raise invalid_argument(f"input {name!r}: shape {list(value.shape)} is not compatible with the "
+                                   f"signature's {_shape_text(spec.shape)}")
+
+
+def batch_size(inputs: dict[str, np.ndarray]) -> int | None:
+    """The common leading dimension of `inputs`, or None if there is none."""
+    sizes = {value.shape[0] if value.ndim else None for value in inputs.values()}
+    return sizes.pop() if len(sizes) == 1 else None
+
+
+def _shape_text(shape: tf.TensorShape) -> str:
+    if shape.rank is None:
+        return "<unknown rank>"
+    return "[" + ",".join("?" if d is None else str(d) for d in shape.as_list()) + "]"
+
+
+def _read_signature_defs(path: str) -> dict[str, meta_graph_pb2.SignatureDef]:
+    """The `serve`-tagged meta graph's SignatureDefs from saved_model.pb."""
+    proto = saved_model_pb2.SavedModel()
+    with open(os.path.join(path, "saved_model.pb"), "rb") as handle:
+        proto.ParseFromString(handle.read())
+    for meta_graph in proto.meta_graphs:
+        if "serve" in meta_graph.meta_info_def.tags:
+            return dict(meta_graph.signature_def)
+    return dict(proto.meta_graphs[0].signature_def) if proto.meta_graphs else {}
+

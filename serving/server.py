@@ -1,0 +1,74 @@
+"""`python -m serving.server`: a TF Serving-compatible model server.
+
+Flags are named as tensorflow_model_server's, so scripts written for it work:
+
+  python -m serving.server --model_name=imbalance \\
+      --model_base_path=runs/t/serving_model --port=8500 --rest_api_port=8501
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from serving.app import ServerOptions, serve
+from serving.batching import BatchingOptions
+
+
+def _boolean(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes"):
+        return True
+    if text.lower() in ("0", "false", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m serving.server", description=__doc__.split("\n")[0])
+    parser.add_argument("--model_name", default="default", help="Name clients address the model by.")
+    parser.add_argument("--model_base_path", required=True, help="Directory holding <version>/ SavedModels.")
+    parser.add_argument("--port", type=int, default=8500, help="gRPC port (0: disabled, as TF Serving).")
+    parser.add_argument("--rest_api_port", type=int, default=0, help="REST port (0: disabled, as TF Serving).")
+    parser.add_argument("--host", default="127.0.0.1", help="Address to bind (loopback unless told otherwise).")
+    parser.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0,
+                        help="Seconds between scans for new versions (<= 0: load once).")
+    parser.add_argument("--enable_batching", type=_boolean, nargs="?", const=True, default=False,
+                        help="Merge concurrent requests into batched calls.")
+    parser.add_argument("--max_batch_size", type=int, default=BatchingOptions.max_batch_size)
+    parser.add_argument("--batch_timeout_micros", type=int, default=BatchingOptions.batch_timeout_micros)
+    parser.add_argument("--max_enqueued_batches", type=int, default=BatchingOptions.max_enqueued_batches)
+    parser.add_argument("--max_request_bytes", type=int, default=32 * 1024 * 1024,
+                        help="Largest REST request body accepted (413 beyond).")
+    parser.add_argument("--grpc_max_threads", type=int, default=max(8, 4 * (os.cpu_count() or 1)))
+    parser.add_argument("--max_num_load_retries", type=int, default=5)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.max_batch_size < 1 or args.batch_timeout_micros < 0 or args.max_request_bytes < 1:
+        print("error: --max_batch_size and --max_request_bytes must be >= 1, --batch_timeout_micros >= 0",
+              file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    batching = (BatchingOptions(args.max_batch_size, args.batch_timeout_micros, args.max_enqueued_batches)
+                if args.enable_batching else None)
+    options = ServerOptions(
+        model_name=args.model_name,
+        model_base_path=os.path.abspath(args.model_base_path),
+        port=args.port or None,
+        rest_api_port=args.rest_api_port or None,
+        host=args.host,
+        file_system_poll_wait_seconds=args.file_system_poll_wait_seconds,
+        batching=batching,
+        max_request_bytes=args.max_request_bytes,
+        grpc_max_threads=args.grpc_max_threads,
+        max_num_load_retries=args.max_num_load_retries,
+    )
+    return serve(options)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""Predict, Classify, metadata and status, independent of the transport.
+
+REST and gRPC both decode their request into numpy arrays or serialized
+examples, call this module, and encode its answer; so both give the same
+numbers and the same errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, model_pb2
+
+from serving.batching import BatchingOptions, BatchScheduler
+from serving.codec import classification_rows
+from serving.errors import invalid_argument
+from serving.servable import Servable, Signature
+from serving.versions import VersionManager
+
+SIGNATURE_DEF_FIELD = "signature_def"  # the only metadata field TF Serving knows
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelRef:
+    """What a request addresses: a model, and at most one of version/label."""
+
+    name: str
+    version: int | None = None
+    label: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    """A call's answer, with the version and signature that produced it."""
+
+    servable: Servable
+    signature: Signature
+    outputs: dict
+
+    def model_spec(self, name: str) -> model_pb2.ModelSpec:
+        spec = model_pb2.ModelSpec(name=name, signature_name=self.signature.name)
+        spec.version.value = self.servable.version
+        return spec
+
+
+class ModelService:
+    """The model server's API over one model's versions.
+
+    Args:
+      versions: The model's version manager.
+      batching: Batching parameters; None calls each request on its own.
+    """
+
+    def __init__(self, versions: VersionManager, batching: BatchingOptions | None = None):
+        self.versions = versions
+        self._scheduler = BatchScheduler(batching) if batching else None
+
+    def resolve(self, ref: ModelRef) -> Servable:
+        """The servable `ref` addresses.
+
+        The caller keeps the returned object for the whole request: a version
+        swap in the meantime does not affect it.
+        """
+        return self.versions.servable(ref.name, ref.version, ref.label)
+
+    def predict(self, servable: Servable, signature_name: str | None, inputs: dict[str, np.ndarray],
+                output_filter: list[str] | None = None) -> Result:
+        """Runs a signature; `outputs` maps output alias -> array."""
+        signature = servable.signature(signature_name)
+        wanted = _check_filter(signature, output_filter)
+        outputs = self._run(servable, signature, inputs)
+        return Result(servable, signature, {key: outputs[key] for key in wanted})
+
+    def classify(self, servable: Servable, signature_name: str | None, examples: list[bytes]) -> Result:
+        """Runs a classify signature; `outputs["rows"]` lists, per example, (label, score) pairs."""
+        if not examples:
+            raise invalid_argument("Classify: no examples given")
+        signature = servable.classify_signature(signature_name)
+        if len(signature.inputs) != 1:
+            raise invalid_argument(f"Classify signature {signature.name!r} must take exactly one input "
+                                   f"(serialized tf.Examples), it takes {len(signature.inputs)}")
+        (input_name,) = signature.inputs
+        serialized = np.empty(len(examples), dtype=object)
+        serialized[:] = examples
+        outputs = self._run(servable, signature, {input_name: serialized})
+        rows = classification_rows(outputs.get("classes"), outputs.get("scores"))
+        return Result(servable, signature, {"rows": rows})
+
+    def metadata(self, ref: ModelRef, fields: list[str] | None = None
+                 ) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        """GetModelMetadata: the version's SignatureDefMap, as saved."""
+        fields = [SIGNATURE_DEF_FIELD] if fields is None else fields
+        if not fields:
+            raise invalid_argument("GetModelMetadataRequest must specify at least one metadata_field")
+        unknown = sorted(set(fields) - {SIGNATURE_DEF_FIELD})
+        if unknown:
+            raise invalid_argument(f"Metadata field {unknown[0]} is not supported")
+        servable = self.resolve(ref)
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        response.model_spec.name = ref.name
+        response.model_spec.version.value = servable.version
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        for key, signature_def in servable.signature_defs.items():
+            signature_map.signature_def[key].CopyFrom(signature_def)
+        response.metadata[SIGNATURE_DEF_FIELD].Pack(signature_map)
+        return response
+
+    def status(self, ref: ModelRef) -> get_model_status_pb2.GetModelStatusResponse:
+        """GetModelStatus: all versions seen, or the one `ref` names."""
+        version = ref.version
+        if ref.label:
+            if ref.label not in self.versions.version_labels:
+                raise invalid_argument(f"Unrecognized servable version label: {ref.label}")
+            version = self.versions.version_labels[ref.label]
+        return self.versions.statuses(ref.name, version)
+
+    def _run(self, servable: Servable, signature: Signature, inputs: dict[str, np.ndarray]) -> dict:
+        if self._scheduler is not None:
+            return self._scheduler.run(servable, signature, inputs)
+        return servable.run(signature, inputs)
+
+
+def _check_filter(signature: Signature, output_filter: list[str] | None) -> list[str]:
+    if not output_filter:
+        return list(signature.outputs)
+    unknown = [name for name in output_filter if name not in signature.outputs]
+    if unknown:
+        raise invalid_argument(f"output tensor alias not found in signature: {unknown[0]} Outputs expected to be "
+                               f"in the set {{{','.join(signature.outputs)}}}.")
+    if len(set(output_filter)) != len(output_filter):
+        raise invalid_argument("duplicate output tensor alias in output_filter")
+    return list(output_filter)
+
