@@ -118,6 +118,12 @@ class Servable:
                                             for name, value in inputs.items()})
         except tf.errors.OpError as error:
             raise from_tf_error(error) from None
+        except UnicodeDecodeError:
+            # TF quotes offending input bytes in its error message and then
+            # fails to decode that message (e.g. ParseExample on a string that
+            # is not a serialized tf.Example); the cause is still the input.
+            raise invalid_argument(f"signature {signature.name!r} rejected its input: an input could not be "
+                                   "parsed (e.g. a string that is not a serialized tf.Example)") from None
         return {key: value.numpy() for key, value in outputs.items()}
 
     def warm_up(self) -> None:
