@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import socket
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -65,6 +66,13 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "imbalance-serving"
     service: ModelService
     max_request_bytes: int
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body leave in separate writes; without TCP_NODELAY,
+        # Nagle's algorithm holds the body until the client's delayed ACK
+        # (~40 ms on Linux) on every keep-alive request.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def do_GET(self) -> None:  # noqa: N802 - the stdlib's naming
         self._handle("GET")
