@@ -230,8 +230,8 @@ def markdown(report: dict) -> str:
     lines += ["", f"Batching flags: `{' '.join(report['batching_flags'])}`. A lone request waits up to the "
               "batch timeout for company, so batching costs latency at concurrency 1 and pays off under "
               "concurrency (`--batch_timeout_micros=0` only merges what queues up while a batch runs). "
-              "The naive server's cost is keras `model.predict` per request (tf.data and step-function "
-              "overhead, serialized across threads), not the HTTP layer: both use the same stdlib server "
+              "The naive server's cost is keras `model.predict` per request (per-call data-adapter and "
+              "step-function overhead; its throughput does not grow with client threads here), not the HTTP layer: both use the same stdlib server "
               "with TCP_NODELAY.", "",
               f"Reproduce: `{report['command']}` (or `make bench-serving`); raw numbers in "
               "`benchmarks/results/serving.json`.", ""]

@@ -135,6 +135,7 @@ _DROP = object()
     (":predict", {"instances": "abc"}, 400, "list"),
     (":predict", {"instances": [1.5]}, 400, "string"),
     (":predict", {"instances": [{"b64": "!!not base64!!"}]}, 400, "base64"),
+    (":predict", {"instances": [{"b64": "/wAgZ2FyYmFnZQ=="}]}, 400, "rejected its input"),
     (":predict", {"signature_name": "nope", "instances": ["a"]}, 400, "nope"),
     (":predict", {"signature_name": 3, "instances": ["a"]}, 400, "signature_name"),
     (":predict", {"signature_name": "predict_features", "instances": [1.0]}, 400, "inputs"),
