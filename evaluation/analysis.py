@@ -1,0 +1,80 @@
+"""The TFMA Beam pipeline over the test split.
+
+Reads the gzipped tf.Example shards, adds numeric slice buckets when asked,
+turns them into Arrow record batches (the form TFMA's batched extractors take)
+and runs `tfma.ExtractEvaluateAndWriteResults` for all models in one pass, so
+each example is read once and both models' metrics and the
+candidate-vs-baseline diffs come out of the same run. The pipeline is built by
+`trainer.beam_runner.make_pipeline`: in-process by default, any runner's
+options pass through.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import uuid
+
+import apache_beam as beam
+import tensorflow_model_analysis as tfma
+from tfx_bsl.public import tfxio
+
+from evaluation.run_files import EvaluatedModel
+from evaluation.slicing import SlicePlan, add_buckets
+from trainer.beam_runner import make_pipeline
+from trainer.dataset import list_files
+
+
+def eval_shared_models(models: list[EvaluatedModel], eval_config: tfma.EvalConfig) -> list:
+    return [tfma.default_eval_shared_model(eval_saved_model_path=m.path, model_name=m.name, eval_config=eval_config)
+            for m in models]
+
+
+def run_tfma(models: list[EvaluatedModel], eval_config: tfma.EvalConfig, data_pattern: str, plan: SlicePlan,
+             output_path: str, beam_pipeline_args: tuple[str, ...] = ()) -> float:
+    """Runs TFMA and writes its output into `output_path` (replacing it).
+
+    The output is written into a temporary sibling and renamed into place, so
+    an interrupted run never leaves a mix of old and new results.
+
+    Args:
+      models: Models to evaluate (the EvalConfig names them the same way).
+      eval_config: From `evaluation.eval_config.build_eval_config`.
+      data_pattern: Glob of gzipped tf.Example shards.
+      plan: Slicing plan (numeric features get bucket features added).
+      output_path: Final TFMA output directory.
+      beam_pipeline_args: Beam options, e.g. `--direct_num_workers=2`.
+
+    Returns:
+      The pipeline's wall-clock seconds.
+    """
+    files = list_files(data_pattern)  # fails early, with the pattern, when the split is missing
+    parent = os.path.dirname(os.path.abspath(output_path))
+    os.makedirs(parent, exist_ok=True)
+    staging = os.path.join(parent, f".evaluation-staging-{uuid.uuid4().hex}")
+    started = time.time()
+    try:
+        pipeline = make_pipeline(beam_pipeline_args)
+        with pipeline:
+            records = pipeline | "ReadTest" >> beam.Create(files) | "ReadShards" >> beam.io.ReadAllFromTFRecord(
+                compression_type=beam.io.filesystem.CompressionTypes.GZIP)
+            if plan.numeric:
+                numeric = dict(plan.numeric)
+                records = records | "AddBuckets" >> beam.Map(add_buckets, numeric)
+            batches = records | "ToArrow" >> tfxio.TFExampleBeamRecord(
+                physical_format="inmem", raw_record_column_name=tfma.ARROW_INPUT_COLUMN).BeamSource()
+            _ = batches | "TFMA" >> tfma.ExtractEvaluateAndWriteResults(
+                eval_shared_model=eval_shared_models(models, eval_config),
+                eval_config=eval_config,
+                output_path=staging,
+                display_only_data_location=data_pattern,
+                display_only_file_format="tfrecords",
+            )
+        seconds = time.time() - started
+        if os.path.exists(output_path):
+            shutil.rmtree(output_path)
+        os.rename(staging, output_path)
+        return seconds
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

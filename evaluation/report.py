@@ -1,0 +1,201 @@
+"""`RUN/report/index.html`: one static page, PNGs beside it, no scripts.
+
+Opens from disk in any browser without network access: the styles are inline
+and every image is a relative `src`. All numbers on the page come from the
+TFMA result (metrics, slices, curves, confusion matrices), the run's files
+(run.json, history/, tuning/trials.csv) or the exported models' own
+predictions on the test split (the reliability plot).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import math
+import os
+
+from evaluation import plots
+from evaluation.blessing import Verdict
+from evaluation.results import OVERALL, ModelResult, worst_first
+from evaluation.run_files import BASELINE, CANDIDATE, EvaluatedModel
+
+STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1150px;
+color:#222;padding:0 1em}
+h1{font-size:1.6em} h2{margin-top:1.8em;border-bottom:1px solid #ddd;padding-bottom:.2em}
+table{border-collapse:collapse;font-size:.88em;margin:.6em 0}
+th,td{border:1px solid #ccc;padding:.25em .5em;text-align:right} th{background:#f3f3f3}
+td.name,th.name{text-align:left} .verdict{font-size:1.3em;font-weight:bold;padding:.4em .8em;display:inline-block}
+.blessed{background:#d5f5e3;color:#145a32} .not{background:#fadbd8;color:#78281f}
+.note{color:#555;font-size:.9em} img{max-width:100%;border:1px solid #eee;margin:.4em 0}
+tr.overall td{font-weight:bold;background:#fafafa} .worse{color:#a93226}
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportInputs:
+    """Everything the page shows.
+
+    Attributes:
+      models: Evaluated models (candidate first).
+      results: model name -> TFMA results.
+      verdict: From TFMA's validation result.
+      reliability: model name -> {"before": bins, "after": bins} from predictions.
+      run_json: The run's run.json (Brier / ECE before and after calibration).
+      histories: run.json key -> per-epoch Keras metrics.
+      trials: Rows of tuning/trials.csv ([] when absent).
+      checks: Human-readable blessing rules.
+      tfma_seconds: TFMA pipeline wall time (None when `--report-only`).
+    """
+
+    models: list[EvaluatedModel]
+    results: dict[str, ModelResult]
+    verdict: Verdict
+    reliability: dict[str, dict]
+    run_json: dict
+    histories: dict
+    trials: list[dict]
+    checks: list[str]
+    tfma_seconds: float | None = None
+
+
+def _fmt(value, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, float) and value.is_integer() and abs(value) >= 1:
+        return f"{int(value):,}"
+    return f"{value:.{digits}f}"
+
+
+def write_report(inputs: ReportInputs, out_dir: str) -> str:
+    """Draws the figures and writes `index.html` into `out_dir`; returns its path."""
+    os.makedirs(out_dir, exist_ok=True)
+    labels = {m.name: m.label for m in inputs.models}
+    names = [m.name for m in inputs.models]
+    body = [f"<h1>Evaluation report: {html.escape(labels[names[0]])} model"
+            + (" vs unweighted baseline" if BASELINE in names else "") + "</h1>", _verdict(inputs)]
+    body += _headline(inputs, names, labels)
+    images = _figures(inputs, names, labels, out_dir)
+    body.append("<h2>Precision-recall and ROC curves (test split, TFMA)</h2>")
+    body.append(_img(images["curves"], "PR and ROC curves"))
+    body.append("<h2>Confusion matrices at each model's threshold (TFMA)</h2>")
+    body.append(_img(images["confusion"], "confusion matrices"))
+    body.append("<h2>Calibration (reliability on test)</h2>"
+                "<p class='note'>Before = sigmoid of the raw logit; after = the exported, corrected probability."
+                " Brier score and ECE are from run.json.</p>")
+    body.append(_calibration_table(inputs, names, labels))
+    body.append(_img(images["reliability"], "reliability diagrams"))
+    body.append(_slice_table(inputs, names, labels))
+    if "trials" in images:
+        body.append("<h2>Tuner trials</h2>" + _img(images["trials"], "objective vs weight ratio"))
+    if "training" in images:
+        body.append("<h2>The seed's experiment: training curves, weighted vs unweighted</h2>"
+                    "<p class='note'>Per epoch, train (solid) and validation (dashed). Losses of differently"
+                    " weighted objectives are on different scales; accuracy rewards predicting the majority,"
+                    " minority recall (at 0.5) is what weighting buys.</p>" + _img(images["training"], "training"))
+    timing = f" TFMA pipeline: {inputs.tfma_seconds:.1f} s." if inputs.tfma_seconds is not None else ""
+    body.append(f"<p class='note'>Generated from RUN/evaluation (TFMA) and the run's files.{timing}</p>")
+    page = ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Evaluation report</title>"
+            f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>")
+    path = os.path.join(out_dir, "index.html")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(page)
+    return path
+
+
+def _img(filename: str, alt: str) -> str:
+    return f"<img src='{html.escape(filename)}' alt='{html.escape(alt)}'>"
+
+
+def _verdict(inputs: ReportInputs) -> str:
+    verdict = inputs.verdict
+    css = "blessed" if verdict.blessed else "not"
+    items = "".join(f"<li>{html.escape(c)}</li>" for c in inputs.checks)
+    failures = "".join(f"<li>{html.escape(f)}</li>" for f in verdict.failures)
+    return (f"<p><span class='verdict {css}'>{verdict.marker}</span></p><p>Checks (overall test slice):</p>"
+            f"<ul>{items}</ul>" + (f"<p>Failed:</p><ul class='worse'>{failures}</ul>" if failures else ""))
+
+
+HEADLINE = [("pr_auc", "PR-AUC"), ("auc", "ROC-AUC"), ("recall", "recall @ threshold"),
+            ("precision", "precision @ threshold"), ("f1_score", "F1 @ threshold"),
+            ("recall_at_precision", "recall @ precision ≥ p"), ("precision_at_recall", "precision @ recall ≥ r"),
+            ("specificity", "specificity (class-0 recall)"), ("calibration", "calibration (mean pred / mean label)"),
+            ("threshold", "decision threshold"), ("example_count", "test examples")]
+
+
+def _headline(inputs: ReportInputs, names: list[str], labels: dict[str, str]) -> list[str]:
+    head = "".join(f"<th>{html.escape(labels[n])}</th>" for n in names)
+    rows = []
+    for key, title in HEADLINE:
+        values = [inputs.results[n].overall.get(key) for n in names]
+        cells = "".join(f"<td>{_fmt(v)}</td>" for v in values)
+        rows.append(f"<tr><td class='name'>{html.escape(title)}</td>{cells}</tr>")
+    return ["<h2>Minority class (1) on the test split</h2>",
+            f"<table><tr><th class='name'>metric (TFMA, overall slice)</th>{head}</tr>{''.join(rows)}</table>"]
+
+
+def _calibration_table(inputs: ReportInputs, names: list[str], labels: dict[str, str]) -> str:
+    rows = []
+    for name in names:
+        test = inputs.run_json.get("weighted" if name == CANDIDATE else "baseline", {}).get("test", {})
+        rows.append(f"<tr><td class='name'>{html.escape(labels[name])}</td><td>{_fmt(test.get('brier_before'))}</td>"
+                    f"<td>{_fmt(test.get('brier'))}</td><td>{_fmt(test.get('ece_before'))}</td>"
+                    f"<td>{_fmt(test.get('ece'))}</td></tr>")
+    return ("<table><tr><th class='name'>model</th><th>Brier before</th><th>Brier after</th><th>ECE before</th>"
+            f"<th>ECE after</th></tr>{''.join(rows)}</table>")
+
+
+SLICE_COLUMNS = [("class1/pr_auc", "PR-AUC"), ("class1/auc", "ROC-AUC"), ("recall", "recall"),
+                 ("precision", "precision"), ("class0/pr_auc", "PR-AUC"), ("specificity", "recall"),
+                 ("negative_predictive_value", "precision")]
+
+
+def _slice_table(inputs: ReportInputs, names: list[str], labels: dict[str, str]) -> str:
+    candidate = inputs.results[names[0]]
+    short = {n: ("W" if n == CANDIDATE else "B") for n in names}
+    legend = ", ".join(f"{short[n]} = {html.escape(labels[n])}" for n in names)
+    span = len(names)
+    head1 = ("<tr><th class='name' rowspan='2'>slice</th><th rowspan='2'>examples</th><th rowspan='2'>positives</th>"
+             f"<th colspan='{4 * span}'>minority class 1 (recall/precision at each model's threshold)</th>"
+             f"<th colspan='{3 * span}'>majority class 0</th></tr>")
+    head2 = "<tr>" + "".join(f"<th>{title} {short[n]}</th>" for _, title in SLICE_COLUMNS for n in names) + "</tr>"
+    rows = []
+    for slice_name in worst_first(candidate):
+        metrics = {n: inputs.results[n].slices.get(slice_name, {}) for n in names}
+        count = metrics[names[0]].get("example_count", math.nan)
+        positives = count * metrics[names[0]].get("mean_label", math.nan)
+        cells = [f"<td class='name'>{html.escape(slice_name)}</td><td>{_fmt(count)}</td><td>{_fmt(round(positives, 6))}</td>"]
+        for key, _ in SLICE_COLUMNS:
+            values = [metrics[n].get(key, math.nan) for n in names]
+            for i, value in enumerate(values):
+                worse = i == 0 and len(values) > 1 and not math.isnan(value) and value < values[1] - 1e-9
+                cells.append(f"<td class='{'worse' if worse else ''}'>{_fmt(value, 3)}</td>")
+        css = " class='overall'" if slice_name == OVERALL else ""
+        rows.append(f"<tr{css}>{''.join(cells)}</tr>")
+    return ("<h2>Slices (TFMA), worst first by the weighted model's minority PR-AUC</h2>"
+            f"<p class='note'>{legend}. Red: the weighted model is below the baseline. A slice without positives"
+            " has undefined minority metrics (–) and is listed last.</p>"
+            f"<table>{head1}{head2}{''.join(rows)}</table>")
+
+
+def _figures(inputs: ReportInputs, names: list[str], labels: dict[str, str], out_dir: str) -> dict[str, str]:
+    def target(name: str) -> str:
+        return os.path.join(out_dir, name)
+
+    operating = {}
+    for n in names:
+        overall = inputs.results[n].overall
+        operating[n] = {"precision": overall.get("precision", math.nan), "recall": overall.get("recall", math.nan),
+                        "fpr": 1.0 - overall.get("specificity", math.nan)}
+    files = {
+        "curves": plots.pr_roc_curves({n: inputs.results[n].curve for n in names}, operating, labels,
+                                      target("pr_roc.png")),
+        "confusion": plots.confusion_matrices({n: inputs.results[n].overall for n in names}, labels,
+                                              target("confusion.png")),
+        "reliability": plots.reliability(inputs.reliability, labels, target("calibration.png")),
+    }
+    if inputs.trials:
+        files["trials"] = plots.trials(inputs.trials, target("trials.png"))
+    if inputs.histories:
+        files["training"] = plots.training_curves(inputs.histories, target("training.png"))
+    return {key: os.path.basename(path) for key, path in files.items()}

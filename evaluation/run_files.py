@@ -1,0 +1,110 @@
+"""Reading what training left in a run directory (DESIGN.md section 8).
+
+Everything the evaluation needs from a run is looked up here, once: the two
+exported models (latest integer version), their decision thresholds from
+`run.json`, the schema, the per-epoch histories and the tuner's trials.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+
+from trainer.schema import Schema, load_schema
+
+CANDIDATE, BASELINE = "candidate", "baseline"  # TFMA model names, as TFX's Evaluator names them
+RUN_KEYS = {CANDIDATE: "weighted", BASELINE: "baseline"}  # their keys in run.json / history/
+MODEL_DIRS = {CANDIDATE: "serving_model", BASELINE: "baseline_model"}
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluatedModel:
+    """One model under evaluation.
+
+    Attributes:
+      name: TFMA model name (`candidate` or `baseline`).
+      path: SavedModel directory (one integer version).
+      threshold: The model's own decision threshold on the minority score.
+      label: Human-readable name for the report.
+    """
+
+    name: str
+    path: str
+    threshold: float
+    label: str
+
+
+def latest_version(base: str) -> str:
+    """The highest integer version directory under `base`.
+
+    Raises:
+      FileNotFoundError: no complete integer version exists.
+    """
+    versions = sorted(int(name) for name in _listdir(base)
+                      if name.isdigit() and os.path.exists(os.path.join(base, name, "saved_model.pb")))
+    if not versions:
+        raise FileNotFoundError(f"no exported model version under {base}")
+    return os.path.join(base, str(versions[-1]))
+
+
+def _listdir(path: str) -> list[str]:
+    return os.listdir(path) if os.path.isdir(path) else []
+
+
+def load_run_json(run_dir: str) -> dict:
+    path = os.path.join(run_dir, "run.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} does not exist: train the run first")
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def run_models(run_dir: str, run_json: dict | None = None) -> list[EvaluatedModel]:
+    """The candidate (weighted) and baseline models of a run, latest versions.
+
+    The threshold of each comes from its own `run.json` section, because the
+    two models were thresholded separately on validation.
+    """
+    run_json = run_json if run_json is not None else load_run_json(run_dir)
+    models = []
+    for name in (CANDIDATE, BASELINE):
+        section = run_json.get(RUN_KEYS[name])
+        if section is None:
+            raise FileNotFoundError(f"run.json has no '{RUN_KEYS[name]}' section: train it first")
+        models.append(EvaluatedModel(
+            name=name,
+            path=latest_version(os.path.join(run_dir, MODEL_DIRS[name])),
+            threshold=float(section["threshold"]["value"]),
+            label="weighted" if name == CANDIDATE else "unweighted baseline",
+        ))
+    return models
+
+
+def test_pattern(run_dir: str) -> str:
+    return os.path.join(run_dir, "data", "test", "data-*.tfrecord.gz")
+
+
+def run_schema(run_dir: str) -> Schema:
+    return load_schema(os.path.join(run_dir, "data"))
+
+
+def load_histories(run_dir: str) -> dict[str, dict[str, list[float]]]:
+    """`{"weighted": {...}, "baseline": {...}}` per-epoch Keras metrics (missing ones skipped)."""
+    histories = {}
+    for key in RUN_KEYS.values():
+        path = os.path.join(run_dir, "history", f"{key}.json")
+        if os.path.exists(path):
+            with open(path) as handle:
+                histories[key] = json.load(handle)
+    return histories
+
+
+def load_trials(run_dir: str) -> list[dict[str, str]]:
+    """Rows of `RUN/tuning/trials.csv`, or [] when the run was not tuned."""
+    path = os.path.join(run_dir, "tuning", "trials.csv")
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
