@@ -19,7 +19,7 @@ from evaluation.run_files import (
     load_trials,
     run_models,
     run_schema,
-    test_pattern,
+    split_pattern,
 )
 
 EVALUATION_DIR, REPORT_DIR, SUMMARY_FILE = "evaluation", "report", "summary.json"
@@ -86,7 +86,7 @@ def run_evaluation(run_dir: str, options: EvaluationOptions | None = None) -> di
 
         plan = plan_slices(schema, options.slice_features, options.max_slice_vocabulary)
         eval_config = build_eval_config(models, schema.label, plan, options)
-        seconds = run_tfma(models, eval_config, test_pattern(run_dir), plan, eval_dir, options.beam_pipeline_args)
+        seconds = run_tfma(models, eval_config, split_pattern(run_dir), plan, eval_dir, options.beam_pipeline_args)
     verdict = read_verdict(eval_dir)
     write_marker(eval_dir, verdict)
     results = {m.name: load_model_result(eval_dir, m.name) for m in models}
@@ -106,7 +106,7 @@ def _report(run_dir, models, results, verdict, run_json, options, seconds) -> st
     schema = run_schema(run_dir)
     tables = {}
     for model in models:
-        predicted = predict_test(model.path, test_pattern(run_dir), schema)
+        predicted = predict_test(model.path, split_pattern(run_dir), schema)
         # "After" is TFMA's own CalibrationPlot; TFMA cannot see the uncorrected
         # probability, so "before" comes from the model's raw logit output.
         tables[model.name] = {"before": reliability(predicted["labels"], predicted["raw"]),

@@ -16,7 +16,7 @@ import os
 
 from evaluation import plots
 from evaluation.blessing import Verdict
-from evaluation.results import OVERALL, ModelResult, worst_first
+from evaluation.results import OVERALL, ModelResult, has_positives, worst_first
 from evaluation.run_files import BASELINE, CANDIDATE, EvaluatedModel
 
 STYLE = """
@@ -62,9 +62,11 @@ class ReportInputs:
 def _fmt(value, digits: int = 4) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
-    if isinstance(value, float) and value.is_integer() and abs(value) >= 1:
-        return f"{int(value):,}"
     return f"{value:.{digits}f}"
+
+
+def _count(value) -> str:
+    return "–" if value is None or math.isnan(value) else f"{round(value):,}"
 
 
 def write_report(inputs: ReportInputs, out_dir: str) -> str:
@@ -128,7 +130,7 @@ def _headline(inputs: ReportInputs, names: list[str], labels: dict[str, str]) ->
     rows = []
     for key, title in HEADLINE:
         values = [inputs.results[n].overall.get(key) for n in names]
-        cells = "".join(f"<td>{_fmt(v)}</td>" for v in values)
+        cells = "".join(f"<td>{_count(v) if key == 'example_count' else _fmt(v)}</td>" for v in values)
         rows.append(f"<tr><td class='name'>{html.escape(title)}</td>{cells}</tr>")
     return ["<h2>Minority class (1) on the test split</h2>",
             f"<table><tr><th class='name'>metric (TFMA, overall slice)</th>{head}</tr>{''.join(rows)}</table>"]
@@ -145,6 +147,7 @@ def _calibration_table(inputs: ReportInputs, names: list[str], labels: dict[str,
             f"<th>ECE after</th></tr>{''.join(rows)}</table>")
 
 
+CLASS0_AT_THRESHOLD = ("specificity", "negative_predictive_value")
 SLICE_COLUMNS = [("class1/pr_auc", "PR-AUC"), ("class1/auc", "ROC-AUC"), ("recall", "recall"),
                  ("precision", "precision"), ("class0/pr_auc", "PR-AUC"), ("specificity", "recall"),
                  ("negative_predictive_value", "precision")]
@@ -164,9 +167,12 @@ def _slice_table(inputs: ReportInputs, names: list[str], labels: dict[str, str])
         metrics = {n: inputs.results[n].slices.get(slice_name, {}) for n in names}
         count = metrics[names[0]].get("example_count", math.nan)
         positives = count * metrics[names[0]].get("mean_label", math.nan)
-        cells = [f"<td class='name'>{html.escape(slice_name)}</td><td>{_fmt(count)}</td><td>{_fmt(round(positives, 6))}</td>"]
+        cells = [f"<td class='name'>{html.escape(slice_name)}</td><td>{_count(count)}</td><td>{_count(positives)}</td>"]
+        # Without positives (or negatives) a class's metrics are undefined, whatever TFMA wrote.
+        defined = {"class1": has_positives(metrics[names[0]]), "class0": positives < count - 0.5}
         for key, _ in SLICE_COLUMNS:
-            values = [metrics[n].get(key, math.nan) for n in names]
+            owner = "class0" if key.startswith("class0") or key in CLASS0_AT_THRESHOLD else "class1"
+            values = [metrics[n].get(key, math.nan) if defined[owner] else math.nan for n in names]
             for i, value in enumerate(values):
                 worse = i == 0 and len(values) > 1 and not math.isnan(value) and value < values[1] - 1e-9
                 cells.append(f"<td class='{'worse' if worse else ''}'>{_fmt(value, 3)}</td>")

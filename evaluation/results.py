@@ -134,10 +134,19 @@ def _calibration(plot: dict) -> dict[str, list[float]]:
 def worst_first(candidate: ModelResult, metric: str = "class1/pr_auc") -> list[str]:
     """Slice names, overall first, then by the candidate's `metric` ascending.
 
-    Slices where the metric is undefined (NaN: no positives) go last.
+    Slices without positives go last: their minority metrics are undefined
+    (TFMA reports 0 or NaN for them).
     """
     names = [name for name in candidate.slices if name != OVERALL]
+
     def key(name: str) -> tuple:
-        value = candidate.slices[name].get(metric, math.nan)
-        return (math.isnan(value), value, name)
+        metrics = candidate.slices[name]
+        value = metrics.get(metric, math.nan)
+        undefined = not has_positives(metrics) or math.isnan(value)
+        return (undefined, math.inf if undefined else value, name)
     return [OVERALL, *sorted(names, key=key)]
+
+
+def has_positives(metrics: dict[str, float]) -> bool:
+    """Whether a slice's TFMA metrics saw any minority example."""
+    return metrics.get("mean_label", 0.0) * metrics.get("example_count", 0.0) > 0.5

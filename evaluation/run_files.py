@@ -82,8 +82,9 @@ def run_models(run_dir: str, run_json: dict | None = None) -> list[EvaluatedMode
     return models
 
 
-def test_pattern(run_dir: str) -> str:
-    return os.path.join(run_dir, "data", "test", "data-*.tfrecord.gz")
+def split_pattern(run_dir: str, split: str = "test") -> str:
+    """Glob of a split's gzipped tf.Example shards."""
+    return os.path.join(run_dir, "data", split, "data-*.tfrecord.gz")
 
 
 def run_schema(run_dir: str) -> Schema:

@@ -1,0 +1,166 @@
+"""End-to-end evaluation on the tiny trained run: TFMA, blessing, report.
+
+Each scenario works on a copy of the session's tiny run, so the runs do not
+see each other's `evaluation/` output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from evaluation import EvaluationOptions, run_evaluation
+from evaluation.run_files import run_models, run_schema, split_pattern
+
+pytestmark = pytest.mark.slow
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# TFMA's AUCs are Riemann sums over 1,000 interpolated thresholds (PR-AUC with
+# "careful interpolation"), scikit-learn's are exact (ROC: trapezoids over
+# every distinct score; average precision: a step function). On the tiny test
+# split (30 positives) they differ by about 0.02 for PR-AUC and < 0.005 for ROC.
+PR_AUC_TOLERANCE, ROC_AUC_TOLERANCE = 0.04, 0.01
+
+
+def copy_run(tiny_run, tmp_path) -> str:
+    config = tiny_run[0]
+    target = str(tmp_path / "run")
+    shutil.copytree(config.output_dir, target, ignore=shutil.ignore_patterns("evaluation", "report", "logs"))
+    return target
+
+
+@pytest.fixture(scope="module")
+def evaluated(tiny_run, tmp_path_factory):
+    run_dir = copy_run(tiny_run, tmp_path_factory.mktemp("evaluated"))
+    options = EvaluationOptions(slice_features=("region", "channel", "x0"), min_recall=0.0)
+    return run_dir, run_evaluation(run_dir, options)
+
+
+def test_tfma_agrees_with_scikit_learn_on_model_predictions(evaluated):
+    from sklearn.metrics import average_precision_score, precision_score, recall_score, roc_auc_score
+
+    from evaluation.predictions import predict_test
+
+    run_dir, summary = evaluated
+    schema = run_schema(run_dir)
+    for model in run_models(run_dir):
+        predicted = predict_test(model.path, split_pattern(run_dir), schema)
+        labels, scores = predicted["labels"], predicted["scores"]
+        tfma_metrics = summary["metrics"][model.name]
+        assert tfma_metrics["example_count"] == labels.size
+        assert abs(tfma_metrics["pr_auc"] - average_precision_score(labels, scores)) < PR_AUC_TOLERANCE
+        assert abs(tfma_metrics["auc"] - roc_auc_score(labels, scores)) < ROC_AUC_TOLERANCE
+        # At one explicit threshold TFMA counts exactly (prediction > threshold);
+        # the model's class_ids use >=, identical unless a score equals t exactly.
+        decided = (scores > model.threshold).astype(int)
+        assert np.array_equal(decided, predicted["class_ids"])
+        assert tfma_metrics["precision"] == pytest.approx(precision_score(labels, decided), abs=1e-9)
+        assert tfma_metrics["recall"] == pytest.approx(recall_score(labels, decided), abs=1e-9)
+        assert tfma_metrics["threshold"] == pytest.approx(model.threshold, abs=1e-6)
+
+
+def test_per_class_metrics_and_label_slices_load_back(evaluated):
+    import tensorflow_model_analysis as tfma
+
+    run_dir, summary = evaluated
+    label = run_schema(run_dir).label
+    eval_dir = summary["evaluation_dir"]
+    for name in ("candidate", "baseline"):
+        result = tfma.load_eval_result(eval_dir, model_name=name)
+        slices = dict(result.slicing_metrics)
+        overall = slices[()]
+        assert {"classId:0", "classId:1"} <= set(overall["probabilities"])
+        assert "pr_auc" in overall["probabilities"]["classId:0"]
+        assert "recall" in overall["scores"][""] and "confusion_matrix_at_thresholds" in overall["scores"][""]
+        # Label slices, including one with no positives, which must not break anything.
+        assert ((label, 0),) in slices and ((label, 1),) in slices
+        assert slices[((label, 0),)]["scores"][""]["example_count"]["doubleValue"] > 0
+        assert any(key and key[0][0] == "x0_bucket" for key in slices)  # bucketed numeric slices
+        assert any(key and key[0][0] == "region" for key in slices)
+    validation = tfma.load_validation_result(eval_dir)
+    assert validation.validation_ok == summary["blessed"]
+    marker = "BLESSED" if summary["blessed"] else "NOT_BLESSED"
+    assert os.listdir(eval_dir).count(marker) == 1
+    assert ("NOT_BLESSED" if summary["blessed"] else "BLESSED") not in os.listdir(eval_dir)
+
+
+def test_report_renders_with_every_image(evaluated, tmp_path):
+    run_dir, summary = evaluated
+    report = summary["report"]
+    with open(report, encoding="utf-8") as handle:
+        page = handle.read()
+    sources = re.findall(r"<img src='([^']+)'", page)
+    assert {"pr_roc.png", "confusion.png", "calibration.png", "training.png"} <= set(sources)
+    for source in sources:
+        path = os.path.join(os.path.dirname(report), source)
+        with open(path, "rb") as handle:
+            assert handle.read(8) == PNG_MAGIC, source
+    assert "<script" not in page and "http" not in page  # static, no network
+    assert ("NOT_BLESSED" in page) != summary["blessed"]
+    assert "target = 0" in page and "weighted" in page
+    chromium = "/usr/bin/chromium"
+    if os.path.exists(chromium):
+        shot = tmp_path / "report.png"
+        subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                        "--disable-component-update", "--no-first-run", "--window-size=1280,3000",
+                        f"--screenshot={shot}", f"file://{report}"], check=False, timeout=120, capture_output=True)
+        assert shot.exists() and shot.stat().st_size > 10_000
+
+
+def test_report_only_rebuilds_without_tfma(evaluated):
+    run_dir, summary = evaluated
+    again = run_evaluation(run_dir, EvaluationOptions(report_only=True))
+    assert again["tfma_seconds"] is None and again["blessed"] == summary["blessed"]
+    assert again["metrics"]["candidate"]["pr_auc"] == summary["metrics"]["candidate"]["pr_auc"]
+
+
+def save_random_model(path: str) -> str:
+    """A deliberately broken model: scores are a hash of the example, unrelated to the label."""
+    import tensorflow as tf
+
+    class Random(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+        def serve(self, examples):
+            score = tf.cast(tf.strings.to_hash_bucket_fast(examples, 10_007), tf.float32) / 10_007.0
+            return {"probabilities": tf.stack([1.0 - score, score], axis=1), "scores": score,
+                    "class_ids": tf.cast(score >= 0.5, tf.int64), "logits": tf.math.log(score / (1.0 - score + 1e-6))}
+
+    module = Random()
+    tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
+    return path
+
+
+def test_worse_candidate_is_not_blessed_and_better_one_is(tiny_run, tmp_path):
+    run_dir = copy_run(tiny_run, tmp_path)
+    broken = save_random_model(str(tmp_path / "random_model"))
+    base = EvaluationOptions(slice_features=(), min_recall=0.0)
+
+    # The broken model as the candidate: far below the real baseline's PR-AUC.
+    worse = run_evaluation(run_dir, dataclasses.replace(base, candidate_dir=broken, candidate_threshold=0.5))
+    assert not worse["blessed"]
+    assert any("pr_auc change vs baseline" in failure for failure in worse["failures"])
+    assert os.path.exists(os.path.join(run_dir, "evaluation", "NOT_BLESSED"))
+
+    # The broken model as the baseline, on the multi-process DirectRunner path.
+    better = run_evaluation(run_dir, dataclasses.replace(
+        base, baseline_dir=broken, baseline_threshold=0.5,
+        beam_pipeline_args=("--direct_num_workers=2", "--direct_running_mode=multi_processing")))
+    assert better["blessed"], better["failures"]
+    assert os.path.exists(os.path.join(run_dir, "evaluation", "BLESSED"))
+    assert not os.path.exists(os.path.join(run_dir, "evaluation", "NOT_BLESSED"))
+
+
+def test_value_threshold_on_recall_fails_the_candidate(evaluated, tmp_path, tiny_run):
+    from evaluation.task import main
+
+    run_dir = copy_run(tiny_run, tmp_path)
+    code = main(["--run", run_dir, "--slice-features", "region", "--min-recall", "0.999", "--pr-auc-tolerance", "1"])
+    assert code == 1
+    with open(os.path.join(run_dir, "evaluation", "NOT_BLESSED")) as handle:
+        assert "candidate recall" in handle.read()

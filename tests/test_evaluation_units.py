@@ -1,0 +1,74 @@
+"""Fast unit tests of the evaluation package (no TFMA pipeline)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from evaluation.results import ModelResult, flatten_metrics, slice_name, worst_first
+from evaluation.slicing import BUCKET_SUFFIX, MISSING, add_buckets, bucket_name, plan_slices
+from trainer.schema import Feature, Schema
+
+SCHEMA = Schema(features=(Feature("x0", "numeric", mean=1.0, std=2.0),
+                          Feature("region", "categorical", vocabulary=("a", "b")),
+                          Feature("merchant", "categorical", vocabulary=tuple(f"m{i}" for i in range(50)))),
+                label="target")
+
+
+def test_default_slices_are_small_categoricals():
+    plan = plan_slices(SCHEMA, None, max_vocabulary=20)
+    assert plan.categorical == ("region",) and plan.numeric == {}
+    assert plan.feature_keys == ["target", "region"]
+
+
+def test_numeric_slice_features_are_bucketed_and_unknown_ones_refused():
+    plan = plan_slices(SCHEMA, ("x0", "merchant"), max_vocabulary=20)
+    assert plan.categorical == ("merchant",) and plan.numeric == {"x0": (1.0, 2.0)}
+    assert plan.feature_keys[-1] == "x0" + BUCKET_SUFFIX
+    with pytest.raises(ValueError, match="nope"):
+        plan_slices(SCHEMA, ("nope",), max_vocabulary=20)
+
+
+@pytest.mark.parametrize("value,expected", [(1.0, "-0.5..0.5"), (-10.0, "z<-1.5"), (3.0, "0.5..1.5"), (4.0, "z>=1.5"),
+                                            (100.0, "z>=1.5"), (None, MISSING), (math.nan, MISSING)])
+def test_bucket_name(value, expected):
+    assert bucket_name(value, mean=1.0, std=2.0) == expected
+
+
+def test_add_buckets_keeps_features_and_adds_bucket():
+    from tensorflow.core.example import example_pb2
+
+    example = example_pb2.Example()
+    example.features.feature["x0"].float_list.value.append(100.0)
+    example.features.feature["region"].bytes_list.value.append(b"a")
+    out = example_pb2.Example.FromString(add_buckets(example.SerializeToString(), {"x0": (1.0, 2.0), "x9": (0, 1)}))
+    features = out.features.feature
+    assert features["x0"].float_list.value[0] == 100.0 and features["region"].bytes_list.value[0] == b"a"
+    assert features["x0_bucket"].bytes_list.value[0] == b"z>=1.5"
+    assert features["x9_bucket"].bytes_list.value[0] == MISSING.encode()  # absent feature
+
+
+def test_flatten_metrics_and_worst_first():
+    raw = {"scores": {"": {"pr_auc": {"doubleValue": 0.4}, "pr_auc_diff": {"doubleValue": 0.1},
+                           "example_count": {"doubleValue": 10.0}, "mean_label": {"doubleValue": 0.2},
+                           "confusion_matrix_at_thresholds": {"confusionMatrixAtThresholds": {"matrices": [
+                               {"threshold": 0.3, "truePositives": 1.0, "falseNegatives": 1.0,
+                                "trueNegatives": 8.0}]}}}},
+           "probabilities": {"classId:1": {"auc": {"doubleValue": "NaN"}}, "classId:0": {"auc": {"doubleValue": 0.7}}}}
+    flat = flatten_metrics(raw)
+    assert flat["pr_auc"] == 0.4 and "pr_auc_diff" not in flat
+    assert flat["tp"] == 1.0 and flat["fp"] == 0.0 and flat["threshold"] == 0.3  # proto3 JSON omits zeros
+    assert math.isnan(flat["class1/auc"]) and flat["class0/auc"] == 0.7
+    assert slice_name(()) == "overall" and slice_name((("region", "a"),)) == "region = a"
+    slices = {"overall": flat, "a": {"class1/pr_auc": 0.9, "example_count": 5, "mean_label": 0.2},
+              "b": {"class1/pr_auc": 0.1, "example_count": 5, "mean_label": 0.2},
+              "none": {"class1/pr_auc": 0.0, "example_count": 5, "mean_label": 0.0}}
+    assert worst_first(ModelResult(slices, {}, {}, {})) == ["overall", "b", "a", "none"]
+
+
+def test_task_reports_missing_run(tmp_path, capsys):
+    from evaluation.task import main
+
+    assert main(["--run", str(tmp_path / "absent")]) == 2
+    assert "run.json" in capsys.readouterr().err
