@@ -58,15 +58,19 @@ class _Progress:
 
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
-        done = [t for t in self.oracle.trials.values() if t.status == "COMPLETED"]
-        budget = getattr(self.oracle, "max_trials", None) or len(self.oracle.trials)
         self._durations = getattr(self, "_durations", []) + [time.time() - self._trial_started]
+        # A distributed worker's oracle is a client without the trial table:
+        # it reports its own trials only.
+        trials = getattr(self.oracle, "trials", None)
+        done = len(self._durations) if trials is None else sum(t.status == "COMPLETED" for t in trials.values())
+        budget = getattr(self.oracle, "max_trials", None) or done
         mean = sum(self._durations) / len(self._durations)
         best = self.oracle.get_best_trials(1)
         best_score = f"{best[0].score:.4f}" if best and best[0].score is not None else "n/a"
+        trial = self.oracle.get_trial(trial.trial_id)  # the oracle's copy holds the score
         score = f"{trial.score:.4f}" if trial.score is not None else "failed"
-        eta = max(budget - len(done), 0) * mean
-        print(f"[tuning] trial {len(done)} of {budget}: {self.oracle.objective.name} {score}, "
+        eta = max(budget - done, 0) * mean
+        print(f"[tuning] {self.tuner_id}: trial {done} of {budget}: val objective {score}, "
               f"best so far {best_score}, ETA {eta:.0f} s", flush=True)
 
 

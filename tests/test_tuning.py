@@ -1,0 +1,142 @@
+"""`make tune` end to end on tiny data: search, outputs, resume, distributed mode."""
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import keras_tuner as kt
+import pytest
+
+from tests.conftest import tiny_config
+from tuning.pipeline import RunFinishedError, run_tuning
+from tuning.results import load_best_hyperparameters
+
+pytestmark = pytest.mark.slow
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _trials(run_dir):
+    with open(os.path.join(run_dir, "tuning", "trials.csv")) as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory, tiny_csv):
+    config = tiny_config(str(tmp_path_factory.mktemp("tune") / "run"), tiny_csv, max_trials=4,
+                         tuner="random", tuning_epochs=2, epochs=2)
+    return config, run_tuning(config)
+
+
+def test_outputs_of_a_search(tuned):
+    config, summary = tuned
+    rows = _trials(config.output_dir)
+    assert len(rows) == 4 and {r["status"] for r in rows} == {"COMPLETED"}
+    ratios = {round(float(r["weight_ratio"]), 6) for r in rows}
+    assert len(ratios) >= 3, "the weight ratio must be searched"
+    best = load_best_hyperparameters(os.path.join(config.output_dir, "tuning", "best_hyperparameters.json"))
+    best_row = max(rows, key=lambda r: float(r["objective"]))
+    assert best.values["weight_ratio"] == pytest.approx(float(best_row["weight_ratio"]))
+    assert best.values["loss"] == best_row["loss"]
+    for name in ("serving_model", "baseline_model"):
+        assert os.listdir(os.path.join(config.output_dir, name)) == ["1"]
+    run = json.load(open(os.path.join(config.output_dir, "run.json")))
+    assert run["status"] == "complete" and run["tuning"]["trials"] == 4
+    assert run["weighted"]["hyperparameters"] == dict(best.values)
+    assert run["baseline"]["weight_ratio"] == 1.0
+    assert summary["weighted"]["weight_ratio"] == pytest.approx(best.values["weight_ratio"])
+
+
+def test_best_trial_reproduces_from_the_json(tuned, tmp_path):
+    """Retraining the best values (same epochs) reproduces the trial's objective."""
+    from trainer.pipeline import train_and_export
+
+    config, _ = tuned
+    best_file = os.path.join(config.output_dir, "tuning", "best_hyperparameters.json")
+    rows = _trials(config.output_dir)
+    best_score = max(float(r["objective"]) for r in rows)
+    retrain = config.replace(output_dir=str(tmp_path / "again"), hparams=best_file, epochs=config.tuning_epochs)
+    summary = train_and_export(retrain)
+    history = json.load(open(tmp_path / "again" / "history" / "weighted.json"))
+    assert max(history["val_pr_auc"]) == pytest.approx(best_score, abs=0.02)
+    assert summary["hyperparameters"] == dict(load_best_hyperparameters(best_file).values)
+    assert isinstance(kt.HyperParameters.from_config(json.load(open(best_file))), kt.HyperParameters)
+
+
+def test_a_finished_run_is_refused_and_left_intact(tuned):
+    config, _ = tuned
+    before = {p: os.path.getmtime(os.path.join(config.output_dir, p)) for p in os.listdir(config.output_dir)}
+    with pytest.raises(RunFinishedError, match="finished run"):
+        run_tuning(config)
+    after = {p: os.path.getmtime(os.path.join(config.output_dir, p)) for p in os.listdir(config.output_dir)}
+    assert before == after
+
+
+def _tune_command(csv_path, run_dir, trials):
+    return [sys.executable, "-m", "tuning.task", "--data", csv_path, "--label", "target", "--output-dir", run_dir,
+            "--max-trials", str(trials), "--tuning-epochs", "2", "--epochs", "2", "--verbose", "0",
+            "--tuner", "random", "--skip-evaluation"]
+
+
+def _env(**extra):
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": REPO, **extra}
+
+
+def test_kill_9_mid_search_then_resume(tmp_path, tiny_csv):
+    run_dir = str(tmp_path / "run")
+    process = subprocess.Popen(_tune_command(tiny_csv, run_dir, 4), cwd=REPO, env=_env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    for line in process.stdout:
+        if "trial 2 of 4" in line:
+            process.send_signal(signal.SIGKILL)  # dies in the middle of trial 3
+            break
+    process.wait(timeout=120)
+    completed = [r for r in _trials_from_oracle(run_dir) if r == "COMPLETED"]
+    assert len(completed) == 2
+    result = subprocess.run(_tune_command(tiny_csv, run_dir, 4), cwd=REPO, env=_env(), capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "trial 3 of 4" in result.stdout and "trial 1 of 4" not in result.stdout
+    rows = _trials(run_dir)
+    assert len(rows) == 4 and {r["status"] for r in rows} == {"COMPLETED"}
+
+
+def _trials_from_oracle(run_dir):
+    project = os.path.join(run_dir, "tuning", "search")
+    statuses = []
+    for name in sorted(os.listdir(project)):
+        path = os.path.join(project, name, "trial.json")
+        if name.startswith("trial_") and os.path.exists(path):
+            statuses.append(json.load(open(path))["status"])
+    return statuses
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_distributed_chief_and_two_workers(tmp_path, tiny_csv):
+    run_dir = str(tmp_path / "run")
+    port = str(_free_port())
+    processes = {
+        tuner_id: subprocess.Popen(
+            _tune_command(tiny_csv, run_dir, 4), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, env=_env(KERASTUNER_TUNER_ID=tuner_id, KERASTUNER_ORACLE_IP="127.0.0.1",
+                                KERASTUNER_ORACLE_PORT=port))
+        for tuner_id in ("chief", "worker0", "worker1")
+    }
+    outputs = {name: p.communicate(timeout=400) for name, p in processes.items()}
+    for name, process in processes.items():
+        assert process.returncode == 0, outputs[name][1][-2000:]
+    worker_trials = [outputs[w][0].count("[tuning] " + w + ": trial") for w in ("worker0", "worker1")]
+    # Every trial ran on a worker (the chief only hosts the oracle). Which worker
+    # gets how many depends on start-up timing, so only the total is asserted.
+    assert sum(worker_trials) == 4
+    assert all("worker done" in outputs[w][0] for w in ("worker0", "worker1"))
+    assert "serving_model/1" in outputs["chief"][0]
+    assert len(_trials(run_dir)) == 4
