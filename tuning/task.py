@@ -37,13 +37,19 @@ def parse_args(argv: list[str] | None = None) -> tuple[RunConfig, bool]:
 
 
 def _evaluator(skip: bool):
+    """TFMA evaluation + report of both exported models, or None to skip it."""
     if skip:
         return None
-    try:
-        from evaluation.pipeline import evaluate_run
-    except ImportError:  # evaluation not installed in this checkout
-        return None
-    return evaluate_run
+    from evaluation import EvaluationOptions, run_evaluation
+
+    def evaluate(config: RunConfig) -> dict:
+        summary = run_evaluation(config.output_dir, EvaluationOptions(beam_pipeline_args=config.beam_pipeline_args))
+        verdict = "BLESSED" if summary["blessed"] else "NOT_BLESSED"
+        return {"verdict": verdict, "verdict_file": os.path.join(summary["evaluation_dir"], verdict),
+                "report": summary["report"], "failures": summary["failures"],
+                "tfma_seconds": summary["tfma_seconds"]}
+
+    return evaluate
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,8 +80,10 @@ def print_summary(config: RunConfig, summary: dict) -> None:
               f"{part['loss']}): {headline(part)}")
     evaluation = summary.get("evaluation") or {}
     if evaluation:
-        print(f"verdict: {evaluation.get('verdict')}  ({evaluation.get('verdict_file', '')})")
-        print(f"report:  {evaluation.get('report', '')}")
+        print(f"verdict: {evaluation['verdict']}  ({evaluation['verdict_file']})")
+        for failure in evaluation["failures"]:
+            print(f"  failed: {failure}")
+        print(f"report:  {evaluation['report']}")
 
 
 if __name__ == "__main__":
