@@ -140,3 +140,14 @@ def test_distributed_chief_and_two_workers(tmp_path, tiny_csv):
     assert all("worker done" in outputs[w][0] for w in ("worker0", "worker1"))
     assert "serving_model/1" in outputs["chief"][0]
     assert len(_trials(run_dir)) == 4
+
+
+def test_hyperband_search_and_retrain(tmp_path, tiny_csv):
+    """Hyperband passes epochs/initial_epoch and records "tuner/*" bookkeeping values."""
+    config = tiny_config(str(tmp_path / "run"), tiny_csv, tuner="hyperband", tuning_epochs=2, epochs=1)
+    summary = run_tuning(config)
+    rows = _trials(config.output_dir)
+    assert rows and {r["status"] for r in rows} == {"COMPLETED"}
+    assert "tuner/epochs" in rows[0]
+    assert not any(name.startswith("tuner/") for name in summary["weighted"]["hyperparameters"])
+    assert os.listdir(os.path.join(config.output_dir, "serving_model")) == ["1"]

@@ -73,6 +73,8 @@ def load_values(path: str) -> dict:
 def with_values(counts: tuple[int, int], values: dict) -> kt.HyperParameters:
     """The default space with `values` set; unknown names fail loudly."""
     hp = declare_all(counts)
+    # Hyperband records its bookkeeping ("tuner/epochs", ...) as hyperparameters.
+    values = {k: v for k, v in values.items() if not k.startswith("tuner/")}
     unknown = sorted(set(values) - set(hp.values))
     if unknown:
         raise ConfigError(f"unknown hyperparameters: {', '.join(unknown)}")

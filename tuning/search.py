@@ -63,15 +63,16 @@ class _Progress:
         # it reports its own trials only.
         trials = getattr(self.oracle, "trials", None)
         done = len(self._durations) if trials is None else sum(t.status == "COMPLETED" for t in trials.values())
-        budget = getattr(self.oracle, "max_trials", None) or done
+        budget = getattr(self.oracle, "max_trials", None)  # None for Hyperband: set by its brackets
         mean = sum(self._durations) / len(self._durations)
         best = self.oracle.get_best_trials(1)
         best_score = f"{best[0].score:.4f}" if best and best[0].score is not None else "n/a"
         trial = self.oracle.get_trial(trial.trial_id)  # the oracle's copy holds the score
         score = f"{trial.score:.4f}" if trial.score is not None else "failed"
-        eta = max(budget - done, 0) * mean
-        print(f"[tuning] {self.tuner_id}: trial {done} of {budget}: val objective {score}, "
-              f"best so far {best_score}, ETA {eta:.0f} s", flush=True)
+        progress = f"trial {done} of {budget}" if budget else f"trial {done}"
+        eta = f", ETA {max(budget - done, 0) * mean:.0f} s" if budget else ""
+        print(f"[tuning] {self.tuner_id}: {progress}: val objective {score}, best so far {best_score}{eta}",
+              flush=True)
 
 
 class BayesianTuner(_Progress, kt.BayesianOptimization):
