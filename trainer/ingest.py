@@ -128,11 +128,33 @@ def _read_csv(path: str) -> pd.DataFrame:
     # Read every cell as text so that types are decided here, not guessed per
     # chunk by pandas; empty cells are missing values.
     try:
-        return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[""])
+        frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[""])
     except pd.errors.ParserError as error:
         raise DataError(f"{path}: malformed CSV ({str(error).strip()})") from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty") from None
+    _check_short_rows(path, sep, frame.shape[1])
+    return frame
+
+
+def _check_short_rows(path: str, sep: str, width: int) -> None:
+    """Refuses rows with fewer fields than the header.
+
+    pandas pads a short row with missing values, so a truncated last line or a
+    dropped delimiter would silently become "missing" cells; rows with too
+    many fields already fail in pandas' parser.
+    """
+    import csv
+    import gzip
+
+    opener = gzip.open if path.lower().endswith(".gz") else open
+    with opener(path, "rt", newline="", encoding="utf-8", errors="replace") as handle:
+        reader = csv.reader(handle, delimiter=sep)
+        next(reader, None)  # the header
+        for row in reader:
+            if row and len(row) < width:  # blank lines are skipped, as pandas does
+                raise DataError(f"{path}: malformed CSV (line {reader.line_num} has {len(row)} fields, "
+                                f"the header has {width})")
 
 
 def _read_parquet(path: str) -> pd.DataFrame:
