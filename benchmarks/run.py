@@ -1,0 +1,87 @@
+"""Speed and model-quality benchmarks (entry point of `make bench` / `make bench-quick`).
+
+  .venv/bin/python -m benchmarks.run            # quick, CI-sized (a few minutes on 2 CPUs)
+  .venv/bin/python -m benchmarks.run --full     # the documented numbers (about an hour on 2 CPUs)
+
+Writes `benchmarks/results/{quality,speed}.json` (`--full`) or
+`{quality,speed}-quick.json`, then regenerates the benchmark sections of
+docs/benchmarks.md from the full results when they exist, else from the quick
+ones. `--render-only` just regenerates the document.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, "benchmarks", "results")
+DOC = os.path.join(ROOT, "docs", "benchmarks.md")
+PARTS = ("quality", "speed")
+
+
+def result_name(part: str, full: bool) -> str:
+    return f"{part}.json" if full else f"{part}-quick.json"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--full", action="store_true", help="all datasets, 3 seeds, seed-scale speed runs")
+    parser.add_argument("--only", choices=PARTS, default=None, help="run one part")
+    parser.add_argument("--seeds", type=int, default=None, help="seeds for quality (default: 3 full, 1 quick)")
+    parser.add_argument("--datasets", default=None, help="comma-separated subset of the quality datasets")
+    parser.add_argument("--synthetic-rows", type=int, nargs=2, default=None, metavar=("NEG", "POS"),
+                        help="size of the synthetic set in the quality part")
+    parser.add_argument("--render-only", action="store_true", help="only regenerate docs/benchmarks.md")
+    return parser.parse_args(argv)
+
+
+def render_doc() -> None:
+    import json
+
+    from benchmarks.summary import render, update_doc
+
+    loaded, names = {}, {}
+    for part in PARTS:
+        for full in (True, False):
+            path = os.path.join(RESULTS, result_name(part, full))
+            if os.path.exists(path):
+                with open(path) as handle:
+                    loaded[part] = json.load(handle)
+                names[part] = result_name(part, full)
+                break
+    full = loaded.get("quality", {}).get("mode") == "full" or loaded.get("speed", {}).get("mode") == "full"
+    command = "make bench" + (" (quick: make bench-quick)" if full else "-quick (full: make bench)")
+    update_doc(DOC, render(loaded.get("quality"), loaded.get("speed"), names, command))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    warnings.filterwarnings("ignore")
+    if not args.render_only:
+        started = time.time()
+        if args.only in (None, "quality"):
+            from benchmarks import quality
+
+            seeds = args.seeds or (3 if args.full else 1)
+            only = set(args.datasets.split(",")) if args.datasets else None
+            rows = tuple(args.synthetic_rows) if args.synthetic_rows else None
+            quality.run(args.full, seeds, os.path.join(RESULTS, result_name("quality", args.full)),
+                        synthetic_rows=rows, only=only, log=lambda m: print(m, flush=True))
+        if args.only in (None, "speed"):
+            from benchmarks import speed
+
+            speed.run(args.full, os.path.join(RESULTS, result_name("speed", args.full)),
+                      log=lambda m: print(m, flush=True))
+        print(f"[bench] done in {time.time() - started:.0f} s", flush=True)
+    render_doc()
+    print(f"[bench] wrote {DOC}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""One measured job in its own process, so its peak RSS is its own.
+
+  python -m benchmarks.worker {train,evaluate,infer} RUN_DIR RESULT_JSON [--epochs E]
+
+`train`: `train_and_export` the weighted model and the unweighted baseline
+(E epochs each, no early stop) on the run's prepared data. `evaluate`:
+`evaluation.run_evaluation(RUN_DIR)` (TFMA on both models, blessing,
+report). `infer`: the plain alternative to TFMA -- batch inference of both
+SavedModels' `serving_default` over the same test TFRecords plus the same
+kinds of metrics with scikit-learn / NumPy, overall and per slice.
+
+Writes its timings and its own peak RSS (`VmHWM` of /proc/self/status) as
+JSON to RESULT_JSON. `getrusage(RUSAGE_CHILDREN).ru_maxrss` (or `os.wait4`'s)
+is not used as the figure: Linux carries the forking parent's high-water mark
+over into the child at exec, so it reports at least the benchmark runner's own
+RSS; the parent records it anyway, for reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+
+def train(run_dir: str, epochs: int) -> dict:
+    from trainer.config import RunConfig
+    from trainer.pipeline import train_and_export
+    from trainer.prepare import prepare_data
+
+    with open(os.path.join(run_dir, "data", "source.json")) as handle:
+        source = json.load(handle)
+    config = RunConfig(data=source["data"], seed=source["seed"], output_dir=run_dir, epochs=epochs,
+                       patience=epochs + 1, verbose=0,
+                       synthetic_rows=tuple(source.get("synthetic_rows", (500_000, 31_000))))
+    data = prepare_data(config)  # reuses RUN/data
+    started = time.time()
+    weighted = train_and_export(config, data)
+    middle = time.time()
+    baseline = train_and_export(config, data, weighted=False)
+    return {"weighted_seconds": middle - started, "baseline_seconds": time.time() - middle,
+            "train_examples": sum(data.counts["train"]), "epochs": epochs,
+            "weighted_test_pr_auc": weighted["test"]["pr_auc"], "baseline_test_pr_auc": baseline["test"]["pr_auc"]}
+
+
+def evaluate(run_dir: str) -> dict:
+    from evaluation import run_evaluation
+
+    started = time.time()
+    summary = run_evaluation(run_dir)
+    return {"run_evaluation_seconds": time.time() - started, "tfma_seconds": summary["tfma_seconds"],
+            "blessed": summary["blessed"]}
+
+
+def infer(run_dir: str) -> dict:
+    """Both models over the test split + metrics overall, by label and by each default slice feature."""
+    import numpy as np
+    import tensorflow as tf
+    from sklearn.metrics import average_precision_score, brier_score_loss, confusion_matrix, roc_auc_score
+
+    from evaluation.options import EvaluationOptions
+    from evaluation.run_files import run_models, run_schema, split_pattern
+    from evaluation.slicing import plan_slices
+    from trainer.dataset import read_labels, read_serialized
+
+    started = time.time()
+    schema = run_schema(run_dir)
+    pattern = split_pattern(run_dir)
+    serialized = read_serialized(pattern)
+    labels = read_labels(pattern, schema)
+    plan = plan_slices(schema, None, EvaluationOptions().max_slice_vocabulary)
+    spec = {name: tf.io.FixedLenFeature([], tf.string, default_value="") for name in plan.categorical}
+    slice_values = {name: [] for name in plan.categorical}
+    for start in range(0, len(serialized), 4096):
+        parsed = tf.io.parse_example(tf.constant(serialized[start:start + 4096]), spec) if spec else {}
+        for name in plan.categorical:
+            slice_values[name].append(parsed[name].numpy())
+    slice_values = {name: np.concatenate(parts) for name, parts in slice_values.items()}
+    slices = [("overall", np.ones(labels.size, bool))] + [(f"label={v}", labels == v) for v in (0, 1)]
+    for name, values in slice_values.items():
+        slices += [(f"{name}={v.decode()}", values == v) for v in np.unique(values)]
+    metrics = {}
+    for model in run_models(run_dir):
+        serve = tf.saved_model.load(model.path).signatures["serving_default"]
+        scores = np.concatenate([serve(examples=tf.constant(serialized[s:s + 4096]))["scores"].numpy()
+                                 for s in range(0, len(serialized), 4096)]).astype(np.float64)
+        for slice_name, mask in slices:
+            y, p = labels[mask], scores[mask]
+            predicted = (p >= model.threshold).astype(int)
+            both = 0 < y.sum() < y.size
+            metrics[f"{model.name}/{slice_name}"] = {
+                "examples": int(y.size),
+                "pr_auc": float(average_precision_score(y, p)) if both else None,
+                "roc_auc": float(roc_auc_score(y, p)) if both else None,
+                "confusion": confusion_matrix(y, predicted, labels=[0, 1]).tolist(),
+                "brier": float(brier_score_loss(y, p, labels=[0, 1])),
+                "calibration": np.histogram(p, bins=10, range=(0, 1), weights=y)[0].tolist(),
+            }
+    return {"infer_seconds": time.time() - started, "examples": int(labels.size), "slices": len(slices),
+            "models": 2, "overall": {k: v for k, v in metrics.items() if k.endswith("/overall")}}
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set size (VmHWM), MiB."""
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0  # kB
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("job", choices=("train", "evaluate", "infer"))
+    parser.add_argument("run_dir")
+    parser.add_argument("result")
+    parser.add_argument("--epochs", type=int, default=2)
+    args = parser.parse_args(argv)
+    jobs = {"train": lambda: train(args.run_dir, args.epochs), "evaluate": lambda: evaluate(args.run_dir),
+            "infer": lambda: infer(args.run_dir)}
+    result = jobs[args.job]()
+    result["peak_rss_mib"] = peak_rss_mib()
+    with open(args.result, "w") as handle:
+        json.dump(result, handle, indent=1, default=float)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
