@@ -151,3 +151,23 @@ def test_hyperband_search_and_retrain(tmp_path, tiny_csv):
     assert "tuner/epochs" in rows[0]
     assert not any(name.startswith("tuner/") for name in summary["weighted"]["hyperparameters"])
     assert os.listdir(os.path.join(config.output_dir, "serving_model")) == ["1"]
+
+
+def test_tuner_state_writes_are_atomic(tmp_path, monkeypatch):
+    """A crash in the middle of a state write leaves the previous file whole."""
+    from keras_tuner.src import utils as tuner_utils
+
+    from tuning import atomic_state
+
+    atomic_state.install()
+    path = tmp_path / "oracle.json"
+    tuner_utils.save_json(str(path), {"trials": 1})
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt  # as if killed between writing and renaming
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        tuner_utils.save_json(str(path), {"trials": 2})
+    assert json.loads(path.read_text()) == {"trials": 1}
+    assert tuner_utils.load_json(str(path)) == {"trials": 1}

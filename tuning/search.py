@@ -18,6 +18,7 @@ from trainer.config import RunConfig, parse_tuning_objective
 from trainer.model import build_model, class_priors
 from trainer.prepare import PreparedData
 from trainer.train import compile_and_fit, fit_settings
+from tuning import atomic_state
 
 PROJECT = "search"
 
@@ -94,6 +95,7 @@ def make_tuner(data: PreparedData, config: RunConfig) -> kt.Tuner:
     an interrupted one is retried. In keras-tuner's distributed mode the same
     call makes a chief or a worker (it reads KERASTUNER_* itself).
     """
+    atomic_state.install()
     common = {
         "hypermodel": ImbalanceHyperModel(data, config),
         "objective": tuner_objective(config),
