@@ -16,6 +16,7 @@ Signatures (DESIGN.md section 4):
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import uuid
 
@@ -95,7 +96,13 @@ def export_version(module: ServingModule, base: str) -> str:
     os.makedirs(base, exist_ok=True)
     staging = os.path.join(base, f".staging-{uuid.uuid4().hex}")
     try:
-        tf.saved_model.save(module, staging, signatures=module.signatures())
+        try:
+            tf.saved_model.save(module, staging, signatures=module.signatures())
+        except tf.errors.OpError as error:
+            storage = storage_error(error, where=f"a new version under {base}")
+            if storage is None:
+                raise
+            raise storage from None
         mark_classify_signature(staging, "classification")
         while True:
             target = os.path.join(base, str(next_version(base)))
@@ -107,6 +114,34 @@ def export_version(module: ServingModule, base: str) -> str:
                     raise  # not a lost race with another exporter
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+STORAGE_FAILURES = ("No space left on device", "Read-only file system", "Permission denied",
+                    "Disk quota exceeded")
+
+
+def storage_error(error: BaseException, where: str | None = None) -> OSError | None:
+    """A TensorFlow file-system failure (disk full, read-only...) as a one-line OSError.
+
+    TensorFlow's C++ file system reports these as `tf.errors.OpError`s
+    (ResourceExhausted, PermissionDenied...) with the op's name and a
+    multi-line context; the entry points report OSErrors as one line.
+    Returns None for anything else, which must not be disguised.
+
+    Args:
+      error: Any exception.
+      where: What could not be written; by default the path TF names.
+    """
+    if not isinstance(error, tf.errors.OpError):
+        return None
+    text = " ".join(str(error.message).split())
+    for reason in STORAGE_FAILURES:
+        if reason in text:
+            if where is None:
+                named = re.search(r"(\S+)[;:,]? " + re.escape(reason), text)
+                where = named[1].rstrip(";:,") if named and not named[1].startswith("{{") else "the output"
+            return OSError(f"cannot write {where}: {reason}")
+    return None
 
 
 def mark_classify_signature(saved_model_dir: str, key: str) -> None:

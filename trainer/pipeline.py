@@ -63,9 +63,14 @@ def update_run_json(config: RunConfig, section: dict) -> None:
     payload["config"] = config.to_dict()
     payload["versions"] = _versions()
     temporary = f"{path}.tmp-{os.getpid()}"
-    with open(temporary, "w") as handle:
-        json.dump(payload, handle, indent=1, default=str)
-    os.replace(temporary, path)
+    try:
+        with open(temporary, "w") as handle:
+            json.dump(payload, handle, indent=1, default=str)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):  # e.g. a full disk: leave no half-written file behind
+            os.remove(temporary)
+        raise
 
 
 def _versions() -> dict:

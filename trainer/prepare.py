@@ -61,6 +61,7 @@ def prepare_data(config: RunConfig) -> PreparedData:
     schema = infer_schema(frame.features[assignment == 0], frame.label_name)
     counts = split.class_counts(frame.labels, assignment)
     source = {**source, "positive_value": frame.positive_value, "renamed_columns": frame.renamed}
+    created = not os.path.exists(config.output_dir)
     os.makedirs(config.output_dir, exist_ok=True)
     staging = os.path.join(config.output_dir, f".data-staging-{uuid.uuid4().hex}")
     try:
@@ -76,9 +77,22 @@ def prepare_data(config: RunConfig) -> PreparedData:
             if not os.path.exists(os.path.join(directory, SOURCE_FILE)):
                 raise
             return _reuse(directory, source)  # a concurrent worker prepared it first
+    except OSError as error:  # e.g. a full disk: say where, leave no empty run directory behind
+        shutil.rmtree(staging, ignore_errors=True)
+        if created:
+            _remove_if_empty(config.output_dir)
+        reason = error.strerror or str(error)
+        raise OSError(error.errno, f"cannot write the prepared data under {config.output_dir}: {reason}") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return PreparedData(directory, schema, counts, source)
+
+
+def _remove_if_empty(path: str) -> None:
+    try:
+        os.rmdir(path)  # only ever removes an empty directory
+    except OSError:
+        pass
 
 
 def _reuse(directory: str, source: dict) -> PreparedData:

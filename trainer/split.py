@@ -9,6 +9,7 @@ ExampleGen is, so it runs on the same runners as the TFMA evaluation.
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 import numpy as np
@@ -76,25 +77,59 @@ def write_splits(features: pd.DataFrame, labels: np.ndarray, label_name: str, as
     frame["__split__"] = assignment
     chunks = [frame.iloc[start:start + CHUNK_ROWS] for start in range(0, len(frame), CHUNK_ROWS)]
     patterns = {}
-    with make_pipeline(beam_pipeline_args) as pipeline:
-        examples = (
-            pipeline
-            | "Chunks" >> beam.Create(chunks, reshuffle=False)
-            | "ToExamples" >> beam.FlatMap(_chunk_to_examples, label_name)
-        )
-        parts = examples | "BySplit" >> beam.Partition(lambda item, _: item[0], len(SPLITS))
-        for index, name in enumerate(SPLITS):
-            prefix = os.path.join(directory, name, "data")
-            os.makedirs(os.path.dirname(prefix), exist_ok=True)
-            _ = (
-                parts[index]
-                | f"Serialize{name}" >> beam.Map(lambda item: item[1])
-                | f"Write{name}" >> beam.io.WriteToTFRecord(
-                    prefix, file_name_suffix=".tfrecord.gz", num_shards=_shards(assignment, index)
-                )
+    beam_log = logging.getLogger("apache_beam.runners.common")
+    quiet = _QuietOSErrors()
+    beam_log.addFilter(quiet)
+    try:
+        with make_pipeline(beam_pipeline_args) as pipeline:
+            examples = (
+                pipeline
+                | "Chunks" >> beam.Create(chunks, reshuffle=False)
+                | "ToExamples" >> beam.FlatMap(_chunk_to_examples, label_name)
             )
-            patterns[name] = prefix + "-*.tfrecord.gz"
+            parts = examples | "BySplit" >> beam.Partition(lambda item, _: item[0], len(SPLITS))
+            for index, name in enumerate(SPLITS):
+                prefix = os.path.join(directory, name, "data")
+                os.makedirs(os.path.dirname(prefix), exist_ok=True)
+                _ = (
+                    parts[index]
+                    | f"Serialize{name}" >> beam.Map(lambda item: item[1])
+                    | f"Write{name}" >> beam.io.WriteToTFRecord(
+                        prefix, file_name_suffix=".tfrecord.gz", num_shards=_shards(assignment, index)
+                    )
+                )
+                patterns[name] = prefix + "-*.tfrecord.gz"
+    except RuntimeError as error:
+        cause = _os_error(error)  # Beam wraps a worker's OSError (e.g. a full disk) in a RuntimeError
+        if cause is None:
+            raise
+        raise cause from None
+    finally:
+        beam_log.removeFilter(quiet)
     return patterns
+
+
+class _QuietOSErrors(logging.Filter):
+    """Drops Beam's log of a worker's OSError (with its traceback).
+
+    The OSError is re-raised to the caller, which reports it in one line
+    (`error: cannot write ...: No space left on device`).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(exc, OSError) or record.getMessage().startswith("OSError: "))
+
+
+def _os_error(error: BaseException | None) -> OSError | None:
+    """The OSError behind a chain of wrapping exceptions, if there is one."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, OSError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def _shards(assignment: np.ndarray, index: int) -> int:

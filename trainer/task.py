@@ -70,9 +70,23 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except Exception as error:
+        storage = _storage_error(error)  # e.g. TensorBoard's writer on a full or read-only disk
+        if storage is None:
+            raise
+        print(f"error: {storage}", file=sys.stderr)
+        return 2
     print(f"exported {summary['version_dir']}")
     print(f"weighted model ({summary['loss']}, w1/w0 = {summary['weight_ratio']:.3g}): {headline(summary)}")
     return 0
+
+
+def _storage_error(error: Exception) -> OSError | None:
+    if "tensorflow" not in sys.modules:  # only TensorFlow's own file system needs translating
+        return None
+    from trainer.export import storage_error
+
+    return storage_error(error)
 
 
 if __name__ == "__main__":
