@@ -117,15 +117,20 @@ def to_array(value, spec: tf.TensorSpec, where: str, batched: bool = False) -> n
     return array.reshape(shape)
 
 
-def _flatten(value, where: str) -> tuple[list[int], list]:
+MAX_DIMS = 32  # numpy's limit is 64; TF Serving's inputs are far flatter
+
+
+def _flatten(value, where: str, depth: int = 0) -> tuple[list[int], list]:
     """(shape, leaves in row-major order) of a rectangular nested list."""
     if not isinstance(value, list):
         return [], [value]
+    if depth >= MAX_DIMS:
+        raise invalid_argument(f"{where}: nested lists have more than {MAX_DIMS} dimensions")
     if not value:
         return [0], []
     inner_shape, leaves = None, []
     for item in value:
-        shape, item_leaves = _flatten(item, where)
+        shape, item_leaves = _flatten(item, where, depth + 1)
         if inner_shape is None:
             inner_shape = shape
         elif shape != inner_shape:
@@ -136,12 +141,12 @@ def _flatten(value, where: str) -> tuple[list[int], list]:
 
 def _leaf_converter(dtype: tf.DType, where: str):
     def fail(leaf, expected):
-        raise invalid_argument(f"{where}: expected {expected} for {dtype.name}, got {json.dumps(leaf)[:80]}")
+        raise invalid_argument(f"{where}: expected {expected} for {dtype.name}, got {_preview(leaf)}")
 
     if dtype == tf.string:
         def convert(leaf):
             if isinstance(leaf, str):
-                return leaf.encode("utf-8")
+                return _utf8(leaf, where)
             if _is_b64(leaf) and isinstance(leaf["b64"], str):
                 return _b64decode(leaf["b64"], where)
             return fail(leaf, 'a string or {"b64": ...}')
@@ -162,6 +167,21 @@ def _leaf_converter(dtype: tf.DType, where: str):
     else:
         raise invalid_argument(f"{where}: dtype {dtype.name} is not supported over JSON")
     return convert
+
+
+def _utf8(text: str, where: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # JSON allows lone surrogates ("\\ud800"); UTF-8 does not
+        raise invalid_argument(f"{where}: string is not valid Unicode (lone surrogate)") from None
+
+
+def _preview(value) -> str:
+    """The start of a value as JSON, for error messages (never fails)."""
+    try:
+        return json.dumps(value)[:80]
+    except (RecursionError, ValueError, TypeError):
+        return type(value).__name__
 
 
 def _b64decode(text: str, where: str) -> bytes:
@@ -241,12 +261,15 @@ def examples_from_json(request: dict) -> list[bytes]:
 def _feature(value, where: str) -> tf.train.Feature:
     values = value if isinstance(value, list) else [value]
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-        return tf.train.Feature(float_list=tf.train.FloatList(value=values))
+        try:
+            return tf.train.Feature(float_list=tf.train.FloatList(value=values))
+        except (OverflowError, ValueError):  # e.g. a 400-digit integer
+            raise invalid_argument(f"{where}: value out of range for float") from None
     if all(isinstance(v, str) or (_is_b64(v) and isinstance(v["b64"], str)) for v in values):
-        data = [v.encode("utf-8") if isinstance(v, str) else _b64decode(v["b64"], where) for v in values]
+        data = [_utf8(v, where) if isinstance(v, str) else _b64decode(v["b64"], where) for v in values]
         return tf.train.Feature(bytes_list=tf.train.BytesList(value=data))
     raise invalid_argument(f"{where}: values must be all numbers or all strings (or {{\"b64\": ...}}), "
-                           f"got {json.dumps(value)[:80]}")
+                           f"got {_preview(value)}")
 
 
 def encode_classify(rows: list[list[tuple[str, float]]]) -> dict:

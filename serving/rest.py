@@ -96,6 +96,8 @@ class _Handler(BaseHTTPRequestHandler):
         except _BodyTooLarge as error:
             self.close_connection = True  # the unread body makes the connection unusable
             status, payload = 413, {"error": str(error)}
+        except RecursionError:  # a request nested deeper than any handler can walk: the client's doing
+            status, payload = 400, {"error": "Request JSON is nested too deeply"}
         except Exception as error:  # a bug: answer 500 and keep serving
             log.exception("internal error on %s %s", method, self.path)
             wrapped = as_serving_error(error)
