@@ -22,7 +22,7 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS = {
-    "test": ["pytest==9.2.0", "requests==2.34.2", "ruff==0.17.6"],
+    "test": ["pytest==9.2.0", "requests==2.34.2", "ruff==0.17.6", "hypothesis==6.170.17"],
     "bench": ["lightgbm==4.7.0", "imbalanced-learn==0.14.2"],
 }
 

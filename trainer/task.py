@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except Exception as error:
-        storage = _storage_error(error)  # e.g. TensorBoard's writer on a full or read-only disk
+        storage = storage_error_or_none(error)  # e.g. TensorBoard's writer on a full or read-only disk
         if storage is None:
             raise
         print(f"error: {storage}", file=sys.stderr)
@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _storage_error(error: Exception) -> OSError | None:
+def storage_error_or_none(error: Exception) -> OSError | None:
+    """TensorFlow's file-system errors as one-line OSErrors (None for anything else)."""
     if "tensorflow" not in sys.modules:  # only TensorFlow's own file system needs translating
         return None
     from trainer.export import storage_error

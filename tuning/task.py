@@ -17,7 +17,7 @@ import os
 import sys
 
 from trainer.config import TUNERS, ConfigError, RunConfig
-from trainer.task import add_data_arguments, common_values
+from trainer.task import add_data_arguments, common_values, storage_error_or_none
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[RunConfig, bool]:
@@ -61,6 +61,12 @@ def main(argv: list[str] | None = None) -> int:
         summary = run_tuning(config, evaluate=_evaluator(skip_evaluation))
     except (ConfigError, DataError, RunFinishedError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:
+        storage = storage_error_or_none(error)  # keras-tuner checkpoints on a full or read-only disk
+        if storage is None:
+            raise
+        print(f"error: {storage}", file=sys.stderr)
         return 2
     if summary.get("role") == "worker":
         print("[tuning] worker done: the chief retrains and exports the best model")
