@@ -15,6 +15,7 @@ LOSSES = ("weighted_ce", "focal", "logit_adjusted")
 WEIGHT_SCHEMES = ("seed", "balanced", "effective_number", "none")
 CALIBRATIONS = ("auto", "prior_shift", "platt", "none")
 TUNERS = ("bayesian", "random", "hyperband")
+DISTRIBUTE = ("none", "mirrored")
 
 
 class ConfigError(ValueError):
@@ -52,6 +53,8 @@ class RunConfig:
       objective: Tuning objective: `pr_auc` or `recall_at_precision:P`.
       tuning_epochs: Epochs per tuning trial.
       verbose: Keras verbosity (0 silent, 2 one line per epoch).
+      distribute: tf.distribute strategy for training: `none` or `mirrored`
+        (all local devices).
     """
 
     data: str = "sylva"
@@ -75,12 +78,14 @@ class RunConfig:
     objective: str = "pr_auc"
     tuning_epochs: int = 8
     verbose: int = 2
+    distribute: str = "none"
 
     def __post_init__(self) -> None:
         _check_choice("loss", self.loss, LOSSES, allow_none=True)
         _check_choice("weight_scheme", self.weight_scheme, WEIGHT_SCHEMES, allow_none=True)
         _check_choice("calibration", self.calibration, CALIBRATIONS)
         _check_choice("tuner", self.tuner, TUNERS)
+        _check_choice("distribute", self.distribute, DISTRIBUTE)
         if len(self.split) != 3 or abs(sum(self.split) - 1.0) > 1e-6 or min(self.split) <= 0:
             raise ConfigError(f"split must be three positive fractions summing to 1, got {self.split}")
         if self.epochs < 1 or self.tuning_epochs < 1:

@@ -10,6 +10,7 @@ import keras
 
 from trainer import hparams as hparams_lib
 from trainer.config import RunConfig
+from trainer.distribute import check_supported, make_strategy, strategy_scope
 from trainer.finalize import finalize
 from trainer.model import build_model, class_priors
 from trainer.prepare import PreparedData, prepare_data
@@ -39,15 +40,19 @@ def train_and_export(config: RunConfig, data: PreparedData | None = None, values
     hp = hparams_lib.with_values(counts, {**file_values, **(values or {})})
     settings = fit_settings(hp, counts, config, weighted=weighted)
     keras.utils.set_random_seed(config.seed)
-    model = build_model(hp, data.schema, priors=class_priors(counts))
+    strategy = make_strategy(config.distribute)
+    check_supported(strategy, bool(data.schema.categorical))
     started = time.time()
     log_dir = os.path.join(config.output_dir, "logs", name)
-    history = compile_and_fit(model, settings, data, config,
-                              callbacks=[keras.callbacks.TensorBoard(log_dir=log_dir)])
+    with strategy_scope(strategy):  # variables and train steps replicated across devices
+        model = build_model(hp, data.schema, priors=class_priors(counts))
+        history = compile_and_fit(model, settings, data, config,
+                                  callbacks=[keras.callbacks.TensorBoard(log_dir=log_dir)])
     save_history(history, os.path.join(config.output_dir, "history", f"{name}.json"))
     summary = finalize(model, settings, data, config, os.path.join(config.output_dir, MODEL_DIRS[name]))
     summary.update({"hyperparameters": dict(hp.values), "epochs_run": len(history.epoch),
-                    "train_seconds": round(time.time() - started, 1), "class_counts": data.counts})
+                    "train_seconds": round(time.time() - started, 1), "class_counts": data.counts,
+                    "replicas": strategy.num_replicas_in_sync if strategy else 1})
     update_run_json(config, {name: summary})
     return summary
 

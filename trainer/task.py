@@ -14,7 +14,7 @@ import argparse
 import shlex
 import sys
 
-from trainer.config import CALIBRATIONS, LOSSES, WEIGHT_SCHEMES, ConfigError, RunConfig
+from trainer.config import CALIBRATIONS, DISTRIBUTE, LOSSES, WEIGHT_SCHEMES, ConfigError, RunConfig
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,6 +33,8 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar=("NEGATIVES", "POSITIVES"))
     parser.add_argument("--beam-pipeline-args", default="", help="options for Apache Beam, one string")
     parser.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2))
+    parser.add_argument("--distribute", choices=DISTRIBUTE, default="none",
+                        help="tf.distribute strategy for training (mirrored: all local devices)")
 
 
 def common_values(args: argparse.Namespace) -> dict:
@@ -42,6 +44,7 @@ def common_values(args: argparse.Namespace) -> dict:
         "threshold_objective": args.threshold_objective, "calibration": args.calibration,
         "synthetic_rows": tuple(args.synthetic_rows),
         "beam_pipeline_args": tuple(shlex.split(args.beam_pipeline_args)), "verbose": args.verbose,
+        "distribute": args.distribute,
     }
 
 

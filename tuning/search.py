@@ -15,6 +15,7 @@ import keras
 import keras_tuner as kt
 
 from trainer.config import RunConfig, parse_tuning_objective
+from trainer.distribute import check_supported, make_strategy
 from trainer.model import build_model, class_priors
 from trainer.prepare import PreparedData
 from trainer.train import compile_and_fit, fit_settings
@@ -96,6 +97,8 @@ def make_tuner(data: PreparedData, config: RunConfig) -> kt.Tuner:
     call makes a chief or a worker (it reads KERASTUNER_* itself).
     """
     atomic_state.install()
+    strategy = make_strategy(config.distribute)
+    check_supported(strategy, bool(data.schema.categorical))
     common = {
         "hypermodel": ImbalanceHyperModel(data, config),
         "objective": tuner_objective(config),
@@ -103,6 +106,8 @@ def make_tuner(data: PreparedData, config: RunConfig) -> kt.Tuner:
         "project_name": PROJECT,
         "overwrite": False,
         "seed": config.seed,
+        # keras-tuner builds and fits each trial's model inside this strategy's scope.
+        "distribution_strategy": strategy,
     }
     if config.tuner == "bayesian":
         return BayesianTuner(max_trials=config.max_trials, num_initial_points=min(3, config.max_trials), **common)
