@@ -21,8 +21,8 @@ COMMON = ("abalone19", "yeast4", "winequality_red_4", "hypothyroid", "pc1", "sat
 QUICK_COMMON = ("yeast4", "page_blocks0")
 
 FULL_SYNTHETIC = (500_000, 31_000)
-QUICK_SYNTHETIC = (10_000, 620)  # the same 6.2% positive rate, 1/50 of the rows
-FULL_QUALITY_SYNTHETIC = (125_000, 7_750)  # 1/4 of the seed scale: three seeds of six contenders fit the budget
+QUICK_SYNTHETIC = (10_000, 620)  # the seed ratio (31 positives per 500 negatives, 5.8%), 1/50 of the rows
+FULL_QUALITY_SYNTHETIC = FULL_SYNTHETIC
 
 
 @dataclasses.dataclass(frozen=True)

@@ -111,6 +111,13 @@ def run(full: bool, seeds: int, path: str, epochs: int = 30, synthetic_rows=None
                "threshold_objective": "recall_at_precision:0.5 (chosen on validation)",
                "package_epochs": epochs, "contenders": contenders_lib.LABELS, "datasets": [], "records": [],
                "failures": []}
+    if only and os.path.exists(path):  # a partial rerun keeps the other datasets' results
+        with open(path) as handle:
+            previous = json.load(handle)
+        if previous.get("mode") == payload["mode"] and previous.get("seeds") == payload["seeds"]:
+            payload["datasets"] = [d for d in previous["datasets"] if d["name"] not in only]
+            payload["records"] = [r for r in previous["records"] if r["dataset"] not in only]
+            payload["failures"] = [f for f in previous["failures"] if f["dataset"] not in only]
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="bench-quality-") as workdir:
         for name, loader in quality_datasets(full, synthetic_rows):

@@ -20,7 +20,7 @@ import warnings
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
 DOC = os.path.join(ROOT, "docs", "benchmarks.md")
-PARTS = ("quality", "speed")
+PARTS = ("quality", "speed")  # `--only tuning` redoes just the tuning row of the speed results
 
 
 def result_name(part: str, full: bool) -> str:
@@ -30,7 +30,8 @@ def result_name(part: str, full: bool) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--full", action="store_true", help="all datasets, 3 seeds, seed-scale speed runs")
-    parser.add_argument("--only", choices=PARTS, default=None, help="run one part")
+    parser.add_argument("--only", choices=(*PARTS, "tuning"), default=None,
+                        help="run one part (tuning: only the tuning measurement, into existing speed results)")
     parser.add_argument("--seeds", type=int, default=None, help="seeds for quality (default: 3 full, 1 quick)")
     parser.add_argument("--datasets", default=None, help="comma-separated subset of the quality datasets")
     parser.add_argument("--synthetic-rows", type=int, nargs=2, default=None, metavar=("NEG", "POS"),
@@ -54,7 +55,8 @@ def render_doc() -> None:
                 names[part] = result_name(part, full)
                 break
     full = loaded.get("quality", {}).get("mode") == "full" or loaded.get("speed", {}).get("mode") == "full"
-    command = "make bench" + (" (quick: make bench-quick)" if full else "-quick (full: make bench)")
+    command = ("`make bench` (`.venv/bin/python -m benchmarks.run --full`); CI-sized: `make bench-quick`" if full else
+               "`make bench-quick` (`.venv/bin/python -m benchmarks.run`); full: `make bench`")
     update_doc(DOC, render(loaded.get("quality"), loaded.get("speed"), names, command))
 
 
@@ -77,6 +79,11 @@ def main(argv: list[str] | None = None) -> int:
 
             speed.run(args.full, os.path.join(RESULTS, result_name("speed", args.full)),
                       log=lambda m: print(m, flush=True))
+        if args.only == "tuning":
+            from benchmarks import speed
+
+            speed.run_tuning_only(args.full, os.path.join(RESULTS, result_name("speed", args.full)),
+                                  log=lambda m: print(m, flush=True))
         print(f"[bench] done in {time.time() - started:.0f} s", flush=True)
     render_doc()
     print(f"[bench] wrote {DOC}", flush=True)

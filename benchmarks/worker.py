@@ -1,13 +1,15 @@
 """One measured job in its own process, so its peak RSS is its own.
 
-  python -m benchmarks.worker {train,evaluate,infer} RUN_DIR RESULT_JSON [--epochs E]
+  python -m benchmarks.worker {train,evaluate,infer,tune} RUN_DIR RESULT_JSON [--epochs E] [--trials T]
 
 `train`: `train_and_export` the weighted model and the unweighted baseline
 (E epochs each, no early stop) on the run's prepared data. `evaluate`:
 `evaluation.run_evaluation(RUN_DIR)` (TFMA on both models, blessing,
 report). `infer`: the plain alternative to TFMA -- batch inference of both
 SavedModels' `serving_default` over the same test TFRecords plus the same
-kinds of metrics with scikit-learn / NumPy, overall and per slice.
+kinds of metrics with scikit-learn / NumPy, overall and per slice. `tune`: a
+small Bayesian `run_tuning` (T trials x 2 epochs, then the retrain of the best
+and the baseline for E epochs) on a copy of the prepared data.
 
 Writes its timings and its own peak RSS (`VmHWM` of /proc/self/status) as
 JSON to RESULT_JSON. `getrusage(RUSAGE_CHILDREN).ru_maxrss` (or `os.wait4`'s)
@@ -113,15 +115,46 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def tune(run_dir: str, trials: int, tuning_epochs: int, epochs: int) -> dict:
+    """A small Bayesian `run_tuning` on a copy of the run's prepared data."""
+    import shutil
+
+    from trainer.config import RunConfig
+    from tuning.pipeline import run_tuning
+
+    with open(os.path.join(run_dir, "data", "source.json")) as handle:
+        source = json.load(handle)
+    tune_dir = run_dir + "-tune"
+    shutil.rmtree(tune_dir, ignore_errors=True)
+    shutil.copytree(os.path.join(run_dir, "data"), os.path.join(tune_dir, "data"))
+    config = RunConfig(data=source["data"], synthetic_rows=tuple(source["synthetic_rows"]), seed=source["seed"],
+                       output_dir=tune_dir, max_trials=trials, tuning_epochs=tuning_epochs, epochs=epochs,
+                       patience=epochs + 1, verbose=0)
+    started = time.time()
+    summary = run_tuning(config)
+    total = time.time() - started
+    search, done = summary["tuning"]["search_seconds"], summary["tuning"]["trials"]
+    with open(os.path.join(tune_dir, "data", "class_counts.json")) as handle:
+        train_examples = sum(json.load(handle)["train"])
+    shutil.rmtree(tune_dir, ignore_errors=True)
+    return {"trials": done, "tuning_epochs": tuning_epochs, "retrain_epochs": epochs, "search_seconds": search,
+            "seconds_per_trial": search / max(done, 1),
+            "seconds_per_trial_epoch": search / max(done * tuning_epochs, 1), "run_tuning_seconds": total,
+            "train_examples": train_examples, "tuner": config.tuner}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("job", choices=("train", "evaluate", "infer"))
+    parser.add_argument("job", choices=("train", "evaluate", "infer", "tune"))
     parser.add_argument("run_dir")
     parser.add_argument("result")
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--trials", type=int, default=2)
+    parser.add_argument("--tuning-epochs", type=int, default=2)
     args = parser.parse_args(argv)
     jobs = {"train": lambda: train(args.run_dir, args.epochs), "evaluate": lambda: evaluate(args.run_dir),
-            "infer": lambda: infer(args.run_dir)}
+            "infer": lambda: infer(args.run_dir),
+            "tune": lambda: tune(args.run_dir, args.trials, args.tuning_epochs, args.epochs)}
     result = jobs[args.job]()
     result["peak_rss_mib"] = peak_rss_mib()
     with open(args.result, "w") as handle:
