@@ -13,6 +13,9 @@ import pytest
 from trainer.config import RunConfig
 from trainer.synthetic import make_synthetic
 
+# The serving tests' fixtures (servers on free loopback ports, references).
+pytest_plugins = ["tests.serving_fixtures"]
+
 
 @pytest.fixture(scope="session")
 def tiny_frame() -> pd.DataFrame:

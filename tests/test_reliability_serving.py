@@ -38,7 +38,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from serving.app import ServerOptions
 from serving.server import _parser
 from serving.versions import VersionManager
-from tests.test_serving_support import (
+from tests.serving_fixtures import (
     MODEL,
     assert_close,
     call_signature,
@@ -51,7 +51,6 @@ from tests.test_serving_support import (
     serialize,
 )
 
-pytest_plugins = ["tests.test_serving_support"]
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CATEGORICAL = ("region", "channel", "merchant")
 FUZZ = settings(max_examples=200, deadline=None, derandomize=True, database=None,

@@ -14,7 +14,7 @@ from serving.app import ServerOptions, start
 from serving.batching import BatchingOptions, BatchScheduler
 from serving.errors import ServingError, invalid_argument
 from serving.servable import Signature
-from tests.test_serving_support import (
+from tests.serving_fixtures import (
     MODEL,
     assert_close,
     b64,
@@ -26,8 +26,6 @@ from tests.test_serving_support import (
     rest_url,
     serialize,
 )
-
-pytest_plugins = ["tests.test_serving_support"]
 
 SIGNATURE = Signature(name="double", method_name="tensorflow/serving/predict",
                       inputs={"x": tf.TensorSpec([None], tf.float32)}, outputs=("y",), function=None)

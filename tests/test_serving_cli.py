@@ -13,9 +13,8 @@ import requests
 from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
 
 from serving.server import main
-from tests.test_serving_support import MODEL, free_port
+from tests.serving_fixtures import MODEL, free_port
 
-pytest_plugins = ["tests.test_serving_support"]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

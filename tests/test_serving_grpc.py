@@ -17,7 +17,7 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from tests.test_serving_support import (
+from tests.serving_fixtures import (
     MODEL,
     assert_close,
     call_signature,
@@ -26,7 +26,6 @@ from tests.test_serving_support import (
     serialize,
 )
 
-pytest_plugins = ["tests.test_serving_support"]
 pytestmark = pytest.mark.slow
 OUTPUTS = ("class_ids", "logits", "probabilities", "scores")
 

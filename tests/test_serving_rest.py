@@ -11,7 +11,7 @@ from google.protobuf import json_format
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
 
-from tests.test_serving_support import (
+from tests.serving_fixtures import (
     MODEL,
     assert_close,
     b64,
@@ -23,9 +23,6 @@ from tests.test_serving_support import (
     rest_url,
     serialize,
 )
-
-# Fixtures (server, reference, rows, version_dir) shared by the serving tests.
-pytest_plugins = ["tests.test_serving_support"]
 
 pytestmark = pytest.mark.slow
 OUTPUTS = ("class_ids", "logits", "probabilities", "scores")

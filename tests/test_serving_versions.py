@@ -14,9 +14,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from serving.app import ServerOptions, start
 from serving.versions import list_versions
-from tests.test_serving_support import MODEL, feature_inputs, feature_tensors, post, rest_url
-
-pytest_plugins = ["tests.test_serving_support"]
+from tests.serving_fixtures import MODEL, feature_inputs, feature_tensors, post, rest_url
 
 
 def test_list_versions_ignores_staging_non_integer_and_incomplete(tmp_path):
