@@ -15,6 +15,7 @@ import os
 import shutil
 import time
 import uuid
+import warnings
 
 import apache_beam as beam
 import tensorflow_model_analysis as tfma
@@ -56,7 +57,10 @@ def run_tfma(models: list[EvaluatedModel], eval_config: tfma.EvalConfig, data_pa
     started = time.time()
     try:
         pipeline = make_pipeline(beam_pipeline_args)
-        with pipeline:
+        with pipeline, warnings.catch_warnings():
+            # TFMA divides 0/0 for thresholds no example reaches and handles the NaN
+            # itself; its RuntimeWarnings would only bury the run's own output.
+            warnings.filterwarnings("ignore", category=RuntimeWarning, module="tensorflow_model_analysis")
             records = pipeline | "ReadTest" >> beam.Create(files) | "ReadShards" >> beam.io.ReadAllFromTFRecord(
                 compression_type=beam.io.filesystem.CompressionTypes.GZIP)
             if plan.numeric:

@@ -8,6 +8,7 @@ or missing-input error. `--report-only` always exits 0 once the report exists.
 from __future__ import annotations
 
 import argparse
+import logging
 import shlex
 import sys
 
@@ -33,6 +34,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # TensorFlow's deprecation notices (from inside TFMA) are not the user's business.
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
     args = parse_args(argv)
     features = None if args.slice_features is None else tuple(
         name.strip() for name in args.slice_features.split(",") if name.strip())

@@ -13,6 +13,7 @@ and KERASTUNER_ORACLE_PORT set, over a shared --output-dir (see README).
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
@@ -53,6 +54,8 @@ def _evaluator(skip: bool):
 
 
 def main(argv: list[str] | None = None) -> int:
+    # TensorFlow's deprecation notices (from inside TFMA) are not the user's business.
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
     from trainer.ingest import DataError
     from tuning.pipeline import RunFinishedError, run_tuning
 
