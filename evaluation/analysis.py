@@ -57,9 +57,10 @@ def run_tfma(models: list[EvaluatedModel], eval_config: tfma.EvalConfig, data_pa
     started = time.time()
     try:
         pipeline = make_pipeline(beam_pipeline_args)
-        with pipeline, warnings.catch_warnings():
-            # TFMA divides 0/0 for thresholds no example reaches and handles the NaN
-            # itself; its RuntimeWarnings would only bury the run's own output.
+        # The pipeline runs when its `with` block exits, so the filter wraps it.
+        # TFMA divides 0/0 for thresholds no example reaches and handles the NaN
+        # itself; its RuntimeWarnings would only bury the run's own output.
+        with warnings.catch_warnings(), pipeline:
             warnings.filterwarnings("ignore", category=RuntimeWarning, module="tensorflow_model_analysis")
             records = pipeline | "ReadTest" >> beam.Create(files) | "ReadShards" >> beam.io.ReadAllFromTFRecord(
                 compression_type=beam.io.filesystem.CompressionTypes.GZIP)
