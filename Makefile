@@ -6,7 +6,7 @@ RUN ?= runs/sylva
 DATA ?= sylva
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install tune train evaluate report serve test test-fast bench bench-quick bench-serving lint clean
+.PHONY: install tune train evaluate report serve test test-fast bench bench-quick bench-serving bench-tune lint clean
 
 install: $(VENV)/.installed
 
@@ -45,6 +45,9 @@ bench-quick: install
 
 bench-serving: install
 	$(PY) -m benchmarks.serving
+
+bench-tune: install
+	$(PY) -m benchmarks.make_tune
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -54,6 +54,10 @@ def render_doc() -> None:
                     loaded[part] = json.load(handle)
                 names[part] = result_name(part, full)
                 break
+    make_tune = os.path.join(RESULTS, "make_tune.json")  # from benchmarks.make_tune
+    if "speed" in loaded and os.path.exists(make_tune):
+        with open(make_tune) as handle:
+            loaded["speed"]["make_tune"] = json.load(handle)
     full = loaded.get("quality", {}).get("mode") == "full" or loaded.get("speed", {}).get("mode") == "full"
     command = ("`make bench` (`.venv/bin/python -m benchmarks.run --full`); CI-sized: `make bench-quick`" if full else
                "`make bench-quick` (`.venv/bin/python -m benchmarks.run`); full: `make bench`")

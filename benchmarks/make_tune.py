@@ -1,0 +1,57 @@
+"""Times the default `make tune` job on sylva, end to end, from a cold process.
+
+Runs exactly what `make tune` runs after its install step
+(`python -m tuning.task --data sylva --output-dir DIR`: split, 10 Bayesian
+trials of 8 epochs, retrain of the best and of the baseline, TFMA evaluation,
+report) in a fresh interpreter, and writes `benchmarks/results/make_tune.json`.
+
+    .venv/bin/python -m benchmarks.make_tune      (also: make bench-tune)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULT = os.path.join(ROOT, "benchmarks", "results", "make_tune.json")
+
+
+def measure() -> dict:
+    with tempfile.TemporaryDirectory() as scratch:
+        run = os.path.join(scratch, "run")
+        started = time.time()
+        subprocess.run([sys.executable, "-m", "tuning.task", "--data", "sylva", "--output-dir", run, "--verbose", "0"],
+                       cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        total = time.time() - started
+        with open(os.path.join(run, "run.json")) as handle:
+            summary = json.load(handle)
+    tuning = summary["tuning"]
+    return {
+        "dataset": "sylva", "trials": tuning["trials"], "tuning_epochs": summary["config"]["tuning_epochs"],
+        "search_seconds": tuning["search_seconds"], "seconds_per_trial": tuning["search_seconds"] / tuning["trials"],
+        "total_seconds": round(total, 1), "tfma_seconds": summary.get("evaluation", {}).get("tfma_seconds"),
+        "weighted_test_pr_auc": summary["weighted"]["test"]["pr_auc"],
+        "baseline_test_pr_auc": summary["baseline"]["test"]["pr_auc"],
+        "verdict": summary.get("evaluation", {}).get("verdict"), "cpus": os.cpu_count(),
+    }
+
+
+def main() -> int:
+    result = measure()
+    with open(RESULT, "w") as handle:
+        json.dump(result, handle, indent=1)
+    print(json.dumps(result, indent=1))
+    from benchmarks.run import render_doc
+
+    render_doc()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
