@@ -41,6 +41,19 @@ def decode_predict(request: dict, signature: Signature) -> tuple[dict[str, np.nd
     return _decode_columns(request["inputs"], signature), False
 
 
+def named_inputs(request: dict) -> set[str] | None:
+    """The input names a Predict request uses (None for unnamed values)."""
+    if isinstance(request.get("instances"), list) and request["instances"]:
+        first = request["instances"][0]
+        return set(first) if _is_named(first) else None
+    return set(request["inputs"]) if _is_named(request.get("inputs")) else None
+
+
+def _missing_value(spec: tf.TensorSpec):
+    """The value that means "missing" to the raw-feature signature's model."""
+    return "" if spec.dtype == tf.string else float("nan")
+
+
 def _decode_rows(instances, signature: Signature) -> dict[str, np.ndarray]:
     if not isinstance(instances, list):
         raise invalid_argument("Expecting 'instances' to be a list/array")
@@ -53,7 +66,8 @@ def _decode_rows(instances, signature: Signature) -> dict[str, np.ndarray]:
         if not _is_named(instance):
             raise invalid_argument(f"instance {index}: expected a JSON object of named inputs like the first one")
         _check_names(instance, signature, f"instance {index}")
-    return {name: to_array([instance[name] for instance in instances], spec, f"input {name!r}", batched=True)
+    return {name: to_array([instance.get(name, _missing_value(spec)) for instance in instances], spec,
+                           f"input {name!r}", batched=True)
             for name, spec in signature.inputs.items()}
 
 
@@ -62,7 +76,17 @@ def _decode_columns(inputs, signature: Signature) -> dict[str, np.ndarray]:
         name = _only_input(signature, "'inputs' is not an object of named inputs")
         return {name: to_array(inputs, signature.inputs[name], f"input {name!r}")}
     _check_names(inputs, signature, "'inputs'")
-    return {name: to_array(inputs[name], spec, f"input {name!r}") for name, spec in signature.inputs.items()}
+    arrays = {name: to_array(inputs[name], signature.inputs[name], f"input {name!r}") for name in inputs}
+    absent = set(signature.inputs) - set(inputs)
+    if absent:  # only for a signature that imputes them (see _check_names)
+        rows = {array.shape[0] if array.ndim else 1 for array in arrays.values()}
+        if len(rows) != 1:
+            raise invalid_argument(f"'inputs' have different numbers of rows: {sorted(rows)}")
+        count = rows.pop()
+        for name in absent:
+            spec = signature.inputs[name]
+            arrays[name] = to_array([_missing_value(spec)] * count, spec, f"input {name!r}")
+    return arrays
 
 
 def _is_named(value) -> bool:
@@ -82,6 +106,8 @@ def _only_input(signature: Signature, what: str) -> str:
 
 def _check_names(named: dict, signature: Signature, where: str) -> None:
     expected, sent = set(signature.inputs), set(named)
+    if signature.imputes_missing_inputs:
+        expected = expected & sent  # absent raw features are missing values, imputed by the model
     if sent != expected:
         problems = []
         if expected - sent:

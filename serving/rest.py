@@ -126,8 +126,9 @@ class _Handler(BaseHTTPRequestHandler):
                 raise ServingError(grpc.StatusCode.UNIMPLEMENTED, "Regress is not supported by this server")
             servable = self.service.resolve(ref)  # held until the answer is encoded, whatever swaps meanwhile
             if action == ":predict":
-                inputs, row_format = codec.decode_predict(request, servable.signature(signature_name))
-                result = self.service.predict(servable, signature_name, inputs)
+                signature = servable.predict_signature(signature_name, codec.named_inputs(request))
+                inputs, row_format = codec.decode_predict(request, signature)
+                result = self.service.predict(servable, signature.name, inputs)
                 return 200, codec.encode_predict(result.outputs, row_format)
             result = self.service.classify(servable, signature_name, codec.examples_from_json(request))
             return 200, codec.encode_classify(result.outputs["rows"])

@@ -23,6 +23,10 @@ from serving.errors import ServingError, from_tf_error, invalid_argument
 DEFAULT_SIGNATURE = "serving_default"
 PREDICT_METHOD = "tensorflow/serving/predict"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
+# The package's raw-feature signature (trainer/export.py). Its model imputes a
+# missing value (NaN for numbers, "" for text) exactly as it does an absent
+# tf.Example feature, so REST requests may leave features out.
+FEATURES_SIGNATURE = "predict_features"
 # Internal to the SavedModel format; TF Serving lists it in metadata but it is
 # not callable as a signature.
 INIT_OP_KEY = "__saved_model_init_op"
@@ -47,6 +51,11 @@ class Signature:
     inputs: dict[str, tf.TensorSpec]
     outputs: tuple[str, ...]
     function: object
+
+    @property
+    def imputes_missing_inputs(self) -> bool:
+        """Absent inputs may be sent as missing values (the raw-feature signature)."""
+        return self.name == FEATURES_SIGNATURE
 
 
 class Servable:
@@ -84,6 +93,26 @@ class Servable:
             raise invalid_argument(f'Serving signature key "{key}" not found. '
                                    f"Available: {', '.join(sorted(self._signatures))}")
         return self._signatures[key]
+
+    def predict_signature(self, name: str | None, sent: set[str] | None) -> Signature:
+        """The signature a Predict request addresses.
+
+        As TF Serving, an empty name means `serving_default`. Beyond TF
+        Serving, a request without a name whose named inputs are raw features
+        (not `serving_default`'s inputs, but all inputs of the raw-feature
+        signature) goes to the raw-feature signature, so
+        `{"instances": [{"amount": 1.5, "region": "north"}]}` works as is.
+
+        Args:
+          name: The request's `signature_name`, if any.
+          sent: The input names the request uses, or None if unnamed.
+        """
+        features = self._signatures.get(FEATURES_SIGNATURE)
+        if not name and sent and features is not None and sent <= set(features.inputs):
+            default = self._signatures.get(DEFAULT_SIGNATURE)
+            if default is None or not sent <= set(default.inputs):
+                return features
+        return self.signature(name)
 
     def classify_signature(self, name: str | None) -> Signature:
         """The signature used by Classify.
