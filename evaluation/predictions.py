@@ -27,14 +27,10 @@ def predict_test(model_dir: str, data_pattern: str, schema: Schema) -> dict[str,
     """
     import tensorflow as tf
 
+    from trainer.finalize import run_signature
+
     serve = tf.saved_model.load(model_dir).signatures["serving_default"]
-    serialized = read_serialized(data_pattern)
-    parts: dict[str, list[np.ndarray]] = {"scores": [], "logits": [], "class_ids": []}
-    for start in range(0, len(serialized), BATCH):
-        outputs = serve(examples=tf.constant(serialized[start:start + BATCH]))
-        for key, values in parts.items():
-            values.append(outputs[key].numpy())
-    joined = {key: np.concatenate(values) if values else np.zeros(0) for key, values in parts.items()}
+    joined = run_signature(lambda batch: serve(examples=batch), read_serialized(data_pattern), BATCH)
     return {"labels": read_labels(data_pattern, schema), "scores": joined["scores"].astype(np.float64),
             "raw": sigmoid(joined["logits"]), "class_ids": joined["class_ids"]}
 

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 
+from trainer.export import list_versions
 from trainer.schema import Schema, load_schema
 
 CANDIDATE, BASELINE = "candidate", "baseline"  # TFMA model names, as TFX's Evaluator names them
@@ -37,20 +38,15 @@ class EvaluatedModel:
 
 
 def latest_version(base: str) -> str:
-    """The highest integer version directory under `base`.
+    """The highest complete integer version directory under `base`.
 
     Raises:
       FileNotFoundError: no complete integer version exists.
     """
-    versions = sorted(int(name) for name in _listdir(base)
-                      if name.isdigit() and os.path.exists(os.path.join(base, name, "saved_model.pb")))
+    versions = list_versions(base)
     if not versions:
         raise FileNotFoundError(f"no exported model version under {base}")
-    return os.path.join(base, str(versions[-1]))
-
-
-def _listdir(path: str) -> list[str]:
-    return os.listdir(path) if os.path.isdir(path) else []
+    return versions[max(versions)]
 
 
 def load_run_json(run_dir: str) -> dict:

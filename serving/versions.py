@@ -13,7 +13,6 @@ system, so no request can name a path: versions are looked up in memory only.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable
 
@@ -21,32 +20,11 @@ from tensorflow_serving.apis import get_model_status_pb2
 
 from serving.errors import invalid_argument, not_found
 from serving.servable import Servable
+from trainer.export import list_versions  # the exporter owns the layout
 
 State = get_model_status_pb2.ModelVersionStatus.State
-MAX_VERSION = 2**63 - 1  # versions are int64 in TF Serving's protos
 
 log = logging.getLogger(__name__)
-
-
-def list_versions(base_path: str) -> dict[int, str]:
-    """Complete versions under `base_path`: version -> directory.
-
-    Ignores names that are not plain non-negative integers (the exporter's
-    hidden `.staging-*` directories, stray files) and directories without a
-    `saved_model.pb` (still being copied by hand).
-    """
-    try:
-        names = os.listdir(base_path)
-    except OSError:
-        return {}
-    versions = {}
-    for name in names:
-        if not (name.isascii() and name.isdigit()) or int(name) > MAX_VERSION:
-            continue
-        path = os.path.join(base_path, name)
-        if os.path.isfile(os.path.join(path, "saved_model.pb")):
-            versions[int(name)] = path
-    return versions
 
 
 class VersionManager:

@@ -27,6 +27,7 @@ from trainer.schema import Schema
 
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 SIGNATURES = ("serving_default", "predict_features", "classification")
+MAX_VERSION = 2**63 - 1  # versions are int64 in TF Serving's protos
 
 
 class ServingModule(tf.Module):
@@ -75,6 +76,27 @@ class ServingModule(tf.Module):
             "predict_features": self.predict_features.get_concrete_function(self._feature_specs),
             "classification": self.classify.get_concrete_function(),
         }
+
+
+def list_versions(base_path: str) -> dict[int, str]:
+    """Complete versions under `base_path`: version -> directory.
+
+    Ignores names that are not plain non-negative integers (the exporter's
+    hidden `.staging-*` directories, stray files) and directories without a
+    `saved_model.pb` (still being copied by hand).
+    """
+    try:
+        names = os.listdir(base_path)
+    except OSError:
+        return {}
+    versions = {}
+    for name in names:
+        if not (name.isascii() and name.isdigit()) or int(name) > MAX_VERSION:
+            continue
+        path = os.path.join(base_path, name)
+        if os.path.isfile(os.path.join(path, "saved_model.pb")):
+            versions[int(name)] = path
+    return versions
 
 
 def next_version(base: str) -> int:
