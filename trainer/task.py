@@ -63,25 +63,36 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from trainer.ingest import DataError
-
     try:
         config = parse_args(argv)
         from trainer.pipeline import headline, train_and_export
 
         summary = train_and_export(config)
-    except (ConfigError, DataError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
     except Exception as error:
-        storage = storage_error_or_none(error)  # e.g. TensorBoard's writer on a full or read-only disk
-        if storage is None:
-            raise
-        print(f"error: {storage}", file=sys.stderr)
+        message = user_error_message(error)
+        if message is None:
+            raise  # a bug, not bad input: keep the traceback
+        print(f"error: {message}", file=sys.stderr)
         return 2
     print(f"exported {summary['version_dir']}")
     print(f"weighted model ({summary['loss']}, w1/w0 = {summary['weight_ratio']:.3g}): {headline(summary)}")
     return 0
+
+
+def user_error_message(error: BaseException, expected: tuple[type, ...] = ()) -> str | None:
+    """The one line an entry point prints for an error the user can act on.
+
+    Bad configuration or data, OS errors, TensorFlow's file-system errors
+    (e.g. TensorBoard's writer or keras-tuner's checkpoints on a full or
+    read-only disk) and `expected` give a message; anything else is a bug
+    (None), which the caller re-raises.
+    """
+    from trainer.ingest import DataError
+
+    if isinstance(error, (ConfigError, DataError, OSError, *expected)):
+        return str(error)
+    storage = storage_error_or_none(error)
+    return None if storage is None else str(storage)
 
 
 def storage_error_or_none(error: Exception) -> OSError | None:

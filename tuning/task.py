@@ -17,8 +17,8 @@ import logging
 import os
 import sys
 
-from trainer.config import TUNERS, ConfigError, RunConfig
-from trainer.task import add_data_arguments, common_values, storage_error_or_none
+from trainer.config import TUNERS, RunConfig
+from trainer.task import add_data_arguments, common_values, user_error_message
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[RunConfig, bool]:
@@ -56,20 +56,16 @@ def _evaluator(skip: bool):
 def main(argv: list[str] | None = None) -> int:
     # TensorFlow's deprecation notices (from inside TFMA) are not the user's business.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    from trainer.ingest import DataError
     from tuning.pipeline import RunFinishedError, run_tuning
 
     try:
         config, skip_evaluation = parse_args(argv)
         summary = run_tuning(config, evaluate=_evaluator(skip_evaluation))
-    except (ConfigError, DataError, RunFinishedError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
     except Exception as error:
-        storage = storage_error_or_none(error)  # keras-tuner checkpoints on a full or read-only disk
-        if storage is None:
-            raise
-        print(f"error: {storage}", file=sys.stderr)
+        message = user_error_message(error, expected=(RunFinishedError,))
+        if message is None:
+            raise  # a bug, not bad input: keep the traceback
+        print(f"error: {message}", file=sys.stderr)
         return 2
     if summary.get("role") == "worker":
         print("[tuning] worker done: the chief retrains and exports the best model")
