@@ -23,7 +23,11 @@ INSTALL_REQUIRES = [
 
 EXTRAS = {
     "test": ["pytest==9.2.0", "requests==2.34.2", "ruff==0.17.6", "hypothesis==6.170.17"],
-    "bench": ["lightgbm==4.7.0", "imbalanced-learn==0.14.2"],
+    # ydf 0.16.1 and optuna 5.0.0 (the tuned tree contenders of benchmarks/tuned.py): the newest releases on
+    # the index; `pip install --dry-run` against this stack adds only their own dependencies (optuna:
+    # sqlalchemy, alembic, colorlog; ydf: none new) and leaves numpy / protobuf / tensorflow as pinned; ydf
+    # trains in the same process as TensorFlow 2.21 (the benchmark imports both).
+    "bench": ["lightgbm==4.7.0", "imbalanced-learn==0.14.2", "ydf==0.16.1", "optuna==5.0.0"],
 }
 
 setup(
