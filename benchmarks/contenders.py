@@ -25,14 +25,33 @@ from benchmarks.metrics import validation_threshold
 TRAIN, VALIDATION, TEST = 0, 1, 2
 SKLEARN_CONTENDERS = ("logreg_balanced", "lightgbm_spw", "smote_logreg", "balanced_rf")
 PACKAGE_CONTENDERS = ("package_weighted", "package_unweighted")
-ALL = PACKAGE_CONTENDERS + SKLEARN_CONTENDERS
+PACKAGE_TUNED = "package_tuned"
+TUNED_TREE_CONTENDERS = ("lightgbm_tuned", "ydf_gbt_tuned")
+ALL = (*PACKAGE_CONTENDERS, PACKAGE_TUNED, "logreg_balanced", "smote_logreg", "balanced_rf", "lightgbm_spw",
+       *TUNED_TREE_CONTENDERS)
+TUNED = (PACKAGE_TUNED, *TUNED_TREE_CONTENDERS)
 LABELS = {
     "package_weighted": "this package, weighted (defaults)",
     "package_unweighted": "same architecture, unweighted + own threshold",
+    "package_tuned": "this package, tuned: `tuning.pipeline.run_tuning` (keras-tuner Bayesian), weighted model",
     "logreg_balanced": "LogisticRegression(class_weight=balanced)",
     "lightgbm_spw": "LightGBM scale_pos_weight",
     "smote_logreg": "SMOTE + LogisticRegression",
     "balanced_rf": "BalancedRandomForest",
+    "lightgbm_tuned": "LightGBM, tuned with Optuna TPE (class weight among the parameters)",
+    "ydf_gbt_tuned": "YDF GradientBoostedTrees, tuned with Optuna TPE (class weight among the parameters)",
+}
+# How each contender chooses its hyperparameters (the budget in trials is recorded per row: `trials`).
+TUNING = {
+    "package_weighted": "none (package defaults, ratio N0/N1)",
+    "package_unweighted": "none (package defaults)",
+    "package_tuned": "keras-tuner Bayesian over the package's search space, the package's own trial scoring",
+    "logreg_balanced": "none",
+    "lightgbm_spw": "none (trees by early stopping on validation)",
+    "smote_logreg": "none",
+    "balanced_rf": "none",
+    "lightgbm_tuned": "Optuna TPE, the package's selection rule (`benchmarks/selection.py`)",
+    "ydf_gbt_tuned": "Optuna TPE, the package's selection rule (`benchmarks/selection.py`)",
 }
 
 
@@ -168,6 +187,15 @@ def verify_split(data, dataset: Dataset, assignment: np.ndarray) -> dict:
     return {"counts": expected, "checksum_feature": column, "checksum": round(frame_total, 4)}
 
 
+def write_parquet(dataset: Dataset, workdir: str) -> str:
+    """The dataset as `workdir/<name>.parquet` (same row order, label column `target`), written once."""
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(workdir, f"{dataset.name}.parquet")
+    if not os.path.exists(path):
+        dataset.frame().to_parquet(path, index=False)
+    return path
+
+
 def run_package(dataset: Dataset, assignment: np.ndarray, seed: int, workdir: str, epochs: int = 30,
                 verbose: int = 0) -> dict:
     """Trains the package's weighted model and its unweighted baseline via `train_and_export`.
@@ -183,9 +211,7 @@ def run_package(dataset: Dataset, assignment: np.ndarray, seed: int, workdir: st
     from trainer.pipeline import train_and_export
     from trainer.prepare import prepare_data
 
-    os.makedirs(workdir, exist_ok=True)
-    path = os.path.join(workdir, f"{dataset.name}.parquet")
-    dataset.frame().to_parquet(path, index=False)
+    path = write_parquet(dataset, workdir)
     config = RunConfig(data=path, label="target", output_dir=os.path.join(workdir, f"run-{seed}"), seed=seed,
                        epochs=epochs, verbose=verbose)
     started = time.time()
@@ -202,3 +228,43 @@ def run_package(dataset: Dataset, assignment: np.ndarray, seed: int, workdir: st
                          "calibration": summary["calibration"]["kind"],
                          "package_test_pr_auc": summary["test"]["pr_auc"]}
     return results
+
+
+def run_package_tuned(dataset: Dataset, assignment: np.ndarray, seed: int, workdir: str, trials: int,
+                      epochs: int = 30, verbose: int = 0) -> dict:
+    """The package's tuned model: `tuning.pipeline.run_tuning(config, evaluate=None)` on a fresh run directory.
+
+    The tuner gets `trials` trials (`max_trials`) and scores them its own way;
+    the exported weighted model (`summary["weighted"]["version_dir"]`) is
+    scored on the test TFRecords like `run_package`'s, at the threshold the
+    package chose (`summary["weighted"]["threshold"]["value"]`). "train
+    seconds" = the search plus the retraining of the best weighted model.
+    """
+    import shutil
+
+    from evaluation.predictions import predict_test
+    from trainer.config import RunConfig
+    from trainer.prepare import prepare_data
+    from tuning.pipeline import run_tuning
+
+    path = write_parquet(dataset, workdir)
+    output_dir = os.path.join(workdir, f"tuned-{seed}")
+    shutil.rmtree(output_dir, ignore_errors=True)  # never resume or refuse a previous run: always fresh
+    config = RunConfig(data=path, label="target", output_dir=output_dir, seed=seed, max_trials=trials,
+                       epochs=epochs, verbose=verbose)
+    started = time.time()
+    summary = run_tuning(config, evaluate=None)
+    run_seconds = time.time() - started
+    data = prepare_data(config)  # the run's own RUN/data, reused
+    check = verify_split(data, dataset, assignment)
+    weighted = summary["weighted"]
+    predicted = predict_test(weighted["version_dir"], data.pattern("test"), data.schema)
+    tuning = {k: v for k, v in summary.get("tuning", {}).items()
+              if k not in ("best", "best_file") and isinstance(v, (str, int, float, bool, type(None)))}
+    return {"labels": predicted["labels"], "scores": predicted["scores"],
+            "threshold": weighted["threshold"]["value"],
+            "train_seconds": float(summary["tuning"]["search_seconds"]) + float(weighted["train_seconds"]),
+            "run_tuning_seconds": round(run_seconds, 1), "trials": trials, "package_tuning": tuning,
+            "hyperparameters": weighted["hyperparameters"], "epochs_run": weighted.get("epochs_run"),
+            "weight_ratio": weighted.get("weight_ratio"), "calibration": weighted.get("calibration", {}).get("kind"),
+            "package_test_pr_auc": weighted.get("test", {}).get("pr_auc"), "split_check": check}

@@ -1,12 +1,23 @@
 """Speed and model-quality benchmarks (entry point of `make bench` / `make bench-quick`).
 
   .venv/bin/python -m benchmarks.run            # quick, CI-sized (a few minutes on 2 CPUs)
-  .venv/bin/python -m benchmarks.run --full     # the documented numbers (about an hour on 2 CPUs)
+  .venv/bin/python -m benchmarks.run --full     # the documented numbers (hours on 2 CPUs)
+
+  # one contender again, merged into the existing full results (the others' rows are kept):
+  .venv/bin/python -m benchmarks.run --full --only quality --contenders package_tuned
+  # the tree contenders on two datasets:
+  .venv/bin/python -m benchmarks.run --full --only quality --contenders lightgbm_tuned,ydf_gbt_tuned \
+      --datasets yeast4,ecoli3
 
 Writes `benchmarks/results/{quality,speed}.json` (`--full`) or
 `{quality,speed}-quick.json`, then regenerates the benchmark sections of
 docs/benchmarks.md from the full results when they exist, else from the quick
 ones. `--render-only` just regenerates the document.
+
+Quality results are merged by (dataset, seed, contender): a run replaces only
+the rows it recomputes (`--fresh` starts the file over). Tuned contenders get
+`selection.TUNING_TRIALS` (10) trials in a full run; the quick run gives them
+`selection.QUICK_TUNING_TRIALS` (3), or `--trials N` (quick runs only).
 """
 
 from __future__ import annotations
@@ -16,6 +27,9 @@ import os
 import sys
 import time
 import warnings
+
+from benchmarks.contenders import ALL
+from benchmarks.selection import QUICK_TUNING_TRIALS, TUNING_TRIALS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
@@ -36,8 +50,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--datasets", default=None, help="comma-separated subset of the quality datasets")
     parser.add_argument("--synthetic-rows", type=int, nargs=2, default=None, metavar=("NEG", "POS"),
                         help="size of the synthetic set in the quality part")
+    parser.add_argument("--contenders", default=None,
+                        help="comma-separated subset of the quality contenders (default: all): "
+                        + ",".join(ALL))
+    parser.add_argument("--trials", type=int, default=None,
+                        help=f"trials per tuned contender, quick runs only (default {QUICK_TUNING_TRIALS}; "
+                        f"a full run always uses {TUNING_TRIALS})")
+    parser.add_argument("--fresh", action="store_true",
+                        help="start the quality results file over instead of merging into it")
     parser.add_argument("--render-only", action="store_true", help="only regenerate docs/benchmarks.md")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.contenders:
+        unknown = sorted(set(args.contenders.split(",")) - set(ALL))
+        if unknown:
+            parser.error(f"unknown contenders {', '.join(unknown)}; choose from {', '.join(ALL)}")
+    if args.trials is not None and (args.full or args.trials < 1):
+        parser.error("--trials is for quick runs only (a full run uses the package tuner's budget), and >= 1")
+    return args
 
 
 def render_doc() -> None:
@@ -76,8 +105,11 @@ def main(argv: list[str] | None = None) -> int:
             seeds = args.seeds or (3 if args.full else 1)
             only = set(args.datasets.split(",")) if args.datasets else None
             rows = tuple(args.synthetic_rows) if args.synthetic_rows else None
+            trials = TUNING_TRIALS if args.full else (args.trials or QUICK_TUNING_TRIALS)
+            contenders = args.contenders.split(",") if args.contenders else None
             quality.run(args.full, seeds, os.path.join(RESULTS, result_name("quality", args.full)),
-                        synthetic_rows=rows, only=only, log=lambda m: print(m, flush=True))
+                        synthetic_rows=rows, only=only, log=lambda m: print(m, flush=True),
+                        contenders=contenders, trials=trials, fresh=args.fresh)
         if args.only in (None, "speed"):
             from benchmarks import speed
 
