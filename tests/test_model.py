@@ -50,18 +50,16 @@ def test_eager_and_tf_data_paths_agree(written):
 
 def test_missing_numeric_is_imputed_with_the_training_mean(written):
     _, schema, _ = written
-    model = build_model(kt.HyperParameters(), schema)
+    model = build_model(with_values((1000, 100), {"numeric_encoding": "standard"}), schema)
     numeric = [f for f in schema.numeric if f.name == "x1"][0]
-    base = {f.name: tf.constant([f.mean] * 2, tf.float32) if f.kind == "numeric" else tf.constant(["", ""])
-            for f in schema.features}
-    preprocess = model.get_layer("numeric_preprocessing")
+    base = {f.name: tf.constant([f.mean] * 2, tf.float32) for f in schema.numeric}
     stacked = tf.stack([base[f.name] for f in schema.numeric], axis=1).numpy()
     index = [f.name for f in schema.numeric].index("x1")
     stacked[1, index] = np.nan
-    out = preprocess(tf.constant(stacked)).numpy()
-    n = len(schema.numeric)
-    np.testing.assert_allclose(out[0, :n], out[1, :n], atol=1e-6)  # NaN -> mean -> 0 after scaling
-    assert out[0, n:].sum() == 0 and out[1, n:].sum() == 1  # exactly one missing indicator set
+    filled, indicators = model.get_layer("impute_missing")(tf.constant(stacked))
+    scaled = model.get_layer("standardize")(filled).numpy()
+    np.testing.assert_allclose(scaled[0], scaled[1], atol=1e-6)  # NaN -> mean -> 0 after scaling
+    assert indicators.numpy()[0].sum() == 0 and indicators.numpy()[1].sum() == 1  # one indicator set
     assert numeric.missing_fraction > 0
 
 
@@ -75,7 +73,7 @@ def test_unseen_category_goes_to_the_oov_bucket(written):
 
 def test_hparams_change_the_architecture(written):
     _, schema, _ = written
-    hp = with_values((1000, 100), {"depth": 3, "width": 32})
+    hp = with_values((1000, 100), {"depth": 3, "width": 32, "body": "mlp"})
     model = build_model(hp, schema)
     assert [layer.units for layer in model.layers if layer.name.startswith("dense_")] == [32, 32, 32]
     assert set(declare_all((1000, 100)).values) >= {"depth", "width", "loss", "weight_ratio", "batch_size"}

@@ -16,6 +16,7 @@ WEIGHT_SCHEMES = ("seed", "balanced", "effective_number", "none")
 CALIBRATIONS = ("auto", "prior_shift", "platt", "none")
 TUNERS = ("bayesian", "random", "hyperband")
 DISTRIBUTE = ("none", "mirrored")
+SELECTIONS = ("auto", "validation", "cross_validation")
 
 
 class ConfigError(ValueError):
@@ -55,6 +56,12 @@ class RunConfig:
       verbose: Keras verbosity (0 silent, 2 one line per epoch).
       distribute: tf.distribute strategy for training: `none` or `mirrored`
         (all local devices).
+      selection: How trials are scored and the final model is chosen:
+        `validation` (the validation split), `cross_validation` (stratified
+        k-fold over train + validation; the final model is the fold models'
+        ensemble) or `auto` (cross-validation when the validation split holds
+        fewer than 50 minority examples).
+      cv_folds: k for cross-validation.
     """
 
     data: str = "sylva"
@@ -79,6 +86,8 @@ class RunConfig:
     tuning_epochs: int = 8
     verbose: int = 2
     distribute: str = "none"
+    selection: str = "auto"
+    cv_folds: int = 5
 
     def __post_init__(self) -> None:
         _check_choice("loss", self.loss, LOSSES, allow_none=True)
@@ -86,6 +95,9 @@ class RunConfig:
         _check_choice("calibration", self.calibration, CALIBRATIONS)
         _check_choice("tuner", self.tuner, TUNERS)
         _check_choice("distribute", self.distribute, DISTRIBUTE)
+        _check_choice("selection", self.selection, SELECTIONS)
+        if self.cv_folds < 2:
+            raise ConfigError(f"cv_folds must be at least 2, got {self.cv_folds}")
         if len(self.split) != 3 or abs(sum(self.split) - 1.0) > 1e-6 or min(self.split) <= 0:
             raise ConfigError(f"split must be three positive fractions summing to 1, got {self.split}")
         if self.epochs < 1 or self.tuning_epochs < 1:

@@ -22,6 +22,7 @@ import uuid
 
 import tensorflow as tf
 
+from trainer.bodies import ensemble_logits
 from trainer.calibration import Calibration
 from trainer.schema import Schema
 
@@ -51,7 +52,7 @@ class ServingModule(tf.Module):
         self._feature_specs = feature_specs
 
     def _predict(self, features: dict) -> dict:
-        logits = self.model(features, training=False)  # [N, 2]
+        logits = ensemble_logits(self.model(features, training=False))  # [N, 2] (members averaged)
         margin = logits[:, 1] - logits[:, 0]  # [N] single logit, before calibration
         score = tf.sigmoid(self.calibration_scale * margin + self.calibration_offset)  # [N]
         return {

@@ -33,19 +33,35 @@ def run_signature(function, serialized: list[bytes], batch: int = EVAL_BATCH) ->
     return {key: np.concatenate(values) for key, values in parts.items()}
 
 
-def finalize(model, settings: FitSettings, data: PreparedData, config: RunConfig, export_base: str) -> dict:
+def finalize(model, settings: FitSettings, data: PreparedData, config: RunConfig, export_base: str,
+             held_out: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
     """Calibrates, thresholds, evaluates on test and exports a new version.
+
+    Args:
+      model: The trained Keras model (or fold ensemble).
+      settings: The loss settings it was trained with.
+      data: The prepared splits.
+      config: The run configuration.
+      export_base: The version directory's parent.
+      held_out: (single logits s [N], labels [N]) the model did not train on,
+        for calibration and threshold; default the validation split scored by
+        the exported function itself. Cross-validation passes its out-of-fold
+        predictions.
 
     Returns:
       A JSON-able summary: version path, calibration, threshold, metrics.
     """
     module = ServingModule(model, data.schema, Calibration("none"), threshold=0.5)
-    val_x, val_y = read_serialized(data.pattern("validation")), read_labels(data.pattern("validation"), data.schema)
-    val_margin = run_signature(module.serve_examples, val_x)["logits"]
+    if held_out is None:
+        val_x = read_serialized(data.pattern("validation"))
+        held_out = run_signature(module.serve_examples, val_x)["logits"], read_labels(data.pattern("validation"),
+                                                                                    data.schema)
+    val_margin, val_y = held_out
     calibration = fit_calibration(config.calibration, val_margin, val_y, settings.closed_form_shift)
     module.calibration_scale.assign(calibration.scale)
     module.calibration_offset.assign(calibration.offset)
-    val_scores = run_signature(module.serve_examples, val_x)["scores"]
+    # The exported function's own float32 arithmetic, so validation and serving agree.
+    val_scores = sigmoid_float32(calibration, val_margin)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ThresholdWarning)
         choice = choose_threshold(val_y, val_scores, config.threshold_objective)
@@ -67,6 +83,15 @@ def finalize(model, settings: FitSettings, data: PreparedData, config: RunConfig
                       "validation_precision": choice.precision, "validation_recall": choice.recall},
         "test": test_metrics(test_y, test, choice.threshold),
     }
+
+
+def sigmoid_float32(calibration: Calibration, margin: np.ndarray) -> np.ndarray:
+    """The served score, sigmoid(a * s + b), computed in float32 as the graph does."""
+    import tensorflow as tf
+
+    margin = tf.constant(np.asarray(margin, np.float32))
+    return tf.sigmoid(tf.constant(calibration.scale, tf.float32) * margin
+                      + tf.constant(calibration.offset, tf.float32)).numpy()
 
 
 def test_metrics(labels: np.ndarray, outputs: dict, threshold: float) -> dict:

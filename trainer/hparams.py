@@ -9,24 +9,40 @@ tuning run the very same code.
 from __future__ import annotations
 
 import json
+import math
 
 import keras_tuner as kt
 
+from trainer.bodies import BODIES
 from trainer.config import LOSSES, ConfigError
+from trainer.encodings import NUMERIC_ENCODINGS
 
 WIDTHS = (32, 64, 128, 256)
+PLE_BINS = (8, 16, 32, 64)
+ENSEMBLE_SIZES = (4, 8, 16, 32)
 EMBEDDING_DIMS = (4, 8, 16)
-BATCH_SIZES = (128, 256, 512, 1024)
+BATCH_SIZES = (32, 64, 128, 256, 512, 1024)
 
 
 def declare_model_hparams(hp: kt.HyperParameters) -> dict:
-    """Architecture and optimizer hyperparameters (used by `build_model`)."""
+    """Architecture and optimizer hyperparameters (used by `build_model`).
+
+    `ple_bins` only matters for the `ple` encoding, `periodic_sigma` for
+    `periodic`, `ensemble_size` for the `tabm` body; they are declared
+    unconditionally so every trial records a complete, reusable set.
+    """
     return {
+        "numeric_encoding": hp.Choice("numeric_encoding", list(NUMERIC_ENCODINGS), default="ple"),
+        "bins": hp.Choice("ple_bins", list(PLE_BINS), default=16),
+        "sigma": hp.Float("periodic_sigma", 0.01, 10.0, sampling="log", default=0.3),
+        "body": hp.Choice("body", list(BODIES), default="tabm"),
+        "ensemble_size": hp.Choice("ensemble_size", list(ENSEMBLE_SIZES), default=8),
         "depth": hp.Int("depth", 1, 3, default=2),
         "width": hp.Choice("width", list(WIDTHS), default=128),
-        "dropout": hp.Float("dropout", 0.0, 0.5, step=0.1, default=0.2),
+        "dropout": hp.Float("dropout", 0.0, 0.5, step=0.1, default=0.1),
         "embedding_dim": hp.Choice("embedding_dim", list(EMBEDDING_DIMS), default=8),
         "learning_rate": hp.Float("learning_rate", 1e-4, 1e-2, sampling="log", default=1e-3),
+        "weight_decay": hp.Float("weight_decay", 1e-5, 1e-1, sampling="log", default=1e-3),
     }
 
 
@@ -34,14 +50,25 @@ def declare_fit_hparams(hp: kt.HyperParameters, counts: tuple[int, int]) -> dict
     """Fit-time hyperparameters: loss family, weight ratio r = w1 / w0, batch size.
 
     The ratio is searched on a log scale from 1 (unweighted) to 3 x N0/N1.
+    The default batch size follows the training split's size (`default_batch_size`).
     """
     balanced = counts[0] / counts[1]
     upper = max(3.0 * balanced, 2.0)
     return {
         "loss": hp.Choice("loss", list(LOSSES), default="weighted_ce"),
         "weight_ratio": hp.Float("weight_ratio", 1.0, upper, sampling="log", default=min(balanced, upper)),
-        "batch_size": hp.Choice("batch_size", list(BATCH_SIZES), default=256),
+        "batch_size": hp.Choice("batch_size", list(BATCH_SIZES), default=default_batch_size(counts)),
     }
+
+
+def default_batch_size(counts: tuple[int, int]) -> int:
+    """About 50 steps per epoch, as a power of two in [32, 1024].
+
+    A fixed 256 leaves a 1,000-row training split 4 steps per epoch, too few
+    for early stopping to find a good epoch (measured: docs/benchmarks.md).
+    """
+    steps_size = sum(counts) / 50.0
+    return min(BATCH_SIZES, key=lambda size: abs(math.log2(size) - math.log2(max(steps_size, 1.0))))
 
 
 def declare_all(counts: tuple[int, int]) -> kt.HyperParameters:

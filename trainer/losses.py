@@ -3,7 +3,9 @@
 Notation (DESIGN.md section 3): classes 0 = majority, 1 = minority; N_c
 training examples of class c; logits z [N, 2]; single logit s = z1 - z0.
 Every loss returns the per-example value [N]; Keras averages it over the
-batch, which is the seed's "averaged over the batch".
+batch, which is the seed's "averaged over the batch". For an ensemble's
+per-member logits [N, k, 2] it returns [N * k]: each member is trained on its
+own loss, and the mean runs over members too.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import math
 import keras
 import numpy as np
 from keras import ops
+
+from trainer.bodies import member_view
 
 DEFAULT_BETA = 0.999
 
@@ -61,6 +65,7 @@ class WeightedCrossEntropy(keras.losses.Loss):
         self.class_weights = [float(w) for w in weights]
 
     def call(self, y_true, y_pred):
+        y_true, y_pred = member_view(y_true, y_pred)  # ensemble members: one loss each
         onehot = _one_hot(y_true, y_pred.dtype)  # [N, 2]
         log_probs = ops.log_softmax(y_pred, axis=-1)  # [N, 2]
         weight = ops.sum(onehot * ops.convert_to_tensor(self.class_weights, y_pred.dtype), axis=-1)  # [N]
@@ -79,6 +84,7 @@ class FocalLoss(keras.losses.Loss):
         self.gamma = float(gamma)
 
     def call(self, y_true, y_pred):
+        y_true, y_pred = member_view(y_true, y_pred)  # ensemble members: one loss each
         onehot = _one_hot(y_true, y_pred.dtype)  # [N, 2]
         log_p = ops.sum(onehot * ops.log_softmax(y_pred, axis=-1), axis=-1)  # [N]
         modulator = ops.power(1.0 - ops.exp(log_p), self.gamma)  # [N]
@@ -103,6 +109,7 @@ class LogitAdjustedLoss(keras.losses.Loss):
         self.class_weights = [float(w) for w in weights]
 
     def call(self, y_true, y_pred):
+        y_true, y_pred = member_view(y_true, y_pred)
         adjustment = self.tau * ops.log(ops.convert_to_tensor(self.priors, y_pred.dtype))  # [2]
         adjusted = y_pred + adjustment  # [N, 2]
         onehot = _one_hot(y_true, y_pred.dtype)

@@ -1,8 +1,10 @@
-"""The Keras 3 model: preprocessing from the schema, then an MLP with two logits.
+"""The Keras 3 model: preprocessing from the schema, then a body with logits.
 
-Preprocessing lives inside the model (imputation, missing indicators,
-normalization, vocabulary lookup, embeddings), so the exported SavedModel takes
-raw feature values and training and serving cannot drift apart.
+Preprocessing lives inside the model (imputation, missing indicators, a
+numeric encoding from `trainer.encodings`, vocabulary lookup, embeddings), so
+the exported SavedModel takes raw feature values and training and serving
+cannot drift apart. Bodies are in `trainer.bodies` (an MLP, or a TabM
+ensemble whose members' probabilities are averaged at inference).
 """
 
 from __future__ import annotations
@@ -14,38 +16,10 @@ import keras_tuner as kt
 import numpy as np
 from keras import layers, ops
 
+from trainer import bodies
+from trainer.encodings import encode_numeric
 from trainer.hparams import declare_model_hparams
 from trainer.schema import Schema
-
-
-@keras.saving.register_keras_serializable(package="imbalance")
-class NumericPreprocessor(layers.Layer):
-    """Imputes missing (NaN) numerics with the training mean, then standardizes.
-
-    Appends a 0/1 missing indicator for each feature that had missing values in
-    training, so the model can learn from missingness itself.
-    """
-
-    def __init__(self, means, stds, indicator_mask, **kwargs):
-        super().__init__(**kwargs)
-        self.means = [float(v) for v in means]
-        self.stds = [float(v) for v in stds]
-        self.indicator_mask = [bool(v) for v in indicator_mask]
-        self._indicator_index = [i for i, flag in enumerate(self.indicator_mask) if flag]
-
-    def call(self, x):  # x: [N, F] float32, NaN = missing
-        missing = ops.isnan(x)  # [N, F]
-        means = ops.convert_to_tensor(self.means, dtype=x.dtype)  # [F]
-        filled = ops.where(missing, means, x)
-        scaled = (filled - means) / ops.convert_to_tensor(self.stds, dtype=x.dtype)  # [N, F]
-        if not self._indicator_index:
-            return scaled
-        indicators = ops.take(ops.cast(missing, x.dtype), self._indicator_index, axis=1)  # [N, M]
-        return ops.concatenate([scaled, indicators], axis=1)  # [N, F + M]
-
-    def get_config(self):
-        return {**super().get_config(), "means": self.means, "stds": self.stds,
-                "indicator_mask": self.indicator_mask}
 
 
 def feature_inputs(schema: Schema) -> dict:
@@ -56,16 +30,22 @@ def feature_inputs(schema: Schema) -> dict:
     }
 
 
-def encode_features(inputs: dict, schema: Schema, embedding_dim: int):
-    """Raw feature tensors -> one dense [N, D] float tensor."""
+def encode_features(inputs: dict, schema: Schema, params: dict):
+    """Raw feature tensors -> one dense [N, D] float tensor.
+
+    Args:
+      inputs: One [N] tensor per schema feature.
+      schema: Statistics of the training split.
+      params: The model hyperparameters (`numeric_encoding`, `bins`, `sigma`,
+        `embedding_dim`).
+    """
     parts = []
     numeric = schema.numeric
     if numeric:
         stacked = ops.stack([inputs[f.name] for f in numeric], axis=1)  # [N, F]
-        parts.append(NumericPreprocessor(
-            [f.mean for f in numeric], [f.std for f in numeric],
-            [f.missing_fraction > 0 for f in numeric], name="numeric_preprocessing",
-        )(stacked))
+        parts.append(encode_numeric(stacked, numeric, params["numeric_encoding"], params["bins"],
+                                    params["sigma"]))
+    embedding_dim = params["embedding_dim"]
     for feature in schema.categorical:
         # Unseen values and missing ("") share the single out-of-vocabulary index 0.
         lookup = layers.StringLookup(vocabulary=list(feature.vocabulary) or ["<none>"], num_oov_indices=1,
@@ -87,18 +67,25 @@ def build_model(hp: kt.HyperParameters, schema: Schema, priors: tuple[float, flo
         so the first steps are not spent learning the base rate.
 
     Returns:
-      A Keras model from a dict of raw features ([N] each) to logits [N, 2].
+      A Keras model from a dict of raw features ([N] each) to logits: [N, 2]
+      for the MLP, [N, k, 2] (one pair per member) for TabM; `ensemble_logits`
+      turns either into the [N, 2] logits of the predicted probability.
     """
     params = declare_model_hparams(hp)
     inputs = feature_inputs(schema)
-    x = encode_features(inputs, schema, params["embedding_dim"])
-    for index in range(params["depth"]):
-        x = layers.Dense(params["width"], activation="relu", name=f"dense_{index}")(x)
-        if params["dropout"] > 0:
-            x = layers.Dropout(params["dropout"], name=f"dropout_{index}")(x)
-    bias = keras.initializers.Constant([math.log(p) for p in priors])
-    logits = layers.Dense(2, bias_initializer=bias, name="logits")(x)  # [N, 2]
-    return keras.Model(inputs=inputs, outputs=logits, name="imbalance_mlp")
+    x = encode_features(inputs, schema, params)
+    bias = [math.log(p) for p in priors]
+    shape = (params["depth"], params["width"], params["dropout"], bias)
+    if params["body"] == "tabm":
+        logits = bodies.tabm(x, *shape, members=params["ensemble_size"])  # [N, k, 2]
+    else:
+        logits = bodies.mlp(x, *shape)  # [N, 2]
+    return keras.Model(inputs=inputs, outputs=logits, name=f"imbalance_{params['body']}")
+
+
+def minority_probability(y_pred):
+    """Predicted minority probability [N] from logits [N, 2] or members [N, k, 2]."""
+    return ops.softmax(bodies.ensemble_logits(y_pred), axis=-1)[:, 1]
 
 
 @keras.saving.register_keras_serializable(package="imbalance")
@@ -106,7 +93,7 @@ class MinorityAUC(keras.metrics.AUC):
     """AUC of the minority-class probability softmax(logits)[:, 1]."""
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        return super().update_state(ops.reshape(y_true, (-1,)), ops.softmax(y_pred, axis=-1)[:, 1], sample_weight)
+        return super().update_state(ops.reshape(y_true, (-1,)), minority_probability(y_pred), sample_weight)
 
 
 @keras.saving.register_keras_serializable(package="imbalance")
@@ -114,7 +101,7 @@ class MinorityRecall(keras.metrics.Recall):
     """Recall of the minority class at argmax of the logits (threshold 0.5)."""
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        return super().update_state(ops.reshape(y_true, (-1,)), ops.softmax(y_pred, axis=-1)[:, 1], sample_weight)
+        return super().update_state(ops.reshape(y_true, (-1,)), minority_probability(y_pred), sample_weight)
 
 
 @keras.saving.register_keras_serializable(package="imbalance")
@@ -122,7 +109,15 @@ class MinorityRecallAtPrecision(keras.metrics.RecallAtPrecision):
     """Best minority recall with precision >= the floor."""
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        return super().update_state(ops.reshape(y_true, (-1,)), ops.softmax(y_pred, axis=-1)[:, 1], sample_weight)
+        return super().update_state(ops.reshape(y_true, (-1,)), minority_probability(y_pred), sample_weight)
+
+
+@keras.saving.register_keras_serializable(package="imbalance")
+class MinorityAccuracy(keras.metrics.BinaryAccuracy):
+    """Accuracy of the argmax class (minority probability >= 0.5)."""
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        return super().update_state(ops.reshape(y_true, (-1,)), minority_probability(y_pred), sample_weight)
 
 
 def training_metrics(recall_precision_floor: float | None = None) -> list:
@@ -131,7 +126,7 @@ def training_metrics(recall_precision_floor: float | None = None) -> list:
     metrics = [
         MinorityAUC(curve="PR", num_thresholds=500, name="pr_auc"),
         MinorityAUC(curve="ROC", num_thresholds=500, name="roc_auc"),
-        keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+        MinorityAccuracy(name="accuracy"),
         MinorityRecall(name="minority_recall"),
     ]
     if recall_precision_floor is not None:

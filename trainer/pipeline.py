@@ -10,6 +10,7 @@ import keras
 
 from trainer import hparams as hparams_lib
 from trainer.config import RunConfig
+from trainer.crossval import cross_validate, fold_ensemble, uses_cross_validation
 from trainer.distribute import check_supported, make_strategy, strategy_scope
 from trainer.finalize import finalize
 from trainer.model import build_model, class_priors
@@ -44,13 +45,22 @@ def train_and_export(config: RunConfig, data: PreparedData | None = None, values
     check_supported(strategy, bool(data.schema.categorical))
     started = time.time()
     log_dir = os.path.join(config.output_dir, "logs", name)
+    held_out, selection = None, "validation"
     with strategy_scope(strategy):  # variables and train steps replicated across devices
-        model = build_model(hp, data.schema, priors=class_priors(counts))
-        history = compile_and_fit(model, settings, data, config,
-                                  callbacks=[keras.callbacks.TensorBoard(log_dir=log_dir)])
+        if uses_cross_validation(data, config):
+            folds = cross_validate(hp, settings, data, config, epochs=config.epochs, verbose=config.verbose)
+            model, history, selection = fold_ensemble(folds.models, data.schema), folds.histories[0], "cross_validation"
+            held_out = folds.margins, folds.labels
+        else:
+            model = build_model(hp, data.schema, priors=class_priors(counts))
+            history = compile_and_fit(model, settings, data, config,
+                                      callbacks=[keras.callbacks.TensorBoard(log_dir=log_dir)])
     save_history(history, os.path.join(config.output_dir, "history", f"{name}.json"))
-    summary = finalize(model, settings, data, config, os.path.join(config.output_dir, MODEL_DIRS[name]))
-    summary.update({"hyperparameters": dict(hp.values), "epochs_run": len(history.epoch),
+    summary = finalize(model, settings, data, config, os.path.join(config.output_dir, MODEL_DIRS[name]), held_out)
+    if held_out is not None:
+        summary["cross_validation"] = {"folds": config.cv_folds, "fold_scores": folds.fold_scores,
+                                       "mean": folds.score, "epochs_run": [len(h.epoch) for h in folds.histories]}
+    summary.update({"hyperparameters": dict(hp.values), "selection": selection, "epochs_run": len(history.epoch),
                     "train_seconds": round(time.time() - started, 1), "class_counts": data.counts,
                     "replicas": strategy.num_replicas_in_sync if strategy else 1})
     update_run_json(config, {name: summary})

@@ -15,6 +15,10 @@ import numpy as np
 import pandas as pd
 
 MAX_VOCABULARY = 1000  # rarer values share the out-of-vocabulary bucket
+# Quantiles of each numeric feature at levels i / (QUANTILE_LEVELS - 1): the
+# quantile-normal and piecewise-linear encodings are built from them (a power
+# of two plus one, so 8, 16, 32, 64 and 128 equal-frequency bins nest).
+QUANTILE_LEVELS = 129
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,6 +29,7 @@ class Feature:
     std: float = 1.0
     vocabulary: tuple[str, ...] = ()
     missing_fraction: float = 0.0
+    quantiles: tuple[float, ...] = ()  # training-split quantiles at QUANTILE_LEVELS levels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +65,9 @@ class Schema:
     @classmethod
     def from_json(cls, payload: dict) -> Schema:
         features = tuple(
-            Feature(**{**f, "vocabulary": tuple(f.get("vocabulary", ()))}) for f in payload["features"]
+            Feature(**{**f, "vocabulary": tuple(f.get("vocabulary", ())),
+                       "quantiles": tuple(f.get("quantiles", ()))})
+            for f in payload["features"]
         )
         return cls(features=features, label=payload["label"])
 
@@ -82,7 +89,7 @@ def infer_schema(features: pd.DataFrame, label: str) -> Schema:
             std = float(values.std()) if values.size else 1.0
             # A constant column must not divide by zero in normalization.
             inferred.append(Feature(name, "numeric", mean=mean, std=std if std > 1e-12 else 1.0,
-                                    missing_fraction=missing))
+                                    missing_fraction=missing, quantiles=quantiles(values)))
         else:
             counts = column.dropna().value_counts()
             # Most frequent first; ties broken by value so the order is stable.
@@ -90,6 +97,19 @@ def infer_schema(features: pd.DataFrame, label: str) -> Schema:
             vocabulary = tuple(str(value) for value, _ in ordered)
             inferred.append(Feature(name, "categorical", vocabulary=vocabulary, missing_fraction=missing))
     return Schema(features=tuple(inferred), label=label)
+
+
+def quantiles(values: np.ndarray) -> tuple[float, ...]:
+    """Quantiles of the present values at `QUANTILE_LEVELS` evenly spaced levels.
+
+    Linear interpolation between order statistics, as NumPy's and
+    scikit-learn's `QuantileTransformer` compute them. A feature with no
+    present value gets all zeros (its imputed value).
+    """
+    if not values.size:
+        return (0.0,) * QUANTILE_LEVELS
+    levels = np.linspace(0.0, 1.0, QUANTILE_LEVELS)
+    return tuple(float(q) for q in np.quantile(values, levels))
 
 
 def save_schema(schema: Schema, directory: str) -> None:

@@ -34,6 +34,7 @@ class FitSettings:
     priors: tuple[float, float]
     batch_size: int
     learning_rate: float
+    weight_decay: float
     source: str  # how the weights were chosen, for run.json
 
     @property
@@ -68,11 +69,12 @@ def fit_settings(hp: kt.HyperParameters, counts: tuple[int, int], config: RunCon
         weights = class_weights(counts, ratio=values["weight_ratio"])
         source = f"hyperparameter ratio {values['weight_ratio']:.4g}"
     return FitSettings(family, tuple(float(w) for w in weights), class_priors(counts),
-                       int(values["batch_size"]), float(hp.get("learning_rate")), source)
+                       int(values["batch_size"]), float(hp.get("learning_rate")), float(hp.get("weight_decay")),
+                       source)
 
 
 def compile_and_fit(model: keras.Model, settings: FitSettings, data: PreparedData, config: RunConfig,
-                    callbacks=(), **fit_kwargs) -> keras.callbacks.History:
+                    callbacks=(), train=None, validation=None, **fit_kwargs) -> keras.callbacks.History:
     """Compiles `model` with the imbalance-aware loss and fits it.
 
     Early stopping watches validation PR-AUC of the minority class and restores
@@ -84,17 +86,22 @@ def compile_and_fit(model: keras.Model, settings: FitSettings, data: PreparedDat
       data: The prepared splits.
       config: The run configuration (epochs, patience, seed, verbosity).
       callbacks: Extra callbacks (the tuner's, TensorBoard).
+      train: Training batches; default the train split's shards.
+      validation: Early-stopping batches; default the validation split's.
       **fit_kwargs: Forwarded to `model.fit` (the tuner passes `epochs` and,
         for Hyperband, `initial_epoch`).
     """
     _, floor = parse_tuning_objective(config.objective)
     model.compile(
-        optimizer=keras.optimizers.Adam(settings.learning_rate),
+        # AdamW: decoupled weight decay, a tuned regularizer (TabM's recipe).
+        optimizer=keras.optimizers.AdamW(settings.learning_rate, weight_decay=settings.weight_decay),
         loss=settings.loss(),
         metrics=training_metrics(floor),
     )
-    train = make_dataset(data.pattern("train"), data.schema, settings.batch_size, shuffle=True, seed=config.seed)
-    validation = make_dataset(data.pattern("validation"), data.schema, EVAL_BATCH)
+    if train is None:
+        train = make_dataset(data.pattern("train"), data.schema, settings.batch_size, shuffle=True, seed=config.seed)
+    if validation is None:
+        validation = make_dataset(data.pattern("validation"), data.schema, EVAL_BATCH)
     stopping = keras.callbacks.EarlyStopping(
         monitor="val_pr_auc", mode="max", patience=config.patience, restore_best_weights=True
     )

@@ -8,6 +8,7 @@ tuner's keyword arguments (callbacks, epochs, Hyperband's initial_epoch).
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 
@@ -15,6 +16,7 @@ import keras
 import keras_tuner as kt
 
 from trainer.config import RunConfig, parse_tuning_objective
+from trainer.crossval import cross_validate, load_arrays, uses_cross_validation
 from trainer.distribute import check_supported, make_strategy
 from trainer.model import build_model, class_priors
 from trainer.prepare import PreparedData
@@ -42,13 +44,34 @@ class ImbalanceHyperModel(kt.HyperModel):
         callbacks = list(kwargs.pop("callbacks", []))
         kwargs.setdefault("epochs", self.config.tuning_epochs)
         kwargs.setdefault("verbose", 0)
+        if self.cross_validation:
+            # The trial's score is the mean objective over held-out folds; the
+            # tuner's per-epoch callbacks would mix the folds' epochs, so they
+            # are not attached (the oracle gets the final value only).
+            folds = cross_validate(hp, settings, self.data, self.config, epochs=kwargs["epochs"],
+                                   arrays=self.arrays)
+            return {objective_metric(self.config): folds.score}
         return compile_and_fit(model, settings, self.data, self.config, callbacks=callbacks, **kwargs)
+
+    @functools.cached_property
+    def cross_validation(self) -> bool:
+        return uses_cross_validation(self.data, self.config)
+
+    @functools.cached_property
+    def arrays(self):
+        """Train + validation in memory, loaded once for every trial's folds."""
+        return load_arrays([self.data.pattern("train"), self.data.pattern("validation")], self.data.schema)
+
+
+def objective_metric(config: RunConfig) -> str:
+    """The Keras metric name of the tuning objective on held-out data."""
+    name, _ = parse_tuning_objective(config.objective)
+    return "val_pr_auc" if name == "pr_auc" else "val_recall_at_precision"
 
 
 def tuner_objective(config: RunConfig) -> kt.Objective:
-    """The validation metric the tuner maximizes (never recall at 0.5)."""
-    name, _ = parse_tuning_objective(config.objective)
-    return kt.Objective("val_pr_auc" if name == "pr_auc" else "val_recall_at_precision", direction="max")
+    """The held-out metric the tuner maximizes (never recall at 0.5)."""
+    return kt.Objective(objective_metric(config), direction="max")
 
 
 class _Progress:
@@ -89,6 +112,23 @@ class HyperbandTuner(_Progress, kt.Hyperband):
     pass
 
 
+def start_with_defaults(oracle) -> None:
+    """Makes the search's first trial the default hyperparameters.
+
+    The defaults are a measured, strong configuration (README, "What the
+    tuner searches"); random initial points alone could miss it entirely
+    with a budget of a few trials (as Optuna's `enqueue_trial` is used).
+    """
+    original = oracle.populate_space
+
+    def populate_space(trial_id):
+        if not oracle.trials:  # the first trial of a fresh search
+            return {"status": kt.engine.trial.TrialStatus.RUNNING, "values": dict(oracle.hyperparameters.values)}
+        return original(trial_id)
+
+    oracle.populate_space = populate_space
+
+
 def make_tuner(data: PreparedData, config: RunConfig) -> kt.Tuner:
     """The configured tuner over `RUN/tuning/search`, resuming what is there.
 
@@ -109,8 +149,11 @@ def make_tuner(data: PreparedData, config: RunConfig) -> kt.Tuner:
         # keras-tuner builds and fits each trial's model inside this strategy's scope.
         "distribution_strategy": strategy,
     }
-    if config.tuner == "bayesian":
-        return BayesianTuner(max_trials=config.max_trials, num_initial_points=min(3, config.max_trials), **common)
-    if config.tuner == "random":
-        return RandomTuner(max_trials=config.max_trials, **common)
+    if config.tuner in ("bayesian", "random"):
+        if config.tuner == "bayesian":
+            tuner = BayesianTuner(max_trials=config.max_trials, num_initial_points=min(3, config.max_trials), **common)
+        else:
+            tuner = RandomTuner(max_trials=config.max_trials, **common)
+        start_with_defaults(tuner.oracle)
+        return tuner
     return HyperbandTuner(max_epochs=config.tuning_epochs, factor=3, hyperband_iterations=1, **common)

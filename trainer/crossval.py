@@ -1,0 +1,173 @@
+"""Model selection that a handful of validation positives cannot fool.
+
+With few minority examples in the validation split (fewer than
+`CV_MAX_VALIDATION_POSITIVES`, docs/design.md "Small-data selection"), one
+validation PR-AUC is mostly noise: a trial's score and the final model's
+early stopping, calibration and threshold then come from stratified k-fold
+cross-validation over train + validation instead. The final model is the
+ensemble of the k fold models (their probabilities averaged), exported as one
+SavedModel; its calibration and threshold are fit on out-of-fold predictions,
+which every train + validation example has exactly once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from trainer.bodies import ensemble_logits
+from trainer.config import RunConfig, parse_tuning_objective
+from trainer.model import build_model, class_priors
+from trainer.prepare import PreparedData
+from trainer.schema import Schema
+
+CV_MAX_VALIDATION_POSITIVES = 50
+PARSE_BATCH = 4096
+
+
+def uses_cross_validation(data: PreparedData, config: RunConfig) -> bool:
+    """True when selection runs on k folds of train + validation."""
+    if config.selection == "auto":
+        return data.counts["validation"][1] < CV_MAX_VALIDATION_POSITIVES
+    return config.selection == "cross_validation"
+
+
+@dataclasses.dataclass(frozen=True)
+class Arrays:
+    """Raw features ({name: [N]}) and labels [N] held in memory."""
+
+    features: dict[str, np.ndarray]
+    labels: np.ndarray
+
+    def take(self, index: np.ndarray) -> Arrays:
+        return Arrays({k: v[index] for k, v in self.features.items()}, self.labels[index])
+
+    def dataset(self, batch_size: int, shuffle: bool = False, seed: int = 0) -> tf.data.Dataset:
+        data = tf.data.Dataset.from_tensor_slices((self.features, self.labels))
+        if shuffle:
+            data = data.shuffle(len(self.labels), seed=seed, reshuffle_each_iteration=True)
+        return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def load_arrays(patterns: list[str], schema: Schema) -> Arrays:
+    """Parses every tf.Example of the shards matching `patterns`, in file order."""
+    from trainer.dataset import list_files
+
+    files = [path for pattern in patterns for path in list_files(pattern)]
+    spec = schema.feature_spec(with_label=True)
+    records = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(PARSE_BATCH)
+    parts: dict[str, list] = {}
+    for batch in records.map(lambda s: tf.io.parse_example(s, spec)).as_numpy_iterator():
+        for name, values in batch.items():
+            parts.setdefault(name, []).append(values)
+    columns = {name: np.concatenate(values) for name, values in parts.items()}
+    labels = columns.pop(schema.label)
+    return Arrays(columns, labels)
+
+
+def selection_folds(labels: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified k-fold (train indices, held-out indices), shuffled with `seed`."""
+    from sklearn.model_selection import StratifiedKFold
+
+    if int(np.sum(labels == 1)) < folds:
+        raise ValueError(f"cross-validation needs at least {folds} minority examples in train + validation")
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros(len(labels)), labels))
+
+
+def objective_value(labels: np.ndarray, scores: np.ndarray, objective: str) -> float:
+    """The tuning objective on held-out predictions (sklearn's definitions)."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    name, floor = parse_tuning_objective(objective)
+    if name == "pr_auc":
+        return float(average_precision_score(labels, scores))
+    precision, recall, _ = precision_recall_curve(labels, scores)
+    reachable = recall[precision >= floor]
+    return float(reachable.max()) if reachable.size else 0.0
+
+
+@dataclasses.dataclass
+class CrossValidation:
+    models: list  # one Keras model per fold
+    fold_scores: list[float]  # the objective on each held-out fold
+    margins: np.ndarray  # out-of-fold single logits s [N], in the order of `labels`
+    labels: np.ndarray  # train + validation labels [N]
+    histories: list  # keras History per fold
+
+    @property
+    def score(self) -> float:
+        return float(np.mean(self.fold_scores))
+
+
+def cross_validate(hp, settings, data: PreparedData, config: RunConfig, epochs: int, verbose: int = 0,
+                   arrays: Arrays | None = None) -> CrossValidation:
+    """Trains one model per fold of train + validation; scores each on its held-out fold.
+
+    Args:
+      hp: Hyperparameters for `build_model`.
+      settings: `trainer.train.FitSettings` (loss, weights, batch size, ...).
+      data: The prepared splits.
+      config: The run configuration (folds, seed, patience, objective).
+      epochs: Maximum epochs per fold (early stopping on the held-out fold).
+      verbose: Keras verbosity.
+      arrays: Train + validation in memory (loaded from `data` when None).
+    """
+    from trainer.train import EVAL_BATCH, compile_and_fit
+
+    arrays = arrays or load_arrays([data.pattern("train"), data.pattern("validation")], data.schema)
+    margins = np.zeros(len(arrays.labels), np.float64)
+    models, scores, histories = [], [], []
+    for fold, (train_index, held_index) in enumerate(selection_folds(arrays.labels, config.cv_folds, config.seed)):
+        keras.utils.set_random_seed(config.seed + fold)
+        model = build_model(hp, data.schema, priors=class_priors(data.train_counts))
+        held = arrays.take(held_index)
+        histories.append(compile_and_fit(
+            model, settings, data, config, train=arrays.take(train_index).dataset(
+                settings.batch_size, shuffle=True, seed=config.seed + fold),
+            validation=held.dataset(EVAL_BATCH), epochs=epochs, verbose=verbose))
+        margins[held_index] = predict_margin(model, held)
+        scores.append(objective_value(held.labels, margins[held_index], config.objective))
+        models.append(model)
+    return CrossValidation(models, scores, margins, arrays.labels, histories)
+
+
+def predict_margin(model: keras.Model, arrays: Arrays) -> np.ndarray:
+    """Single logits s = z1 - z0 [N] of the (member-averaged) prediction."""
+    logits = np.asarray(ensemble_logits(ops.convert_to_tensor(model.predict(
+        arrays.features, batch_size=PARSE_BATCH, verbose=0))))
+    return logits[:, 1].astype(np.float64) - logits[:, 0]
+
+
+class FoldEnsemble(keras.Model):
+    """The fold models as one model: raw features -> all members' logits [N, M, 2].
+
+    An MLP contributes one member, a TabM model its k members; the exported
+    probability is the mean over all of them (`ensemble_logits`).
+    """
+
+    def __init__(self, models: list, **kwargs):
+        super().__init__(**kwargs)
+        self.folds = list(models)
+
+    def call(self, inputs, training=False):
+        members = []
+        for model in self.folds:
+            outputs = model(inputs, training=training)
+            members.append(ops.expand_dims(outputs, 1) if len(outputs.shape) == 2 else outputs)  # [N, k, 2]
+        return ops.concatenate(members, axis=1)  # [N, M, 2]
+
+
+def fold_ensemble(models: list, schema: Schema) -> keras.Model:
+    """The fold models' ensemble, built on the schema's raw feature inputs."""
+    ensemble = FoldEnsemble(models, name="fold_ensemble")
+    ensemble({name: tensor for name, tensor in _example_inputs(schema).items()})  # builds it
+    return ensemble
+
+
+def _example_inputs(schema: Schema) -> dict:
+    return {f.name: tf.constant([0.0] if f.kind == "numeric" else [""]) for f in schema.features}
