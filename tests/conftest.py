@@ -31,8 +31,10 @@ def tiny_csv(tmp_path_factory, tiny_frame) -> str:
 
 
 def tiny_config(output_dir: str, data: str, **overrides) -> RunConfig:
+    # Validation selection: the tiny data's 30 validation positives would
+    # otherwise choose cross-validation (tested on its own in test_crossval_run).
     values = dict(data=data, label="target", output_dir=output_dir, epochs=3, patience=2, verbose=0,
-                  max_trials=2, tuning_epochs=2)
+                  max_trials=2, tuning_epochs=2, selection="validation")
     values.update(overrides)
     return RunConfig.from_dict(values)
 

@@ -46,17 +46,28 @@ def test_serving_default_outputs(exported):
     np.testing.assert_allclose(out["scores"], expected, rtol=1e-4, atol=1e-6)
 
 
-def test_save_load_predict_reproduces_the_in_memory_model(tiny_run, tmp_path):
-    """A fresh model saved and reloaded gives bit-identical outputs."""
-    import keras_tuner as kt
-
+@pytest.mark.parametrize("values", [
+    {"numeric_encoding": "standard", "body": "mlp"},
+    {"numeric_encoding": "quantile_normal", "body": "tabm"},
+    {"numeric_encoding": "ple", "body": "tabm"},
+    {"numeric_encoding": "periodic", "body": "mlp"},
+    "fold_ensemble",
+], ids=["standard-mlp", "quantile_normal-tabm", "ple-tabm", "periodic-mlp", "fold_ensemble"])
+def test_save_load_predict_reproduces_the_in_memory_model(tiny_run, tmp_path, values):
+    """Every encoding and body (and a fold ensemble), saved and reloaded, gives bit-identical outputs."""
     from trainer.calibration import Calibration
+    from trainer.crossval import fold_ensemble
     from trainer.export import ServingModule, export_version
+    from trainer.hparams import with_values
     from trainer.model import build_model
 
     config, _, _ = tiny_run
     data = prepare_data(config)
-    model = build_model(kt.HyperParameters(), data.schema)
+    if values == "fold_ensemble":
+        models = [build_model(with_values(data.train_counts, {"body": body}), data.schema) for body in ("mlp", "tabm")]
+        model = fold_ensemble(models, data.schema)
+    else:
+        model = build_model(with_values(data.train_counts, values), data.schema)
     module = ServingModule(model, data.schema, Calibration("platt", 1.3, -0.2), threshold=0.3)
     serialized = tf.constant(read_serialized(data.pattern("test")))
     in_memory = module.serve_examples(serialized)

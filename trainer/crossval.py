@@ -138,8 +138,8 @@ def cross_validate(hp, settings, data: PreparedData, config: RunConfig, epochs: 
 
 def predict_margin(model: keras.Model, arrays: Arrays) -> np.ndarray:
     """Single logits s = z1 - z0 [N] of the (member-averaged) prediction."""
-    logits = np.asarray(ensemble_logits(ops.convert_to_tensor(model.predict(
-        arrays.features, batch_size=PARSE_BATCH, verbose=0))))
+    outputs = model.predict(arrays.dataset(PARSE_BATCH), verbose=0)  # strings need tf.data, not NumPy
+    logits = np.asarray(ensemble_logits(ops.convert_to_tensor(outputs)))
     return logits[:, 1].astype(np.float64) - logits[:, 0]
 
 

@@ -80,7 +80,8 @@ def finalize(model, settings: FitSettings, data: PreparedData, config: RunConfig
         "weight_source": settings.source,
         "calibration": {"kind": calibration.kind, "scale": calibration.scale, "offset": calibration.offset},
         "threshold": {"value": choice.threshold, "objective": choice.objective, "fallback": choice.fallback,
-                      "validation_precision": choice.precision, "validation_recall": choice.recall},
+                      "validation_precision": choice.precision, "validation_recall": choice.recall,
+                      "held_out_examples": int(len(val_y))},
         "test": test_metrics(test_y, test, choice.threshold),
     }
 
