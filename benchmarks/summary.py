@@ -117,7 +117,8 @@ def quality_section(payload: dict, results_name: str) -> str:
         everything = list(table_)
         complete = [n for n in present if all(n in table_[d] for d in everything)]
         if len(common) != len(everything) and len(complete) >= 2:
-            parts += ["", summary_block(table_, complete, everything, budgets)]
+            parts += ["", summary_block(table_, complete, everything, budgets,
+                                        [n for n in present if n not in complete])]
         sentences = [head_to_head(table_, a, b) for a, b in HEAD_TO_HEAD if a in present and b in present]
         if sentences:
             parts += ["", "\n".join(f"- {s}" for s in sentences)]
@@ -150,17 +151,27 @@ def _selection_text(positives: int) -> str:
     return f"{positives}: validation"
 
 
+def _wins(wins: float) -> str:
+    return f"{wins:.0f}" if float(wins).is_integer() else f"{wins:.1f}"
+
+
 def _fmt(value: float | None, digits: int = 3) -> str:
     return MISSING if value is None else f"{value:.{digits}f}"
 
 
-def summary_block(table_: dict, contenders: list[str], datasets: list[str], budgets: dict) -> str:
-    """The per-contender overview and the mean ranks of every metric, over the same `datasets`."""
+def summary_block(table_: dict, contenders: list[str], datasets: list[str], budgets: dict,
+                  missing: list[str] = ()) -> str:
+    """The per-contender overview and the mean ranks of every metric, over the same `datasets`.
+
+    `missing`: contenders left out of this block for lack of results on some of the datasets.
+    """
     if not datasets:
         return f"No dataset has results for all of {', '.join(contenders)} yet."
     left_out = [d for d in table_ if d not in datasets]
     scope = (f"Over the {len(datasets)} datasets where all {len(contenders)} contenders have results"
-             + (f" (left out: {', '.join(left_out)})" if left_out else "") + ".")
+             + (f" (left out: {', '.join(left_out)})" if left_out else "")
+             + (f"; without {', '.join(f'`{n}`' for n in missing)}, which lack results on some of them"
+                if missing else "") + ".")
     parts = [scope + " Mean PR-AUC, recall, precision and Brier are means over datasets of the per-dataset means; "
              "the spread is the seed-to-seed standard deviation of PR-AUC on a dataset, averaged over the "
              "datasets; the PR-AUC rank is the mean rank over datasets (1 = best, ties share their average "
@@ -179,7 +190,7 @@ def summary_block(table_: dict, contenders: list[str], datasets: list[str], budg
         brier = _fmt(s["brier"], 4)
         if "pr_auc" in rank:
             r = rank["pr_auc"][name]
-            rank_text = f"{r['mean_rank']:.2f} ({r['wins']:g})"
+            rank_text = f"{r['mean_rank']:.2f} ({_wins(r['wins'])})"
             rank_text = f"**{rank_text}**" if r["mean_rank"] == best_rank else rank_text
         else:
             rank_text = MISSING
@@ -195,7 +206,7 @@ def summary_block(table_: dict, contenders: list[str], datasets: list[str], budg
     metrics = [m for m in METRICS if m in rank]
     if metrics:
         parts += ["", f"Mean rank per metric (1 = best of the {len(contenders)}; wins in brackets):", ""]
-        rows = [[f"`{name}`", *[f"{rank[m][name]['mean_rank']:.2f} ({rank[m][name]['wins']:g})" for m in metrics]]
+        rows = [[f"`{name}`", *[f"{rank[m][name]['mean_rank']:.2f} ({_wins(rank[m][name]['wins'])})" for m in metrics]]
                 for name in contenders]
         parts.append(table(["contender", *[METRIC_TITLES[m] for m in metrics]], rows))
     return "\n".join(parts)

@@ -127,7 +127,7 @@ def test_renderer_shows_tuning_budget_spread_recall_and_precision():
     assert "6: 5-fold CV" in text and "60: validation" in text  # round(40 * 0.15), round(400 * 0.15)
     # package_weighted lacks d2: the first summary covers d1 only, a second one both datasets without it
     assert "Over the 1 datasets where all 3 contenders have results (left out: d2)" in text
-    assert "Over the 2 datasets where all 2 contenders have results." in text
+    assert "Over the 2 datasets where all 2 contenders have results; without `package_weighted`, which" in text
     # lightgbm_tuned over d1, d2: mean PR-AUC (0.6 + 0.3) / 2, spread (0 + 0.1) / 2, rank 1 on both
     assert "| `lightgbm_tuned` | yes, 10 trials | **0.450** | **1.00 (2)** | 0.050 | 0.450 | 0.450 |" in text
     assert "| `lightgbm_spw` | no | 0.375 | 2.00 (0) | 0.025 |" in text  # (0.55 + 0.2) / 2, (0.05 + 0) / 2
