@@ -25,7 +25,7 @@ SCRIPT = textwrap.dedent("""
     from trainer.config import ConfigError, RunConfig
     from trainer.pipeline import train_and_export
     config = RunConfig(data=sys.argv[1], label="target", output_dir=sys.argv[2], epochs=2, verbose=0,
-                       distribute="mirrored")
+                       distribute="mirrored", selection="validation")
     try:
         print(json.dumps(train_and_export(config), default=str))
     except ConfigError as error:

@@ -52,7 +52,8 @@ def test_serving_default_outputs(exported):
     {"numeric_encoding": "ple", "body": "tabm"},
     {"numeric_encoding": "periodic", "body": "mlp"},
     "fold_ensemble",
-], ids=["standard-mlp", "quantile_normal-tabm", "ple-tabm", "periodic-mlp", "fold_ensemble"])
+    "trees_blend",
+], ids=["standard-mlp", "quantile_normal-tabm", "ple-tabm", "periodic-mlp", "fold_ensemble", "trees_blend"])
 def test_save_load_predict_reproduces_the_in_memory_model(tiny_run, tmp_path, values):
     """Every encoding and body (and a fold ensemble), saved and reloaded, gives bit-identical outputs."""
     from trainer.calibration import Calibration
@@ -66,6 +67,18 @@ def test_save_load_predict_reproduces_the_in_memory_model(tiny_run, tmp_path, va
     if values == "fold_ensemble":
         models = [build_model(with_values(data.train_counts, {"body": body}), data.schema) for body in ("mlp", "tabm")]
         model = fold_ensemble(models, data.schema)
+    elif values == "trees_blend":  # LightGBM in TensorFlow ops, mixed with a neural model
+        from trainer.candidates import Blend
+        from trainer.crossval import load_arrays
+        from trainer.hparams import declare_tree_hparams
+        from trainer.trees import feature_matrix, fit_trees, to_keras
+
+        train = load_arrays([data.pattern("train")], data.schema)
+        params = declare_tree_hparams(with_values(data.train_counts, {}))
+        booster, rounds = fit_trees(feature_matrix(train.features, data.schema), train.labels, (1.0, 5.0), params,
+                                    seed=0, rounds=30)
+        neural = build_model(with_values(data.train_counts, {"body": "mlp"}), data.schema)
+        model = Blend([to_keras(booster, data.schema, rounds), neural], [0.75, 0.25])
     else:
         model = build_model(with_values(data.train_counts, values), data.schema)
     module = ServingModule(model, data.schema, Calibration("platt", 1.3, -0.2), threshold=0.3)

@@ -46,7 +46,7 @@ def test_bad_flags_and_hparams_file(tmp_path, capsys):
 @pytest.mark.slow
 def test_train_cli_end_to_end_and_refuses_other_data(tmp_path, capsys, tiny_csv, tiny_frame):
     out = tmp_path / "run"
-    base = ["--label", "target", "--output-dir", str(out), "--epochs", "2", "--verbose", "0"]
+    base = ["--label", "target", "--output-dir", str(out), "--epochs", "2", "--verbose", "0", "--selection", "validation"]
     code = task.main(["--data", tiny_csv, *base, "--weight-scheme", "seed"])
     printed = capsys.readouterr().out
     assert code == 0 and "test PR-AUC" in printed and "serving_model/1" in printed

@@ -31,7 +31,7 @@ class RunConfig:
       data: Input path or glob (CSV, Parquet, TFRecord of tf.Example), or one
         of the built-in names `sylva` (embedded default) and `synthetic`.
       label: Label column; defaults to the built-in dataset's label.
-      output_dir: The run directory (see DESIGN.md section 8).
+      output_dir: The run directory (see docs/design.md §10).
       positive_label: For non-0/1 labels, the value naming the positive
         (minority) class.
       seed: Seed for the split, the weights' initialisation and the tuner.

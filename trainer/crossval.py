@@ -1,7 +1,7 @@
 """Model selection that a handful of validation positives cannot fool.
 
 With few minority examples in the validation split (fewer than
-`CV_MAX_VALIDATION_POSITIVES`, docs/design.md "Small-data selection"), one
+`CV_MAX_VALIDATION_POSITIVES`, docs/design.md §5), one
 validation PR-AUC is mostly noise: a trial's score and the final model's
 early stopping, calibration and threshold then come from stratified k-fold
 cross-validation over train + validation instead. The final model is the
@@ -21,7 +21,6 @@ from keras import ops
 
 from trainer.bodies import ensemble_logits
 from trainer.config import RunConfig, parse_tuning_objective
-from trainer.model import build_model, class_priors
 from trainer.prepare import PreparedData
 from trainer.schema import Schema
 
@@ -89,51 +88,6 @@ def objective_value(labels: np.ndarray, scores: np.ndarray, objective: str) -> f
     precision, recall, _ = precision_recall_curve(labels, scores)
     reachable = recall[precision >= floor]
     return float(reachable.max()) if reachable.size else 0.0
-
-
-@dataclasses.dataclass
-class CrossValidation:
-    models: list  # one Keras model per fold
-    fold_scores: list[float]  # the objective on each held-out fold
-    margins: np.ndarray  # out-of-fold single logits s [N], in the order of `labels`
-    labels: np.ndarray  # train + validation labels [N]
-    histories: list  # keras History per fold
-
-    @property
-    def score(self) -> float:
-        return float(np.mean(self.fold_scores))
-
-
-def cross_validate(hp, settings, data: PreparedData, config: RunConfig, epochs: int, verbose: int = 0,
-                   arrays: Arrays | None = None) -> CrossValidation:
-    """Trains one model per fold of train + validation; scores each on its held-out fold.
-
-    Args:
-      hp: Hyperparameters for `build_model`.
-      settings: `trainer.train.FitSettings` (loss, weights, batch size, ...).
-      data: The prepared splits.
-      config: The run configuration (folds, seed, patience, objective).
-      epochs: Maximum epochs per fold (early stopping on the held-out fold).
-      verbose: Keras verbosity.
-      arrays: Train + validation in memory (loaded from `data` when None).
-    """
-    from trainer.train import EVAL_BATCH, compile_and_fit
-
-    arrays = arrays or load_arrays([data.pattern("train"), data.pattern("validation")], data.schema)
-    margins = np.zeros(len(arrays.labels), np.float64)
-    models, scores, histories = [], [], []
-    for fold, (train_index, held_index) in enumerate(selection_folds(arrays.labels, config.cv_folds, config.seed)):
-        keras.utils.set_random_seed(config.seed + fold)
-        model = build_model(hp, data.schema, priors=class_priors(data.train_counts))
-        held = arrays.take(held_index)
-        histories.append(compile_and_fit(
-            model, settings, data, config, train=arrays.take(train_index).dataset(
-                settings.batch_size, shuffle=True, seed=config.seed + fold),
-            validation=held.dataset(EVAL_BATCH), epochs=epochs, verbose=verbose))
-        margins[held_index] = predict_margin(model, held)
-        scores.append(objective_value(held.labels, margins[held_index], config.objective))
-        models.append(model)
-    return CrossValidation(models, scores, margins, arrays.labels, histories)
 
 
 def predict_margin(model: keras.Model, arrays: Arrays) -> np.ndarray:

@@ -8,7 +8,7 @@ at serving time and training and serving cannot drift.
 - `standard`: (x - mean) / std.
 - `quantile_normal`: the empirical CDF of the training split, then the normal
   quantile function, as scikit-learn's `QuantileTransformer(output_distribution
-  ="normal")` computes it (docs/design.md, "Numeric encodings").
+  ="normal")` computes it (docs/design.md §4).
 - `ple`: piecewise-linear encoding over equal-frequency bins (Gorishniy et al.
   2022, "On Embeddings for Numerical Features in Tabular Deep Learning").
 - `periodic`: trainable periodic embeddings of the standardized value

@@ -4,7 +4,7 @@
 hidden temporary sibling and renamed into place, so a reader (TF Serving, our
 server, TFMA) never sees a half-written version.
 
-Signatures (DESIGN.md section 4):
+Signatures (docs/design.md §7):
   * `serving_default`: `examples` (serialized tf.Example [N]) ->
     `probabilities` [N, 2], `scores` [N], `class_ids` [N], `logits` [N].
   * `predict_features`: one [N] tensor per raw feature -> the same outputs.

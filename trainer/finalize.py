@@ -34,7 +34,7 @@ def run_signature(function, serialized: list[bytes], batch: int = EVAL_BATCH) ->
 
 
 def finalize(model, settings: FitSettings, data: PreparedData, config: RunConfig, export_base: str,
-             held_out: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+             held_out: tuple[np.ndarray, np.ndarray] | None = None, shift: float | None | str = "loss") -> dict:
     """Calibrates, thresholds, evaluates on test and exports a new version.
 
     Args:
@@ -47,6 +47,8 @@ def finalize(model, settings: FitSettings, data: PreparedData, config: RunConfig
         for calibration and threshold; default the validation split scored by
         the exported function itself. Cross-validation passes its out-of-fold
         predictions.
+      shift: The closed-form logit shift of the weighting (None: there is
+        none, Platt scaling in `auto` mode); "loss" takes the loss's own.
 
     Returns:
       A JSON-able summary: version path, calibration, threshold, metrics.
@@ -57,7 +59,8 @@ def finalize(model, settings: FitSettings, data: PreparedData, config: RunConfig
         held_out = run_signature(module.serve_examples, val_x)["logits"], read_labels(data.pattern("validation"),
                                                                                     data.schema)
     val_margin, val_y = held_out
-    calibration = fit_calibration(config.calibration, val_margin, val_y, settings.closed_form_shift)
+    shift = settings.closed_form_shift if shift == "loss" else shift
+    calibration = fit_calibration(config.calibration, val_margin, val_y, shift)
     module.calibration_scale.assign(calibration.scale)
     module.calibration_offset.assign(calibration.offset)
     # The exported function's own float32 arithmetic, so validation and serving agree.

@@ -1,6 +1,6 @@
 """Class weights and imbalance-aware losses over two logits.
 
-Notation (DESIGN.md section 3): classes 0 = majority, 1 = minority; N_c
+Notation (docs/design.md §3): classes 0 = majority, 1 = minority; N_c
 training examples of class c; logits z [N, 2]; single logit s = z1 - z0.
 Every loss returns the per-example value [N]; Keras averages it over the
 batch, which is the seed's "averaged over the batch". For an ensemble's

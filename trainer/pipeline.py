@@ -9,19 +9,19 @@ import time
 import keras
 
 from trainer import hparams as hparams_lib
+from trainer.candidates import Splits, blend, train_candidate
 from trainer.config import RunConfig
-from trainer.crossval import cross_validate, fold_ensemble, uses_cross_validation
 from trainer.distribute import check_supported, make_strategy, strategy_scope
 from trainer.finalize import finalize
-from trainer.model import build_model, class_priors
+from trainer.losses import prior_shift
 from trainer.prepare import PreparedData, prepare_data
-from trainer.train import compile_and_fit, fit_settings, save_history
+from trainer.train import fit_settings, save_history
 
 MODEL_DIRS = {"weighted": "serving_model", "baseline": "baseline_model"}
 
 
 def train_and_export(config: RunConfig, data: PreparedData | None = None, values: dict | None = None,
-                     weighted: bool = True) -> dict:
+                     weighted: bool = True, blend_values: dict | None = None) -> dict:
     """Trains one model and exports it as the next version.
 
     Args:
@@ -30,6 +30,9 @@ def train_and_export(config: RunConfig, data: PreparedData | None = None, values
       values: Hyperparameter values overriding the defaults / `--hparams`.
       weighted: False trains the unweighted baseline (plain cross entropy)
         into `baseline_model/`.
+      blend_values: Hyperparameters of a second candidate (the other model
+        family's best, from tuning); the exported model mixes the two with
+        the weight that does best on held-out data (possibly 0 or 1).
 
     Returns:
       The summary also written under run.json's "weighted"/"baseline" key.
@@ -44,27 +47,38 @@ def train_and_export(config: RunConfig, data: PreparedData | None = None, values
     strategy = make_strategy(config.distribute)
     check_supported(strategy, bool(data.schema.categorical))
     started = time.time()
-    log_dir = os.path.join(config.output_dir, "logs", name)
-    held_out, selection = None, "validation"
+    splits = Splits(data, config)
+    tensorboard = keras.callbacks.TensorBoard(log_dir=os.path.join(config.output_dir, "logs", name))
     with strategy_scope(strategy):  # variables and train steps replicated across devices
-        if uses_cross_validation(data, config):
-            folds = cross_validate(hp, settings, data, config, epochs=config.epochs, verbose=config.verbose)
-            model, history, selection = fold_ensemble(folds.models, data.schema), folds.histories[0], "cross_validation"
-            held_out = folds.margins, folds.labels
-        else:
-            model = build_model(hp, data.schema, priors=class_priors(counts))
-            history = compile_and_fit(model, settings, data, config,
-                                      callbacks=[keras.callbacks.TensorBoard(log_dir=log_dir)])
-    save_history(history, os.path.join(config.output_dir, "history", f"{name}.json"))
-    summary = finalize(model, settings, data, config, os.path.join(config.output_dir, MODEL_DIRS[name]), held_out)
-    if held_out is not None:
-        summary["cross_validation"] = {"folds": config.cv_folds, "fold_scores": folds.fold_scores,
-                                       "mean": folds.score, "epochs_run": [len(h.epoch) for h in folds.histories]}
-    summary.update({"hyperparameters": dict(hp.values), "selection": selection, "epochs_run": len(history.epoch),
+        candidate = train_candidate(hp, settings, data, config, config.epochs, splits, callbacks=[tensorboard])
+        shift, weight = closed_form_shift(hp, settings), None
+        if blend_values:
+            partner_hp = hparams_lib.with_values(counts, blend_values)
+            partner_settings = fit_settings(partner_hp, counts, config, weighted=weighted)
+            partner = train_candidate(partner_hp, partner_settings, data, config, config.epochs, splits)
+            candidate, weight = blend(candidate, partner, config)
+            if weight == 0.0:  # the partner alone did best
+                hp, settings, blend_values = partner_hp, partner_settings, dict(hp.values)
+            shift = closed_form_shift(hp, settings) if weight in (0.0, 1.0) else None  # a mix: Platt
+    save_history(candidate.history, os.path.join(config.output_dir, "history", f"{name}.json"))
+    summary = finalize(candidate.model, settings, data, config, os.path.join(config.output_dir, MODEL_DIRS[name]),
+                       held_out=(candidate.margins, candidate.labels), shift=shift)
+    summary.update({"hyperparameters": dict(hp.values), "model_family": hparams_lib.declare_family(hp),
+                    "selection": "cross_validation" if splits.cross_validation else "validation",
+                    "held_out_score": candidate.score, **candidate.info,
                     "train_seconds": round(time.time() - started, 1), "class_counts": data.counts,
                     "replicas": strategy.num_replicas_in_sync if strategy else 1})
+    if blend_values:
+        summary["blend"] = {**summary.get("blend", {}), "weight": weight, "partner": dict(blend_values)}
     update_run_json(config, {name: summary})
     return summary
+
+
+def closed_form_shift(hp, settings) -> float | None:
+    """The logit shift the weighting causes: the loss's, or weighted log-loss's for trees."""
+    if hparams_lib.declare_family(hp) == "trees":
+        return prior_shift("weighted_ce", settings.weights, settings.priors)
+    return settings.closed_form_shift
 
 
 def update_run_json(config: RunConfig, section: dict) -> None:

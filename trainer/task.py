@@ -14,7 +14,7 @@ import argparse
 import shlex
 import sys
 
-from trainer.config import CALIBRATIONS, DISTRIBUTE, LOSSES, WEIGHT_SCHEMES, ConfigError, RunConfig
+from trainer.config import CALIBRATIONS, DISTRIBUTE, LOSSES, SELECTIONS, WEIGHT_SCHEMES, ConfigError, RunConfig
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +35,10 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2))
     parser.add_argument("--distribute", choices=DISTRIBUTE, default="none",
                         help="tf.distribute strategy for training (mirrored: all local devices)")
+    parser.add_argument("--selection", choices=SELECTIONS, default="auto",
+                        help="score and choose models on the validation split, or by k-fold cross-validation over "
+                             "train + validation (auto: cross-validation below 50 validation positives)")
+    parser.add_argument("--cv-folds", type=int, default=5, help="k for cross-validation")
 
 
 def common_values(args: argparse.Namespace) -> dict:
@@ -44,7 +48,7 @@ def common_values(args: argparse.Namespace) -> dict:
         "threshold_objective": args.threshold_objective, "calibration": args.calibration,
         "synthetic_rows": tuple(args.synthetic_rows),
         "beam_pipeline_args": tuple(shlex.split(args.beam_pipeline_args)), "verbose": args.verbose,
-        "distribute": args.distribute,
+        "distribute": args.distribute, "selection": args.selection, "cv_folds": args.cv_folds,
     }
 
 

@@ -112,9 +112,9 @@ def compile_and_fit(model: keras.Model, settings: FitSettings, data: PreparedDat
     return model.fit(train, validation_data=validation, callbacks=[stopping, *callbacks], **fit_kwargs)
 
 
-def save_history(history: keras.callbacks.History, path: str) -> None:
-    """Per-epoch metrics as JSON (the report's training curves)."""
+def save_history(history: dict, path: str) -> None:
+    """Per-epoch metrics ({name: [value per epoch]}) as JSON (the report's training curves)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    payload = {name: [float(v) for v in values] for name, values in history.history.items()}
+    payload = {name: [float(v) for v in values] for name, values in history.items()}
     with open(path, "w") as handle:
         json.dump(payload, handle, indent=1)

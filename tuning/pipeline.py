@@ -17,7 +17,13 @@ from trainer.config import RunConfig
 from trainer.ingest import DataError
 from trainer.pipeline import train_and_export, update_run_json
 from trainer.prepare import prepare_data
-from tuning.results import BEST_FILE, TRIALS_FILE, write_best_hyperparameters, write_trials_csv
+from tuning.results import (
+    BEST_FILE,
+    TRIALS_FILE,
+    best_of_other_family,
+    write_best_hyperparameters,
+    write_trials_csv,
+)
 from tuning.search import make_tuner
 
 
@@ -61,8 +67,9 @@ def run_tuning(config: RunConfig, evaluate=None) -> dict:
     best = write_best_hyperparameters(tuner, os.path.join(tuning_dir, BEST_FILE))
     search_seconds = round(time.time() - started, 1)
     print(f"[tuning] search done: {trial_count} trials in {search_seconds} s; retraining the best", flush=True)
-    weighted = train_and_export(config, data, values=best.values)
-    baseline = train_and_export(config, data, values=best.values, weighted=False)
+    partner = best_of_other_family(tuner, best)
+    weighted = train_and_export(config, data, values=best.values, blend_values=partner)
+    baseline = train_and_export(config, data, values=best.values, weighted=False, blend_values=partner)
     summary = {
         "tuning": {"trials": trial_count, "search_seconds": search_seconds, "best": dict(best.values),
                    "best_file": os.path.join(tuning_dir, BEST_FILE), "objective": config.objective,

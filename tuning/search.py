@@ -15,12 +15,13 @@ import time
 import keras
 import keras_tuner as kt
 
+from trainer.candidates import Splits, train_candidate
 from trainer.config import RunConfig, parse_tuning_objective
-from trainer.crossval import cross_validate, load_arrays, uses_cross_validation
 from trainer.distribute import check_supported, make_strategy
+from trainer.hparams import FAMILIES, declare_family, declare_tree_hparams
 from trainer.model import build_model, class_priors
 from trainer.prepare import PreparedData
-from trainer.train import compile_and_fit, fit_settings
+from trainer.train import fit_settings
 from tuning import atomic_state
 
 PROJECT = "search"
@@ -36,31 +37,32 @@ class ImbalanceHyperModel(kt.HyperModel):
         self.config = config.replace(loss=None, weight_scheme=None, weight_ratio=None)
 
     def build(self, hp: kt.HyperParameters) -> keras.Model:
+        declare_family(hp)  # the whole space is declared in every trial
+        declare_tree_hparams(hp)
         keras.utils.set_random_seed(self.config.seed)  # each trial starts alike: hp alone differs
         return build_model(hp, self.data.schema, priors=class_priors(self.data.train_counts))
 
     def fit(self, hp: kt.HyperParameters, model: keras.Model, *args, **kwargs):
+        """Trains the trial's candidate; its score is the held-out objective (scikit-learn's).
+
+        Both families and both selection modes are scored by the same function
+        on the same examples. In cross-validation (and for trees) the tuner's
+        per-epoch callbacks are not attached: they would mix the folds' epochs.
+        """
         settings = fit_settings(hp, self.data.train_counts, self.config)
         callbacks = list(kwargs.pop("callbacks", []))
-        kwargs.setdefault("epochs", self.config.tuning_epochs)
+        epochs = kwargs.pop("epochs", self.config.tuning_epochs)
         kwargs.setdefault("verbose", 0)
-        if self.cross_validation:
-            # The trial's score is the mean objective over held-out folds; the
-            # tuner's per-epoch callbacks would mix the folds' epochs, so they
-            # are not attached (the oracle gets the final value only).
-            folds = cross_validate(hp, settings, self.data, self.config, epochs=kwargs["epochs"],
-                                   arrays=self.arrays)
-            return {objective_metric(self.config): folds.score}
-        return compile_and_fit(model, settings, self.data, self.config, callbacks=callbacks, **kwargs)
+        for ignored in ("x", "y", "validation_data", "batch_size"):
+            kwargs.pop(ignored, None)
+        candidate = train_candidate(hp, settings, self.data, self.config, epochs, self.splits,
+                                    callbacks=callbacks, model=model, **kwargs)
+        return {objective_metric(self.config): candidate.score}
 
     @functools.cached_property
-    def cross_validation(self) -> bool:
-        return uses_cross_validation(self.data, self.config)
-
-    @functools.cached_property
-    def arrays(self):
-        """Train + validation in memory, loaded once for every trial's folds."""
-        return load_arrays([self.data.pattern("train"), self.data.pattern("validation")], self.data.schema)
+    def splits(self) -> Splits:
+        """The data in memory, loaded once for every trial."""
+        return Splits(self.data, self.config)
 
 
 def objective_metric(config: RunConfig) -> str:
@@ -113,7 +115,7 @@ class HyperbandTuner(_Progress, kt.Hyperband):
 
 
 def start_with_defaults(oracle) -> None:
-    """Makes the search's first trial the default hyperparameters.
+    """Makes the search's first trials the default hyperparameters of each family.
 
     The defaults are a measured, strong configuration (README, "What the
     tuner searches"); random initial points alone could miss it entirely
@@ -122,8 +124,9 @@ def start_with_defaults(oracle) -> None:
     original = oracle.populate_space
 
     def populate_space(trial_id):
-        if not oracle.trials:  # the first trial of a fresh search
-            return {"status": kt.engine.trial.TrialStatus.RUNNING, "values": dict(oracle.hyperparameters.values)}
+        if len(oracle.trials) < len(FAMILIES):  # trial 1: the neural defaults; trial 2: the trees' defaults
+            values = {**oracle.hyperparameters.values, "model_family": FAMILIES[len(oracle.trials)]}
+            return {"status": kt.engine.trial.TrialStatus.RUNNING, "values": values}
         return original(trial_id)
 
     oracle.populate_space = populate_space

@@ -1,0 +1,63 @@
+"""Gradient-boosted trees in TensorFlow ops against LightGBM's own prediction."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from trainer.schema import Feature, Schema
+from trainer.trees import GradientBoostedTrees, feature_matrix, fit_trees, flatten, to_keras
+
+PARAMS = {"tree_learning_rate": 0.1, "num_leaves": 15, "min_child_samples": 5, "feature_fraction": 0.9,
+          "bagging_fraction": 0.9, "tree_l2": 0.1}
+
+
+@pytest.fixture(scope="module")
+def problem():
+    generator = np.random.default_rng(4)
+    n = 3000
+    x0 = generator.normal(size=n)
+    x1 = np.where(generator.random(n) < 0.15, np.nan, generator.normal(size=n))  # missing in training
+    x2 = np.round(generator.normal(size=n), 1)  # many exact zeros and ties
+    region = generator.choice(["north", "south", "east", ""], size=n, p=[0.5, 0.3, 0.15, 0.05])
+    logit = 1.5 * x0 - np.nan_to_num(x1, nan=1.0) + (region == "east") * 2 - 3
+    labels = (generator.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int64)
+    schema = Schema(features=(Feature("x0", "numeric"), Feature("x1", "numeric", missing_fraction=0.15),
+                              Feature("x2", "numeric"),
+                              Feature("region", "categorical", vocabulary=("north", "south", "east"))),
+                    label="target")
+    features = {"x0": x0, "x1": x1, "x2": x2, "region": region.astype(object)}
+    return schema, features, labels
+
+
+def test_tensorflow_prediction_equals_lightgbm(problem):
+    schema, features, labels = problem
+    matrix = feature_matrix(features, schema)
+    booster, rounds = fit_trees(matrix[:2000], labels[:2000], (0.6, 3.0), PARAMS, seed=0,
+                                valid=(matrix[2000:], labels[2000:]))
+    model = to_keras(booster, schema, rounds)
+    # Unseen rows, with a category never seen and NaN where training had none (x0, x2).
+    test = {k: v[2000:].copy() for k, v in features.items()}
+    test["region"][:5] = "west"
+    test["x0"][5:10] = np.nan
+    test["x2"][10:15] = 0.0
+    inputs = {k: tf.constant(v.astype(np.float32)) if k != "region" else tf.constant(v.astype(str))
+              for k, v in test.items()}
+    logits = model(inputs).numpy()
+    expected = booster.predict(feature_matrix({k: (v.astype(np.float32).astype(np.float64) if k != "region" else v)
+                                               for k, v in test.items()}, schema),
+                               raw_score=True, num_iteration=rounds)
+    np.testing.assert_allclose(logits[:, 1], expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(logits[:, 0], 0.0)
+
+
+def test_flatten_turns_leaves_into_fixed_points():
+    dump = {"tree_info": [{"tree_structure": {"leaf_value": 0.25}},
+                          {"tree_structure": {"decision_type": "<=", "split_feature": 1, "threshold": 0.5,
+                                              "default_left": False, "missing_type": "NaN",
+                                              "left_child": {"leaf_value": -1.0}, "right_child": {"leaf_value": 2.0}}}]}
+    trees = flatten(dump)
+    assert trees.roots.tolist() == [0, 1] and trees.depth == 1
+    model = GradientBoostedTrees(Schema((Feature("a", "numeric"), Feature("b", "numeric")), "y"), trees)
+    x = tf.constant([[0.0, 0.1], [0.0, 0.9], [0.0, np.nan]], tf.float64)
+    # 0.25 + (-1 if b <= 0.5 else 2); NaN goes right (default_left false).
+    np.testing.assert_allclose(model.raw_score(x).numpy()[:, 1], [-0.75, 2.25, 2.25])

@@ -1,0 +1,205 @@
+"""One trained candidate per hyperparameter set, scored on held-out data.
+
+A candidate is a model of either family (`neural`: `build_model`; `trees`:
+LightGBM served as TensorFlow ops) trained with the selection rule of
+`trainer.crossval` (the validation split, or k folds of train + validation
+whose models form the final ensemble). Every candidate carries its held-out
+single logits, so tuning trials of both families are scored by the same
+scikit-learn objective on the same examples, and candidates can be blended.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+from trainer.bodies import ensemble_logits
+from trainer.calibration import sigmoid
+from trainer.config import RunConfig
+from trainer.crossval import (
+    Arrays,
+    fold_ensemble,
+    load_arrays,
+    objective_value,
+    predict_margin,
+    selection_folds,
+    uses_cross_validation,
+)
+from trainer.hparams import declare_family, declare_tree_hparams
+from trainer.model import build_model, class_priors
+from trainer.prepare import PreparedData
+from trainer.trees import feature_matrix, fit_trees, to_keras
+
+BLEND_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+@dataclasses.dataclass
+class Candidate:
+    model: keras.Model  # raw features -> logits [N, 2] or members [N, M, 2]
+    margins: np.ndarray  # held-out single logits [N]
+    labels: np.ndarray  # held-out labels [N]
+    score: float  # the objective on held-out data (mean over folds in cross-validation)
+    history: dict  # per-epoch metrics (neural) or rounds (trees), for the report
+    info: dict  # JSON-able facts for run.json
+    folds: list | None = None  # held-out indices per fold (cross-validation), into `labels`
+
+
+def held_out_score(labels: np.ndarray, margins: np.ndarray, folds: list | None, objective: str) -> float:
+    """The objective on held-out predictions: per fold, then averaged, as a trial is scored."""
+    if folds is None:
+        return objective_value(labels, margins, objective)
+    return float(np.mean([objective_value(labels[index], margins[index], objective) for index in folds]))
+
+
+class Splits:
+    """The splits a candidate trains and is scored on, loaded into memory once, when first needed.
+
+    A neural model in validation mode streams the train split from its
+    TFRecords; only the trees (and cross-validation) hold training rows in memory.
+    """
+
+    def __init__(self, data: PreparedData, config: RunConfig):
+        self.data, self.cross_validation = data, uses_cross_validation(data, config)
+
+    @functools.cached_property
+    def train_and_validation(self) -> Arrays:
+        return load_arrays([self.data.pattern("train"), self.data.pattern("validation")], self.data.schema)
+
+    @functools.cached_property
+    def train(self) -> Arrays:
+        return load_arrays([self.data.pattern("train")], self.data.schema)
+
+    @functools.cached_property
+    def validation(self) -> Arrays:
+        return load_arrays([self.data.pattern("validation")], self.data.schema)
+
+
+def train_candidate(hp, settings, data: PreparedData, config: RunConfig, epochs: int, splits: Splits,
+                    callbacks=(), model: keras.Model | None = None, **fit_kwargs) -> Candidate:
+    """Trains the family `hp` names with the run's selection rule.
+
+    Args:
+      hp: Hyperparameters (family, architecture or trees, loss).
+      settings: `trainer.train.FitSettings` for the loss and weights.
+      data: The prepared splits.
+      config: The run configuration.
+      epochs: Maximum epochs of a neural model (early stopping on held-out data).
+      splits: The data in memory (shared by the trials of a search).
+      callbacks: Extra Keras callbacks of a neural model on the validation split.
+      model: An already built neural model to train (the tuner's), else one is built.
+      **fit_kwargs: Forwarded to a neural model's `fit` in validation mode
+        (Hyperband's `initial_epoch`, verbosity).
+    """
+    family = declare_family(hp)
+    if splits.cross_validation:
+        return _cross_validated(hp, settings, data, config, epochs, splits.train_and_validation, family)
+    validation = splits.validation
+    if family == "trees":
+        fitted, margins, rounds = _fit_trees(hp, settings, data, config, splits.train, validation)
+        return _candidate(fitted, margins, validation.labels, config, {"rounds": [rounds]}, {"rounds": rounds})
+    from trainer.train import EVAL_BATCH, compile_and_fit
+
+    model = model or _built(hp, data, config.seed)
+    history = compile_and_fit(model, settings, data, config, callbacks=callbacks,
+                              validation=validation.dataset(EVAL_BATCH), epochs=epochs, **fit_kwargs)
+    info = {"epochs_run": len(history.epoch)}
+    return _candidate(model, predict_margin(model, validation), validation.labels, config, _as_dict(history), info)
+
+
+def _cross_validated(hp, settings, data, config, epochs, arrays: Arrays, family: str) -> Candidate:
+    from trainer.train import EVAL_BATCH, compile_and_fit
+
+    margins = np.zeros(len(arrays.labels), np.float64)
+    models, scores, runs, history = [], [], [], {}
+    for fold, (train_index, held_index) in enumerate(selection_folds(arrays.labels, config.cv_folds, config.seed)):
+        train, held = arrays.take(train_index), arrays.take(held_index)
+        if family == "trees":
+            model, margins[held_index], rounds = _fit_trees(hp, settings, data, config, train, held)
+            runs.append(rounds)
+        else:
+            model = _built(hp, data, config.seed + fold)
+            fitted = compile_and_fit(model, settings, data, config, epochs=epochs,
+                                     train=train.dataset(settings.batch_size, shuffle=True, seed=config.seed + fold),
+                                     validation=held.dataset(EVAL_BATCH))
+            margins[held_index] = predict_margin(model, held)
+            runs.append(len(fitted.epoch))
+            history = history or _as_dict(fitted)  # the first fold's curves, for the report
+        scores.append(objective_value(held.labels, margins[held_index], config.objective))
+        models.append(model)
+    info = {"folds": config.cv_folds, "fold_scores": scores, "mean": float(np.mean(scores)),
+            ("rounds" if family == "trees" else "epochs_run"): runs}
+    held_out = [held for _, held in selection_folds(arrays.labels, config.cv_folds, config.seed)]
+    return Candidate(fold_ensemble(models, data.schema), margins, arrays.labels, float(np.mean(scores)),
+                     history or {"rounds": runs}, {"cross_validation": info}, held_out)
+
+
+def _fit_trees(hp, settings, data, config, train: Arrays, held: Arrays):
+    params = declare_tree_hparams(hp)
+    train_x, held_x = feature_matrix(train.features, data.schema), feature_matrix(held.features, data.schema)
+    booster, rounds = fit_trees(train_x, train.labels, settings.weights, params, config.seed,
+                                valid=(held_x, held.labels))
+    margins = booster.predict(held_x, raw_score=True, num_iteration=rounds)
+    return to_keras(booster, data.schema, rounds), np.asarray(margins, np.float64), rounds
+
+
+def _built(hp, data: PreparedData, seed: int) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    return build_model(hp, data.schema, priors=class_priors(data.train_counts))
+
+
+def _candidate(model, margins, labels, config, history, info) -> Candidate:
+    return Candidate(model, margins, labels, objective_value(labels, margins, config.objective), history, info)
+
+
+def _as_dict(history) -> dict:
+    return {name: [float(v) for v in values] for name, values in history.history.items()}
+
+
+@keras.saving.register_keras_serializable(package="imbalance")
+class Blend(keras.Model):
+    """A weighted mean of models' probabilities: raw features -> logits [N, 2].
+
+    log(sum_i w_i p_i), computed as a logsumexp of log w_i + log p_i so that
+    no probability underflows to log(0).
+    """
+
+    def __init__(self, models: list, weights: list[float], **kwargs):
+        super().__init__(**kwargs)
+        self.parts, self.blend_weights = list(models), [float(w) for w in weights]
+
+    def call(self, inputs, training=False):
+        terms = [ops.log_softmax(ensemble_logits(model(inputs, training=training)), axis=-1) + math.log(weight)
+                 for model, weight in zip(self.parts, self.blend_weights, strict=True)]  # each [N, 2]
+        return ops.logsumexp(ops.stack(terms, axis=0), axis=0)  # [N, 2]
+
+
+def blend(first: Candidate, second: Candidate, config: RunConfig) -> tuple[Candidate, float]:
+    """Mixes two candidates' probabilities with the held-out-best weight on `first`.
+
+    The weight is searched over `BLEND_WEIGHTS` (0 and 1 keep one model); ties
+    go to the even mix. Both candidates must be scored on the same examples.
+    """
+    if not np.array_equal(first.labels, second.labels):
+        raise ValueError("blended candidates must share their held-out examples")
+    p_first, p_second = sigmoid(first.margins), sigmoid(second.margins)
+
+    def mixed(weight):
+        p = np.clip(weight * p_first + (1 - weight) * p_second, 1e-12, 1 - 1e-12)
+        return np.log(p) - np.log1p(-p)
+
+    scored = [(held_out_score(first.labels, mixed(w), first.folds, config.objective), -abs(w - 0.5), w)
+              for w in BLEND_WEIGHTS]
+    _, _, weight = max(scored)
+    if weight in (0.0, 1.0):
+        return (first if weight == 1.0 else second), weight
+    model = Blend([first.model, second.model], [weight, 1.0 - weight], name="blend")
+    margins = mixed(weight)
+    history = first.history or second.history
+    info = {"blend": {"weight": weight, "scores": {str(w): s for s, _, w in scored}}}
+    score = held_out_score(first.labels, margins, first.folds, config.objective)
+    return Candidate(model, margins, first.labels, score, history, {**first.info, **info}, first.folds), weight

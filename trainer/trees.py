@@ -1,0 +1,161 @@
+"""Gradient-boosted trees (LightGBM) as a model family, served by plain TensorFlow ops.
+
+LightGBM trains the trees; `GradientBoostedTrees` re-implements LightGBM's
+prediction (numerical splits with its missing-value rules) with TensorFlow
+gathers, so the exported SavedModel needs no custom op: stock TF Serving,
+this package's server and TFMA load it like any other version (docs/design.md,
+"Tree family"). Categorical features enter as their vocabulary index (0 =
+unseen or missing), the same StringLookup the neural models use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers
+
+from trainer.schema import Schema
+
+NONE, ZERO, NAN = 0, 1, 2  # LightGBM's missing types
+ZERO_THRESHOLD = 1e-35  # LightGBM's kZeroThreshold
+EARLY_STOPPING_ROUNDS = 50
+MAX_ROUNDS = 2000
+
+
+def feature_matrix(features: dict, schema: Schema) -> np.ndarray:
+    """Raw features ({name: [N]}) -> [N, F] float64: numerics (NaN = missing), category indices."""
+    columns = []
+    for feature in schema.features:
+        values = features[feature.name]
+        if feature.kind == "numeric":
+            columns.append(np.asarray(values, np.float64))
+        else:
+            index = {value: i + 1 for i, value in enumerate(feature.vocabulary)}
+            columns.append(np.array([index.get(_text(v), 0) for v in values], np.float64))
+    return np.stack(columns, axis=1)
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class FlatTrees:
+    """All trees' nodes in flat arrays; a leaf points to itself with an infinite threshold."""
+
+    feature: np.ndarray  # [M] int32
+    threshold: np.ndarray  # [M] float64
+    left: np.ndarray  # [M] int32
+    right: np.ndarray  # [M] int32
+    default_left: np.ndarray  # [M] bool
+    missing_type: np.ndarray  # [M] int32
+    value: np.ndarray  # [M] float64 (leaf values; 0 for splits)
+    roots: np.ndarray  # [T] int32
+    depth: int
+
+
+def flatten(dump: dict) -> FlatTrees:
+    """`Booster.dump_model()` -> `FlatTrees`. Only numerical ("<=") splits occur here."""
+    nodes: list[list] = []  # [feature, threshold, left, right, default_left, missing_type, value]
+    missing_types = {"None": NONE, "Zero": ZERO, "NaN": NAN}
+
+    def add(node: dict, level: int) -> tuple[int, int]:
+        index = len(nodes)
+        nodes.append([0, np.inf, index, index, True, NONE, 0.0])
+        if "leaf_value" in node:
+            nodes[index][6] = float(node["leaf_value"])
+            return index, level
+        if node["decision_type"] != "<=":
+            raise ValueError(f"unsupported LightGBM split {node['decision_type']!r}")
+        left, left_depth = add(node["left_child"], level + 1)
+        right, right_depth = add(node["right_child"], level + 1)
+        nodes[index][:6] = [node["split_feature"], float(node["threshold"]), left, right,
+                            bool(node["default_left"]), missing_types[node["missing_type"]]]
+        return index, max(left_depth, right_depth)
+
+    roots, depth = [], 0
+    for tree in dump["tree_info"]:
+        root, tree_depth = add(tree["tree_structure"], 0)
+        roots.append(root)
+        depth = max(depth, tree_depth)
+    table = list(zip(*nodes, strict=True))
+    return FlatTrees(np.array(table[0], np.int32), np.array(table[1], np.float64), np.array(table[2], np.int32),
+                     np.array(table[3], np.int32), np.array(table[4], bool), np.array(table[5], np.int32),
+                     np.array(table[6], np.float64), np.array(roots, np.int32), depth)
+
+
+@keras.saving.register_keras_serializable(package="imbalance")
+class GradientBoostedTrees(keras.Model):
+    """Raw features -> logits [N, 2] = [0, LightGBM raw score], in TensorFlow ops."""
+
+    def __init__(self, schema: Schema, trees: FlatTrees, **kwargs):
+        super().__init__(**kwargs)
+        self.schema, self.trees = schema, trees
+        self.lookups = {f.name: layers.StringLookup(vocabulary=list(f.vocabulary) or ["<none>"], num_oov_indices=1)
+                        for f in schema.categorical}
+
+    def call(self, features, training=False):
+        columns = []
+        for feature in self.schema.features:
+            value = features[feature.name]
+            if feature.kind == "categorical":
+                value = tf.cast(self.lookups[feature.name](value), tf.float64)  # 0 = unseen / missing
+            columns.append(tf.cast(value, tf.float64))
+        x = tf.stack(columns, axis=1)  # [N, F]
+        return tf.cast(self.raw_score(x), tf.float32)
+
+    def raw_score(self, x):  # x: [N, F] float64 -> [N, 2]
+        t = self.trees
+        node = tf.tile(tf.constant(t.roots)[None, :], [tf.shape(x)[0], 1])  # [N, T]
+        for _ in range(t.depth):
+            value = tf.gather(x, tf.gather(t.feature, node), batch_dims=1)  # [N, T]
+            missing_type = tf.gather(t.missing_type, node)
+            is_nan = tf.math.is_nan(value)
+            value = tf.where(is_nan & (missing_type != NAN), tf.zeros_like(value), value)  # NaN -> 0 unless NaN-aware
+            missing = ((missing_type == ZERO) & (tf.abs(value) <= ZERO_THRESHOLD)) | ((missing_type == NAN) & is_nan)
+            go_left = tf.where(missing, tf.gather(t.default_left, node), value <= tf.gather(t.threshold, node))
+            node = tf.where(go_left, tf.gather(t.left, node), tf.gather(t.right, node))
+        score = tf.reduce_sum(tf.gather(t.value, node), axis=1)  # [N]
+        return tf.stack([tf.zeros_like(score), score], axis=1)
+
+
+def fit_trees(train_x: np.ndarray, train_y: np.ndarray, weights: tuple[float, float], params: dict, seed: int,
+              valid: tuple[np.ndarray, np.ndarray] | None = None, rounds: int | None = None):
+    """Trains LightGBM on class-weighted binary log-loss.
+
+    Args:
+      train_x, train_y: `feature_matrix` rows and 0/1 labels.
+      weights: (w0, w1) per-class example weights (the weighted loss's).
+      params: Tree hyperparameters (`trainer.hparams.declare_tree_hparams`).
+      seed: LightGBM's seed (deterministic mode).
+      valid: Held-out rows for early stopping on average precision.
+      rounds: Fixed number of rounds (no early stopping) when `valid` is None.
+
+    Returns:
+      (booster, rounds used).
+    """
+    import lightgbm
+
+    settings = {"objective": "binary", "learning_rate": params["tree_learning_rate"],
+                "num_leaves": params["num_leaves"], "min_data_in_leaf": params["min_child_samples"],
+                "feature_fraction": params["feature_fraction"], "bagging_fraction": params["bagging_fraction"],
+                "bagging_freq": 1, "lambda_l2": params["tree_l2"], "seed": seed, "deterministic": True,
+                "num_threads": 2, "verbose": -1, "metric": "average_precision"}
+    sample_weight = np.where(train_y == 1, weights[1], weights[0])
+    dataset = lightgbm.Dataset(train_x, train_y, weight=sample_weight, free_raw_data=False)
+    if valid is None:
+        booster = lightgbm.train(settings, dataset, num_boost_round=rounds or MAX_ROUNDS)
+        return booster, booster.current_iteration()
+    held = lightgbm.Dataset(valid[0], valid[1], reference=dataset)
+    booster = lightgbm.train(settings, dataset, num_boost_round=MAX_ROUNDS, valid_sets=[held],
+                             callbacks=[lightgbm.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)])
+    best = booster.best_iteration or booster.current_iteration()
+    return booster, best
+
+
+def to_keras(booster, schema: Schema, rounds: int | None = None) -> GradientBoostedTrees:
+    """The booster's first `rounds` trees as a TensorFlow model."""
+    return GradientBoostedTrees(schema, flatten(booster.dump_model(num_iteration=rounds)), name="gradient_boosted_trees")
