@@ -19,6 +19,8 @@ INSTALL_REQUIRES = [
     "grpcio==1.85.3",
     "scikit-learn==1.9.1",
     "matplotlib==3.11.2",
+    # The tuner's tree family trains with LightGBM (served as TensorFlow ops: trainer/trees.py).
+    "lightgbm==4.7.0",
 ]
 
 EXTRAS = {
@@ -27,7 +29,7 @@ EXTRAS = {
     # the index; `pip install --dry-run` against this stack adds only their own dependencies (optuna:
     # sqlalchemy, alembic, colorlog; ydf: none new) and leaves numpy / protobuf / tensorflow as pinned; ydf
     # trains in the same process as TensorFlow 2.21 (the benchmark imports both).
-    "bench": ["lightgbm==4.7.0", "imbalanced-learn==0.14.2", "ydf==0.16.1", "optuna==5.0.0"],
+    "bench": ["imbalanced-learn==0.14.2", "ydf==0.16.1", "optuna==5.0.0"],
 }
 
 setup(
