@@ -164,3 +164,21 @@ def test_value_threshold_on_recall_fails_the_candidate(evaluated, tmp_path, tiny
     assert code == 1
     with open(os.path.join(run_dir, "evaluation", "NOT_BLESSED")) as handle:
         assert "candidate recall" in handle.read()
+
+
+def test_a_tree_family_blend_evaluates_in_tfma_like_a_neural_model(tiny_run, tmp_path):
+    """The tree family's TensorFlow ops (blended with a neural model) run in TFMA's Beam pipeline."""
+    from sklearn.metrics import average_precision_score
+
+    from evaluation.predictions import predict_test
+    from trainer.pipeline import train_and_export
+
+    run_dir = copy_run(tiny_run, tmp_path)
+    config = tiny_run[0].replace(output_dir=run_dir)
+    summary = train_and_export(config, values={"model_family": "trees"}, blend_values={"model_family": "neural"})
+    assert summary["model_family"] in ("trees", "neural") and "blend" in summary
+    assert summary["version_dir"].endswith(os.path.join("serving_model", "2"))
+    evaluation = run_evaluation(run_dir, EvaluationOptions(min_recall=0.0))
+    predicted = predict_test(summary["version_dir"], split_pattern(run_dir), run_schema(run_dir))
+    expected = average_precision_score(predicted["labels"], predicted["scores"])
+    assert abs(evaluation["metrics"]["candidate"]["pr_auc"] - expected) < PR_AUC_TOLERANCE

@@ -121,7 +121,9 @@ def start_with_defaults(oracle) -> None:
     tuner searches"); random initial points alone could miss it entirely
     with a budget of a few trials (as Optuna's `enqueue_trial` is used).
     """
-    original = oracle.populate_space
+    original = getattr(oracle, "populate_space", None)
+    if original is None:  # a distributed worker's OracleClient: the chief's oracle decides
+        return
 
     def populate_space(trial_id):
         if len(oracle.trials) < len(FAMILIES):  # trial 1: the neural defaults; trial 2: the trees' defaults
