@@ -267,4 +267,6 @@ def run_package_tuned(dataset: Dataset, assignment: np.ndarray, seed: int, workd
             "run_tuning_seconds": round(run_seconds, 1), "trials": trials, "package_tuning": tuning,
             "hyperparameters": weighted["hyperparameters"], "epochs_run": weighted.get("epochs_run"),
             "weight_ratio": weighted.get("weight_ratio"), "calibration": weighted.get("calibration", {}).get("kind"),
-            "package_test_pr_auc": weighted.get("test", {}).get("pr_auc"), "split_check": check}
+            "package_test_pr_auc": weighted.get("test", {}).get("pr_auc"), "split_check": check,
+            # newer package summaries say more about the choice; kept when present
+            **{key: weighted[key] for key in ("model_family", "selection", "held_out_score", "blend") if key in weighted}}
