@@ -20,7 +20,7 @@ Layout of the metrics specs, and why:
   class's recall and precision at the same decision.
 * `probabilities` output (two columns), both models, binarized into
   `class_ids [1, 0]` (minority first): per-class ROC-AUC and PR-AUC. A
-  binarized spec yields only `classId:N` sub keys (DESIGN.md 9), hence the
+  binarized spec yields only `classId:N` sub keys (docs/benchmarks.md), hence the
   separate overall specs above.
 
 Cost (measured, docs/benchmarks.md "Evaluation"): TFMA runs every distinct

@@ -3,7 +3,7 @@
 TFMA has no "before calibration" view: the exported model's probabilities are
 already corrected, and TFMA cannot apply a sigmoid to the raw logit output.
 The report therefore calls the exported `serving_default` signature in
-batches (a fraction of a second for the whole test split; DESIGN.md 9) and
+batches (a fraction of a second for the whole test split; docs/benchmarks.md) and
 bins sigmoid(logits) the way TFMA's CalibrationPlot bins `scores`.
 """
 

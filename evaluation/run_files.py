@@ -1,4 +1,4 @@
-"""Reading what training left in a run directory (DESIGN.md section 8).
+"""Reading what training left in a run directory (docs/design.md §10).
 
 Everything the evaluation needs from a run is looked up here, once: the two
 exported models (latest integer version), their decision thresholds from
