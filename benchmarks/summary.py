@@ -141,7 +141,10 @@ def quality_section(payload: dict, results_name: str) -> str:
             f"{f['dataset']} seed {f['seed']} {f.get('contender') or 'package'}: {f['error']}"
             for f in payload["failures"])]
     parts += ["", f"Raw records (every seed, thresholds, tuned hyperparameters and CV fold scores, epochs run, "
-              f"trees): `benchmarks/results/{results_name}`."]
+              f"trees): `benchmarks/results/{results_name}`. Rows are merged by (dataset, seed, contender), so one "
+              "contender can be rerun alone, e.g. `.venv/bin/python -m benchmarks.run --full --only quality "
+              "--contenders package_tuned` (add `--datasets a,b` for some datasets; without `--full`: the quick "
+              "results, where tuned contenders get 3 trials or `--trials N`)."]
     return "\n".join(parts)
 
 
