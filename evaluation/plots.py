@@ -135,5 +135,6 @@ def training_curves(histories: dict[str, dict[str, list[float]]], path: str) -> 
                     axis.plot(epochs, values, style, color=colors.get(run_key), label=label, marker=".")
         axis.set(xlabel="epoch", title=title)
         axis.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    if axes[0].get_legend_handles_labels()[0]:  # tree models have no per-epoch curves
+        axes[0].legend(fontsize=7)
     return _save(figure, path)

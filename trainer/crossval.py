@@ -13,6 +13,7 @@ which every train + validation example has exactly once.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import keras
 import numpy as np
@@ -92,7 +93,10 @@ def objective_value(labels: np.ndarray, scores: np.ndarray, objective: str) -> f
 
 def predict_margin(model: keras.Model, arrays: Arrays) -> np.ndarray:
     """Single logits s = z1 - z0 [N] of the (member-averaged) prediction."""
-    outputs = model.predict(arrays.dataset(PARSE_BATCH), verbose=0)  # strings need tf.data, not NumPy
+    with warnings.catch_warnings():
+        # tf.data orders a dict's keys alphabetically; Keras warns (at length) that the order differs.
+        warnings.filterwarnings("ignore", message="The structure of `inputs`")
+        outputs = model.predict(arrays.dataset(PARSE_BATCH), verbose=0)  # strings need tf.data, not NumPy
     logits = np.asarray(ensemble_logits(ops.convert_to_tensor(outputs)))
     return logits[:, 1].astype(np.float64) - logits[:, 0]
 

@@ -111,6 +111,21 @@ def _versions() -> dict:
             "apache_beam": apache_beam.__version__}
 
 
+def describe_model(summary: dict) -> str:
+    """What was exported, in a few words: family, body and encoding or trees, blend weight, loss."""
+    def one(values: dict) -> str:
+        if values.get("model_family") == "trees":
+            return "boosted trees"
+        return f"{values.get('body', 'mlp')} on {values.get('numeric_encoding', 'standard')} inputs"
+
+    values = summary.get("hyperparameters", {})
+    text = f"{one(values)}, {summary['loss']}" if values.get("model_family") != "trees" else one(values)
+    blend = summary.get("blend") or {}
+    if blend.get("weight") not in (None, 0.0, 1.0):
+        text = f"{blend['weight']:g} x {text} + {1 - blend['weight']:g} x {one(blend['partner'])}"
+    return f"{text}, w1/w0 = {summary['weight_ratio']:.3g}"
+
+
 def headline(summary: dict) -> str:
     """One line of the minority-class test metrics."""
     test = summary["test"]

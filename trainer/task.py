@@ -69,7 +69,7 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
 def main(argv: list[str] | None = None) -> int:
     try:
         config = parse_args(argv)
-        from trainer.pipeline import headline, train_and_export
+        from trainer.pipeline import describe_model, headline, train_and_export
 
         summary = train_and_export(config)
     except Exception as error:
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {message}", file=sys.stderr)
         return 2
     print(f"exported {summary['version_dir']}")
-    print(f"weighted model ({summary['loss']}, w1/w0 = {summary['weight_ratio']:.3g}): {headline(summary)}")
+    print(f"weighted model ({describe_model(summary)}): {headline(summary)}")
     return 0
 
 

@@ -75,14 +75,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_summary(config: RunConfig, summary: dict) -> None:
-    from trainer.pipeline import headline
+    from trainer.pipeline import describe_model, headline
 
     run = config.output_dir
     print(f"\nbest hyperparameters: {os.path.join(run, 'tuning', 'best_hyperparameters.json')}")
     for name in ("weighted", "baseline"):
         part = summary[name]
-        print(f"{name:8s} model {part['version_dir']}  (w1/w0 = {part['weight_ratio']:.3g}, "
-              f"{part['loss']}): {headline(part)}")
+        print(f"{name:8s} model {part['version_dir']}  ({describe_model(part)}): {headline(part)}")
     evaluation = summary.get("evaluation") or {}
     if evaluation:
         print(f"verdict: {evaluation['verdict']}  ({evaluation['verdict_file']})")
