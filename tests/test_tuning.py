@@ -142,13 +142,18 @@ def test_distributed_chief_and_two_workers(tmp_path, tiny_csv):
     assert len(_trials(run_dir)) == 4
 
 
-def test_hyperband_search_and_retrain(tmp_path, tiny_csv):
-    """Hyperband passes epochs/initial_epoch and records "tuner/*" bookkeeping values."""
-    config = tiny_config(str(tmp_path / "run"), tiny_csv, tuner="hyperband", tuning_epochs=2, epochs=1)
+@pytest.mark.parametrize("selection", ["validation", "cross_validation"])
+def test_hyperband_search_and_retrain(tmp_path, tiny_csv, selection):
+    """Hyperband passes epochs/initial_epoch, records "tuner/*" bookkeeping values and
+    promotes trials (3 epochs, factor 3: a second round), also of trees and of
+    cross-validated trials, which keep no per-epoch checkpoint of their own."""
+    config = tiny_config(str(tmp_path / "run"), tiny_csv, tuner="hyperband", tuning_epochs=3, epochs=1,
+                         selection=selection, cv_folds=2)
     summary = run_tuning(config)
     rows = _trials(config.output_dir)
     assert rows and {r["status"] for r in rows} == {"COMPLETED"}
     assert "tuner/epochs" in rows[0]
+    assert any(r.get("tuner/trial_id") for r in rows), "no trial was promoted"
     assert not any(name.startswith("tuner/") for name in summary["weighted"]["hyperparameters"])
     assert os.listdir(os.path.join(config.output_dir, "serving_model")) == ["1"]
 

@@ -57,7 +57,14 @@ class ImbalanceHyperModel(kt.HyperModel):
             kwargs.pop(ignored, None)
         candidate = train_candidate(hp, settings, self.data, self.config, epochs, self.splits,
                                     callbacks=callbacks, model=model, **kwargs)
-        return {objective_metric(self.config): candidate.score}
+        logs = {objective_metric(self.config): candidate.score}
+        if self.splits.cross_validation or declare_family(hp) == "trees":
+            # The tuner's callbacks saw no epoch: report the score once, so its
+            # checkpoint exists (Hyperband reloads it when it promotes a trial).
+            for callback in callbacks:
+                callback.set_model(model)
+                callback.on_epoch_end(0, logs=dict(logs))
+        return logs
 
     @functools.cached_property
     def splits(self) -> Splits:
