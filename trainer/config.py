@@ -40,7 +40,7 @@ class RunConfig:
       patience: Early-stopping patience on validation PR-AUC, in epochs.
       loss: Loss family override (`weighted_ce`, `focal`, `logit_adjusted`).
       weight_scheme: How class weights come from the training counts; None
-        uses the `weight_ratio` hyperparameter (default N0/N1, = balanced).
+        uses the `weight_ratio` hyperparameter (default sqrt(N0/N1)).
       weight_ratio: Explicit w1 / w0; overrides `weight_scheme`.
       hparams: Path of a `best_hyperparameters.json` to train with.
       threshold_objective: `recall_at_precision:P`, `f1`, `fbeta:B` or

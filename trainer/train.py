@@ -55,7 +55,7 @@ def fit_settings(hp: kt.HyperParameters, counts: tuple[int, int], config: RunCon
 
     Precedence: an unweighted baseline uses plain cross entropy; else
     `config.weight_ratio`, then `config.weight_scheme`, then the
-    hyperparameter `weight_ratio` (whose default, N0/N1, equals `balanced`).
+    hyperparameter `weight_ratio` (default sqrt(N0/N1); `balanced` is N0/N1).
     """
     values = declare_fit_hparams(hp, counts)
     family = config.loss or values["loss"]
