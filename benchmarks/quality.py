@@ -200,7 +200,7 @@ def finish(payload: dict, order: list[str]) -> None:
 
 
 def run(full: bool, seeds: int, path: str, epochs: int = 30, synthetic_rows=None, only=None, log=print,
-        contenders=None, trials: int = TUNING_TRIALS, fresh: bool = False) -> dict:
+        contenders=None, trials: int = TUNING_TRIALS, fresh: bool = False, first_seed: int = 0) -> dict:
     """Runs the quality benchmark, merges it into `path` and returns the payload.
 
     Args:
@@ -208,6 +208,7 @@ def run(full: bool, seeds: int, path: str, epochs: int = 30, synthetic_rows=None
       only: Dataset names to run (default: all of the mode's datasets).
       trials: Trials per tuned contender (`TUNING_TRIALS` in a full run).
       fresh: Start a new file instead of merging into the existing one.
+      first_seed: Seeds run are first_seed .. first_seed + seeds - 1.
     """
     contenders = tuple(contenders or contenders_lib.ALL)
     mode = "full" if full else "quick"
@@ -229,7 +230,7 @@ def run(full: bool, seeds: int, path: str, epochs: int = 30, synthetic_rows=None
             payload["datasets"] = [d for d in payload["datasets"] if d["name"] != name] + [dataset.describe()]
             log(f"[quality] {dataset.name}: {dataset.labels.size} rows, {dataset.positives} positives "
                 f"({100 * dataset.rate:.2f}%); contenders {', '.join(contenders)}")
-            for seed in range(seeds):
+            for seed in range(first_seed, first_seed + seeds):
                 failures: list = []
                 records = evaluate_seed(dataset, seed, workdir, epochs, log, failures, contenders, trials)
                 merge(payload, name, seed, contenders, records, failures)

@@ -47,6 +47,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", choices=(*PARTS, "tuning"), default=None,
                         help="run one part (tuning: only the tuning measurement, into existing speed results)")
     parser.add_argument("--seeds", type=int, default=None, help="seeds for quality (default: 3 full, 1 quick)")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="run seeds first-seed .. first-seed + seeds - 1 (add seeds to existing results)")
     parser.add_argument("--datasets", default=None, help="comma-separated subset of the quality datasets")
     parser.add_argument("--synthetic-rows", type=int, nargs=2, default=None, metavar=("NEG", "POS"),
                         help="size of the synthetic set in the quality part")
@@ -109,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             contenders = args.contenders.split(",") if args.contenders else None
             quality.run(args.full, seeds, os.path.join(RESULTS, result_name("quality", args.full)),
                         synthetic_rows=rows, only=only, log=lambda m: print(m, flush=True),
-                        contenders=contenders, trials=trials, fresh=args.fresh)
+                        contenders=contenders, trials=trials, fresh=args.fresh, first_seed=args.first_seed)
         if args.only in (None, "speed"):
             from benchmarks import speed
 
