@@ -1,8 +1,8 @@
 """After fitting: calibrate, choose the threshold, measure on test, export.
 
-Scores used for the threshold are computed by the very function that is
-exported (float32, calibrated), so `class_ids == (scores >= threshold)` holds
-exactly in serving.
+The threshold is chosen on held-out scores computed with the exported
+function's float32 arithmetic (sigmoid(a * s + b)); serving compares its own
+scores with it, so `class_ids == (scores >= threshold)` holds exactly.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def run_signature(function, serialized: list[bytes], batch: int = EVAL_BATCH) ->
 
 
 def finalize(model, settings: FitSettings, data: PreparedData, config: RunConfig, export_base: str,
-             held_out: tuple[np.ndarray, np.ndarray] | None = None, shift: float | None | str = "loss") -> dict:
+             held_out: tuple[np.ndarray, np.ndarray], shift: float | None) -> dict:
     """Calibrates, thresholds, evaluates on test and exports a new version.
 
     Args:
@@ -44,22 +44,16 @@ def finalize(model, settings: FitSettings, data: PreparedData, config: RunConfig
       config: The run configuration.
       export_base: The version directory's parent.
       held_out: (single logits s [N], labels [N]) the model did not train on,
-        for calibration and threshold; default the validation split scored by
-        the exported function itself. Cross-validation passes its out-of-fold
-        predictions.
+        for calibration and threshold: the validation split's, or the
+        out-of-fold predictions in cross-validation.
       shift: The closed-form logit shift of the weighting (None: there is
-        none, Platt scaling in `auto` mode); "loss" takes the loss's own.
+        none, Platt scaling in `auto` mode).
 
     Returns:
       A JSON-able summary: version path, calibration, threshold, metrics.
     """
     module = ServingModule(model, data.schema, Calibration("none"), threshold=0.5)
-    if held_out is None:
-        val_x = read_serialized(data.pattern("validation"))
-        held_out = run_signature(module.serve_examples, val_x)["logits"], read_labels(data.pattern("validation"),
-                                                                                    data.schema)
     val_margin, val_y = held_out
-    shift = settings.closed_form_shift if shift == "loss" else shift
     calibration = fit_calibration(config.calibration, val_margin, val_y, shift)
     module.calibration_scale.assign(calibration.scale)
     module.calibration_offset.assign(calibration.offset)

@@ -52,9 +52,7 @@ class ImbalanceHyperModel(kt.HyperModel):
         settings = fit_settings(hp, self.data.train_counts, self.config)
         callbacks = list(kwargs.pop("callbacks", []))
         epochs = kwargs.pop("epochs", self.config.tuning_epochs)
-        kwargs.setdefault("verbose", 0)
-        for ignored in ("x", "y", "validation_data", "batch_size"):
-            kwargs.pop(ignored, None)
+        kwargs.setdefault("verbose", 0)  # the rest reaches compile_and_fit, which drops x, y and the like
         candidate = train_candidate(hp, settings, self.data, self.config, epochs, self.splits,
                                     callbacks=callbacks, model=model, **kwargs)
         logs = {objective_metric(self.config): candidate.score}
