@@ -116,7 +116,8 @@ def _cross_validated(hp, settings, data, config, epochs, arrays: Arrays, family:
 
     margins = np.zeros(len(arrays.labels), np.float64)
     models, scores, runs, history = [], [], [], {}
-    for fold, (train_index, held_index) in enumerate(selection_folds(arrays.labels, config.cv_folds, config.seed)):
+    folds = selection_folds(arrays.labels, config.cv_folds, config.seed)
+    for fold, (train_index, held_index) in enumerate(folds):
         train, held = arrays.take(train_index), arrays.take(held_index)
         if family == "trees":
             model, margins[held_index], rounds = _fit_trees(hp, settings, data, config, train, held)
@@ -133,7 +134,7 @@ def _cross_validated(hp, settings, data, config, epochs, arrays: Arrays, family:
         models.append(model)
     info = {"folds": config.cv_folds, "fold_scores": scores, "mean": float(np.mean(scores)),
             ("rounds" if family == "trees" else "epochs_run"): runs}
-    held_out = [held for _, held in selection_folds(arrays.labels, config.cv_folds, config.seed)]
+    held_out = [held for _, held in folds]
     return Candidate(fold_ensemble(models, data.schema), margins, arrays.labels, float(np.mean(scores)),
                      history or {"rounds": runs}, {"cross_validation": info}, held_out)
 
