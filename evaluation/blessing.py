@@ -14,6 +14,8 @@ import os
 
 import tensorflow_model_analysis as tfma
 
+from trainer.atomic import write_text_atomically
+
 BLESSED, NOT_BLESSED = "BLESSED", "NOT_BLESSED"
 
 
@@ -53,7 +55,7 @@ def _failure_text(failure, where: str) -> str:
     key = failure.metric_key
     threshold = failure.metric_threshold
     value = failure.metric_value.double_value.value if failure.HasField("metric_value") else float("nan")
-    name = f"{key.model_name} {key.name}" + (" change vs baseline" if key.is_diff else "")
+    name = f"{key.model_name} {key.name}" + (" change vs the reference model" if key.is_diff else "")
     if threshold.HasField("value_threshold"):
         bounds = threshold.value_threshold
         limit = f">= {bounds.lower_bound.value:g}" if bounds.HasField("lower_bound") else (
@@ -66,16 +68,17 @@ def _failure_text(failure, where: str) -> str:
 
 
 def write_marker(eval_dir: str, verdict: Verdict) -> str:
-    """Writes `BLESSED` or `NOT_BLESSED` into `eval_dir`, removing the other.
+    """Writes `BLESSED` or `NOT_BLESSED` into `eval_dir`, then removes the other.
+
+    The new marker is in place before the stale one goes, so a reader never
+    finds neither.
 
     Returns:
       The marker's path.
     """
-    for name in (BLESSED, NOT_BLESSED):
-        stale = os.path.join(eval_dir, name)
-        if os.path.exists(stale):
-            os.remove(stale)
     path = os.path.join(eval_dir, verdict.marker)
-    with open(path, "w") as handle:
-        handle.write("".join(line + "\n" for line in verdict.failures))
+    write_text_atomically(path, "".join(line + "\n" for line in verdict.failures))
+    stale = os.path.join(eval_dir, NOT_BLESSED if verdict.blessed else BLESSED)
+    if os.path.exists(stale):
+        os.remove(stale)
     return path

@@ -1,27 +1,39 @@
-"""The TFMA EvalConfig: both models, lean metrics, slices and thresholds.
+"""The TFMA EvalConfig: the models, lean metrics, slices and the push gate.
+
+Models: the candidate (the weighted model), its unweighted twin (`baseline`)
+and, when a model is being served, that model (`served`). The gate's
+reference (`is_baseline`, against which TFMA computes `*_diff` values) is the
+served model, or the twin when nothing is served yet (docs/design.md §10).
 
 Layout of the metrics specs, and why:
 
-* `scores` output (the calibrated minority probability, one column), both
-  models: ExampleCount, ROC-AUC, PR-AUC, RecallAtPrecision,
-  PrecisionAtRecall, MeanLabel/MeanPrediction/Calibration, and the two plots
-  the report draws (PR/ROC points from ConfusionMatrixPlot, reliability from
-  CalibrationPlot). The PR-AUC value threshold and the change threshold
-  against the baseline live here: these metrics are threshold-free, so both
-  models share one spec.
+* `scores` output (the calibrated minority probability, one column), all
+  models: ExampleCount, ROC-AUC, MeanLabel/MeanPrediction/Calibration, the
+  operating point the gate does not use (PrecisionAtRecall or
+  RecallAtPrecision), and the two plots the report draws (PR/ROC points from
+  ConfusionMatrixPlot, reliability from CalibrationPlot).
+* `scores` output, PR-AUC and the objective's operating point (e.g.
+  RecallAtPrecision at the objective's P), one spec per model: TFMA
+  validates every non-baseline model of a spec, and only the candidate is
+  gated. The same metric names in each spec still pair them into `*_diff`.
 * `scores` output, one spec per model (`model_names=[name]`): Precision,
   Recall, F1, Specificity, NegativePredictiveValue and
   ConfusionMatrixAtThresholds at *that model's* decision threshold. TFMA's
-  thresholds belong to a metric, not to a model, and the two models were
+  thresholds belong to a metric, not to a model, and the models were
   thresholded separately on validation, so a shared spec would judge one of
-  them at the other's operating point. Both specs use the same metric names,
-  so TFMA still pairs them into candidate-vs-baseline `*_diff` values (each
+  them at another's operating point. The specs use the same metric names,
+  so TFMA still pairs them into candidate-vs-reference `*_diff` values (each
   model at its own operating point). Specificity and NPV are the majority
   class's recall and precision at the same decision.
-* `probabilities` output (two columns), both models, binarized into
+* `probabilities` output (two columns), all models, binarized into
   `class_ids [1, 0]` (minority first): per-class ROC-AUC and PR-AUC. A
   binarized spec yields only `classId:N` sub keys (docs/benchmarks.md), hence the
   separate overall specs above.
+
+Confidence intervals are TFMA's (jackknife over 20 buckets by default, or
+Poisson bootstrap); TFMA validates point values, so the gate's change
+tolerances are widened for the test set's size before TFMA runs
+(`evaluation.gate`).
 
 Cost (measured, docs/benchmarks.md "Evaluation"): TFMA runs every distinct
 computation (a histogram, an explicit-threshold matrix, each binarized class)
@@ -33,7 +45,7 @@ per-class metrics are limited to the threshold-free AUCs, at-threshold
 metrics for class 0 come from the same matrix as class 1's, and numeric
 slices are opt-in.
 
-Value thresholds are attached to the overall slice only (`per_slice_thresholds`
+Thresholds are attached to the overall slice only (`per_slice_thresholds`
 with an empty SlicingSpec), as TFX pipelines usually do: a recall floor means
 nothing on the `label = 0` slice, which has no positives.
 """
@@ -44,13 +56,15 @@ import json
 
 from tensorflow_model_analysis.proto import config_pb2 as tfma_config
 
-from evaluation.options import EvaluationOptions
-from evaluation.run_files import BASELINE, EvaluatedModel
+from evaluation.gate import Gate
+from evaluation.run_files import CANDIDATE, EvaluatedModel
 from evaluation.slicing import SlicePlan
 
 SIGNATURE = "serving_default"
 SCORES, PROBABILITIES = "scores", "probabilities"  # outputs of the serving signature
 MINORITY, MAJORITY = 1, 0
+INTERVAL_METHODS = {"jackknife": tfma_config.ConfidenceIntervalOptions.JACKKNIFE,
+                    "bootstrap": tfma_config.ConfidenceIntervalOptions.POISSON_BOOTSTRAP}
 
 
 def metric(class_name: str, threshold: tfma_config.MetricThreshold | None = None, **config) -> tfma_config.MetricConfig:
@@ -65,51 +79,53 @@ def lower_bound(value: float) -> tfma_config.MetricThreshold:
     return tfma_config.MetricThreshold(value_threshold=tfma_config.GenericValueThreshold(lower_bound={"value": value}))
 
 
+def change_threshold(tolerance: float) -> tfma_config.MetricThreshold:
+    """"Not worse than the reference beyond `tolerance`": diff >= -tolerance."""
+    return tfma_config.MetricThreshold(change_threshold=tfma_config.GenericChangeThreshold(
+        direction=tfma_config.MetricDirection.HIGHER_IS_BETTER, absolute={"value": -tolerance}))
+
+
 def build_eval_config(models: list[EvaluatedModel], label: str, plan: SlicePlan,
-                      options: EvaluationOptions) -> tfma_config.EvalConfig:
-    """The EvalConfig for `models` (one of which may be named `baseline`).
+                      gate: Gate) -> tfma_config.EvalConfig:
+    """The EvalConfig for `models` (candidate first) and the push gate.
 
     Args:
-      models: Candidate first; a model named `baseline` gets `is_baseline`.
+      models: Candidate first; the model named `gate.reference` (if any) gets
+        `is_baseline`, so TFMA computes the candidate's `*_diff` against it.
       label: The label key (int64 0/1, 1 = minority).
       plan: Slicing features.
-      options: Thresholds and histogram sizes.
+      gate: The thresholds, resolved for this test split (`evaluation.gate`).
     """
     model_specs = [tfma_config.ModelSpec(name=m.name, signature_name=SIGNATURE, label_key=label,
-                                  is_baseline=m.name == BASELINE) for m in models]
-    has_baseline = any(m.name == BASELINE for m in models)
-    slicing_specs = [tfma_config.SlicingSpec()] + [tfma_config.SlicingSpec(feature_keys=[key]) for key in plan.feature_keys]
+                                         is_baseline=m.name == gate.reference) for m in models]
+    slicing_specs = [tfma_config.SlicingSpec()] + [tfma_config.SlicingSpec(feature_keys=[key])
+                                                   for key in plan.feature_keys]
+    options = tfma_config.Options(include_default_metrics={"value": False})
+    # The default metrics (loss, etc. of a Keras model) do not exist for a
+    # generic signature; everything computed is listed here.
+    if gate.intervals != "none":
+        options.compute_confidence_intervals.value = True
+        options.confidence_intervals.method = INTERVAL_METHODS[gate.intervals]
     return tfma_config.EvalConfig(
         model_specs=model_specs,
         slicing_specs=slicing_specs,
-        metrics_specs=[_overall_spec(models, options, has_baseline)]
-        + [_at_threshold_spec(m, options) for m in models]
-        + [_per_class_spec(models, options)],
-        # The default metrics (loss, etc. of a Keras model) do not exist for a
-        # generic signature; everything computed is listed here.
-        options=tfma_config.Options(include_default_metrics={"value": False}),
+        metrics_specs=[_overall_spec(models, gate)]
+        + [_at_threshold_spec(m, gate) for m in models]
+        + [_gated_spec(m, gate) for m in models]
+        + [_per_class_spec(models, gate)],
+        options=options,
     )
 
 
-def _overall_spec(models: list[EvaluatedModel], options: EvaluationOptions, has_baseline: bool) -> tfma_config.MetricsSpec:
-    n = options.num_thresholds
-    pr_auc = metric("AUCPrecisionRecall", name="pr_auc", num_thresholds=n)
-    if options.min_pr_auc is not None:
-        pr_auc.per_slice_thresholds.add(slicing_specs=[tfma_config.SlicingSpec()], threshold=lower_bound(options.min_pr_auc))
-    if has_baseline:
-        # "Not worse than the baseline beyond a small tolerance": diff >= -tolerance.
-        change = tfma_config.MetricThreshold(change_threshold=tfma_config.GenericChangeThreshold(
-            direction=tfma_config.MetricDirection.HIGHER_IS_BETTER, absolute={"value": -options.pr_auc_tolerance}))
-        pr_auc.per_slice_thresholds.add(slicing_specs=[tfma_config.SlicingSpec()], threshold=change)
+def _overall_spec(models: list[EvaluatedModel], gate: Gate) -> tfma_config.MetricsSpec:
+    n = gate.num_thresholds
     return tfma_config.MetricsSpec(
         model_names=[m.name for m in models],
         output_names=[SCORES],
         metrics=[
             metric("ExampleCount"),
             metric("AUC", name="auc", num_thresholds=n),
-            pr_auc,
-            metric("RecallAtPrecision", precision=options.precision_floor, num_thresholds=n),
-            metric("PrecisionAtRecall", recall=options.recall_floor, num_thresholds=n),
+            _operating_metric(_other(gate.operating_metric), gate),  # reported, not gated
             metric("MeanLabel"),
             metric("MeanPrediction"),
             metric("Calibration"),
@@ -119,15 +135,51 @@ def _overall_spec(models: list[EvaluatedModel], options: EvaluationOptions, has_
     )
 
 
-def _at_threshold_spec(model: EvaluatedModel, options: EvaluationOptions) -> tfma_config.MetricsSpec:
+def _gated_spec(model: EvaluatedModel, gate: Gate) -> tfma_config.MetricsSpec:
+    """PR-AUC and the objective's operating point, with the gate's thresholds on the candidate's only.
+
+    One spec per model, because TFMA validates every non-baseline model of a
+    spec: the unweighted twin must not be gated against the served model.
+    The same metric names in each spec still pair them into `*_diff` values.
+    """
+    pr_auc = metric("AUCPrecisionRecall", name="pr_auc", num_thresholds=gate.num_thresholds)
+    operating = _operating_metric(gate.operating_metric, gate)
+    overall = [tfma_config.SlicingSpec()]
+    if model.name == CANDIDATE:
+        if gate.min_pr_auc is not None:
+            pr_auc.per_slice_thresholds.add(slicing_specs=overall, threshold=lower_bound(gate.min_pr_auc))
+        if gate.reference is not None:
+            pr_auc.per_slice_thresholds.add(slicing_specs=overall, threshold=change_threshold(gate.pr_auc_tolerance))
+            operating.per_slice_thresholds.add(slicing_specs=overall,
+                                               threshold=change_threshold(gate.operating_tolerance))
+    return tfma_config.MetricsSpec(model_names=[model.name], output_names=[SCORES], metrics=[pr_auc, operating])
+
+
+def _operating_metric(name: str, gate: Gate) -> tfma_config.MetricConfig:
+    if name == "recall_at_precision":
+        return metric("RecallAtPrecision", precision=gate.precision_floor, num_thresholds=gate.num_thresholds)
+    return metric("PrecisionAtRecall", recall=gate.recall_floor, num_thresholds=gate.num_thresholds)
+
+
+def _other(name: str) -> str:
+    return "precision_at_recall" if name == "recall_at_precision" else "recall_at_precision"
+
+
+def _at_threshold_spec(model: EvaluatedModel, gate: Gate) -> tfma_config.MetricsSpec:
     t = [model.threshold]
-    recall_floor = lower_bound(options.min_recall) if model.name != BASELINE else None
+    precision, recall = metric("Precision", thresholds=t), metric("Recall", thresholds=t)
+    if model.name == CANDIDATE:
+        if gate.min_precision is not None:
+            precision.per_slice_thresholds.add(slicing_specs=[tfma_config.SlicingSpec()],
+                                               threshold=lower_bound(gate.min_precision))
+        recall.per_slice_thresholds.add(slicing_specs=[tfma_config.SlicingSpec()],
+                                        threshold=lower_bound(gate.min_recall))
     return tfma_config.MetricsSpec(
         model_names=[model.name],
         output_names=[SCORES],
         metrics=[
-            metric("Precision", thresholds=t),
-            metric("Recall", recall_floor, thresholds=t),
+            precision,
+            recall,
             metric("F1Score", thresholds=t),
             metric("Specificity", thresholds=t),  # = class-0 recall
             metric("NegativePredictiveValue", thresholds=t),  # = class-0 precision
@@ -136,8 +188,8 @@ def _at_threshold_spec(model: EvaluatedModel, options: EvaluationOptions) -> tfm
     )
 
 
-def _per_class_spec(models: list[EvaluatedModel], options: EvaluationOptions) -> tfma_config.MetricsSpec:
-    n = options.num_thresholds
+def _per_class_spec(models: list[EvaluatedModel], gate: Gate) -> tfma_config.MetricsSpec:
+    n = gate.num_thresholds
     return tfma_config.MetricsSpec(
         model_names=[m.name for m in models],
         output_names=[PROBABILITIES],

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 
 from evaluation.blessing import read_verdict, write_marker
+from evaluation.gate import resolve_gate
 from evaluation.options import EvaluationOptions
 from evaluation.predictions import predict_test, reliability
 from evaluation.results import load_model_result
 from evaluation.run_files import (
     BASELINE,
     CANDIDATE,
+    LABELS,
+    SERVED,
     EvaluatedModel,
     load_histories,
     load_run_json,
@@ -21,12 +23,13 @@ from evaluation.run_files import (
     run_schema,
     split_pattern,
 )
+from trainer.atomic import write_json_atomically
 
 EVALUATION_DIR, REPORT_DIR, SUMMARY_FILE = "evaluation", "report", "summary.json"
 
 
 def resolve_models(run_dir: str, options: EvaluationOptions, run_json: dict) -> list[EvaluatedModel]:
-    """The run's two models, with any directory / threshold overrides applied."""
+    """The run's models (candidate, baseline[, served]), with any overrides applied."""
     overrides = {CANDIDATE: (options.candidate_dir, options.candidate_threshold),
                  BASELINE: (options.baseline_dir, options.baseline_threshold)}
     models = []
@@ -34,35 +37,32 @@ def resolve_models(run_dir: str, options: EvaluationOptions, run_json: dict) -> 
         path, threshold = overrides[model.name]
         models.append(dataclasses.replace(model, path=path or model.path,
                                           threshold=model.threshold if threshold is None else threshold))
+    if options.served_dir is not None:
+        models.append(EvaluatedModel(name=SERVED, path=options.served_dir, threshold=options.served_threshold,
+                                     label=LABELS[SERVED]))
     return models
-
-
-def blessing_checks(options: EvaluationOptions) -> list[str]:
-    """The validation rules in words, for the report."""
-    checks = [f"candidate minority recall at its own threshold ≥ {options.min_recall:g}",
-              f"candidate PR-AUC ≥ baseline PR-AUC − {options.pr_auc_tolerance:g}"]
-    if options.min_pr_auc is not None:
-        checks.insert(1, f"candidate PR-AUC ≥ {options.min_pr_auc:g}")
-    return checks
 
 
 def run_evaluation(run_dir: str, options: EvaluationOptions | None = None) -> dict:
     """Evaluates a trained run and writes `RUN/evaluation/` and `RUN/report/`.
 
-    Runs TFMA over the test split for the weighted model (candidate) and the
-    unweighted baseline in one Beam pipeline, validates the candidate (value
-    thresholds, change threshold against the baseline), writes `BLESSED` or
-    `NOT_BLESSED` into `RUN/evaluation/` and renders `RUN/report/index.html`.
+    Runs TFMA over the test split for the weighted model (candidate), its
+    unweighted twin and the served model (when `options.served_dir` names
+    one) in one Beam pipeline, validates the candidate against the push gate
+    (`evaluation.gate`: value thresholds, and change thresholds against the
+    served model or else the twin), writes `BLESSED` or `NOT_BLESSED` into
+    `RUN/evaluation/` and renders `RUN/report/index.html`.
 
     Args:
-      run_dir: The run directory (`--output-dir` of training / tuning).
+      run_dir: The run directory (`--output-dir` of training, or one
+        execution of a tuning run).
       options: Slices, thresholds, Beam args; defaults when None.
 
     Returns:
       A JSON-able summary (also written to `RUN/evaluation/summary.json`):
-      `blessed` (bool), `failures` (list of str), `evaluation_dir`, `report`,
-      `tfma_seconds` (None with `report_only`), and `metrics`:
-      {model name: overall-slice metrics}.
+      `blessed` (bool), `failures` (list of str), `checks` (the gate in
+      words), `gate`, `evaluation_dir`, `report`, `tfma_seconds` (None with
+      `report_only`), and `metrics`: {model name: overall-slice metrics}.
 
     Raises:
       FileNotFoundError: the run lacks models, run.json or the test split
@@ -74,44 +74,47 @@ def run_evaluation(run_dir: str, options: EvaluationOptions | None = None) -> di
     models = resolve_models(run_dir, options, run_json)
     schema = run_schema(run_dir)
     eval_dir = os.path.join(run_dir, EVALUATION_DIR)
+    if options.report_only and not os.path.exists(os.path.join(eval_dir, "eval_config.json")):
+        raise FileNotFoundError(f"no TFMA output in {eval_dir}: run the evaluation without --report-only first")
+    predictions = {m.name: predict_test(m.path, split_pattern(run_dir), schema) for m in models}
+    reference = SERVED if options.served_dir is not None else BASELINE
+    objective = run_json.get("config", {}).get("threshold_objective", "recall_at_precision:0.5")
+    gate = resolve_gate(options, objective, reference, predictions, {m.name: m.threshold for m in models})
     seconds = None
-    if options.report_only:
-        if not os.path.exists(os.path.join(eval_dir, "eval_config.json")):
-            raise FileNotFoundError(f"no TFMA output in {eval_dir}: run the evaluation without --report-only first")
-    else:
+    if not options.report_only:
         # Imported here so that `--report-only` does not pay for building a pipeline.
         from evaluation.analysis import run_tfma
         from evaluation.eval_config import build_eval_config
         from evaluation.slicing import plan_slices
 
         plan = plan_slices(schema, options.slice_features, options.max_slice_vocabulary)
-        eval_config = build_eval_config(models, schema.label, plan, options)
+        eval_config = build_eval_config(models, schema.label, plan, gate)
         seconds = run_tfma(models, eval_config, split_pattern(run_dir), plan, eval_dir, options.beam_pipeline_args)
     verdict = read_verdict(eval_dir)
     write_marker(eval_dir, verdict)
     results = {m.name: load_model_result(eval_dir, m.name) for m in models}
-    report_path = _report(run_dir, models, results, verdict, run_json, options, seconds)
-    summary = {"blessed": verdict.blessed, "failures": list(verdict.failures), "evaluation_dir": eval_dir,
+    report_path = _report(run_dir, models, results, verdict, run_json, gate, seconds, predictions)
+    summary = {"blessed": verdict.blessed, "failures": list(verdict.failures), "checks": gate.in_words(),
+               "gate": dataclasses.asdict(gate), "evaluation_dir": eval_dir,
                "report": report_path, "tfma_seconds": None if seconds is None else round(seconds, 1),
                "models": {m.name: {"path": m.path, "threshold": m.threshold} for m in models},
-               "metrics": {name: result.overall for name, result in results.items()}}
-    with open(os.path.join(eval_dir, SUMMARY_FILE), "w") as handle:
-        json.dump(summary, handle, indent=1, default=float)
+               "metrics": {name: result.overall for name, result in results.items()},
+               "intervals": {name: result.overall_intervals for name, result in results.items()}}
+    write_json_atomically(os.path.join(eval_dir, SUMMARY_FILE), summary)
     return summary
 
 
-def _report(run_dir, models, results, verdict, run_json, options, seconds) -> str:
+def _report(run_dir, models, results, verdict, run_json, gate, seconds, predictions) -> str:
     from evaluation.report import ReportInputs, write_report
 
-    schema = run_schema(run_dir)
     tables = {}
     for model in models:
-        predicted = predict_test(model.path, split_pattern(run_dir), schema)
+        predicted = predictions[model.name]
         # "After" is TFMA's own CalibrationPlot; TFMA cannot see the uncorrected
         # probability, so "before" comes from the model's raw logit output.
         tables[model.name] = {"before": reliability(predicted["labels"], predicted["raw"]),
                               "after": results[model.name].calibration}
     inputs = ReportInputs(models=models, results=results, verdict=verdict, reliability=tables, run_json=run_json,
                           histories=load_histories(run_dir), trials=load_trials(run_dir),
-                          checks=blessing_checks(options), tfma_seconds=seconds)
+                          checks=gate.in_words(), tfma_seconds=seconds)
     return write_report(inputs, os.path.join(run_dir, REPORT_DIR))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+INTERVALS = ("jackknife", "bootstrap", "none")
+
 
 @dataclasses.dataclass(frozen=True)
 class EvaluationOptions:
@@ -16,33 +18,63 @@ class EvaluationOptions:
       max_slice_vocabulary: Vocabulary limit for the default slices.
       min_recall: Value threshold: the candidate's minority recall at its own
         threshold on the overall test split must be at least this.
-      min_pr_auc: Value threshold on the candidate's minority PR-AUC (None: off).
-      pr_auc_tolerance: Change threshold: the candidate's PR-AUC may be at most
-        this much (absolute) below the baseline's.
-      precision_floor: RecallAtPrecision's precision (reported, not validated).
-      recall_floor: PrecisionAtRecall's recall (reported, not validated).
+      min_precision: Value threshold on precision at the candidate's
+        threshold. None follows the run's objective: for
+        `recall_at_precision:P`, P less the test set's one-sided 95% margin.
+      min_pr_auc: Value threshold on the candidate's PR-AUC; None uses
+        `min_pr_auc_lift`.
+      min_pr_auc_lift: PR-AUC must be at least this times the test positive
+        rate (what a random ranking scores); 0 turns it off.
+      pr_auc_tolerance, operating_tolerance: Change thresholds: the candidate
+        may be at most this much (absolute) below the reference's PR-AUC / the
+        objective's operating point (recall at precision P, or precision at
+        recall R); widened to the test set's one-sided 95% margin when that
+        is larger (`evaluation.gate`).
+      precision_floor: RecallAtPrecision's precision when the objective does
+        not set it.
+      recall_floor: PrecisionAtRecall's recall when the objective does not
+        set it.
       num_thresholds: Points of TFMA's AUC and curve computations. They are
         rebinned from one shared 10,000-bucket histogram, so this does not
         change TFMA's run time (docs/benchmarks.md, "Evaluation").
+      intervals: TFMA's confidence intervals: `jackknife` (20 buckets),
+        `bootstrap` (Poisson, 20 samples) or `none`.
+      bootstrap_seed: Seed of the gate's paired bootstrap.
       beam_pipeline_args: Passed to `trainer.beam_runner.make_pipeline`.
       report_only: Skip TFMA and rebuild the report from `RUN/evaluation/`.
       candidate_dir, baseline_dir: Override the SavedModel directories (a
         version directory); default: latest versions of the run.
       candidate_threshold, baseline_threshold: Override the thresholds that
         are read from run.json.
+      served_dir, served_threshold: The model being served (a version
+        directory) and its threshold: the gate's reference. None compares
+        with the unweighted baseline instead.
     """
 
     slice_features: tuple[str, ...] | None = None
     max_slice_vocabulary: int = 20
-    min_recall: float = 0.0
+    min_recall: float = 0.1
+    min_precision: float | None = None
     min_pr_auc: float | None = None
+    min_pr_auc_lift: float = 2.0
     pr_auc_tolerance: float = 0.01
+    operating_tolerance: float = 0.02
     precision_floor: float = 0.5
     recall_floor: float = 0.5
     num_thresholds: int = 1000
+    intervals: str = "jackknife"
+    bootstrap_seed: int = 0
     beam_pipeline_args: tuple[str, ...] = ()
     report_only: bool = False
     candidate_dir: str | None = None
     baseline_dir: str | None = None
     candidate_threshold: float | None = None
     baseline_threshold: float | None = None
+    served_dir: str | None = None
+    served_threshold: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.intervals not in INTERVALS:
+            raise ValueError(f"intervals must be one of {', '.join(INTERVALS)}, got {self.intervals!r}")
+        if self.served_dir is not None and self.served_threshold is None:
+            raise ValueError("served_dir needs served_threshold (the served model's decision threshold)")

@@ -14,7 +14,7 @@ matplotlib.use("Agg")  # headless: never try to open a window
 
 import matplotlib.pyplot as plt  # noqa: E402
 
-COLORS = {"candidate": "#c0392b", "baseline": "#2c3e50"}
+COLORS = {"candidate": "#c0392b", "baseline": "#2c3e50", "served": "#27ae60"}
 DPI = 110
 
 

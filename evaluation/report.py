@@ -16,8 +16,9 @@ import os
 
 from evaluation import plots
 from evaluation.blessing import Verdict
-from evaluation.results import OVERALL, ModelResult, has_positives, worst_first
-from evaluation.run_files import BASELINE, CANDIDATE, EvaluatedModel
+from evaluation.results import MIN_RANKED_POSITIVES, OVERALL, ModelResult, has_positives, worst_first
+from evaluation.run_files import BASELINE, CANDIDATE, SERVED, EvaluatedModel
+from trainer.atomic import write_text_atomically
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1150px;
@@ -74,8 +75,9 @@ def write_report(inputs: ReportInputs, out_dir: str) -> str:
     os.makedirs(out_dir, exist_ok=True)
     labels = {m.name: m.label for m in inputs.models}
     names = [m.name for m in inputs.models]
+    others = [labels[n] for n in names[1:]]
     body = [f"<h1>Evaluation report: {html.escape(labels[names[0]])} model"
-            + (" vs unweighted baseline" if BASELINE in names else "") + "</h1>", _verdict(inputs)]
+            + (" vs " + html.escape(" and ".join(others)) if others else "") + "</h1>", _verdict(inputs)]
     body += _headline(inputs, names, labels)
     images = _figures(inputs, names, labels, out_dir)
     body.append("<h2>Precision-recall and ROC curves (test split, TFMA)</h2>")
@@ -91,7 +93,7 @@ def write_report(inputs: ReportInputs, out_dir: str) -> str:
     if "trials" in images:
         body.append("<h2>Tuner trials</h2>" + _img(images["trials"], "objective vs weight ratio"))
     if "training" in images:
-        body.append("<h2>The seed's experiment: training curves, weighted vs unweighted</h2>"
+        body.append("<h2>Did the weighting help? Training curves, weighted vs unweighted</h2>"
                     "<p class='note'>Per epoch, train (solid) and validation (dashed). Losses of differently"
                     " weighted objectives are on different scales; accuracy rewards predicting the majority,"
                     " minority recall (at 0.5) is what weighting buys.</p>" + _img(images["training"], "training"))
@@ -100,8 +102,7 @@ def write_report(inputs: ReportInputs, out_dir: str) -> str:
     page = ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Evaluation report</title>"
             f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>")
     path = os.path.join(out_dir, "index.html")
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write(page)
+    write_text_atomically(path, page)
     return path
 
 
@@ -129,10 +130,19 @@ def _headline(inputs: ReportInputs, names: list[str], labels: dict[str, str]) ->
     head = "".join(f"<th>{html.escape(labels[n])}</th>" for n in names)
     rows = []
     for key, title in HEADLINE:
-        values = [inputs.results[n].overall.get(key) for n in names]
-        cells = "".join(f"<td>{_count(v) if key == 'example_count' else _fmt(v)}</td>" for v in values)
-        rows.append(f"<tr><td class='name'>{html.escape(title)}</td>{cells}</tr>")
+        cells = []
+        for n in names:
+            value = inputs.results[n].overall.get(key)
+            interval = inputs.results[n].overall_intervals.get(key)
+            text = _count(value) if key == "example_count" else _fmt(value)
+            if interval and key not in ("example_count", "threshold"):
+                text += f" <span class='note'>[{_fmt(interval[0], 3)}, {_fmt(interval[1], 3)}]</span>"
+            cells.append(f"<td>{text}</td>")
+        rows.append(f"<tr><td class='name'>{html.escape(title)}</td>{''.join(cells)}</tr>")
     return ["<h2>Minority class (1) on the test split</h2>",
+            "<p class='note'>In brackets: TFMA's 95% confidence interval (jackknife or Poisson bootstrap), "
+            "where computed. Intervals of two models overlap far more than their paired difference varies: "
+            "the gate tests the difference.</p>",
             f"<table><tr><th class='name'>metric (TFMA, overall slice)</th>{head}</tr>{''.join(rows)}</table>"]
 
 
@@ -155,7 +165,7 @@ SLICE_COLUMNS = [("class1/pr_auc", "PR-AUC"), ("class1/auc", "ROC-AUC"), ("recal
 
 def _slice_table(inputs: ReportInputs, names: list[str], labels: dict[str, str]) -> str:
     candidate = inputs.results[names[0]]
-    short = {n: ("W" if n == CANDIDATE else "B") for n in names}
+    short = {n: {CANDIDATE: "W", BASELINE: "B", SERVED: "S"}.get(n, n) for n in names}
     legend = ", ".join(f"{short[n]} = {html.escape(labels[n])}" for n in names)
     span = len(names)
     head1 = ("<tr><th class='name' rowspan='2'>slice</th><th rowspan='2'>examples</th><th rowspan='2'>positives</th>"
@@ -168,8 +178,12 @@ def _slice_table(inputs: ReportInputs, names: list[str], labels: dict[str, str])
         count = metrics[names[0]].get("example_count", math.nan)
         positives = count * metrics[names[0]].get("mean_label", math.nan)
         cells = [f"<td class='name'>{html.escape(slice_name)}</td><td>{_count(count)}</td><td>{_count(positives)}</td>"]
-        # Without positives (or negatives) a class's metrics are undefined, whatever TFMA wrote.
+        # Without positives (or negatives) a class's metrics are undefined, whatever TFMA wrote;
+        # with a handful of positives they are noise: shown, but marked and not ranked.
         defined = {"class1": has_positives(metrics[names[0]]), "class0": positives < count - 0.5}
+        if defined["class1"] and not has_positives(metrics[names[0]], MIN_RANKED_POSITIVES):
+            cells[0] = (f"<td class='name'>{html.escape(slice_name)} <span class='note'>(too few positives to "
+                        "rank)</span></td><td>" + _count(count) + f"</td><td>{_count(positives)}</td>")
         for key, _ in SLICE_COLUMNS:
             owner = "class0" if key.startswith("class0") or key in CLASS0_AT_THRESHOLD else "class1"
             values = [metrics[n].get(key, math.nan) if defined[owner] else math.nan for n in names]
@@ -179,8 +193,9 @@ def _slice_table(inputs: ReportInputs, names: list[str], labels: dict[str, str])
         css = " class='overall'" if slice_name == OVERALL else ""
         rows.append(f"<tr{css}>{''.join(cells)}</tr>")
     return ("<h2>Slices (TFMA), worst first by the weighted model's minority PR-AUC</h2>"
-            f"<p class='note'>{legend}. Red: the weighted model is below the baseline. A slice without positives"
-            " has undefined minority metrics (–) and is listed last.</p>"
+            f"<p class='note'>{legend}. Red: the weighted model is below the next column's model. A slice without"
+            f" positives has undefined minority metrics (–); one with fewer than {MIN_RANKED_POSITIVES} is marked;"
+            " both are listed last, unranked.</p>"
             f"<table>{head1}{head2}{''.join(rows)}</table>")
 
 

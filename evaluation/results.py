@@ -17,6 +17,10 @@ import tensorflow_model_analysis as tfma
 from evaluation.eval_config import MAJORITY, MINORITY, PROBABILITIES, SCORES
 
 OVERALL = "overall"
+# A slice with fewer positives than this has minority metrics too noisy to
+# rank (one positive more or less moves its PR-AUC by a lot): it is shown,
+# marked, and listed after the ranked slices.
+MIN_RANKED_POSITIVES = 10
 CLASS_KEYS = {f"classId:{MINORITY}": "class1", f"classId:{MAJORITY}": "class0"}
 
 
@@ -34,16 +38,23 @@ class ModelResult:
         `precision`, `recall`, `fpr`.
       calibration: Overall slice's CalibrationPlot buckets: lists `mean_prediction`,
         `mean_label`, `count` (non-empty buckets only).
+      intervals: slice name -> {metric -> [lower, upper]}: TFMA's 95%
+        confidence intervals, where it computed them (same metric names).
     """
 
     slices: dict[str, dict[str, float]]
     slice_keys: dict[str, tuple]
     curve: dict[str, list[float]]
     calibration: dict[str, list[float]]
+    intervals: dict[str, dict[str, list[float]]] = dataclasses.field(default_factory=dict)
 
     @property
     def overall(self) -> dict[str, float]:
         return self.slices[OVERALL]
+
+    @property
+    def overall_intervals(self) -> dict[str, list[float]]:
+        return self.intervals.get(OVERALL, {})
 
 
 def slice_name(slice_key: tuple) -> str:
@@ -56,17 +67,18 @@ def slice_name(slice_key: tuple) -> str:
 def load_model_result(eval_dir: str, model_name: str) -> ModelResult:
     """Reads one model's metrics and overall plots from TFMA's output directory."""
     result = tfma.load_eval_result(eval_dir, model_name=model_name)
-    slices, keys = {}, {}
+    slices, keys, intervals = {}, {}, {}
     for slice_key, metrics in result.slicing_metrics:
         name = slice_name(slice_key)
         slices[name], keys[name] = flatten_metrics(metrics), slice_key
+        intervals[name] = flatten_intervals(metrics)
     curve, calibration = {}, {}
     for slice_key, plots in result.plots:
         if not slice_key:
             overall = plots.get(SCORES, {}).get("", {})
             curve = _curve(overall.get("confusionMatrixAtThresholds", {}))
             calibration = _calibration(overall.get("calibrationHistogramBuckets", {}))
-    return ModelResult(slices=slices, slice_keys=keys, curve=curve, calibration=calibration)
+    return ModelResult(slices=slices, slice_keys=keys, curve=curve, calibration=calibration, intervals=intervals)
 
 
 def flatten_metrics(metrics: dict) -> dict[str, float]:
@@ -80,16 +92,43 @@ def flatten_metrics(metrics: dict) -> dict[str, float]:
                 continue
             if name == "confusion_matrix_at_thresholds":
                 flat.update(_matrix(value))
-            elif "doubleValue" in value:
-                flat[name] = _number(value["doubleValue"])
+            elif _has_number(value):
+                flat[name] = _value(value)
     for sub_key, values in metrics.get(PROBABILITIES, {}).items():
         prefix = CLASS_KEYS.get(sub_key)
         if prefix is None:
             continue
         for name, value in values.items():
-            if not name.endswith("_diff") and "doubleValue" in value:
-                flat[f"{prefix}/{name}"] = _number(value["doubleValue"])
+            if not name.endswith("_diff") and _has_number(value):
+                flat[f"{prefix}/{name}"] = _value(value)
     return flat
+
+
+def flatten_intervals(metrics: dict) -> dict[str, list[float]]:
+    """`{name: [lower, upper]}` of the metrics TFMA gave a confidence interval (diffs included)."""
+    intervals = {}
+    for output, prefix_of in ((SCORES, lambda key: "" if not key else None),
+                              (PROBABILITIES, lambda key: f"{CLASS_KEYS[key]}/" if key in CLASS_KEYS else None)):
+        for sub_key, values in metrics.get(output, {}).items():
+            prefix = prefix_of(sub_key)
+            if prefix is None:
+                continue
+            for name, value in values.items():
+                bounded = value.get("boundedValue") if isinstance(value, dict) else None
+                if bounded and "lowerBound" in bounded:
+                    intervals[prefix + name] = [_number(bounded["lowerBound"]), _number(bounded["upperBound"])]
+    return intervals
+
+
+def _has_number(value: dict) -> bool:
+    return "doubleValue" in value or "value" in value.get("boundedValue", {})
+
+
+def _value(value: dict) -> float:
+    """The point value; with confidence intervals TFMA writes it as `boundedValue.value`."""
+    if "doubleValue" in value:
+        return _number(value["doubleValue"])
+    return _number(value["boundedValue"]["value"])
 
 
 def _number(value) -> float:
@@ -135,18 +174,19 @@ def worst_first(candidate: ModelResult, metric: str = "class1/pr_auc") -> list[s
     """Slice names, overall first, then by the candidate's `metric` ascending.
 
     Slices without positives go last: their minority metrics are undefined
-    (TFMA reports 0 or NaN for them).
+    (TFMA reports 0 or NaN for them). So do slices with fewer than
+    `MIN_RANKED_POSITIVES` positives, which cannot be ranked meaningfully.
     """
     names = [name for name in candidate.slices if name != OVERALL]
 
     def key(name: str) -> tuple:
         metrics = candidate.slices[name]
         value = metrics.get(metric, math.nan)
-        undefined = not has_positives(metrics) or math.isnan(value)
+        undefined = not has_positives(metrics, MIN_RANKED_POSITIVES) or math.isnan(value)
         return (undefined, math.inf if undefined else value, name)
     return [OVERALL, *sorted(names, key=key)]
 
 
-def has_positives(metrics: dict[str, float]) -> bool:
-    """Whether a slice's TFMA metrics saw any minority example."""
-    return metrics.get("mean_label", 0.0) * metrics.get("example_count", 0.0) > 0.5
+def has_positives(metrics: dict[str, float], at_least: int = 1) -> bool:
+    """Whether a slice's TFMA metrics saw at least `at_least` minority examples."""
+    return metrics.get("mean_label", 0.0) * metrics.get("example_count", 0.0) > at_least - 0.5

@@ -13,11 +13,14 @@ import json
 import os
 
 from trainer.export import list_versions
+from trainer.layout import MODEL_DIRS
 from trainer.schema import Schema, load_schema
 
-CANDIDATE, BASELINE = "candidate", "baseline"  # TFMA model names, as TFX's Evaluator names them
+# TFMA model names: the weighted candidate, its unweighted twin and the model
+# being served (the push gate's reference, docs/design.md §10).
+CANDIDATE, BASELINE, SERVED = "candidate", "baseline", "served"
 RUN_KEYS = {CANDIDATE: "weighted", BASELINE: "baseline"}  # their keys in run.json / history/
-MODEL_DIRS = {CANDIDATE: "serving_model", BASELINE: "baseline_model"}
+LABELS = {CANDIDATE: "weighted", BASELINE: "unweighted baseline", SERVED: "served"}  # for the report
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,11 +72,12 @@ def run_models(run_dir: str, run_json: dict | None = None) -> list[EvaluatedMode
         section = run_json.get(RUN_KEYS[name])
         if section is None:
             raise FileNotFoundError(f"run.json has no '{RUN_KEYS[name]}' section: train it first")
+        export_dir = section.get("export_dir", MODEL_DIRS[RUN_KEYS[name]])
         models.append(EvaluatedModel(
             name=name,
-            path=latest_version(os.path.join(run_dir, MODEL_DIRS[name])),
+            path=latest_version(os.path.join(run_dir, export_dir)),
             threshold=float(section["threshold"]["value"]),
-            label="weighted" if name == CANDIDATE else "unweighted baseline",
+            label=LABELS[name],
         ))
     return models
 

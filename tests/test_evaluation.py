@@ -144,7 +144,7 @@ def test_worse_candidate_is_not_blessed_and_better_one_is(tiny_run, tmp_path):
     # The broken model as the candidate: far below the real baseline's PR-AUC.
     worse = run_evaluation(run_dir, dataclasses.replace(base, candidate_dir=broken, candidate_threshold=0.5))
     assert not worse["blessed"]
-    assert any("pr_auc change vs baseline" in failure for failure in worse["failures"])
+    assert any("pr_auc change vs the reference" in failure for failure in worse["failures"])
     assert os.path.exists(os.path.join(run_dir, "evaluation", "NOT_BLESSED"))
 
     # The broken model as the baseline, on the multi-process DirectRunner path.

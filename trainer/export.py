@@ -127,16 +127,53 @@ def export_version(module: ServingModule, base: str) -> str:
                 raise
             raise storage from None
         mark_classify_signature(staging, "classification")
-        while True:
-            target = os.path.join(base, str(next_version(base)))
-            try:
-                os.rename(staging, target)  # atomic on one filesystem
-                return target
-            except OSError:
-                if not os.path.exists(target):
-                    raise  # not a lost race with another exporter
+        return _rename_to_next_version(staging, base)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def publish_version(version_dir: str, base: str, extra_files: dict[str, str] | None = None) -> str:
+    """Copies an exported version under `base` as its next version, atomically.
+
+    This is the push of a blessed candidate (docs/design.md §10): the copy is
+    made in a hidden staging sibling and renamed into place, so a server
+    polling `base` never loads a half-copied model, and the versions already
+    there are never touched.
+
+    Args:
+      version_dir: The exported version to copy.
+      base: The served model's base path (TF Serving's `--model_base_path`).
+      extra_files: Relative path -> text, written into the copy before it
+        appears (e.g. `assets.extra/push.json`, which TF Serving ignores).
+
+    Returns:
+      The path of the new version directory.
+    """
+    if not os.path.isfile(os.path.join(version_dir, "saved_model.pb")):
+        raise FileNotFoundError(f"{version_dir} is not an exported SavedModel version")
+    os.makedirs(base, exist_ok=True)
+    staging = os.path.join(base, f".staging-{uuid.uuid4().hex}")
+    try:
+        shutil.copytree(version_dir, staging)
+        for relative, text in (extra_files or {}).items():
+            path = os.path.join(staging, relative)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(text)
+        return _rename_to_next_version(staging, base)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _rename_to_next_version(staging: str, base: str) -> str:
+    while True:
+        target = os.path.join(base, str(next_version(base)))
+        try:
+            os.rename(staging, target)  # atomic on one filesystem
+            return target
+        except OSError:
+            if not os.path.exists(target):
+                raise  # not a lost race with another exporter
 
 
 STORAGE_FAILURES = ("No space left on device", "Read-only file system", "Permission denied",

@@ -9,19 +9,19 @@ import time
 import keras
 
 from trainer import hparams as hparams_lib
+from trainer.atomic import write_json_atomically
 from trainer.candidates import Splits, blend, train_candidate
 from trainer.config import RunConfig
 from trainer.distribute import check_supported, make_strategy, strategy_scope
 from trainer.finalize import finalize
+from trainer.layout import MODEL_DIRS, RUN_JSON
 from trainer.losses import prior_shift
 from trainer.prepare import PreparedData, prepare_data
 from trainer.train import fit_settings, save_history
 
-MODEL_DIRS = {"weighted": "serving_model", "baseline": "baseline_model"}
-
 
 def train_and_export(config: RunConfig, data: PreparedData | None = None, values: dict | None = None,
-                     weighted: bool = True, blend_values: dict | None = None) -> dict:
+                     weighted: bool = True, blend_values: dict | None = None, export_dir: str | None = None) -> dict:
     """Trains one model and exports it as the next version.
 
     Args:
@@ -33,6 +33,10 @@ def train_and_export(config: RunConfig, data: PreparedData | None = None, values
       blend_values: Hyperparameters of a second candidate (the other model
         family's best, from tuning); the exported model mixes the two with
         the weight that does best on held-out data (possibly 0 or 1).
+      export_dir: Where the versions go, relative to the run directory;
+        default `serving_model/` (weighted) or `baseline_model/`. A tuning
+        execution exports its candidate to `candidate_model/`, because only
+        the push gate may write what is served (docs/design.md §10).
 
     Returns:
       The summary also written under run.json's "weighted"/"baseline" key.
@@ -61,9 +65,11 @@ def train_and_export(config: RunConfig, data: PreparedData | None = None, values
                 hp, settings, blend_values = partner_hp, partner_settings, dict(hp.values)
             shift = closed_form_shift(hp, settings) if weight in (0.0, 1.0) else None  # a mix: Platt
     save_history(candidate.history, os.path.join(config.output_dir, "history", f"{name}.json"))
-    summary = finalize(candidate.model, settings, data, config, os.path.join(config.output_dir, MODEL_DIRS[name]),
+    export_dir = export_dir or MODEL_DIRS[name]
+    summary = finalize(candidate.model, settings, data, config, os.path.join(config.output_dir, export_dir),
                        held_out=(candidate.margins, candidate.labels), shift=shift)
-    summary.update({"hyperparameters": dict(hp.values), "model_family": hparams_lib.declare_family(hp),
+    summary.update({"export_dir": export_dir, "hyperparameters": dict(hp.values),
+                    "model_family": hparams_lib.declare_family(hp),
                     "selection": "cross_validation" if splits.cross_validation else "validation",
                     "held_out_score": candidate.score, **candidate.info,
                     "train_seconds": round(time.time() - started, 1), "class_counts": data.counts,
@@ -83,7 +89,7 @@ def closed_form_shift(hp, settings) -> float | None:
 
 def update_run_json(config: RunConfig, section: dict) -> None:
     """Merges `section` into RUN/run.json (written atomically)."""
-    path = os.path.join(config.output_dir, "run.json")
+    path = os.path.join(config.output_dir, RUN_JSON)
     payload = {}
     if os.path.exists(path):
         with open(path) as handle:
@@ -91,15 +97,7 @@ def update_run_json(config: RunConfig, section: dict) -> None:
     payload.update(section)
     payload["config"] = config.to_dict()
     payload["versions"] = _versions()
-    temporary = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(temporary, "w") as handle:
-            json.dump(payload, handle, indent=1, default=str)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):  # e.g. a full disk: leave no half-written file behind
-            os.remove(temporary)
-        raise
+    write_json_atomically(path, payload)
 
 
 def _versions() -> dict:

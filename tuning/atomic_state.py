@@ -11,10 +11,9 @@ one, never half of one.
 
 from __future__ import annotations
 
-import json
-import os
-
 from keras_tuner.src import utils as tuner_utils
+
+from trainer.atomic import write_json_atomically
 
 
 def install() -> None:
@@ -26,14 +25,7 @@ def install() -> None:
     def save_json(path, obj):
         if "://" in str(path):  # remote filesystems (gs://...): keep keras-tuner's own write
             return original(path, obj)
-        text = json.dumps(obj)
-        temporary = f"{path}.tmp-{os.getpid()}"
-        with open(temporary, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-        return text
+        return write_json_atomically(str(path), obj, indent=None)
 
     save_json.atomic = True
     tuner_utils.save_json = save_json

@@ -1,13 +1,13 @@
-"""`make tune`: split -> search -> retrain best -> baseline -> evaluate -> report.
+"""`make tune`: one execution of split -> search -> retrain best -> baseline -> evaluate -> push.
 
-Rerunning into an unfinished run resumes it (prepared data and completed
-trials are kept). A finished run is never silently redone: it is refused with
-a message.
+Each call is an execution under `RUN/executions/<id>/` (`tuning.executions`):
+an unfinished execution is resumed (prepared data and completed trials are
+kept), a finished one is followed by a new one. The candidate is pushed to
+`RUN/serving_model/` only when TFMA blesses it (`tuning.push`).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -15,8 +15,11 @@ from keras_tuner.src.distribute import utils as distribute
 
 from trainer.config import RunConfig
 from trainer.ingest import DataError
+from trainer.layout import CANDIDATE_DIR, COMPLETE, read_run_json
 from trainer.pipeline import train_and_export, update_run_json
 from trainer.prepare import prepare_data
+from tuning.executions import begin_execution, describe_data, now, write_history
+from tuning.push import push, served_model
 from tuning.results import (
     BEST_FILE,
     TRIALS_FILE,
@@ -27,36 +30,48 @@ from tuning.results import (
 from tuning.search import make_tuner
 
 
-class RunFinishedError(ValueError):
-    """The output directory holds a finished run."""
-
-
-def check_not_finished(config: RunConfig) -> None:
-    path = os.path.join(config.output_dir, "run.json")
-    if os.path.exists(path):
-        with open(path) as handle:
-            if json.load(handle).get("status") == "complete":
-                raise RunFinishedError(
-                    f"{config.output_dir} holds a finished run; choose a new --output-dir "
-                    "(or delete that directory to redo it)"
-                )
-
-
-def run_tuning(config: RunConfig, evaluate=None) -> dict:
-    """Runs the whole tuning pipeline for `config`.
+def run_tuning(config: RunConfig, evaluate=None, push_anyway: bool = False) -> dict:
+    """Runs (or resumes) one execution of the tuning pipeline on `config.output_dir`.
 
     Args:
-      config: The run configuration.
-      evaluate: Called as `evaluate(config)` after both models are exported
-        (TFMA evaluation and report); returns a JSON-able summary. None skips.
+      config: The run configuration; `output_dir` is the run (`RUN`), the
+        execution gets its own directory under it.
+      evaluate: Called as `evaluate(execution_config, served)` after both
+        models are exported, with the `tuning.push.ServedModel` being served
+        (or None); runs TFMA and the report and returns a JSON-able summary
+        with `blessed`. None skips evaluation, and so the push.
+      push_anyway: Push the candidate even if it is NOT_BLESSED (recorded).
 
     Returns:
-      A summary: trials, best hyperparameters, weighted and baseline results
-      (and the evaluation's summary). A keras-tuner worker returns
-      {"role": "worker"} once the chief's search is over.
+      A summary: execution id and directory, trials, best hyperparameters,
+      weighted and baseline results, the evaluation's summary and the push.
+      A keras-tuner worker returns {"role": "worker"} once the chief's search
+      is over.
     """
-    check_not_finished(config)
+    run_dir = config.output_dir
+    execution = begin_execution(run_dir)
+    config = config.replace(output_dir=execution.path)
+    is_worker = distribute.has_chief_oracle() and not distribute.is_chief_oracle()
     data = prepare_data(config)
+    if not is_worker:
+        started = read_run_json(execution.path).get("execution", {}).get("started") or now()
+        update_run_json(config, {"status": "running", "execution": {
+            "id": execution.id, "started": started, "data": describe_data(config, data.counts)}})
+        write_history(run_dir)
+    summary = {"execution": {"id": execution.id, "path": execution.path, "resumed": execution.resumed},
+               **_search_and_export(config, data)}
+    if summary.get("role") == "worker":
+        return summary
+    if evaluate is not None:
+        summary["evaluation"] = evaluate(config, served_model(run_dir))
+    summary["push"] = _push(run_dir, execution.id, summary, push_anyway)
+    record = update_run_json_sections(config, summary)
+    summary["history"] = write_history(run_dir)
+    summary["execution"].update(record)
+    return summary
+
+
+def _search_and_export(config: RunConfig, data) -> dict:
     started = time.time()
     tuner = make_tuner(data, config)
     tuner.search(verbose=0)
@@ -68,20 +83,37 @@ def run_tuning(config: RunConfig, evaluate=None) -> dict:
     search_seconds = round(time.time() - started, 1)
     print(f"[tuning] search done: {trial_count} trials in {search_seconds} s; retraining the best", flush=True)
     partner = best_of_other_family(tuner, best)
-    weighted = train_and_export(config, data, values=best.values, blend_values=partner)
+    weighted = train_and_export(config, data, values=best.values, blend_values=partner, export_dir=CANDIDATE_DIR)
     baseline = train_and_export(config, data, values=best.values, weighted=False, blend_values=partner)
-    summary = {
+    return {
         "tuning": {"trials": trial_count, "search_seconds": search_seconds, "best": dict(best.values),
                    "best_file": os.path.join(tuning_dir, BEST_FILE), "objective": config.objective,
                    "tuner": config.tuner},
         "weighted": weighted,
         "baseline": baseline,
     }
-    if evaluate is not None:
-        summary["evaluation"] = evaluate(config)
-    update_run_json(config, {"tuning": summary["tuning"], "status": "complete",
-                             **({"evaluation": summary["evaluation"]} if "evaluation" in summary else {})})
-    return summary
 
 
-__all__ = ["DataError", "RunFinishedError", "check_not_finished", "run_tuning"]
+def _push(run_dir: str, execution_id: str, summary: dict, push_anyway: bool) -> dict:
+    evaluation = summary.get("evaluation")
+    if evaluation is None and not push_anyway:
+        return {"pushed": False, "version": None, "path": None, "push_anyway": False,
+                "reason": "not evaluated (--skip-evaluation): not pushed; evaluate it, or use --push-anyway"}
+    weighted = summary["weighted"]
+    record = {"execution": execution_id, "threshold": weighted["threshold"]["value"],
+              "verdict": evaluation["verdict"] if evaluation else "NOT_EVALUATED", "pushed_at": now()}
+    return push(run_dir, weighted["version_dir"], record, blessed=bool(evaluation and evaluation["blessed"]),
+                push_anyway=push_anyway)
+
+
+def update_run_json_sections(config: RunConfig, summary: dict) -> dict:
+    """Marks the execution complete in its run.json; returns its `execution` record."""
+    record = {**read_run_json(config.output_dir).get("execution", {}), "finished": now()}
+    sections = {"tuning": summary["tuning"], "push": summary["push"], "status": COMPLETE, "execution": record}
+    if "evaluation" in summary:
+        sections["evaluation"] = summary["evaluation"]
+    update_run_json(config, sections)
+    return record
+
+
+__all__ = ["DataError", "run_tuning"]

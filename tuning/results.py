@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
-import os
 
 import keras_tuner as kt
+
+from trainer.atomic import write_json_atomically, write_text_atomically
 
 BEST_FILE = "best_hyperparameters.json"
 TRIALS_FILE = "trials.csv"
@@ -20,15 +22,14 @@ def write_trials_csv(tuner: kt.Tuner, path: str) -> int:
     """
     trials = sorted(tuner.oracle.trials.values(), key=lambda t: t.trial_id)
     names = sorted({name for t in trials for name in t.hyperparameters.values})
-    temporary = f"{path}.tmp"
-    with open(temporary, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["trial_id", "status", "objective", *names])
-        for trial in trials:
-            values = trial.hyperparameters.values
-            writer.writerow([trial.trial_id, trial.status, "" if trial.score is None else trial.score,
-                             *[values.get(name, "") for name in names]])
-    os.replace(temporary, path)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["trial_id", "status", "objective", *names])
+    for trial in trials:
+        values = trial.hyperparameters.values
+        writer.writerow([trial.trial_id, trial.status, "" if trial.score is None else trial.score,
+                         *[values.get(name, "") for name in names]])
+    write_text_atomically(path, buffer.getvalue())
     return len(trials)
 
 
@@ -38,8 +39,7 @@ def write_best_hyperparameters(tuner: kt.Tuner, path: str) -> kt.HyperParameters
     best = tuner.get_best_hyperparameters(1)
     if not best:
         raise RuntimeError("the search finished without a successful trial; see the trial logs in RUN/tuning")
-    with open(path, "w") as handle:
-        json.dump(best[0].get_config(), handle, indent=1)
+    write_json_atomically(path, best[0].get_config())
     return best[0]
 
 

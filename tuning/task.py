@@ -4,8 +4,11 @@
         --output-dir runs/t [--max-trials 20] [--epochs 30] [--tuning-epochs 8] \
         [--tuner bayesian|random|hyperband] [--objective pr_auc|recall_at_precision:0.5]
 
-Without --data it tunes on the embedded `sylva` dataset. Interrupt it and run
-the same command again to resume. Distributed: start the same command with
+Without --data it tunes on the embedded `sylva` dataset. Each run of the
+command on the same --output-dir is a new execution (RUN/executions/<id>/);
+its candidate is pushed to RUN/serving_model/ as the next version only if
+TFMA blesses it against the served model (exit status 1 otherwise, or 0 with
+--push-anyway). Interrupt it and run the same command again to resume. Distributed: start the same command with
 KERASTUNER_TUNER_ID=chief (then worker0, worker1, ...), KERASTUNER_ORACLE_IP
 and KERASTUNER_ORACLE_PORT set, over a shared --output-dir (see README).
 """
@@ -17,37 +20,47 @@ import logging
 import os
 import sys
 
+from evaluation.flags import add_gate_arguments, gate_options
 from trainer.config import TUNERS, RunConfig
 from trainer.task import add_data_arguments, common_values, user_error_message
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[RunConfig, bool]:
+def parse_args(argv: list[str] | None = None) -> tuple[RunConfig, argparse.Namespace]:
     parser = argparse.ArgumentParser(prog="python -m tuning.task", description=__doc__.split("\n")[0])
     add_data_arguments(parser)
     parser.add_argument("--max-trials", type=int, default=10)
     parser.add_argument("--tuning-epochs", type=int, default=8, help="epochs per trial (Hyperband: max epochs)")
     parser.add_argument("--tuner", choices=TUNERS, default="bayesian")
     parser.add_argument("--objective", default="pr_auc", help="pr_auc | recall_at_precision:P")
-    parser.add_argument("--skip-evaluation", action="store_true", help="stop after exporting both models")
+    parser.add_argument("--skip-evaluation", action="store_true",
+                        help="stop after exporting both models (nothing is pushed without --push-anyway)")
+    add_gate_arguments(parser)
+    parser.add_argument("--push-anyway", action="store_true",
+                        help="push the candidate even if NOT_BLESSED (recorded in run.json and the history)")
     args = parser.parse_args(argv)
     config = RunConfig.from_dict({
         **common_values(args), "max_trials": args.max_trials, "tuning_epochs": args.tuning_epochs,
         "tuner": args.tuner, "objective": args.objective,
     })
-    return config, args.skip_evaluation
+    return config, args
 
 
-def _evaluator(skip: bool):
-    """TFMA evaluation + report of both exported models, or None to skip it."""
-    if skip:
+def _evaluator(args: argparse.Namespace):
+    """TFMA evaluation + report of an execution's models against what is served, or None to skip it."""
+    if args.skip_evaluation:
         return None
-    from evaluation import EvaluationOptions, run_evaluation
+    from evaluation import run_evaluation
 
-    def evaluate(config: RunConfig) -> dict:
-        summary = run_evaluation(config.output_dir, EvaluationOptions(beam_pipeline_args=config.beam_pipeline_args))
+    def evaluate(config: RunConfig, served) -> dict:
+        options = gate_options(args, beam_pipeline_args=config.beam_pipeline_args,
+                               served_dir=served.path if served else None,
+                               served_threshold=served.threshold if served else None)
+        summary = run_evaluation(config.output_dir, options)
         verdict = "BLESSED" if summary["blessed"] else "NOT_BLESSED"
-        return {"verdict": verdict, "verdict_file": os.path.join(summary["evaluation_dir"], verdict),
-                "report": summary["report"], "failures": summary["failures"],
+        return {"verdict": verdict, "blessed": summary["blessed"],
+                "verdict_file": os.path.join(summary["evaluation_dir"], verdict),
+                "compared_with": f"served version {served.version}" if served else "the unweighted baseline",
+                "report": summary["report"], "failures": summary["failures"], "checks": summary["checks"],
                 "tfma_seconds": summary["tfma_seconds"]}
 
     return evaluate
@@ -56,13 +69,13 @@ def _evaluator(skip: bool):
 def main(argv: list[str] | None = None) -> int:
     # TensorFlow's deprecation notices (from inside TFMA) are not the user's business.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    from tuning.pipeline import RunFinishedError, run_tuning
+    from tuning.pipeline import run_tuning
 
     try:
-        config, skip_evaluation = parse_args(argv)
-        summary = run_tuning(config, evaluate=_evaluator(skip_evaluation))
+        config, args = parse_args(argv)
+        summary = run_tuning(config, evaluate=_evaluator(args), push_anyway=args.push_anyway)
     except Exception as error:
-        message = user_error_message(error, expected=(RunFinishedError,))
+        message = user_error_message(error)
         if message is None:
             raise  # a bug, not bad input: keep the traceback
         print(f"error: {message}", file=sys.stderr)
@@ -71,23 +84,28 @@ def main(argv: list[str] | None = None) -> int:
         print("[tuning] worker done: the chief retrains and exports the best model")
         return 0
     print_summary(config, summary)
-    return 0
+    push = summary["push"]
+    return 0 if push["pushed"] or "evaluation" not in summary else 1
 
 
 def print_summary(config: RunConfig, summary: dict) -> None:
     from trainer.pipeline import describe_model, headline
 
-    run = config.output_dir
-    print(f"\nbest hyperparameters: {os.path.join(run, 'tuning', 'best_hyperparameters.json')}")
+    execution = summary["execution"]
+    print(f"\nexecution {execution['id']}{' (resumed)' if execution['resumed'] else ''}: {execution['path']}")
+    print(f"best hyperparameters: {summary['tuning']['best_file']}")
     for name in ("weighted", "baseline"):
         part = summary[name]
         print(f"{name:8s} model {part['version_dir']}  ({describe_model(part)}): {headline(part)}")
     evaluation = summary.get("evaluation") or {}
     if evaluation:
-        print(f"verdict: {evaluation['verdict']}  ({evaluation['verdict_file']})")
+        print(f"verdict: {evaluation['verdict']} against {evaluation['compared_with']}  ({evaluation['verdict_file']})")
         for failure in evaluation["failures"]:
             print(f"  failed: {failure}")
         print(f"report:  {evaluation['report']}")
+    push = summary["push"]
+    print(f"push:    {push['reason']}" + (f"  ({push['path']})" if push["pushed"] else ""))
+    print(f"history: {summary['history']}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,157 @@
+"""The push gate: TFMA's verdict decides what becomes the next served version.
+
+Each scenario works on a copy of the session's tiny run; "served" models are
+pushed into the copy's `serving_model/` with the real pusher.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from evaluation import EvaluationOptions, run_evaluation
+from evaluation.predictions import predict_test
+from evaluation.run_files import run_models, run_schema, split_pattern
+from tests.test_evaluation import copy_run, save_random_model
+from tuning.push import PUSH_FILE, push, served_model
+
+pytestmark = pytest.mark.slow
+# Change thresholds cannot fail with these: the scenarios that use them test value thresholds alone.
+NO_CHANGE_CHECK = dict(pr_auc_tolerance=1.0, operating_tolerance=1.0)
+
+
+def tree_digest(path: str) -> str:
+    """SHA-256 over every file's relative path and bytes under `path`."""
+    digest = hashlib.sha256()
+    for root, dirs, files in sorted(os.walk(path)):
+        dirs.sort()
+        for name in sorted(files):
+            full = os.path.join(root, name)
+            digest.update(os.path.relpath(full, path).encode())
+            with open(full, "rb") as handle:
+                digest.update(handle.read())
+    return digest.hexdigest()
+
+
+def save_prior_model(path: str, prior: float) -> str:
+    """A model that predicts the training prior for everyone (no ranking at all)."""
+    import tensorflow as tf
+
+    class Prior(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+        def serve(self, examples):
+            score = tf.fill(tf.shape(examples), tf.constant(prior, tf.float32))
+            return {"probabilities": tf.stack([1.0 - score, score], axis=1), "scores": score,
+                    "class_ids": tf.cast(score >= prior, tf.int64), "logits": tf.math.log(score / (1.0 - score))}
+
+    module = Prior()
+    tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
+    return path
+
+
+def candidate_of(run_dir: str):
+    return next(m for m in run_models(run_dir) if m.name == "candidate")
+
+
+def test_worse_candidate_is_not_pushed_and_the_served_version_is_untouched(tiny_run, tmp_path):
+    run_dir = copy_run(tiny_run, tmp_path)
+    real = candidate_of(run_dir)
+    first = push(run_dir, real.path, {"execution": "0001", "threshold": real.threshold}, blessed=True)
+    assert first["pushed"] and first["version"] == 2  # the copy's own trainer export is version 1
+    served = served_model(run_dir)
+    assert served.version == 2 and served.threshold == pytest.approx(real.threshold)
+    before = tree_digest(os.path.join(run_dir, "serving_model"))
+
+    broken = save_random_model(str(tmp_path / "random_model"))
+    summary = run_evaluation(run_dir, EvaluationOptions(
+        slice_features=(), candidate_dir=broken, candidate_threshold=0.5,
+        served_dir=served.path, served_threshold=served.threshold))
+    assert not summary["blessed"]
+    assert any("pr_auc change vs the reference" in f for f in summary["failures"]), summary["failures"]
+    result = push(run_dir, broken, {"execution": "0002", "threshold": 0.5}, blessed=summary["blessed"])
+    assert not result["pushed"] and "version 2 stays served" in result["reason"]
+    assert tree_digest(os.path.join(run_dir, "serving_model")) == before
+    assert served_model(run_dir).version == 2
+
+
+def test_better_candidate_becomes_the_next_version(tiny_run, tmp_path):
+    run_dir = copy_run(tiny_run, tmp_path)
+    broken = save_random_model(str(tmp_path / "random_model"))
+    push(run_dir, broken, {"execution": "0001", "threshold": 0.5}, blessed=True)
+    served = served_model(run_dir)
+    before = tree_digest(served.path)
+
+    # The candidate is the run's own export (version 1), not the broken model now served as version 2.
+    summary = run_evaluation(run_dir, EvaluationOptions(
+        slice_features=(), candidate_dir=os.path.join(run_dir, "serving_model", "1"),
+        served_dir=served.path, served_threshold=served.threshold))
+    assert summary["blessed"], summary["failures"]
+    assert summary["gate"]["reference"] == "served"
+    candidate = dataclasses.replace(candidate_of(run_dir), path=os.path.join(run_dir, "serving_model", "1"))
+    result = push(run_dir, candidate.path, {"execution": "0002", "threshold": candidate.threshold},
+                  blessed=summary["blessed"])
+    assert result["pushed"] and result["version"] == served.version + 1
+    assert tree_digest(served.path) == before
+    # The pushed copy is the candidate plus its push record, loadable as a SavedModel.
+    pushed = predict_test(result["path"], split_pattern(run_dir), run_schema(run_dir))
+    original = predict_test(candidate.path, split_pattern(run_dir), run_schema(run_dir))
+    assert np.array_equal(pushed["scores"], original["scores"])
+    assert os.path.exists(os.path.join(result["path"], PUSH_FILE))
+
+
+def test_push_anyway_is_recorded(tiny_run, tmp_path):
+    run_dir = copy_run(tiny_run, tmp_path)
+    broken = save_random_model(str(tmp_path / "random_model"))
+    result = push(run_dir, broken, {"execution": "0003", "threshold": 0.5}, blessed=False, push_anyway=True)
+    assert result["pushed"] and result["push_anyway"] and "--push-anyway" in result["reason"]
+    import json
+
+    with open(os.path.join(result["path"], PUSH_FILE)) as handle:
+        assert json.load(handle)["push_anyway"] is True
+
+
+def test_a_model_predicting_the_prior_fails_on_value_thresholds_alone(tiny_run, tmp_path):
+    run_dir = copy_run(tiny_run, tmp_path)
+    config = tiny_run[0]
+    counts = tiny_run[1]["class_counts"]["train"]
+    prior_model = save_prior_model(str(tmp_path / "prior_model"), counts[1] / sum(counts))
+    summary = run_evaluation(run_dir, EvaluationOptions(slice_features=(), candidate_dir=prior_model,
+                                                        candidate_threshold=0.5, **NO_CHANGE_CHECK))
+    assert config.threshold_objective.startswith("recall_at_precision")
+    assert not summary["blessed"]
+    assert summary["failures"] and not any("change" in f for f in summary["failures"])
+    assert any("pr_auc" in f for f in summary["failures"])  # PR-AUC = the positive rate < 2x that rate
+
+
+def test_tfma_intervals_agree_with_a_numpy_bootstrap(tiny_run, tmp_path):
+    """TFMA's jackknife standard errors vs a 2,000-sample NumPy bootstrap on the same predictions.
+
+    A 20-bucket jackknife's standard error has 19 degrees of freedom: its
+    ratio to the true one lies in [0.55, 1.55] with probability > 0.998
+    (chi-square), and the bootstrap's own Monte Carlo error is ~2%.
+    """
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    run_dir = copy_run(tiny_run, tmp_path)
+    summary = run_evaluation(run_dir, EvaluationOptions(slice_features=(), intervals="jackknife"))
+    candidate = candidate_of(run_dir)
+    predicted = predict_test(candidate.path, split_pattern(run_dir), run_schema(run_dir))
+    labels, scores = predicted["labels"], predicted["scores"]
+    decided = scores > candidate.threshold
+    statistics = {"pr_auc": lambda y, s, d: average_precision_score(y, s), "auc": lambda y, s, d: roc_auc_score(y, s),
+                  "recall": lambda y, s, d: d[y == 1].mean()}
+    rng = np.random.default_rng(0)
+    samples = [rng.integers(0, labels.size, labels.size) for _ in range(2000)]
+    t = stats.t.ppf(0.975, df=19)
+    for name, statistic in statistics.items():
+        low, high = summary["intervals"]["candidate"][name]
+        point = summary["metrics"]["candidate"][name]
+        assert low <= point <= high
+        tfma_se = (high - low) / (2 * t)
+        numpy_se = np.std([statistic(labels[i], scores[i], decided[i]) for i in samples], ddof=1)
+        assert 0.55 <= tfma_se / numpy_se <= 1.55, (name, tfma_se, numpy_se)
