@@ -255,7 +255,7 @@ def run_package_tuned(dataset: Dataset, assignment: np.ndarray, seed: int, workd
     started = time.time()
     summary = run_tuning(config, evaluate=None)
     run_seconds = time.time() - started
-    data = prepare_data(config)  # the run's own RUN/data, reused
+    data = prepare_data(config.replace(output_dir=summary["execution"]["path"]))  # the execution's data, reused
     check = verify_split(data, dataset, assignment)
     weighted = summary["weighted"]
     predicted = predict_test(weighted["version_dir"], data.pattern("test"), data.schema)

@@ -120,13 +120,15 @@ def tune(run_dir: str, trials: int, tuning_epochs: int, epochs: int) -> dict:
     import shutil
 
     from trainer.config import RunConfig
+    from trainer.layout import execution_dir
     from tuning.pipeline import run_tuning
 
     with open(os.path.join(run_dir, "data", "source.json")) as handle:
         source = json.load(handle)
     tune_dir = run_dir + "-tune"
     shutil.rmtree(tune_dir, ignore_errors=True)
-    shutil.copytree(os.path.join(run_dir, "data"), os.path.join(tune_dir, "data"))
+    execution = execution_dir(tune_dir, "0001")  # the first execution finds its data prepared
+    shutil.copytree(os.path.join(run_dir, "data"), os.path.join(execution, "data"))
     config = RunConfig(data=source["data"], synthetic_rows=tuple(source["synthetic_rows"]), seed=source["seed"],
                        output_dir=tune_dir, max_trials=trials, tuning_epochs=tuning_epochs, epochs=epochs,
                        patience=epochs + 1, verbose=0)
@@ -134,7 +136,7 @@ def tune(run_dir: str, trials: int, tuning_epochs: int, epochs: int) -> dict:
     summary = run_tuning(config)
     total = time.time() - started
     search, done = summary["tuning"]["search_seconds"], summary["tuning"]["trials"]
-    with open(os.path.join(tune_dir, "data", "class_counts.json")) as handle:
+    with open(os.path.join(execution, "data", "class_counts.json")) as handle:
         train_examples = sum(json.load(handle)["train"])
     shutil.rmtree(tune_dir, ignore_errors=True)
     return {"trials": done, "tuning_epochs": tuning_epochs, "retrain_epochs": epochs, "search_seconds": search,

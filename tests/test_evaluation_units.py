@@ -61,10 +61,11 @@ def test_flatten_metrics_and_worst_first():
     assert flat["tp"] == 1.0 and flat["fp"] == 0.0 and flat["threshold"] == 0.3  # proto3 JSON omits zeros
     assert math.isnan(flat["class1/auc"]) and flat["class0/auc"] == 0.7
     assert slice_name(()) == "overall" and slice_name((("region", "a"),)) == "region = a"
-    slices = {"overall": flat, "a": {"class1/pr_auc": 0.9, "example_count": 5, "mean_label": 0.2},
-              "b": {"class1/pr_auc": 0.1, "example_count": 5, "mean_label": 0.2},
+    slices = {"overall": flat, "a": {"class1/pr_auc": 0.9, "example_count": 50, "mean_label": 0.2},
+              "b": {"class1/pr_auc": 0.1, "example_count": 50, "mean_label": 0.2},
+              "few": {"class1/pr_auc": 0.0, "example_count": 50, "mean_label": 0.1},  # 5 positives: unranked
               "none": {"class1/pr_auc": 0.0, "example_count": 5, "mean_label": 0.0}}
-    assert worst_first(ModelResult(slices, {}, {}, {})) == ["overall", "b", "a", "none"]
+    assert worst_first(ModelResult(slices, {}, {}, {})) == ["overall", "b", "a", "few", "none"]
 
 
 def test_task_reports_missing_run(tmp_path, capsys):
@@ -72,3 +73,18 @@ def test_task_reports_missing_run(tmp_path, capsys):
 
     assert main(["--run", str(tmp_path / "absent")]) == 2
     assert "run.json" in capsys.readouterr().err
+
+
+def test_metrics_with_confidence_intervals_flatten_to_value_and_bounds():
+    """With intervals on, TFMA writes `boundedValue` (proto3 JSON) instead of `doubleValue`."""
+    from evaluation.results import flatten_intervals
+
+    raw = {"scores": {"": {"pr_auc": {"boundedValue": {"lowerBound": 0.3, "upperBound": 0.5, "value": 0.4,
+                                                        "methodology": "JACKKNIFE"}},
+                           "recall": {"doubleValue": 0.25}}},
+           "probabilities": {"classId:1": {"auc": {"boundedValue": {"lowerBound": "NaN", "upperBound": 0.9,
+                                                                    "value": 0.8}}}}}
+    assert flatten_metrics(raw) == {"pr_auc": 0.4, "recall": 0.25, "class1/auc": 0.8}
+    intervals = flatten_intervals(raw)
+    assert intervals["pr_auc"] == [0.3, 0.5] and "recall" not in intervals
+    assert math.isnan(intervals["class1/auc"][0]) and intervals["class1/auc"][1] == 0.9

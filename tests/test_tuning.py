@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -12,15 +13,21 @@ import keras_tuner as kt
 import pytest
 
 from tests.conftest import tiny_config
-from tuning.pipeline import RunFinishedError, run_tuning
+from tuning import task
+from tuning.pipeline import run_tuning
 from tuning.results import load_best_hyperparameters
 
 pytestmark = pytest.mark.slow
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _trials(run_dir):
-    with open(os.path.join(run_dir, "tuning", "trials.csv")) as handle:
+def _first(run_dir):
+    """The first execution's directory of a tuning run."""
+    return os.path.join(run_dir, "executions", "0001")
+
+
+def _trials(execution_dir):
+    with open(os.path.join(execution_dir, "tuning", "trials.csv")) as handle:
         return list(csv.DictReader(handle))
 
 
@@ -33,17 +40,21 @@ def tuned(tmp_path_factory, tiny_csv):
 
 def test_outputs_of_a_search(tuned):
     config, summary = tuned
-    rows = _trials(config.output_dir)
+    execution = summary["execution"]["path"]
+    assert execution == _first(config.output_dir) and summary["execution"]["resumed"] is False
+    rows = _trials(execution)
     assert len(rows) == 4 and {r["status"] for r in rows} == {"COMPLETED"}
     ratios = {round(float(r["weight_ratio"]), 6) for r in rows}
     assert len(ratios) >= 3, "the weight ratio must be searched"
-    best = load_best_hyperparameters(os.path.join(config.output_dir, "tuning", "best_hyperparameters.json"))
+    best = load_best_hyperparameters(os.path.join(execution, "tuning", "best_hyperparameters.json"))
     best_row = max(rows, key=lambda r: float(r["objective"]))
     assert best.values["weight_ratio"] == pytest.approx(float(best_row["weight_ratio"]))
     assert best.values["loss"] == best_row["loss"]
-    for name in ("serving_model", "baseline_model"):
-        assert os.listdir(os.path.join(config.output_dir, name)) == ["1"]
-    run = json.load(open(os.path.join(config.output_dir, "run.json")))
+    for name in ("candidate_model", "baseline_model"):
+        assert os.listdir(os.path.join(execution, name)) == ["1"]
+    # Not evaluated, so not pushed: nothing is served.
+    assert not summary["push"]["pushed"] and not os.path.exists(os.path.join(config.output_dir, "serving_model"))
+    run = json.load(open(os.path.join(execution, "run.json")))
     assert run["status"] == "complete" and run["tuning"]["trials"] == 4
     assert run["weighted"]["hyperparameters"] == dict(best.values)
     assert run["baseline"]["weight_ratio"] == 1.0
@@ -54,9 +65,9 @@ def test_best_trial_reproduces_from_the_json(tuned, tmp_path):
     """Retraining the best values (same epochs) reproduces the trial's objective."""
     from trainer.pipeline import train_and_export
 
-    config, _ = tuned
-    best_file = os.path.join(config.output_dir, "tuning", "best_hyperparameters.json")
-    rows = _trials(config.output_dir)
+    config, summary = tuned
+    best_file = os.path.join(summary["execution"]["path"], "tuning", "best_hyperparameters.json")
+    rows = _trials(summary["execution"]["path"])
     best_score = max(float(r["objective"]) for r in rows)
     retrain = config.replace(output_dir=str(tmp_path / "again"), hparams=best_file, epochs=config.tuning_epochs)
     summary = train_and_export(retrain)
@@ -66,13 +77,47 @@ def test_best_trial_reproduces_from_the_json(tuned, tmp_path):
     assert kt.HyperParameters.from_config(json.load(open(best_file))).values == summary["hyperparameters"]
 
 
-def test_a_finished_run_is_refused_and_left_intact(tuned):
+def test_each_make_tune_is_an_execution_gated_against_what_is_served(tuned, tmp_path, tiny_csv, capsys):
+    """Executions 2 and 3 on the same RUN: the first is pushed (forced if need be, and recorded);
+    the next is compared with the served version by TFMA and pushed only if blessed."""
     config, _ = tuned
-    before = {p: os.path.getmtime(os.path.join(config.output_dir, p)) for p in os.listdir(config.output_dir)}
-    with pytest.raises(RunFinishedError, match="finished run"):
-        run_tuning(config)
-    after = {p: os.path.getmtime(os.path.join(config.output_dir, p)) for p in os.listdir(config.output_dir)}
-    assert before == after
+    run_dir = str(tmp_path / "run")
+    shutil.copytree(config.output_dir, run_dir)
+    arguments = ["--data", tiny_csv, "--label", "target", "--output-dir", run_dir, "--max-trials", "1",
+                 "--tuning-epochs", "2", "--epochs", "2", "--verbose", "0", "--selection", "validation"]
+    assert task.main([*arguments, "--push-anyway"]) == 0
+    second = json.load(open(os.path.join(run_dir, "executions", "0002", "run.json")))
+    assert second["push"]["pushed"] and second["push"]["version"] == 1
+    assert second["push"]["push_anyway"] == (second["evaluation"]["verdict"] == "NOT_BLESSED")
+    assert "the unweighted baseline" in second["evaluation"]["compared_with"]
+    served_before = _tree(os.path.join(run_dir, "serving_model"))
+
+    code = task.main(arguments)
+    output = capsys.readouterr().out
+    third = json.load(open(os.path.join(run_dir, "executions", "0003", "run.json")))
+    assert third["evaluation"]["compared_with"] == "served version 1"
+    if third["evaluation"]["verdict"] == "BLESSED":
+        assert code == 0 and third["push"]["version"] == 2
+    else:
+        assert code == 1 and not third["push"]["pushed"] and "version 1 stays served" in output
+        assert _tree(os.path.join(run_dir, "serving_model")) == served_before
+    history = json.load(open(os.path.join(run_dir, "history.json")))["executions"]
+    assert [row["id"] for row in history] == ["0001", "0002", "0003"]
+    assert [row["status"] for row in history] == ["complete"] * 3
+    assert history[1]["pushed_version"] == 1 and history[1]["push_anyway"] == second["push"]["push_anyway"]
+    assert history[0]["data"]["fingerprint"] == history[2]["data"]["fingerprint"]  # the same file, unchanged
+    page = open(os.path.join(run_dir, "history.html"), encoding="utf-8").read()
+    assert page.count("<tr>") == 4 and "executions/0003/report/index.html" in page
+
+
+def _tree(path):
+    """{relative file path: bytes} under `path`."""
+    files = {}
+    for root, _, names in os.walk(path):
+        for name in names:
+            full = os.path.join(root, name)
+            files[os.path.relpath(full, path)] = open(full, "rb").read()
+    return files
 
 
 def _tune_command(csv_path, run_dir, trials):
@@ -94,13 +139,14 @@ def test_kill_9_mid_search_then_resume(tmp_path, tiny_csv):
             process.send_signal(signal.SIGKILL)  # dies in the middle of trial 3
             break
     process.wait(timeout=120)
-    completed = [r for r in _trials_from_oracle(run_dir) if r == "COMPLETED"]
+    completed = [r for r in _trials_from_oracle(_first(run_dir)) if r == "COMPLETED"]
     assert len(completed) == 2
     result = subprocess.run(_tune_command(tiny_csv, run_dir, 4), cwd=REPO, env=_env(), capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "trial 3 of 4" in result.stdout and "trial 1 of 4" not in result.stdout
-    rows = _trials(run_dir)
+    assert "execution 0001 (resumed)" in result.stdout
+    rows = _trials(_first(run_dir))
     assert len(rows) == 4 and {r["status"] for r in rows} == {"COMPLETED"}
 
 
@@ -138,8 +184,8 @@ def test_distributed_chief_and_two_workers(tmp_path, tiny_csv):
     # gets how many depends on start-up timing, so only the total is asserted.
     assert sum(worker_trials) == 4
     assert all("worker done" in outputs[w][0] for w in ("worker0", "worker1"))
-    assert "serving_model/1" in outputs["chief"][0]
-    assert len(_trials(run_dir)) == 4
+    assert "candidate_model/1" in outputs["chief"][0]
+    assert len(_trials(_first(run_dir))) == 4
 
 
 @pytest.mark.parametrize("selection", ["validation", "cross_validation"])
@@ -150,12 +196,12 @@ def test_hyperband_search_and_retrain(tmp_path, tiny_csv, selection):
     config = tiny_config(str(tmp_path / "run"), tiny_csv, tuner="hyperband", tuning_epochs=3, epochs=1,
                          selection=selection, cv_folds=2)
     summary = run_tuning(config)
-    rows = _trials(config.output_dir)
+    rows = _trials(summary["execution"]["path"])
     assert rows and {r["status"] for r in rows} == {"COMPLETED"}
     assert "tuner/epochs" in rows[0]
     assert any(r.get("tuner/trial_id") for r in rows), "no trial was promoted"
     assert not any(name.startswith("tuner/") for name in summary["weighted"]["hyperparameters"])
-    assert os.listdir(os.path.join(config.output_dir, "serving_model")) == ["1"]
+    assert os.listdir(os.path.join(summary["execution"]["path"], "candidate_model")) == ["1"]
 
 
 def test_tuner_state_writes_are_atomic(tmp_path, monkeypatch):

@@ -45,9 +45,9 @@ def begin_execution(run_dir: str) -> Execution:
     if ids and not is_complete(execution_dir(run_dir, ids[-1])):
         return Execution(ids[-1], execution_dir(run_dir, ids[-1]), resumed=True)
     new_id = f"{int(ids[-1]) + 1 if ids else 1:04d}"
-    path = execution_dir(run_dir, new_id)
-    os.makedirs(path, exist_ok=True)
-    return Execution(new_id, path, resumed=False)
+    # Not created here: preparing the data creates it, once the input is valid,
+    # so bad input leaves the run exactly as it was.
+    return Execution(new_id, execution_dir(run_dir, new_id), resumed=False)
 
 
 def describe_data(config: RunConfig, counts: dict[str, list[int]]) -> dict:
