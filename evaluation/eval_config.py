@@ -3,7 +3,7 @@
 Models: the candidate (the weighted model), its unweighted twin (`baseline`)
 and, when a model is being served, that model (`served`). The gate's
 reference (`is_baseline`, against which TFMA computes `*_diff` values) is the
-served model, or the twin when nothing is served yet (docs/design.md §10).
+served model, or the twin when nothing is served yet (docs/design.md §9).
 
 Layout of the metrics specs, and why:
 

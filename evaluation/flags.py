@@ -14,7 +14,7 @@ DEFAULTS = EvaluationOptions()
 
 
 def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("push gate (TFMA thresholds; docs/design.md §10)")
+    group = parser.add_argument_group("push gate (TFMA thresholds; docs/design.md §9)")
     group.add_argument("--slice-features", default=None,
                        help="comma-separated features to slice by (numeric ones are bucketed); "
                             "default: categoricals with at most 20 values")

@@ -1,7 +1,7 @@
 """The push gate: which thresholds bless a candidate, resolved for one test split.
 
 The defaults follow the run's operating objective and the test set's size
-(docs/design.md §10):
+(docs/design.md §9):
 
 * value thresholds, always: PR-AUC at least `min_pr_auc_lift` times the test
   positive rate (a model that ranks at random, or predicts the prior for

@@ -121,7 +121,7 @@ def _is_number(value) -> bool:
 
 
 def training_curves(histories: dict[str, dict[str, list[float]]], path: str) -> str:
-    """The seed's experiment: loss, accuracy, minority recall per epoch, weighted vs not."""
+    """Did the weighting help? Loss, accuracy, minority recall per epoch, weighted vs not."""
     metrics = [("loss", "loss"), ("accuracy", "accuracy"), ("minority_recall", "minority recall (at 0.5)")]
     figure, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     colors = {"weighted": COLORS["candidate"], "baseline": COLORS["baseline"]}

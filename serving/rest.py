@@ -27,7 +27,7 @@ from tensorflow_serving.apis import get_model_metadata_pb2
 from serving import codec
 from serving.errors import ServingError, as_serving_error, invalid_argument
 from serving.service import SIGNATURE_DEF_FIELD, ModelRef, ModelService
-from trainer.export import MAX_VERSION
+from trainer.export import parse_version
 
 _ROUTE = re.compile(r"^/v1/models/(?P<name>[^/:]+)"
                     r"(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
@@ -187,9 +187,10 @@ def _model_ref(match: re.Match) -> ModelRef:
     version = match["version"]
     if version is not None:
         # Versions are looked up in memory only; they must be plain integers.
-        if not (version.isascii() and version.isdigit()) or int(version) > MAX_VERSION:
+        number = parse_version(version)
+        if number is None:
             raise invalid_argument(f"Failed to convert version: {version} to numeric.")
-        return ModelRef(name, version=int(version))
+        return ModelRef(name, version=number)
     label = urllib.parse.unquote(match["label"]) if match["label"] else None
     return ModelRef(name, label=label)
 

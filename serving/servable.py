@@ -19,10 +19,10 @@ import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
 from serving.errors import ServingError, from_tf_error, invalid_argument
+from trainer.export import CLASSIFY_METHOD  # one home: the exporter marks its classify signature with it
 
 DEFAULT_SIGNATURE = "serving_default"
 PREDICT_METHOD = "tensorflow/serving/predict"
-CLASSIFY_METHOD = "tensorflow/serving/classify"
 # The package's raw-feature signature (trainer/export.py). Its model imputes a
 # missing value (NaN for numbers, "" for text) exactly as it does an absent
 # tf.Example feature, so REST requests may leave features out.

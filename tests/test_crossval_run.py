@@ -20,7 +20,9 @@ pytestmark = pytest.mark.slow
 def tuned(tmp_path_factory, tiny_csv):
     config = tiny_config(str(tmp_path_factory.mktemp("cv") / "run"), tiny_csv, max_trials=2, tuner="random",
                          tuning_epochs=1, epochs=2, selection="cross_validation", cv_folds=2)
-    return config, run_tuning(config)
+    summary = run_tuning(config)
+    # The execution's directory holds what a trainer run would (data/, tuning/, models).
+    return config.replace(output_dir=summary["execution"]["path"]), summary
 
 
 def test_first_trial_is_the_default_configuration(tuned):

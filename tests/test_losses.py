@@ -62,7 +62,7 @@ def test_logit_adjusted_matches_numpy(batch):
 def test_class_weight_schemes_follow_their_formulas():
     n0, n1 = 12281, 805
     n = n0 + n1
-    np.testing.assert_allclose(class_weights((n0, n1), "seed"), [n1 / n, 1 - n1 / n])
+    np.testing.assert_allclose(class_weights((n0, n1), "other_class_share"), [n1 / n, 1 - n1 / n])
     np.testing.assert_allclose(class_weights((n0, n1), "balanced"), [n / (2 * n0), n / (2 * n1)])
     np.testing.assert_allclose(class_weights((n0, n1), "none"), [1.0, 1.0])
     beta = 0.999

@@ -47,12 +47,14 @@ def test_bad_flags_and_hparams_file(tmp_path, capsys):
 def test_train_cli_end_to_end_and_refuses_other_data(tmp_path, capsys, tiny_csv, tiny_frame):
     out = tmp_path / "run"
     base = ["--label", "target", "--output-dir", str(out), "--epochs", "2", "--verbose", "0", "--selection", "validation"]
-    code = task.main(["--data", tiny_csv, *base, "--weight-scheme", "seed"])
-    printed = capsys.readouterr().out
+    code = task.main(["--data", tiny_csv, *base, "--weight-scheme", "seed"])  # the old spelling still works
+    captured = capsys.readouterr()
+    printed = captured.out
     assert code == 0 and "test PR-AUC" in printed and "serving_model/1" in printed
+    assert "--weight-scheme seed is deprecated; use --weight-scheme other_class_share" in captured.err
     run = json.loads((out / "run.json").read_text())
     counts = run["weighted"]["class_counts"]["train"]
-    assert run["weighted"]["weight_ratio"] == pytest.approx(counts[0] / counts[1])  # seed: [N1/N, N0/N]
+    assert run["weighted"]["weight_ratio"] == pytest.approx(counts[0] / counts[1])  # other_class_share: [N1/N, N0/N]
     other = tmp_path / "other.csv"
     tiny_frame.iloc[:1500].to_csv(other, index=False)
     before = sorted(os.listdir(out))

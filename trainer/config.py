@@ -12,7 +12,9 @@ import json
 from typing import Any
 
 LOSSES = ("weighted_ce", "focal", "logit_adjusted")
-WEIGHT_SCHEMES = ("seed", "balanced", "effective_number", "none")
+WEIGHT_SCHEMES = ("other_class_share", "balanced", "effective_number", "none")
+# Old spellings still accepted (with a deprecation message at the command line).
+RENAMED_WEIGHT_SCHEMES = {"seed": "other_class_share"}
 CALIBRATIONS = ("auto", "prior_shift", "platt", "none")
 TUNERS = ("bayesian", "random", "hyperband")
 DISTRIBUTE = ("none", "mirrored")
@@ -120,6 +122,8 @@ class RunConfig:
         if unknown:
             raise ConfigError(f"unknown config keys: {', '.join(unknown)}")
         values = dict(values)
+        if values.get("weight_scheme") in RENAMED_WEIGHT_SCHEMES:  # e.g. a run.json written before the rename
+            values["weight_scheme"] = RENAMED_WEIGHT_SCHEMES[values["weight_scheme"]]
         for key in ("split", "synthetic_rows", "beam_pipeline_args"):
             if key in values and values[key] is not None:
                 values[key] = tuple(values[key])

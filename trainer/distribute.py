@@ -13,7 +13,7 @@ import contextlib
 
 import tensorflow as tf
 
-STRATEGIES = ("none", "mirrored")
+from trainer.config import DISTRIBUTE as STRATEGIES
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy | None:

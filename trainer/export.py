@@ -79,6 +79,18 @@ class ServingModule(tf.Module):
         }
 
 
+def parse_version(name: str) -> int | None:
+    """A version directory name (or URL segment) as TF Serving reads it, or None.
+
+    Plain ASCII digits within int64 only: `"007"` is 7, while `"٣"` (an
+    Arabic-Indic digit, which `str.isdigit` accepts), `"-1"`, `"1.0"` and
+    hidden staging names are not versions.
+    """
+    if not (name.isascii() and name.isdigit()) or int(name) > MAX_VERSION:
+        return None
+    return int(name)
+
+
 def list_versions(base_path: str) -> dict[int, str]:
     """Complete versions under `base_path`: version -> directory.
 
@@ -92,17 +104,16 @@ def list_versions(base_path: str) -> dict[int, str]:
         return {}
     versions = {}
     for name in names:
-        if not (name.isascii() and name.isdigit()) or int(name) > MAX_VERSION:
-            continue
+        version = parse_version(name)
         path = os.path.join(base_path, name)
-        if os.path.isfile(os.path.join(path, "saved_model.pb")):
-            versions[int(name)] = path
+        if version is not None and os.path.isfile(os.path.join(path, "saved_model.pb")):
+            versions[version] = path
     return versions
 
 
 def next_version(base: str) -> int:
     """One more than the highest integer version under `base` (1 if none)."""
-    versions = [int(name) for name in _listdir(base) if name.isdigit()]
+    versions = [v for v in map(parse_version, _listdir(base)) if v is not None]
     return max(versions, default=0) + 1
 
 
@@ -135,7 +146,7 @@ def export_version(module: ServingModule, base: str) -> str:
 def publish_version(version_dir: str, base: str, extra_files: dict[str, str] | None = None) -> str:
     """Copies an exported version under `base` as its next version, atomically.
 
-    This is the push of a blessed candidate (docs/design.md §10): the copy is
+    This is the push of a blessed candidate (docs/design.md §9): the copy is
     made in a hidden staging sibling and renamed into place, so a server
     polling `base` never loads a half-copied model, and the versions already
     there are never touched.

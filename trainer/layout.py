@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 import os
 
+from trainer.export import parse_version
+
 RUN_JSON = "run.json"
 SERVING_DIR = "serving_model"
 CANDIDATE_DIR = "candidate_model"  # an execution's weighted candidate, before the push gate
@@ -30,7 +32,7 @@ def execution_ids(run_dir: str) -> list[str]:
     """The run's execution ids, oldest first ([] for a trainer.task run)."""
     root = os.path.join(run_dir, EXECUTIONS_DIR)
     names = os.listdir(root) if os.path.isdir(root) else []
-    return sorted((name for name in names if name.isascii() and name.isdigit()), key=int)
+    return sorted((name for name in names if parse_version(name) is not None), key=int)
 
 
 def execution_dir(run_dir: str, execution_id: str) -> str:

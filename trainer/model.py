@@ -122,7 +122,7 @@ class MinorityAccuracy(keras.metrics.BinaryAccuracy):
 
 def training_metrics(recall_precision_floor: float | None = None) -> list:
     """Metrics logged each epoch: PR-AUC (the early-stopping monitor), ROC-AUC,
-    accuracy and minority recall (the seed's curves)."""
+    accuracy and minority recall (the report's weighted-vs-unweighted curves)."""
     metrics = [
         MinorityAUC(curve="PR", num_thresholds=500, name="pr_auc"),
         MinorityAUC(curve="ROC", num_thresholds=500, name="roc_auc"),

@@ -2,7 +2,7 @@
 
     python -m trainer.task --data my.csv --label is_fraud --output-dir runs/a \
         [--positive-label yes] [--epochs 20] [--loss weighted_ce] \
-        [--weight-scheme balanced|seed|effective_number|none] [--weight-ratio 16.1] \
+        [--weight-scheme balanced|other_class_share|effective_number|none] [--weight-ratio 16.1] \
         [--hparams best.json]
 
 Without --data it trains on the embedded `sylva` dataset.
@@ -14,7 +14,16 @@ import argparse
 import shlex
 import sys
 
-from trainer.config import CALIBRATIONS, DISTRIBUTE, LOSSES, SELECTIONS, WEIGHT_SCHEMES, ConfigError, RunConfig
+from trainer.config import (
+    CALIBRATIONS,
+    DISTRIBUTE,
+    LOSSES,
+    RENAMED_WEIGHT_SCHEMES,
+    SELECTIONS,
+    WEIGHT_SCHEMES,
+    ConfigError,
+    RunConfig,
+)
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,10 +65,15 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
     parser = argparse.ArgumentParser(prog="python -m trainer.task", description=__doc__.split("\n")[0])
     add_data_arguments(parser)
     parser.add_argument("--loss", choices=LOSSES, default=None)
-    parser.add_argument("--weight-scheme", choices=WEIGHT_SCHEMES, default=None)
+    parser.add_argument("--weight-scheme", choices=WEIGHT_SCHEMES + tuple(RENAMED_WEIGHT_SCHEMES), default=None,
+                        metavar="{" + ",".join(WEIGHT_SCHEMES) + "}")
     parser.add_argument("--weight-ratio", type=float, default=None, help="explicit w1/w0")
     parser.add_argument("--hparams", default=None, help="best_hyperparameters.json from tuning")
     args = parser.parse_args(argv)
+    if args.weight_scheme in RENAMED_WEIGHT_SCHEMES:
+        new = RENAMED_WEIGHT_SCHEMES[args.weight_scheme]
+        print(f"warning: --weight-scheme {args.weight_scheme} is deprecated; use --weight-scheme {new}",
+              file=sys.stderr)
     return RunConfig.from_dict({
         **common_values(args), "loss": args.loss, "weight_scheme": args.weight_scheme,
         "weight_ratio": args.weight_ratio, "hparams": args.hparams,
