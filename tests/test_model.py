@@ -77,3 +77,21 @@ def test_hparams_change_the_architecture(written):
     model = build_model(hp, schema)
     assert [layer.units for layer in model.layers if layer.name.startswith("dense_")] == [32, 32, 32]
     assert set(declare_all((1000, 100)).values) >= {"depth", "width", "loss", "weight_ratio", "batch_size"}
+
+
+@pytest.mark.parametrize("shape", [(64, 2), (64, 4, 2)])
+def test_minority_log_loss_metric_follows_scikit_learn(shape):
+    """The early-stopping log-loss, for single and ensemble (mean-probability) logits."""
+    from sklearn.metrics import log_loss
+
+    from trainer.model import MinorityLogLoss
+
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=shape).astype(np.float32)
+    labels = (rng.random(shape[0]) < 0.2).astype(np.int64)
+    probabilities = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    # An ensemble predicts its members' mean probability.
+    minority = probabilities[..., 1] if len(shape) == 2 else probabilities[..., 1].mean(axis=1)
+    metric = MinorityLogLoss()
+    metric.update_state(tf.constant(labels), tf.constant(logits))
+    assert float(metric.result()) == pytest.approx(log_loss(labels, minority, labels=[0, 1]), rel=1e-4)

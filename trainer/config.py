@@ -19,6 +19,7 @@ CALIBRATIONS = ("auto", "prior_shift", "platt", "none")
 TUNERS = ("bayesian", "random", "hyperband")
 DISTRIBUTE = ("none", "mirrored")
 SELECTIONS = ("auto", "validation", "cross_validation")
+EARLY_STOPPING = ("pr_auc", "log_loss")
 
 
 class ConfigError(ValueError):
@@ -39,7 +40,11 @@ class RunConfig:
       seed: Seed for the split, the weights' initialisation and the tuner.
       split: Fractions of (train, validation, test); must sum to 1.
       epochs: Maximum training epochs (early stopping may end sooner).
-      patience: Early-stopping patience on validation PR-AUC, in epochs.
+      patience: Early-stopping patience, in epochs.
+      early_stopping: The validation metric early stopping watches (and
+        whose best epoch it restores): minority `pr_auc` (default) or the
+        unweighted `log_loss` of the minority probability
+        (docs/benchmarks.md compares them).
       loss: Loss family override (`weighted_ce`, `focal`, `logit_adjusted`).
       weight_scheme: How class weights come from the training counts; None
         uses the `weight_ratio` hyperparameter (default sqrt(N0/N1)).
@@ -74,6 +79,7 @@ class RunConfig:
     split: tuple[float, float, float] = (0.7, 0.15, 0.15)
     epochs: int = 30
     patience: int = 5
+    early_stopping: str = "pr_auc"
     loss: str | None = None
     weight_scheme: str | None = None
     weight_ratio: float | None = None
@@ -98,6 +104,7 @@ class RunConfig:
         _check_choice("tuner", self.tuner, TUNERS)
         _check_choice("distribute", self.distribute, DISTRIBUTE)
         _check_choice("selection", self.selection, SELECTIONS)
+        _check_choice("early_stopping", self.early_stopping, EARLY_STOPPING)
         if self.cv_folds < 2:
             raise ConfigError(f"cv_folds must be at least 2, got {self.cv_folds}")
         if len(self.split) != 3 or abs(sum(self.split) - 1.0) > 1e-6 or min(self.split) <= 0:

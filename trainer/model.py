@@ -97,6 +97,16 @@ class MinorityAUC(keras.metrics.AUC):
 
 
 @keras.saving.register_keras_serializable(package="imbalance")
+class MinorityLogLoss(keras.metrics.BinaryCrossentropy):
+    """Unweighted log-loss of the minority-class probability (an early-stopping monitor)."""
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        labels = ops.cast(ops.reshape(y_true, (-1, 1)), "float32")  # [N, 1]
+        probability = ops.reshape(minority_probability(y_pred), (-1, 1))  # [N, 1]
+        return super().update_state(labels, probability, sample_weight)
+
+
+@keras.saving.register_keras_serializable(package="imbalance")
 class MinorityRecall(keras.metrics.Recall):
     """Recall of the minority class at argmax of the logits (threshold 0.5)."""
 
@@ -121,10 +131,11 @@ class MinorityAccuracy(keras.metrics.BinaryAccuracy):
 
 
 def training_metrics(recall_precision_floor: float | None = None) -> list:
-    """Metrics logged each epoch: PR-AUC (the early-stopping monitor), ROC-AUC,
+    """Metrics logged each epoch: PR-AUC and log-loss (early-stopping monitors), ROC-AUC,
     accuracy and minority recall (the report's weighted-vs-unweighted curves)."""
     metrics = [
         MinorityAUC(curve="PR", num_thresholds=500, name="pr_auc"),
+        MinorityLogLoss(name="log_loss"),
         MinorityAUC(curve="ROC", num_thresholds=500, name="roc_auc"),
         MinorityAccuracy(name="accuracy"),
         MinorityRecall(name="minority_recall"),

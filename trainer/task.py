@@ -17,6 +17,7 @@ import sys
 from trainer.config import (
     CALIBRATIONS,
     DISTRIBUTE,
+    EARLY_STOPPING,
     LOSSES,
     RENAMED_WEIGHT_SCHEMES,
     SELECTIONS,
@@ -35,6 +36,8 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--patience", type=int, default=5, help="early-stopping patience (epochs)")
+    parser.add_argument("--early-stopping", choices=EARLY_STOPPING, default="pr_auc",
+                        help="validation metric early stopping watches")
     parser.add_argument("--threshold-objective", default="recall_at_precision:0.5",
                         help="recall_at_precision:P | precision_at_recall:R | f1 | fbeta:B")
     parser.add_argument("--calibration", choices=CALIBRATIONS, default="auto")
@@ -54,6 +57,7 @@ def common_values(args: argparse.Namespace) -> dict:
     return {
         "data": args.data, "label": args.label, "positive_label": args.positive_label,
         "output_dir": args.output_dir, "seed": args.seed, "epochs": args.epochs, "patience": args.patience,
+        "early_stopping": args.early_stopping,
         "threshold_objective": args.threshold_objective, "calibration": args.calibration,
         "synthetic_rows": tuple(args.synthetic_rows),
         "beam_pipeline_args": tuple(shlex.split(args.beam_pipeline_args)), "verbose": args.verbose,

@@ -77,8 +77,8 @@ def compile_and_fit(model: keras.Model, settings: FitSettings, data: PreparedDat
                     callbacks=(), train=None, validation=None, **fit_kwargs) -> keras.callbacks.History:
     """Compiles `model` with the imbalance-aware loss and fits it.
 
-    Early stopping watches validation PR-AUC of the minority class and restores
-    the best epoch's weights.
+    Early stopping watches `config.early_stopping` on validation (minority
+    PR-AUC by default) and restores the best epoch's weights.
 
     Args:
       model: From `build_model`.
@@ -103,7 +103,8 @@ def compile_and_fit(model: keras.Model, settings: FitSettings, data: PreparedDat
     if validation is None:
         validation = make_dataset(data.pattern("validation"), data.schema, EVAL_BATCH)
     stopping = keras.callbacks.EarlyStopping(
-        monitor="val_pr_auc", mode="max", patience=config.patience, restore_best_weights=True
+        monitor=f"val_{config.early_stopping}", mode="max" if config.early_stopping == "pr_auc" else "min",
+        patience=config.patience, restore_best_weights=True
     )
     fit_kwargs.setdefault("epochs", config.epochs)
     fit_kwargs.setdefault("verbose", config.verbose)
