@@ -18,7 +18,7 @@ def list_files(pattern: str) -> list[str]:
 
 
 def make_dataset(pattern: str, schema: Schema, batch_size: int, shuffle: bool = False,
-                 seed: int = 0) -> tf.data.Dataset:
+                 seed: int = 0, examples: int | None = None) -> tf.data.Dataset:
     """Batches of (raw features dict, label) from gzipped tf.Example shards.
 
     Serialized records are cached in memory after the first pass, so later
@@ -30,6 +30,9 @@ def make_dataset(pattern: str, schema: Schema, batch_size: int, shuffle: bool = 
       batch_size: Examples per batch.
       shuffle: Reshuffle every epoch (training).
       seed: Shuffle seed.
+      examples: The number of examples, when known (the split's counts): it
+        gives the dataset a cardinality, so Keras knows an epoch's length
+        (progress bars, and no "ran out of data" warning after epoch 1).
 
     Returns:
       A dataset of ({name: [B] tensor}, [B] int64 label).
@@ -42,6 +45,8 @@ def make_dataset(pattern: str, schema: Schema, batch_size: int, shuffle: bool = 
         return parsed, parsed.pop(label)
 
     records = tf.data.TFRecordDataset(list_files(pattern), compression_type="GZIP").cache()
+    if examples is not None:
+        records = records.apply(tf.data.experimental.assert_cardinality(examples))
     if shuffle:
         records = records.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
     return records.batch(batch_size).map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

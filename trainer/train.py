@@ -99,15 +99,18 @@ def compile_and_fit(model: keras.Model, settings: FitSettings, data: PreparedDat
         metrics=training_metrics(floor),
     )
     if train is None:
-        train = make_dataset(data.pattern("train"), data.schema, settings.batch_size, shuffle=True, seed=config.seed)
+        train = make_dataset(data.pattern("train"), data.schema, settings.batch_size, shuffle=True, seed=config.seed,
+                             examples=sum(data.counts["train"]))
     if validation is None:
-        validation = make_dataset(data.pattern("validation"), data.schema, EVAL_BATCH)
+        validation = make_dataset(data.pattern("validation"), data.schema, EVAL_BATCH,
+                                  examples=sum(data.counts["validation"]))
     stopping = keras.callbacks.EarlyStopping(
         monitor=f"val_{config.early_stopping}", mode="max" if config.early_stopping == "pr_auc" else "min",
         patience=config.patience, restore_best_weights=True
     )
     fit_kwargs.setdefault("epochs", config.epochs)
     fit_kwargs.setdefault("verbose", config.verbose)
+    fit_kwargs["shuffle"] = False  # the datasets shuffle themselves; Keras would only warn that it ignores it
     for ignored in ("x", "y", "validation_data", "batch_size"):  # the data comes from `data`
         fit_kwargs.pop(ignored, None)
     return model.fit(train, validation_data=validation, callbacks=[stopping, *callbacks], **fit_kwargs)
