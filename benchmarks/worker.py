@@ -26,6 +26,8 @@ import os
 import sys
 import time
 
+from trainer.config import SYNTHETIC_ROWS
+
 
 def train(run_dir: str, epochs: int) -> dict:
     from trainer.config import RunConfig
@@ -36,7 +38,7 @@ def train(run_dir: str, epochs: int) -> dict:
         source = json.load(handle)
     config = RunConfig(data=source["data"], seed=source["seed"], output_dir=run_dir, epochs=epochs,
                        patience=epochs + 1, verbose=0,
-                       synthetic_rows=tuple(source.get("synthetic_rows", (500_000, 31_000))))
+                       synthetic_rows=tuple(source.get("synthetic_rows", SYNTHETIC_ROWS)))
     data = prepare_data(config)  # reuses RUN/data
     started = time.time()
     weighted = train_and_export(config, data)

@@ -43,12 +43,12 @@ class ServerOptions:
     model_name: str
     model_base_path: str
     port: int | None = 8500
-    rest_api_port: int | None = 8501
+    rest_api_port: int | None = None  # as TF Serving: REST only when a port is given
     host: str = "127.0.0.1"
     file_system_poll_wait_seconds: float = 1.0
     batching: BatchingOptions | None = None
     max_request_bytes: int = 32 * 1024 * 1024
-    grpc_max_threads: int = 32
+    grpc_max_threads: int = dataclasses.field(default_factory=lambda: max(8, 4 * (os.cpu_count() or 1)))
     max_num_load_retries: int = 5
     version_labels: dict[str, int] = dataclasses.field(default_factory=dict)
 

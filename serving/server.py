@@ -16,6 +16,8 @@ import sys
 from serving.app import ServerOptions, serve
 from serving.batching import BatchingOptions
 
+DEFAULTS = ServerOptions(model_name="default", model_base_path="")  # every default is ServerOptions'
+
 
 def _boolean(text: str) -> bool:
     if text.lower() in ("1", "true", "yes"):
@@ -27,22 +29,23 @@ def _boolean(text: str) -> bool:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m serving.server", description=__doc__.split("\n")[0])
-    parser.add_argument("--model_name", default="default", help="Name clients address the model by.")
+    parser.add_argument("--model_name", default=DEFAULTS.model_name, help="Name clients address the model by.")
     parser.add_argument("--model_base_path", required=True, help="Directory holding <version>/ SavedModels.")
-    parser.add_argument("--port", type=int, default=8500, help="gRPC port (0: disabled, as TF Serving).")
-    parser.add_argument("--rest_api_port", type=int, default=0, help="REST port (0: disabled, as TF Serving).")
-    parser.add_argument("--host", default="127.0.0.1", help="Address to bind (loopback unless told otherwise).")
-    parser.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0,
+    parser.add_argument("--port", type=int, default=DEFAULTS.port, help="gRPC port (0: disabled, as TF Serving).")
+    parser.add_argument("--rest_api_port", type=int, default=DEFAULTS.rest_api_port or 0,
+                        help="REST port (0: disabled, as TF Serving).")
+    parser.add_argument("--host", default=DEFAULTS.host, help="Address to bind (loopback unless told otherwise).")
+    parser.add_argument("--file_system_poll_wait_seconds", type=float, default=DEFAULTS.file_system_poll_wait_seconds,
                         help="Seconds between scans for new versions (<= 0: load once).")
     parser.add_argument("--enable_batching", type=_boolean, nargs="?", const=True, default=False,
                         help="Merge concurrent requests into batched calls.")
     parser.add_argument("--max_batch_size", type=int, default=BatchingOptions.max_batch_size)
     parser.add_argument("--batch_timeout_micros", type=int, default=BatchingOptions.batch_timeout_micros)
     parser.add_argument("--max_enqueued_batches", type=int, default=BatchingOptions.max_enqueued_batches)
-    parser.add_argument("--max_request_bytes", type=int, default=32 * 1024 * 1024,
+    parser.add_argument("--max_request_bytes", type=int, default=DEFAULTS.max_request_bytes,
                         help="Largest REST request body accepted (413 beyond).")
-    parser.add_argument("--grpc_max_threads", type=int, default=max(8, 4 * (os.cpu_count() or 1)))
-    parser.add_argument("--max_num_load_retries", type=int, default=5)
+    parser.add_argument("--grpc_max_threads", type=int, default=DEFAULTS.grpc_max_threads)
+    parser.add_argument("--max_num_load_retries", type=int, default=DEFAULTS.max_num_load_retries)
     return parser
 
 

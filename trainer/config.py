@@ -20,6 +20,7 @@ TUNERS = ("bayesian", "random", "hyperband")
 DISTRIBUTE = ("none", "mirrored")
 SELECTIONS = ("auto", "validation", "cross_validation")
 EARLY_STOPPING = ("pr_auc", "log_loss")
+SYNTHETIC_ROWS = (500_000, 31_000)  # the founding problem's size: (negatives, positives)
 
 
 class ConfigError(ValueError):
@@ -86,7 +87,7 @@ class RunConfig:
     hparams: str | None = None
     threshold_objective: str = "recall_at_precision:0.5"
     calibration: str = "auto"
-    synthetic_rows: tuple[int, int] = (500_000, 31_000)
+    synthetic_rows: tuple[int, int] = SYNTHETIC_ROWS
     beam_pipeline_args: tuple[str, ...] = ()
     max_trials: int = 10
     tuner: str = "bayesian"

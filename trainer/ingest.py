@@ -14,6 +14,8 @@ import re
 import numpy as np
 import pandas as pd
 
+from trainer.config import SYNTHETIC_ROWS
+
 BUILTIN_DATASETS = ("sylva", "synthetic")
 
 
@@ -42,7 +44,7 @@ class LabeledFrame:
 
 
 def load(data: str, label: str | None, positive_label: str | None, seed: int = 0,
-         synthetic_rows: tuple[int, int] = (500_000, 31_000)) -> LabeledFrame:
+         synthetic_rows: tuple[int, int] = SYNTHETIC_ROWS) -> LabeledFrame:
     """Loads and validates a dataset.
 
     Args:

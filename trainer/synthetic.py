@@ -10,13 +10,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from trainer.config import SYNTHETIC_ROWS
+
 REGIONS = ("north", "south", "east", "west", "central")
 CHANNELS = ("web", "app", "store", "phone")
 NUMERIC_FEATURES = 12
 MISSING_RATE = 0.03
 
 
-def make_synthetic(negatives: int = 500_000, positives: int = 31_000, seed: int = 0) -> pd.DataFrame:
+def make_synthetic(negatives: int = SYNTHETIC_ROWS[0], positives: int = SYNTHETIC_ROWS[1],
+                   seed: int = 0) -> pd.DataFrame:
     """Returns a shuffled frame with numeric `x0..x11`, categorical `region`,
     `channel`, `merchant`, and an int64 `target` (1 = positive)."""
     rng = np.random.default_rng(seed)

@@ -26,31 +26,35 @@ from trainer.config import (
     RunConfig,
 )
 
+# Every default is RunConfig's: declared once, there.
+DEFAULTS = RunConfig()
+
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags shared by every entry point that reads data."""
-    parser.add_argument("--data", default="sylva", help="CSV/Parquet/TFRecord path or glob, or 'sylva'/'synthetic'")
+    """Flags shared by every entry point that reads data (defaults: `RunConfig`'s)."""
+    parser.add_argument("--data", default=DEFAULTS.data, help="CSV/Parquet/TFRecord path or glob, or 'sylva'/'synthetic'")
     parser.add_argument("--label", default=None, help="label column (required for your own data)")
     parser.add_argument("--positive-label", default=None, help="label value of the positive (minority) class")
-    parser.add_argument("--output-dir", default="runs/default", help="the run directory")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--patience", type=int, default=5, help="early-stopping patience (epochs)")
-    parser.add_argument("--early-stopping", choices=EARLY_STOPPING, default="pr_auc",
+    parser.add_argument("--output-dir", default=DEFAULTS.output_dir, help="the run directory")
+    parser.add_argument("--seed", type=int, default=DEFAULTS.seed)
+    parser.add_argument("--epochs", type=int, default=DEFAULTS.epochs)
+    parser.add_argument("--patience", type=int, default=DEFAULTS.patience, help="early-stopping patience (epochs)")
+    parser.add_argument("--early-stopping", choices=EARLY_STOPPING, default=DEFAULTS.early_stopping,
                         help="validation metric early stopping watches")
-    parser.add_argument("--threshold-objective", default="recall_at_precision:0.5",
+    parser.add_argument("--threshold-objective", default=DEFAULTS.threshold_objective,
                         help="recall_at_precision:P | precision_at_recall:R | f1 | fbeta:B")
-    parser.add_argument("--calibration", choices=CALIBRATIONS, default="auto")
-    parser.add_argument("--synthetic-rows", type=int, nargs=2, default=(500_000, 31_000),
+    parser.add_argument("--calibration", choices=CALIBRATIONS, default=DEFAULTS.calibration)
+    parser.add_argument("--synthetic-rows", type=int, nargs=2, default=DEFAULTS.synthetic_rows,
                         metavar=("NEGATIVES", "POSITIVES"))
-    parser.add_argument("--beam-pipeline-args", default="", help="options for Apache Beam, one string")
-    parser.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2))
-    parser.add_argument("--distribute", choices=DISTRIBUTE, default="none",
+    parser.add_argument("--beam-pipeline-args", default=" ".join(DEFAULTS.beam_pipeline_args),
+                        help="options for Apache Beam, one string")
+    parser.add_argument("--verbose", type=int, default=DEFAULTS.verbose, choices=(0, 1, 2))
+    parser.add_argument("--distribute", choices=DISTRIBUTE, default=DEFAULTS.distribute,
                         help="tf.distribute strategy for training (mirrored: all local devices)")
-    parser.add_argument("--selection", choices=SELECTIONS, default="auto",
+    parser.add_argument("--selection", choices=SELECTIONS, default=DEFAULTS.selection,
                         help="score and choose models on the validation split, or by k-fold cross-validation over "
                              "train + validation (auto: cross-validation below 50 validation positives)")
-    parser.add_argument("--cv-folds", type=int, default=5, help="k for cross-validation")
+    parser.add_argument("--cv-folds", type=int, default=DEFAULTS.cv_folds, help="k for cross-validation")
 
 
 def common_values(args: argparse.Namespace) -> dict:

@@ -22,16 +22,17 @@ import sys
 
 from evaluation.flags import add_gate_arguments, gate_options
 from trainer.config import TUNERS, RunConfig
-from trainer.task import add_data_arguments, common_values, user_error_message
+from trainer.task import DEFAULTS, add_data_arguments, common_values, user_error_message
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[RunConfig, argparse.Namespace]:
     parser = argparse.ArgumentParser(prog="python -m tuning.task", description=__doc__.split("\n")[0])
     add_data_arguments(parser)
-    parser.add_argument("--max-trials", type=int, default=10)
-    parser.add_argument("--tuning-epochs", type=int, default=8, help="epochs per trial (Hyperband: max epochs)")
-    parser.add_argument("--tuner", choices=TUNERS, default="bayesian")
-    parser.add_argument("--objective", default="pr_auc", help="pr_auc | recall_at_precision:P")
+    parser.add_argument("--max-trials", type=int, default=DEFAULTS.max_trials)
+    parser.add_argument("--tuning-epochs", type=int, default=DEFAULTS.tuning_epochs,
+                        help="epochs per trial (Hyperband: max epochs)")
+    parser.add_argument("--tuner", choices=TUNERS, default=DEFAULTS.tuner)
+    parser.add_argument("--objective", default=DEFAULTS.objective, help="pr_auc | recall_at_precision:P")
     parser.add_argument("--skip-evaluation", action="store_true",
                         help="stop after exporting both models (nothing is pushed without --push-anyway)")
     add_gate_arguments(parser)
