@@ -90,7 +90,7 @@ def test_per_class_metrics_and_label_slices_load_back(evaluated):
     assert ("NOT_BLESSED" if summary["blessed"] else "BLESSED") not in os.listdir(eval_dir)
 
 
-def test_report_renders_with_every_image(evaluated, tmp_path):
+def test_report_renders_with_every_image(evaluated):
     run_dir, summary = evaluated
     report = summary["report"]
     with open(report, encoding="utf-8") as handle:
@@ -104,13 +104,18 @@ def test_report_renders_with_every_image(evaluated, tmp_path):
     assert "<script" not in page and "http" not in page  # static, no network
     assert ("NOT_BLESSED" in page) != summary["blessed"]
     assert "target = 0" in page and "weighted" in page
-    chromium = "/usr/bin/chromium"
-    if os.path.exists(chromium):
-        shot = tmp_path / "report.png"
-        subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                        "--disable-component-update", "--no-first-run", "--window-size=1280,3000",
-                        f"--screenshot={shot}", f"file://{report}"], check=False, timeout=120, capture_output=True)
-        assert shot.exists() and shot.stat().st_size > 10_000
+
+
+def test_report_renders_in_a_headless_browser(evaluated, tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no Chromium on this machine: the page is checked as HTML only")
+    shot = tmp_path / "report.png"
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--no-first-run", "--window-size=1280,3000",
+                    f"--screenshot={shot}", f"file://{evaluated[1]['report']}"], check=False, timeout=120,
+                   capture_output=True)
+    assert shot.exists() and shot.stat().st_size > 10_000
 
 
 def test_report_only_rebuilds_without_tfma(evaluated):

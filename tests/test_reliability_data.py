@@ -208,18 +208,23 @@ def test_bad_data_main_one_line_exit_2_output_untouched(tmp_path, capsys, case):
     _check(code, captured.err, captured.out, case, out, before)
 
 
-@pytest.mark.slow
-def test_tuning_cli_refuses_a_finished_run(tmp_path):
+def test_a_finished_run_starts_the_next_execution_and_keeps_everything(tmp_path):
+    """A finished execution (or a finished run from before executions) is never redone or touched:
+    the next command gets a new execution id; an unfinished one is resumed."""
+    from tuning.executions import begin_execution
+
     out = tmp_path / "run"
-    (out / "serving_model" / "1").mkdir(parents=True)
+    (out / "serving_model" / "1").mkdir(parents=True)  # a run made before executions existed
     (out / "run.json").write_text(json.dumps({"status": "complete", "weighted": {"threshold": {"value": 0.3}}}))
     before = tree(out)
-    result = subprocess.run(_command("tuning", "synthetic", str(out), ["--label", "target"]), cwd=REPO, env=_env(),
-                            capture_output=True, text=True, timeout=300)
-    lines = program_lines(result.stderr)
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert len(lines) == 1 and "holds a finished run" in lines[0], lines
-    assert tree(out) == before
+    first = begin_execution(str(out))
+    assert (first.id, first.resumed) == ("0001", False) and tree(out) == before  # nothing written yet
+    os.makedirs(first.path)
+    (out / "executions" / "0001" / "run.json").write_text('{"status": "running"}')
+    assert begin_execution(str(out)).resumed and begin_execution(str(out)).id == "0001"
+    (out / "executions" / "0001" / "run.json").write_text('{"status": "complete"}')
+    assert begin_execution(str(out)).id == "0002"
+    assert {k: v for k, v in tree(out).items() if not k.startswith("executions")} == before
 
 
 def test_short_csv_row_is_refused_not_padded_with_missing_values(tmp_path):

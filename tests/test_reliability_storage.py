@@ -166,23 +166,22 @@ def test_other_tensorflow_errors_are_not_disguised_as_storage_errors(tmp_path, m
 
 
 def test_enospc_while_writing_run_json_keeps_the_old_one(tmp_path, monkeypatch):
+    """The disk fills while run.json's replacement is flushed: the old file stays, no temporary is left."""
     import json
 
     from tests.conftest import tiny_config
-    from trainer import pipeline
+    from trainer import atomic, pipeline
 
     config = tiny_config(str(tmp_path), "unused.csv")
     (tmp_path / "run.json").write_text('{"status": "complete"}')
-    real_dump = json.dump
 
-    def half_dump(payload, handle, **kwargs):
-        handle.write('{"weighted": {"ver')
+    def full_disk(descriptor):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(pipeline, "_versions", lambda: {})
-    monkeypatch.setattr(pipeline.json, "dump", half_dump)
+    monkeypatch.setattr(atomic.os, "fsync", full_disk)
     with pytest.raises(OSError, match="No space left"):
         pipeline.update_run_json(config, {"weighted": {"version_dir": "x"}})
-    monkeypatch.setattr(pipeline.json, "dump", real_dump)
+    monkeypatch.undo()
     assert os.listdir(tmp_path) == ["run.json"]  # no run.json.tmp-* left behind
     assert json.loads((tmp_path / "run.json").read_text()) == {"status": "complete"}
