@@ -49,7 +49,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                                            list(request.output_filter))
             response = predict_pb2.PredictResponse(model_spec=result.model_spec(ref.name))
             for name, value in result.outputs.items():
-                response.outputs[name].CopyFrom(tf.make_tensor_proto(value))
+                response.outputs[name].CopyFrom(output_tensor_proto(value))
             return response
 
     def Classify(self, request: classification_pb2.ClassificationRequest,  # noqa: N802
@@ -82,6 +82,36 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
                        context) -> get_model_status_pb2.GetModelStatusResponse:
         with _errors_to_status(context):
             return self._service.status(model_ref(request.model_spec))
+
+
+# TensorProto's typed repeated field for each dtype, as `Tensor::AsProtoField` fills them.
+TYPED_FIELDS = {
+    tf.float32: "float_val", tf.float64: "double_val", tf.int32: "int_val", tf.int16: "int_val",
+    tf.int8: "int_val", tf.uint8: "int_val", tf.uint16: "int_val", tf.int64: "int64_val", tf.bool: "bool_val",
+    tf.string: "string_val", tf.uint32: "uint32_val", tf.uint64: "uint64_val",
+}
+
+
+def output_tensor_proto(value: np.ndarray) -> tensor_pb2.TensorProto:
+    """An output tensor in TF Serving's default wire form: typed fields, not `tensor_content`.
+
+    `tensorflow_model_server` fills `float_val`, `int64_val`, `string_val`...
+    (`Tensor::AsProtoField`) unless started with
+    `--enable_serialization_as_tensor_content`; clients that read
+    `outputs["scores"].float_val`, as TF Serving's example clients do, rely
+    on it. `tf.make_tensor_proto` packs numeric arrays into `tensor_content`
+    instead, so the values are moved into the typed field here (dtypes
+    without one, such as half or complex, keep `tensor_content`, which every
+    `tf.make_ndarray` reads).
+    """
+    proto = tf.make_tensor_proto(value)
+    field = TYPED_FIELDS.get(tf.as_dtype(proto.dtype))
+    if field is None or field == "string_val" or not proto.tensor_content:
+        return proto  # strings are always typed; a scalar may already be
+    flat = np.asarray(value).reshape(-1)
+    proto.ClearField("tensor_content")
+    getattr(proto, field).extend(flat.tolist())
+    return proto
 
 
 def make_grpc_server(service: ModelService, host: str, port: int, max_workers: int) -> tuple[grpc.Server, int]:

@@ -71,6 +71,21 @@ def test_predict_features_matches_saved_model(predictions, reference, rows):
     assert response.model_spec.signature_name == "predict_features"
 
 
+def test_predict_outputs_fill_typed_fields_as_tf_serving_does(predictions, reference, rows):
+    """TF Serving's wire format (`Tensor::AsProtoField`): every value in `float_val` / `int64_val`,
+    shape in `tensor_shape`, no `tensor_content`; what its example clients read directly."""
+    serialized = [serialize(example_features(row)) for row in rows]
+    assert len(serialized) > 1
+    expected = call_signature(reference, "serving_default", examples=serialized)
+    response = predictions.Predict(_predict_request("serving_default", {"examples": serialized}), timeout=30)
+    scores, probabilities = response.outputs["scores"], response.outputs["probabilities"]
+    assert scores.tensor_content == b"" and probabilities.tensor_content == b""
+    assert [d.size for d in probabilities.tensor_shape.dim] == [len(rows), 2]
+    assert_close(np.array(scores.float_val), expected["scores"])
+    assert_close(np.array(probabilities.float_val).reshape(-1, 2), expected["probabilities"])
+    assert list(response.outputs["class_ids"].int64_val) == list(expected["class_ids"])
+
+
 def test_serving_default_with_examples_and_output_filter(predictions, reference, rows):
     serialized = [serialize(example_features(row)) for row in rows]
     expected = call_signature(reference, "serving_default", examples=serialized)
