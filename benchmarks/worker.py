@@ -64,9 +64,10 @@ def infer(run_dir: str) -> dict:
     import tensorflow as tf
     from sklearn.metrics import average_precision_score, brier_score_loss, confusion_matrix, roc_auc_score
 
+    from evaluation.evaluate import informative_numeric
     from evaluation.options import EvaluationOptions
     from evaluation.run_files import run_models, run_schema, split_pattern
-    from evaluation.slicing import plan_slices
+    from evaluation.slicing import bucket_name, plan_slices
     from trainer.dataset import read_labels, read_serialized
 
     started = time.time()
@@ -74,14 +75,18 @@ def infer(run_dir: str) -> dict:
     pattern = split_pattern(run_dir)
     serialized = read_serialized(pattern)
     labels = read_labels(pattern, schema)
-    plan = plan_slices(schema, None, EvaluationOptions().max_slice_vocabulary)
+    # The same slices as TFMA's default plan: small categoricals and quartiles of the informative numerics.
+    plan = plan_slices(schema, None, EvaluationOptions().max_slice_vocabulary, informative_numeric(run_dir, schema))
     spec = {name: tf.io.FixedLenFeature([], tf.string, default_value="") for name in plan.categorical}
-    slice_values = {name: [] for name in plan.categorical}
+    spec.update({name: tf.io.FixedLenFeature([], tf.float32, default_value=float("nan")) for name in plan.numeric})
+    slice_values = {name: [] for name in spec}
     for start in range(0, len(serialized), 4096):
         parsed = tf.io.parse_example(tf.constant(serialized[start:start + 4096]), spec) if spec else {}
-        for name in plan.categorical:
+        for name in spec:
             slice_values[name].append(parsed[name].numpy())
     slice_values = {name: np.concatenate(parts) for name, parts in slice_values.items()}
+    for name, edges in plan.numeric.items():
+        slice_values[name] = np.array([bucket_name(float(v), edges).encode() for v in slice_values[name]])
     slices = [("overall", np.ones(labels.size, bool))] + [(f"label={v}", labels == v) for v in (0, 1)]
     for name, values in slice_values.items():
         slices += [(f"{name}={v.decode()}", values == v) for v in np.unique(values)]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import os
 
+import numpy as np
+
 from evaluation.blessing import read_verdict, write_marker
 from evaluation.gate import resolve_gate
 from evaluation.options import EvaluationOptions
@@ -87,7 +89,8 @@ def run_evaluation(run_dir: str, options: EvaluationOptions | None = None) -> di
         from evaluation.eval_config import build_eval_config
         from evaluation.slicing import plan_slices
 
-        plan = plan_slices(schema, options.slice_features, options.max_slice_vocabulary)
+        informative = informative_numeric(run_dir, schema) if options.slice_features is None else None
+        plan = plan_slices(schema, options.slice_features, options.max_slice_vocabulary, informative)
         eval_config = build_eval_config(models, schema.label, plan, gate)
         seconds = run_tfma(models, eval_config, split_pattern(run_dir), plan, eval_dir, options.beam_pipeline_args)
     verdict = read_verdict(eval_dir)
@@ -102,6 +105,28 @@ def run_evaluation(run_dir: str, options: EvaluationOptions | None = None) -> di
                "intervals": {name: result.overall_intervals for name, result in results.items()}}
     write_json_atomically(os.path.join(eval_dir, SUMMARY_FILE), summary)
     return summary
+
+
+def informative_numeric(run_dir: str, schema) -> list[str]:
+    """Numeric features, most informative first, judged on the validation split (`rank_numeric_features`)."""
+    import tensorflow as tf
+
+    from evaluation.slicing import rank_numeric_features
+    from trainer.dataset import list_files
+
+    names = [f.name for f in schema.features if f.kind == "numeric"]
+    if not names:
+        return []
+    spec = schema.feature_spec(with_label=True)
+    spec = {name: spec[name] for name in [*names, schema.label]}
+    records = tf.data.TFRecordDataset(list_files(split_pattern(run_dir, "validation")), compression_type="GZIP")
+    columns = {name: [] for name in spec}
+    for batch in records.batch(4096).map(lambda s: tf.io.parse_example(s, spec)).as_numpy_iterator():
+        for name in spec:
+            columns[name].append(batch[name])
+    values = {name: np.concatenate(parts).astype(np.float64) for name, parts in columns.items()}
+    labels = values.pop(schema.label).astype(np.int64)
+    return rank_numeric_features(values, labels)
 
 
 def _report(run_dir, models, results, verdict, run_json, gate, seconds, predictions) -> str:

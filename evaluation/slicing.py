@@ -1,11 +1,18 @@
 """Which slices TFMA computes, and bucketing of numeric slice features.
 
+Default slices: the label; every categorical feature with at most
+`max_vocabulary` values; and the `DEFAULT_NUMERIC_SLICES` most informative
+numeric features, ranked by |ROC-AUC - 0.5| of the feature alone against the
+label on the validation split (a feature that separates the classes in
+either direction ranks high; the test split is never used to choose). So a
+numeric-only dataset such as sylva still gets feature slices.
+
 TFMA slices on exact feature values, so slicing a float feature directly would
-make one slice per distinct value. A numeric feature named as a slice feature
-is instead bucketed by its training z-score (mean and standard deviation from
-the run's schema) into a new bytes feature `<name>_bucket`, added to each
-serialized tf.Example before TFMA reads it. The model's parser ignores
-features it does not know, so its predictions are unchanged.
+make one slice per distinct value. A numeric slice feature is instead
+bucketed by the training split's quartiles (from the run's schema) into a new
+bytes feature `<name>_bucket`, added to each serialized tf.Example before
+TFMA reads it. The model's parser ignores features it does not know, so its
+predictions are unchanged.
 """
 
 from __future__ import annotations
@@ -13,13 +20,16 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
+
 from trainer.schema import Schema
 
 BUCKET_SUFFIX = "_bucket"
-# z-score edges: five buckets plus "missing"; coarse on purpose, so that each
-# bucket keeps enough minority examples to have meaningful metrics.
-Z_EDGES = (-1.5, -0.5, 0.5, 1.5)
 MISSING = "missing"
+DEFAULT_NUMERIC_SLICES = 2
+# Quartiles: coarse on purpose, so each bucket keeps enough minority examples
+# to have meaningful metrics.
+QUARTILE_LEVELS = (0.25, 0.5, 0.75)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,12 +39,13 @@ class SlicePlan:
     Attributes:
       label: The label key (always sliced on: positives vs negatives).
       categorical: Categorical features sliced on their raw values.
-      numeric: Numeric features sliced on their z-score bucket, name -> (mean, std).
+      numeric: Numeric features sliced on quartile buckets, name -> the
+        training split's distinct quartile edges (ascending).
     """
 
     label: str
     categorical: tuple[str, ...]
-    numeric: dict[str, tuple[float, float]]
+    numeric: dict[str, tuple[float, ...]]
 
     @property
     def feature_keys(self) -> list[str]:
@@ -42,15 +53,18 @@ class SlicePlan:
         return [self.label, *self.categorical, *(name + BUCKET_SUFFIX for name in self.numeric)]
 
 
-def plan_slices(schema: Schema, slice_features: tuple[str, ...] | None, max_vocabulary: int) -> SlicePlan:
+def plan_slices(schema: Schema, slice_features: tuple[str, ...] | None, max_vocabulary: int,
+                informative: list[str] | None = None) -> SlicePlan:
     """Chooses the slicing features.
 
     Args:
       schema: The run's schema.
-      slice_features: Requested features; None = categoricals with at most
-        `max_vocabulary` values (larger vocabularies give slices too small to
-        measure a minority class on).
-      max_vocabulary: See above.
+      slice_features: Requested features; None = the defaults (module doc).
+      max_vocabulary: Largest vocabulary of a default categorical slice
+        (larger ones give slices too small to measure a minority class on).
+      informative: Numeric feature names, most informative first
+        (`rank_numeric_features`); the defaults take the first
+        `DEFAULT_NUMERIC_SLICES`. None: no default numeric slices.
 
     Raises:
       ValueError: a requested feature is not in the schema.
@@ -58,6 +72,7 @@ def plan_slices(schema: Schema, slice_features: tuple[str, ...] | None, max_voca
     by_name = {feature.name: feature for feature in schema.features}
     if slice_features is None:
         names = [f.name for f in schema.categorical if 0 < len(f.vocabulary) <= max_vocabulary]
+        names += list(informative or [])[:DEFAULT_NUMERIC_SLICES]
     else:
         unknown = [name for name in slice_features if name not in by_name and name != schema.label]
         if unknown:
@@ -65,31 +80,52 @@ def plan_slices(schema: Schema, slice_features: tuple[str, ...] | None, max_voca
                              f"the schema has {', '.join(sorted(by_name))}")
         names = [name for name in slice_features if name != schema.label]
     categorical = tuple(name for name in names if by_name[name].kind == "categorical")
-    numeric = {name: (by_name[name].mean, by_name[name].std) for name in names if by_name[name].kind == "numeric"}
+    numeric = {name: quartile_edges(by_name[name]) for name in names if by_name[name].kind == "numeric"}
     return SlicePlan(label=schema.label, categorical=categorical, numeric=numeric)
 
 
-def bucket_name(value: float | None, mean: float, std: float) -> str:
-    """The z-score bucket of one value, e.g. `z<-1.5`, `-0.5..0.5`, `z>=1.5`."""
+def quartile_edges(feature) -> tuple[float, ...]:
+    """The distinct training quartiles of a numeric feature (fewer for discrete ones)."""
+    if not feature.quantiles:  # a schema written before quantiles were stored: mean +- std
+        return (feature.mean - feature.std, feature.mean, feature.mean + feature.std)
+    levels = np.linspace(0.0, 1.0, len(feature.quantiles))  # the schema stores QUANTILE_LEVELS evenly spaced ones
+    edges = [feature.quantiles[int(np.argmin(np.abs(levels - q)))] for q in QUARTILE_LEVELS]
+    return tuple(sorted(set(edges)))
+
+
+def rank_numeric_features(features: dict[str, np.ndarray], labels: np.ndarray) -> list[str]:
+    """Numeric feature names by |ROC-AUC - 0.5| against `labels`, highest first (NaNs dropped)."""
+    from sklearn.metrics import roc_auc_score
+
+    strength = {}
+    for name, values in features.items():
+        present = ~np.isnan(values)
+        y = labels[present]
+        if 0 < y.sum() < y.size:
+            strength[name] = abs(roc_auc_score(y, values[present]) - 0.5)
+    return sorted(strength, key=lambda name: (-strength[name], name))
+
+
+def bucket_name(value: float | None, edges: tuple[float, ...]) -> str:
+    """The bucket of one value: `< e1`, `e1..e2`, ..., `>= ek` (edges printed with 4 significant digits)."""
     if value is None or math.isnan(value):
         return MISSING
-    z = (value - mean) / std
-    if z < Z_EDGES[0]:
-        return f"z<{Z_EDGES[0]:g}"
-    for low, high in zip(Z_EDGES, Z_EDGES[1:], strict=False):
-        if z < high:
-            return f"{low:g}..{high:g}"
-    return f"z>={Z_EDGES[-1]:g}"
+    if value < edges[0]:
+        return f"< {edges[0]:.4g}"
+    for low, high in zip(edges, edges[1:], strict=False):
+        if value < high:
+            return f"{low:.4g}..{high:.4g}"
+    return f">= {edges[-1]:.4g}"
 
 
-def add_buckets(serialized: bytes, numeric: dict[str, tuple[float, float]]) -> bytes:
+def add_buckets(serialized: bytes, numeric: dict[str, tuple[float, ...]]) -> bytes:
     """A serialized tf.Example with a `<name>_bucket` bytes feature per numeric slice feature."""
     from tensorflow.core.example import example_pb2
 
     example = example_pb2.Example.FromString(serialized)
     features = example.features.feature
-    for name, (mean, std) in numeric.items():
+    for name, edges in numeric.items():
         values = features[name].float_list.value if name in features else ()
-        bucket = bucket_name(values[0] if values else None, mean, std)
+        bucket = bucket_name(values[0] if values else None, edges)
         features[name + BUCKET_SUFFIX].bytes_list.value.append(bucket.encode())
     return example.SerializeToString()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from evaluation.results import ModelResult, flatten_metrics, slice_name, worst_first
@@ -16,24 +17,48 @@ SCHEMA = Schema(features=(Feature("x0", "numeric", mean=1.0, std=2.0),
                 label="target")
 
 
-def test_default_slices_are_small_categoricals():
+def test_default_slices_are_small_categoricals_and_the_most_informative_numerics():
     plan = plan_slices(SCHEMA, None, max_vocabulary=20)
     assert plan.categorical == ("region",) and plan.numeric == {}
     assert plan.feature_keys == ["target", "region"]
+    plan = plan_slices(SCHEMA, None, max_vocabulary=20, informative=["x0"])
+    assert plan.feature_keys == ["target", "region", "x0" + BUCKET_SUFFIX]
 
 
 def test_numeric_slice_features_are_bucketed_and_unknown_ones_refused():
     plan = plan_slices(SCHEMA, ("x0", "merchant"), max_vocabulary=20)
-    assert plan.categorical == ("merchant",) and plan.numeric == {"x0": (1.0, 2.0)}
+    assert plan.categorical == ("merchant",) and plan.numeric == {"x0": (-1.0, 1.0, 3.0)}  # no quantiles: mean +- std
     assert plan.feature_keys[-1] == "x0" + BUCKET_SUFFIX
     with pytest.raises(ValueError, match="nope"):
         plan_slices(SCHEMA, ("nope",), max_vocabulary=20)
 
 
-@pytest.mark.parametrize("value,expected", [(1.0, "-0.5..0.5"), (-10.0, "z<-1.5"), (3.0, "0.5..1.5"), (4.0, "z>=1.5"),
-                                            (100.0, "z>=1.5"), (None, MISSING), (math.nan, MISSING)])
+def test_quartile_edges_follow_numpy_and_collapse_for_discrete_features():
+    from evaluation.slicing import quartile_edges
+    from trainer.schema import quantiles
+
+    values = np.random.default_rng(0).lognormal(size=1001)
+    feature = Feature("x", "numeric", quantiles=quantiles(values))
+    np.testing.assert_allclose(quartile_edges(feature), np.quantile(values, [0.25, 0.5, 0.75]))
+    binary = Feature("b", "numeric", quantiles=quantiles(np.array([0.0] * 70 + [1.0] * 30)))
+    assert quartile_edges(binary) == (0.0, 1.0)
+
+
+def test_numeric_features_rank_by_separation_in_either_direction():
+    from evaluation.slicing import rank_numeric_features
+
+    rng = np.random.default_rng(1)
+    labels = (rng.random(2000) < 0.1).astype(int)
+    features = {"noise": rng.normal(size=2000), "strong_down": -3.0 * labels + rng.normal(size=2000),
+                "weak_up": 0.5 * labels + rng.normal(size=2000), "all_missing": np.full(2000, np.nan)}
+    features["weak_up"][:100] = np.nan
+    assert rank_numeric_features(features, labels) == ["strong_down", "weak_up", "noise"]
+
+
+@pytest.mark.parametrize("value,expected", [(0.5, "< 1"), (1.0, "1..2"), (2.5, "2..3"), (3.0, ">= 3"),
+                                            (1e6, ">= 3"), (None, MISSING), (math.nan, MISSING)])
 def test_bucket_name(value, expected):
-    assert bucket_name(value, mean=1.0, std=2.0) == expected
+    assert bucket_name(value, (1.0, 2.0, 3.0)) == expected
 
 
 def test_add_buckets_keeps_features_and_adds_bucket():
@@ -42,10 +67,11 @@ def test_add_buckets_keeps_features_and_adds_bucket():
     example = example_pb2.Example()
     example.features.feature["x0"].float_list.value.append(100.0)
     example.features.feature["region"].bytes_list.value.append(b"a")
-    out = example_pb2.Example.FromString(add_buckets(example.SerializeToString(), {"x0": (1.0, 2.0), "x9": (0, 1)}))
+    out = example_pb2.Example.FromString(add_buckets(example.SerializeToString(),
+                                                     {"x0": (1.0, 2.0), "x9": (0.0, 1.0)}))
     features = out.features.feature
     assert features["x0"].float_list.value[0] == 100.0 and features["region"].bytes_list.value[0] == b"a"
-    assert features["x0_bucket"].bytes_list.value[0] == b"z>=1.5"
+    assert features["x0_bucket"].bytes_list.value[0] == b">= 2"
     assert features["x9_bucket"].bytes_list.value[0] == MISSING.encode()  # absent feature
 
 
