@@ -108,6 +108,15 @@ def test_each_make_tune_is_an_execution_gated_against_what_is_served(tuned, tmp_
     assert history[0]["data"]["fingerprint"] == history[2]["data"]["fingerprint"]  # the same file, unchanged
     page = open(os.path.join(run_dir, "history.html"), encoding="utf-8").read()
     assert page.count("<tr>") == 4 and "executions/0003/report/index.html" in page
+    # TFMA's own readers work on every evaluated execution; the default slices include numeric quartiles.
+    import tensorflow_model_analysis as tfma
+
+    for execution in ("0002", "0003"):
+        eval_dir = os.path.join(run_dir, "executions", execution, "evaluation")
+        assert tfma.load_validation_result(eval_dir).validation_ok == (
+            json.load(open(os.path.join(run_dir, "executions", execution, "run.json")))["evaluation"]["blessed"])
+        keys = [key for key, _ in tfma.load_eval_result(eval_dir, model_name="candidate").slicing_metrics]
+        assert sum(1 for key in keys if key and key[0][0].endswith("_bucket")) >= 4
 
 
 def _tree(path):
