@@ -31,7 +31,7 @@ import dataclasses
 import numpy as np
 from sklearn.metrics import average_precision_score, precision_recall_curve
 
-from evaluation.options import EvaluationOptions
+from evaluation.options import AUTO_INTERVALS_MAX_EXAMPLES, EvaluationOptions
 from trainer.threshold import parse_objective
 
 ONE_SIDED_95 = 1.645
@@ -134,7 +134,14 @@ def resolve_gate(options: EvaluationOptions, threshold_objective: str, reference
                 min_recall=options.min_recall, pr_auc_tolerance=pr_auc_tolerance,
                 operating_tolerance=operating_tolerance, operating_metric=operating_metric,
                 precision_floor=precision_floor, recall_floor=recall_floor,
-                num_thresholds=options.num_thresholds, intervals=options.intervals)
+                num_thresholds=options.num_thresholds, intervals=resolve_intervals(options.intervals, labels.size))
+
+
+def resolve_intervals(setting: str, examples: int) -> str:
+    """`auto` -> `jackknife` for test sets up to AUTO_INTERVALS_MAX_EXAMPLES, else `none`."""
+    if setting != "auto":
+        return setting
+    return "jackknife" if examples <= AUTO_INTERVALS_MAX_EXAMPLES else "none"
 
 
 def _standard_error(indices: list[np.ndarray], statistic) -> float:

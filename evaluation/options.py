@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-INTERVALS = ("jackknife", "bootstrap", "none")
+INTERVALS = ("auto", "jackknife", "bootstrap", "none")
+AUTO_INTERVALS_MAX_EXAMPLES = 50_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +39,11 @@ class EvaluationOptions:
         rebinned from one shared 10,000-bucket histogram, so this does not
         change TFMA's run time (docs/benchmarks.md, "Evaluation").
       intervals: TFMA's confidence intervals: `jackknife` (20 buckets),
-        `bootstrap` (Poisson, 20 samples) or `none`.
+        `bootstrap` (Poisson, 20 samples), `none`, or `auto`: jackknife up
+        to `AUTO_INTERVALS_MAX_EXAMPLES` test examples, none above (they
+        multiply TFMA's time by about 3.7, docs/benchmarks.md, and a large
+        test set's intervals are narrow; the gate's margins come from its
+        own bootstrap either way).
       bootstrap_seed: Seed of the gate's paired bootstrap.
       beam_pipeline_args: Passed to `trainer.beam_runner.make_pipeline`.
       report_only: Skip TFMA and rebuild the report from `RUN/evaluation/`.
@@ -62,7 +67,7 @@ class EvaluationOptions:
     precision_floor: float = 0.5
     recall_floor: float = 0.5
     num_thresholds: int = 1000
-    intervals: str = "jackknife"
+    intervals: str = "auto"
     bootstrap_seed: int = 0
     beam_pipeline_args: tuple[str, ...] = ()
     report_only: bool = False

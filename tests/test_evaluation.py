@@ -180,7 +180,7 @@ def test_tfma_intervals_agree_with_a_numpy_bootstrap(evaluated):
 
     from evaluation.predictions import predict_test
 
-    run_dir, summary = evaluated  # the default options: jackknife intervals
+    run_dir, summary = evaluated  # default options: "auto" intervals, jackknife on a test split this small
     assert summary["gate"]["intervals"] == "jackknife"
     candidate = next(m for m in run_models(run_dir) if m.name == "candidate")
     predicted = predict_test(candidate.path, split_pattern(run_dir), run_schema(run_dir))

@@ -114,3 +114,16 @@ def test_metrics_with_confidence_intervals_flatten_to_value_and_bounds():
     intervals = flatten_intervals(raw)
     assert intervals["pr_auc"] == [0.3, 0.5] and "recall" not in intervals
     assert math.isnan(intervals["class1/auc"][0]) and intervals["class1/auc"][1] == 0.9
+
+
+def test_auto_intervals_are_jackknife_on_small_test_sets_only():
+    from evaluation.gate import resolve_intervals
+    from evaluation.options import AUTO_INTERVALS_MAX_EXAMPLES
+
+    assert resolve_intervals("auto", AUTO_INTERVALS_MAX_EXAMPLES) == "jackknife"
+    assert resolve_intervals("auto", AUTO_INTERVALS_MAX_EXAMPLES + 1) == "none"
+    assert resolve_intervals("bootstrap", 10**7) == "bootstrap"
+    with pytest.raises(ValueError, match="intervals must be one of"):
+        from evaluation.options import EvaluationOptions
+
+        EvaluationOptions(intervals="always")
