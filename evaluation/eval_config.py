@@ -30,7 +30,7 @@ Layout of the metrics specs, and why:
   binarized spec yields only `classId:N` sub keys (docs/benchmarks.md), hence the
   separate overall specs above.
 
-Confidence intervals are TFMA's (jackknife over 20 buckets by default, or
+Confidence intervals are TFMA's (jackknife over 20 buckets for small test sets, or
 Poisson bootstrap); TFMA validates point values, so the gate's change
 tolerances are widened for the test set's size before TFMA runs
 (`evaluation.gate`).
