@@ -13,6 +13,8 @@ import pytest
 from trainer.config import RunConfig
 from trainer.synthetic import make_synthetic
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the checkout, for subprocesses' cwd
+
 # The serving tests' fixtures (servers on free loopback ports, references).
 pytest_plugins = ["tests.serving_fixtures"]
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.conftest import REPO
 from trainer.dataset import read_serialized
 
 pytestmark = pytest.mark.slow
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Logical devices must be configured before TensorFlow initialises its runtime,
 # hence a fresh interpreter.

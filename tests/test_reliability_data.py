@@ -23,9 +23,8 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
+from tests.conftest import REPO
 from trainer.ingest import DataError, read_table
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # TensorFlow's C++ logging writes these while it is imported, whatever
 # TF_CPP_MIN_LOG_LEVEL says; they are not the program's own output.

@@ -21,10 +21,9 @@ import requests
 
 from serving.app import ServerOptions, start
 from serving.versions import list_versions
+from tests.conftest import REPO
 from tests.serving_fixtures import MODEL, feature_inputs, post, rest_url
 from tests.test_reliability_data import tree
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 _EXPORT_LOOP = r"""
 import sys

@@ -38,6 +38,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from serving.app import ServerOptions
 from serving.server import _parser
 from serving.versions import VersionManager
+from tests.conftest import REPO
 from tests.serving_fixtures import (
     MODEL,
     assert_close,
@@ -51,7 +52,6 @@ from tests.serving_fixtures import (
     serialize,
 )
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CATEGORICAL = ("region", "channel", "merchant")
 FUZZ = settings(max_examples=200, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])

@@ -13,9 +13,8 @@ import requests
 from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
 
 from serving.server import main
+from tests.conftest import REPO
 from tests.serving_fixtures import MODEL, free_port
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_bad_flags_exit_nonzero():
@@ -32,7 +31,7 @@ def test_server_process_serves_rest_and_grpc_and_stops_on_sigterm(tiny_run):
                f"--model_base_path={os.path.join(config.output_dir, 'serving_model')}",
                f"--port={grpc_port}", f"--rest_api_port={rest_port}", "--enable_batching",
                "--max_batch_size=16", "--batch_timeout_micros=1000", "--file_system_poll_wait_seconds=1"]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     try:
         url = f"http://127.0.0.1:{rest_port}/v1/models/{MODEL}"

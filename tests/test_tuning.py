@@ -12,13 +12,12 @@ import sys
 import keras_tuner as kt
 import pytest
 
-from tests.conftest import tiny_config
+from tests.conftest import REPO, tiny_config
 from tuning import task
 from tuning.pipeline import run_tuning
 from tuning.results import load_best_hyperparameters
 
 pytestmark = pytest.mark.slow
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _first(run_dir):
