@@ -33,3 +33,16 @@ def test_round_trip_and_frozen():
 def test_tuning_objectives():
     assert parse_tuning_objective("pr_auc") == ("pr_auc", None)
     assert parse_tuning_objective("recall_at_precision:0.5") == ("recall_at_precision", 0.5)
+
+
+def test_both_objective_parsers_share_one_rule_for_p_and_r():
+    from trainer.config import ConfigError
+    from trainer.threshold import parse_objective
+
+    for bad in ("0", "1.5", "-0.2", "x"):
+        with pytest.raises(ConfigError):
+            parse_tuning_objective(f"recall_at_precision:{bad}")
+        with pytest.raises(ConfigError):
+            parse_objective(f"recall_at_precision:{bad}")
+    assert parse_tuning_objective("recall_at_precision:1") == ("recall_at_precision", 1.0)
+    assert parse_objective("precision_at_recall:1").value == 1.0

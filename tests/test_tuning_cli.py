@@ -22,7 +22,7 @@ def _snapshot(root):
 
 @pytest.mark.parametrize("extra,message", [
     (["--objective", "recall"], "unknown tuning objective"),
-    (["--objective", "recall_at_precision:2"], "strictly between 0 and 1"),
+    (["--objective", "recall_at_precision:2"], "must be in (0, 1]"),
     (["--max-trials", "0"], "max_trials must be at least 1"),
     (["--tuning-epochs", "0"], "epochs must be at least 1"),
 ])

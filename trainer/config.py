@@ -153,21 +153,21 @@ def parse_tuning_objective(spec: str) -> tuple[str, float | None]:
         return "pr_auc", None
     name, _, value = spec.partition(":")
     if name == "recall_at_precision" and value:
-        precision = _fraction(spec, value)
-        return name, precision
+        return name, parse_fraction(spec, value)
     raise ConfigError(
         f"unknown tuning objective {spec!r}: use 'pr_auc' or 'recall_at_precision:P' "
         "(plain recall at 0.5 is not offered: it rewards ever-larger weights)"
     )
 
 
-def _fraction(spec: str, value: str) -> float:
+def parse_fraction(spec: str, value: str) -> float:
+    """The P or R of an objective spec: a number in (0, 1] (the one rule for both kinds of objective)."""
     try:
         number = float(value)
     except ValueError:
         raise ConfigError(f"{spec!r}: {value!r} is not a number") from None
-    if not 0.0 < number < 1.0:
-        raise ConfigError(f"{spec!r}: {number} must be strictly between 0 and 1")
+    if not 0.0 < number <= 1.0:
+        raise ConfigError(f"{spec!r}: {number} must be in (0, 1]")
     return number
 
 

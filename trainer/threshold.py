@@ -33,17 +33,17 @@ class ThresholdChoice:
 
 def parse_objective(spec: str) -> Objective:
     """Parses `recall_at_precision:P`, `precision_at_recall:R`, `f1`, `fbeta:B`."""
-    from trainer.config import ConfigError
+    from trainer.config import ConfigError, parse_fraction
 
     name, _, value = spec.partition(":")
     if name == "f1" and not value:
         return Objective("fbeta", 1.0)
+    if name in ("recall_at_precision", "precision_at_recall") and value:
+        return Objective(name, parse_fraction(spec, value))
     try:
         number = float(value)
     except ValueError:
         number = float("nan")
-    if name in ("recall_at_precision", "precision_at_recall") and 0.0 < number <= 1.0:
-        return Objective(name, number)
     if name == "fbeta" and number > 0:
         return Objective("fbeta", number)
     raise ConfigError(
