@@ -15,9 +15,14 @@ import pytest
 from tests.conftest import REPO, tiny_config
 from tuning import task
 from tuning.pipeline import run_tuning
-from tuning.results import load_best_hyperparameters
 
 pytestmark = pytest.mark.slow
+
+
+def load_best_hyperparameters(path):
+    """`best_hyperparameters.json` back through keras-tuner's own `from_config` (the round trip under test)."""
+    with open(path) as handle:
+        return kt.HyperParameters.from_config(json.load(handle))
 
 
 def _first(run_dir):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 
 import keras_tuner as kt
 
@@ -41,11 +40,6 @@ def write_best_hyperparameters(tuner: kt.Tuner, path: str) -> kt.HyperParameters
         raise RuntimeError("the search finished without a successful trial; see the trial logs in RUN/tuning")
     write_json_atomically(path, best[0].get_config())
     return best[0]
-
-
-def load_best_hyperparameters(path: str) -> kt.HyperParameters:
-    with open(path) as handle:
-        return kt.HyperParameters.from_config(json.load(handle))
 
 
 def best_of_other_family(tuner: kt.Tuner, best: kt.HyperParameters) -> dict | None:
