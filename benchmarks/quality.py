@@ -146,16 +146,18 @@ def overview(table: dict, contenders: list[str], datasets: list[str]) -> dict:
     """Per contender over `datasets`: mean of the per-dataset means of each metric, and the spread.
 
     The spread is the seed-to-seed standard deviation of PR-AUC on a dataset,
-    averaged over the datasets (None with a single seed). A metric missing on
-    any of the datasets is None.
+    averaged over the datasets that have more than one seed (None when none
+    has); `spread_datasets` counts them. A metric missing on any of the
+    datasets is None.
     """
     result = {}
     for name in contenders:
         cells = [table[d][name] for d in datasets]
         entry = {m: (float(np.mean([c[m]["mean"] for c in cells])) if cells and all(m in c for c in cells) else None)
                  for m in (*METRICS, "train_seconds")}
-        multi = cells and all(c["pr_auc"]["n"] > 1 for c in cells)
-        entry["pr_auc_spread"] = float(np.mean([c["pr_auc"]["std"] for c in cells])) if multi else None
+        multi = [c for c in cells if c["pr_auc"]["n"] > 1]
+        entry["pr_auc_spread"] = float(np.mean([c["pr_auc"]["std"] for c in multi])) if multi else None
+        entry["spread_datasets"] = len(multi)
         entry["datasets"] = len(cells)
         result[name] = entry
     return result

@@ -177,7 +177,8 @@ def summary_block(table_: dict, contenders: list[str], datasets: list[str], budg
                 if missing else "") + ".")
     parts = [scope + " Mean PR-AUC, recall, precision and Brier are means over datasets of the per-dataset means; "
              "the spread is the seed-to-seed standard deviation of PR-AUC on a dataset, averaged over the "
-             "datasets; the PR-AUC rank is the mean rank over datasets (1 = best, ties share their average "
+             "datasets with more than one seed; the PR-AUC rank is the mean rank over datasets (1 = best, ties "
+             "share their average "
              "rank), with the number of datasets won in brackets.", ""]
     stats = overview(table_, contenders, datasets)
     rank = ranks(table_, contenders, datasets)

@@ -98,6 +98,13 @@ def test_metrics_missing_from_old_records_are_left_out():
     assert "recall_at_threshold" not in quality.ranks(table) and "pr_auc" in quality.ranks(table)
 
 
+def test_spread_averages_the_datasets_that_have_several_seeds():
+    table = quality.aggregate(_records({("d1", "a"): [0.9, 0.7, 0.8], ("d2", "a"): [0.4]}), ["d1", "d2"])
+    stats = quality.overview(table, ["a"], ["d1", "d2"])
+    assert stats["a"]["pr_auc_spread"] == pytest.approx(np.std([0.9, 0.7, 0.8]))  # d2's single seed left out
+    assert stats["a"]["spread_datasets"] == 1
+
+
 def test_recall_and_precision_at_threshold():
     labels = np.array([1, 1, 0, 1, 0, 0, 0, 0])
     scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2])
