@@ -144,7 +144,8 @@ def test_value_threshold_on_recall_fails_the_candidate(evaluated, tmp_path, tiny
     from evaluation.task import main
 
     run_dir = copy_run(tiny_run, tmp_path)
-    code = main(["--run", run_dir, "--slice-features", "region", "--min-recall", "0.999", "--pr-auc-tolerance", "1"])
+    code = main(["--run", run_dir, "--slice-features", "region", "--min-recall", "0.999", "--pr-auc-tolerance", "1",
+                 "--intervals", "none"])
     assert code == 1
     with open(os.path.join(run_dir, "evaluation", "NOT_BLESSED")) as handle:
         assert "candidate recall" in handle.read()
@@ -162,7 +163,7 @@ def test_a_tree_family_blend_evaluates_in_tfma_like_a_neural_model(tiny_run, tmp
     summary = train_and_export(config, values={"model_family": "trees"}, blend_values={"model_family": "neural"})
     assert summary["model_family"] in ("trees", "neural") and "blend" in summary
     assert summary["version_dir"].endswith(os.path.join("serving_model", "2"))
-    evaluation = run_evaluation(run_dir, EvaluationOptions(min_recall=0.0))
+    evaluation = run_evaluation(run_dir, EvaluationOptions(min_recall=0.0, intervals="none"))
     predicted = predict_test(summary["version_dir"], split_pattern(run_dir), run_schema(run_dir))
     expected = average_precision_score(predicted["labels"], predicted["scores"])
     assert abs(evaluation["metrics"]["candidate"]["pr_auc"] - expected) < PR_AUC_TOLERANCE

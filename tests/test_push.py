@@ -22,6 +22,8 @@ from tuning.push import PUSH_FILE, push, served_model
 pytestmark = pytest.mark.slow
 # Change thresholds cannot fail with these: the scenarios that use them test value thresholds alone.
 NO_CHANGE_CHECK = dict(pr_auc_tolerance=1.0, operating_tolerance=1.0)
+# TFMA's intervals (tested in test_evaluation) would only triple each pipeline's time here.
+FAST = dict(slice_features=(), intervals="none")
 
 
 def tree_digest(path: str) -> str:
@@ -68,7 +70,7 @@ def test_worse_candidate_is_not_pushed_and_the_served_version_is_untouched(tiny_
 
     broken = save_random_model(str(tmp_path / "random_model"))
     summary = run_evaluation(run_dir, EvaluationOptions(
-        slice_features=(), candidate_dir=broken, candidate_threshold=0.5,
+        **FAST, candidate_dir=broken, candidate_threshold=0.5,
         served_dir=served.path, served_threshold=served.threshold))
     assert not summary["blessed"]
     assert any("pr_auc change vs the reference" in f for f in summary["failures"]), summary["failures"]
@@ -89,7 +91,7 @@ def test_better_candidate_becomes_the_next_version(tiny_run, tmp_path):
     # The candidate is the run's own export (version 1), not the broken model now served as version 2.
     # Also the multi-process DirectRunner path of TFMA's pipeline.
     summary = run_evaluation(run_dir, EvaluationOptions(
-        slice_features=(), candidate_dir=os.path.join(run_dir, "serving_model", "1"),
+        **FAST, candidate_dir=os.path.join(run_dir, "serving_model", "1"),
         served_dir=served.path, served_threshold=served.threshold,
         beam_pipeline_args=("--direct_num_workers=2", "--direct_running_mode=multi_processing")))
     assert summary["blessed"], summary["failures"]
@@ -124,7 +126,7 @@ def test_a_model_predicting_the_prior_fails_on_value_thresholds_alone(tiny_run, 
     config = tiny_run[0]
     counts = tiny_run[1]["class_counts"]["train"]
     prior_model = save_prior_model(str(tmp_path / "prior_model"), counts[1] / sum(counts))
-    summary = run_evaluation(run_dir, EvaluationOptions(slice_features=(), candidate_dir=prior_model,
+    summary = run_evaluation(run_dir, EvaluationOptions(**FAST, candidate_dir=prior_model,
                                                         candidate_threshold=0.5, **NO_CHANGE_CHECK))
     assert config.threshold_objective.startswith("recall_at_precision")
     assert not summary["blessed"]
