@@ -79,6 +79,7 @@ def write_report(inputs: ReportInputs, out_dir: str) -> str:
     body = [f"<h1>Evaluation report: {html.escape(labels[names[0]])} model"
             + (" vs " + html.escape(" and ".join(others)) if others else "") + "</h1>", _verdict(inputs)]
     body += _headline(inputs, names, labels)
+    body.append(_model_card(inputs))
     images = _figures(inputs, names, labels, out_dir)
     body.append("<h2>Precision-recall and ROC curves (test split, TFMA)</h2>")
     body.append(_img(images["curves"], "PR and ROC curves"))
@@ -104,6 +105,51 @@ def write_report(inputs: ReportInputs, out_dir: str) -> str:
     path = os.path.join(out_dir, "index.html")
     write_text_atomically(path, page)
     return path
+
+
+def _model_card(inputs: ReportInputs) -> str:
+    """A model card (Mitchell et al. 2019, in brief): use, data, metrics with intervals, limits, decision."""
+    weighted = inputs.run_json.get("weighted", {})
+    config = inputs.run_json.get("config", {})
+    counts = weighted.get("class_counts", {})
+    rows = "".join(f"<tr><td class='name'>{html.escape(split)}</td><td>{_count(float(pair[0]))}</td>"
+                   f"<td>{_count(float(pair[1]))}</td><td>{_fmt(pair[1] / max(sum(pair), 1), 4)}</td></tr>"
+                   for split, pair in counts.items())
+    overall = inputs.results[inputs.models[0].name].overall
+    intervals = inputs.results[inputs.models[0].name].overall_intervals
+    test_positives = counts.get("test", [0, 0])[1]
+
+    def with_interval(key: str) -> str:
+        low_high = intervals.get(key)
+        suffix = f" (95% interval {_fmt(low_high[0], 3)}–{_fmt(low_high[1], 3)})" if low_high else ""
+        return _fmt(overall.get(key)) + suffix
+
+    limits = [f"The test split holds {test_positives:,} minority examples; metrics on slices with fewer than "
+              f"{MIN_RANKED_POSITIVES} are not ranked."]
+    if test_positives < 50:
+        limits.append("With fewer than 50 test positives, one positive more or less moves PR-AUC noticeably: "
+                      "read the intervals, not the point values.")
+    limits.append("Probabilities are corrected for the class weighting and calibrated on held-out data from the "
+                  "same distribution; a shift in the minority rate after deployment changes precision at the "
+                  "threshold.")
+    decision = (f"{inputs.verdict.marker}: " + ("every check passed." if inputs.verdict.blessed
+                                                 else f"{len(inputs.verdict.failures)} check(s) failed (above)."))
+    return ("<h2>Model card</h2><table>"
+            f"<tr><td class='name'>intended use</td><td class='name'>score examples for the minority class "
+            f"(label {html.escape(str(config.get('label') or 'label'))} = 1) and flag those at or above the "
+            f"threshold {_fmt(weighted.get('threshold', {}).get('value'))}, chosen for "
+            f"{html.escape(str(config.get('threshold_objective', '')))}</td></tr>"
+            f"<tr><td class='name'>model</td><td class='name'>{html.escape(str(weighted.get('model_family', '')))}"
+            f", loss {html.escape(str(weighted.get('loss', '')))}, class weight ratio "
+            f"{_fmt(weighted.get('weight_ratio'), 3)}</td></tr>"
+            f"<tr><td class='name'>data</td><td class='name'>{html.escape(str(config.get('data', '')))}</td></tr>"
+            f"<tr><td class='name'>test metrics (TFMA)</td><td class='name'>PR-AUC {with_interval('pr_auc')}; "
+            f"recall {with_interval('recall')} and precision {with_interval('precision')} at the threshold</td></tr>"
+            f"<tr><td class='name'>gate decision</td><td class='name'>{html.escape(decision)}</td></tr>"
+            f"<tr><td class='name'>limitations</td><td class='name'>{'<br>'.join(html.escape(x) for x in limits)}"
+            "</td></tr></table>"
+            "<table><tr><th class='name'>split</th><th>class 0</th><th>class 1</th><th>positive rate</th></tr>"
+            f"{rows}</table>")
 
 
 def _img(filename: str, alt: str) -> str:

@@ -6,6 +6,7 @@ see each other's `evaluation/` output.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -103,6 +104,10 @@ def test_report_renders_with_every_image(evaluated):
     assert "<script" not in page and "http" not in page  # static, no network
     assert ("NOT_BLESSED" in page) != summary["blessed"]
     assert "target = 0" in page and "weighted" in page
+    # The model card: the class balance of every split, from run.json, and the gate's decision.
+    counts = json.load(open(os.path.join(run_dir, "run.json")))["weighted"]["class_counts"]
+    assert "Model card" in page and f"<td>{counts['test'][1]:,}</td>" in page
+    assert ("BLESSED: every check passed" in page) == summary["blessed"]
 
 
 def test_report_renders_in_a_headless_browser(evaluated, tmp_path):
