@@ -72,6 +72,36 @@ def confusion_matrices(matrices: dict[str, dict], labels: dict[str, str], path: 
     return _save(figure, path)
 
 
+def threshold_explorer(curve: dict[str, list[float]], chosen: float, cost_ratio: float | None, path: str) -> str:
+    """Precision, recall and F1 (and expected cost, for a cost objective) against the threshold.
+
+    Args:
+      curve: TFMA's ConfusionMatrixPlot points (`evaluation.results`), with counts.
+      chosen: The model's decision threshold (a vertical line).
+      cost_ratio: cost_fn / cost_fp of a `cost:FN:FP` objective, or None.
+    """
+    import numpy as np
+
+    t = np.asarray(curve["threshold"], dtype=float)
+    precision, recall = np.asarray(curve["precision"]), np.asarray(curve["recall"])
+    f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
+    figure, axis = plt.subplots(figsize=(8, 4))
+    for values, name, color in ((precision, "precision", "#2980b9"), (recall, "recall", "#c0392b"),
+                                (f1, "F1", "#27ae60")):
+        axis.plot(t, values, color=color, label=name)
+    axis.axvline(chosen, color="black", linestyle="--", linewidth=1, label=f"threshold {chosen:.3f}")
+    axis.set_xlabel("threshold on the minority probability")
+    axis.set_ylim(0, 1.02)
+    axis.set_xlim(0, 1)
+    if cost_ratio is not None:
+        cost = cost_ratio * np.asarray(curve["fn"]) + np.asarray(curve["fp"])  # in units of one false alarm
+        twin = axis.twinx()
+        twin.plot(t, cost, color="#7f8c8d", linestyle=":", label="expected cost")
+        twin.set_ylabel("expected cost (false-alarm units)")
+    axis.legend(loc="lower left", fontsize=8)
+    return _save(figure, path)
+
+
 def reliability(tables: dict[str, dict[str, dict]], labels: dict[str, str], path: str) -> str:
     """Reliability diagrams: before (sigmoid of logit) and after calibration, per model.
 

@@ -83,6 +83,11 @@ def write_report(inputs: ReportInputs, out_dir: str) -> str:
     images = _figures(inputs, names, labels, out_dir)
     body.append("<h2>Precision-recall and ROC curves (test split, TFMA)</h2>")
     body.append(_img(images["curves"], "PR and ROC curves"))
+    body.append("<h2>Threshold explorer: the weighted model on the test split (TFMA)</h2>"
+                "<p class='note'>Precision, recall and F1 at every threshold; the dashed line is the threshold"
+                " chosen on held-out data. With a cost objective (<code>--cost-fn/--cost-fp</code>) the dotted"
+                " line is the expected cost.</p>")
+    body.append(_img(images["thresholds"], "threshold explorer"))
     body.append("<h2>Confusion matrices at each model's threshold (TFMA)</h2>")
     body.append(_img(images["confusion"], "confusion matrices"))
     body.append("<h2>Calibration (reliability on test)</h2>"
@@ -150,6 +155,14 @@ def _model_card(inputs: ReportInputs) -> str:
             "</td></tr></table>"
             "<table><tr><th class='name'>split</th><th>class 0</th><th>class 1</th><th>positive rate</th></tr>"
             f"{rows}</table>")
+
+
+def _cost_ratio(run_json: dict) -> float | None:
+    """cost_fn / cost_fp when the run's threshold objective is `cost:FN:FP`, else None."""
+    from trainer.threshold import parse_objective
+
+    objective = parse_objective(run_json.get("config", {}).get("threshold_objective", "f1"))
+    return objective.value if objective.kind == "cost" else None
 
 
 def _img(filename: str, alt: str) -> str:
@@ -260,6 +273,8 @@ def _figures(inputs: ReportInputs, names: list[str], labels: dict[str, str], out
         "confusion": plots.confusion_matrices({n: inputs.results[n].overall for n in names}, labels,
                                               target("confusion.png")),
         "reliability": plots.reliability(inputs.reliability, labels, target("calibration.png")),
+        "thresholds": plots.threshold_explorer(inputs.results[names[0]].curve, inputs.models[0].threshold,
+                                               _cost_ratio(inputs.run_json), target("thresholds.png")),
     }
     if inputs.trials:
         files["trials"] = plots.trials(inputs.trials, target("trials.png"))

@@ -146,7 +146,7 @@ def _matrix(value: dict) -> dict[str, float]:
 
 
 def _curve(plot: dict) -> dict[str, list[float]]:
-    curve = {"threshold": [], "precision": [], "recall": [], "fpr": []}
+    curve = {"threshold": [], "precision": [], "recall": [], "fpr": [], "tp": [], "fp": [], "fn": []}
     for matrix in plot.get("matrices", []):
         tp, fp = float(matrix.get("truePositives", 0.0)), float(matrix.get("falsePositives", 0.0))
         fn, tn = float(matrix.get("falseNegatives", 0.0)), float(matrix.get("trueNegatives", 0.0))
@@ -156,6 +156,9 @@ def _curve(plot: dict) -> dict[str, list[float]]:
         curve["precision"].append(tp / (tp + fp) if tp + fp > 0 else 1.0)
         curve["recall"].append(tp / (tp + fn) if tp + fn > 0 else math.nan)
         curve["fpr"].append(fp / (fp + tn) if fp + tn > 0 else math.nan)
+        curve["tp"].append(tp)
+        curve["fp"].append(fp)
+        curve["fn"].append(fn)
     return curve
 
 

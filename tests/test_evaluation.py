@@ -96,7 +96,7 @@ def test_report_renders_with_every_image(evaluated):
     with open(report, encoding="utf-8") as handle:
         page = handle.read()
     sources = re.findall(r"<img src='([^']+)'", page)
-    assert {"pr_roc.png", "confusion.png", "calibration.png", "training.png"} <= set(sources)
+    assert {"pr_roc.png", "confusion.png", "calibration.png", "training.png", "thresholds.png"} <= set(sources)
     for source in sources:
         path = os.path.join(os.path.dirname(report), source)
         with open(path, "rb") as handle:

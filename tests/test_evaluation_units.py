@@ -127,3 +127,17 @@ def test_auto_intervals_are_jackknife_on_small_test_sets_only():
         from evaluation.options import EvaluationOptions
 
         EvaluationOptions(intervals="always")
+
+
+def test_threshold_explorer_draws_with_and_without_a_cost_objective(tmp_path):
+    from evaluation import plots
+    from evaluation.report import _cost_ratio
+
+    curve = {"threshold": [0.1, 0.5, 0.9], "precision": [0.2, 0.5, 1.0], "recall": [1.0, 0.6, 0.1],
+             "tp": [10.0, 6.0, 1.0], "fp": [40.0, 6.0, 0.0], "fn": [0.0, 4.0, 9.0]}
+    for ratio in (None, 10.0):
+        path = plots.threshold_explorer(curve, 0.5, ratio, str(tmp_path / f"t{ratio}.png"))
+        with open(path, "rb") as handle:
+            assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert _cost_ratio({"config": {"threshold_objective": "cost:25:2"}}) == 12.5
+    assert _cost_ratio({"config": {"threshold_objective": "recall_at_precision:0.5"}}) is None

@@ -72,3 +72,32 @@ def test_unreachable_floor_falls_back_to_f1_with_warning(rng):
 def test_bad_objective_is_rejected(spec):
     with pytest.raises(ConfigError):
         parse_objective(spec)
+
+
+@pytest.mark.parametrize("cost_fn,cost_fp", [(10.0, 1.0), (1.0, 1.0), (3.0, 7.0)])
+def test_cost_objective_minimizes_expected_cost_like_a_brute_force_search(cost_fn, cost_fp):
+    rng = np.random.default_rng(5)
+    labels = (rng.random(400) < 0.1).astype(int)
+    scores = np.round(rng.random(400) * 0.6 + 0.4 * labels, 2)  # ties on purpose
+    choice = choose_threshold(labels, scores, f"cost:{cost_fn:g}:{cost_fp:g}")
+    candidates = np.unique(scores)[::-1]  # highest first: ties in cost go to the highest threshold
+    costs = [cost_fn * np.sum((scores < t) & (labels == 1)) + cost_fp * np.sum((scores >= t) & (labels == 0))
+             for t in candidates]
+    assert choice.threshold == candidates[int(np.argmin(costs))]
+    assert not choice.fallback
+
+
+@pytest.mark.parametrize("spec", ["cost", "cost:1", "cost:0:1", "cost:a:b", "cost:1:2:3"])
+def test_bad_cost_objectives_are_refused(spec):
+    from trainer.config import ConfigError
+
+    with pytest.raises(ConfigError, match="cost:FN:FP"):
+        parse_objective(spec)
+
+
+def test_cost_flags_become_the_cost_objective():
+    from trainer.task import parse_args
+
+    assert parse_args(["--cost-fn", "25"]).threshold_objective == "cost:25:1"
+    assert parse_args(["--cost-fn", "5", "--cost-fp", "2"]).threshold_objective == "cost:5:2"
+    assert parse_args([]).threshold_objective == "recall_at_precision:0.5"

@@ -42,7 +42,11 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--early-stopping", choices=EARLY_STOPPING, default=DEFAULTS.early_stopping,
                         help="validation metric early stopping watches")
     parser.add_argument("--threshold-objective", default=DEFAULTS.threshold_objective,
-                        help="recall_at_precision:P | precision_at_recall:R | f1 | fbeta:B")
+                        help="recall_at_precision:P | precision_at_recall:R | f1 | fbeta:B | cost:FN:FP")
+    parser.add_argument("--cost-fn", type=float, default=None,
+                        help="cost of a missed positive: with --cost-fp, the threshold minimizes the expected cost "
+                             "on held-out data (the same as --threshold-objective cost:FN:FP; default 1 each)")
+    parser.add_argument("--cost-fp", type=float, default=None, help="cost of a false alarm (see --cost-fn)")
     parser.add_argument("--calibration", choices=CALIBRATIONS, default=DEFAULTS.calibration)
     parser.add_argument("--synthetic-rows", type=int, nargs=2, default=DEFAULTS.synthetic_rows,
                         metavar=("NEGATIVES", "POSITIVES"))
@@ -62,11 +66,18 @@ def common_values(args: argparse.Namespace) -> dict:
         "data": args.data, "label": args.label, "positive_label": args.positive_label,
         "output_dir": args.output_dir, "seed": args.seed, "epochs": args.epochs, "patience": args.patience,
         "early_stopping": args.early_stopping,
-        "threshold_objective": args.threshold_objective, "calibration": args.calibration,
+        "threshold_objective": threshold_objective(args), "calibration": args.calibration,
         "synthetic_rows": tuple(args.synthetic_rows),
         "beam_pipeline_args": tuple(shlex.split(args.beam_pipeline_args)), "verbose": args.verbose,
         "distribute": args.distribute, "selection": args.selection, "cv_folds": args.cv_folds,
     }
+
+
+def threshold_objective(args: argparse.Namespace) -> str:
+    """`--threshold-objective`, or `cost:FN:FP` when either cost flag is given."""
+    if args.cost_fn is None and args.cost_fp is None:
+        return args.threshold_objective
+    return f"cost:{1.0 if args.cost_fn is None else args.cost_fn:g}:{1.0 if args.cost_fp is None else args.cost_fp:g}"
 
 
 def parse_args(argv: list[str] | None = None) -> RunConfig:

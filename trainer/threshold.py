@@ -18,8 +18,8 @@ class ThresholdWarning(UserWarning):
 
 @dataclasses.dataclass(frozen=True)
 class Objective:
-    kind: str  # recall_at_precision | precision_at_recall | fbeta
-    value: float  # the floor (precision or recall), or beta for fbeta
+    kind: str  # recall_at_precision | precision_at_recall | fbeta | cost
+    value: float  # the floor (precision or recall), beta for fbeta, or cost_fn / cost_fp for cost
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,7 +32,11 @@ class ThresholdChoice:
 
 
 def parse_objective(spec: str) -> Objective:
-    """Parses `recall_at_precision:P`, `precision_at_recall:R`, `f1`, `fbeta:B`."""
+    """Parses `recall_at_precision:P`, `precision_at_recall:R`, `f1`, `fbeta:B` or `cost:FN:FP`.
+
+    `cost:FN:FP` minimizes the expected cost FN x (missed positives) + FP x
+    (false alarms); only the ratio FN / FP matters.
+    """
     from trainer.config import ConfigError, parse_fraction
 
     name, _, value = spec.partition(":")
@@ -40,6 +44,10 @@ def parse_objective(spec: str) -> Objective:
         return Objective("fbeta", 1.0)
     if name in ("recall_at_precision", "precision_at_recall") and value:
         return Objective(name, parse_fraction(spec, value))
+    if name == "cost":
+        costs = _positive_numbers(value.split(":"))
+        if len(costs) == 2:
+            return Objective("cost", costs[0] / costs[1])
     try:
         number = float(value)
     except ValueError:
@@ -48,7 +56,7 @@ def parse_objective(spec: str) -> Objective:
         return Objective("fbeta", number)
     raise ConfigError(
         f"unknown threshold objective {spec!r}: use recall_at_precision:P, "
-        "precision_at_recall:R, f1 or fbeta:B"
+        "precision_at_recall:R, f1, fbeta:B or cost:FN:FP"
     )
 
 
@@ -82,6 +90,15 @@ def choose_threshold(labels: np.ndarray, scores: np.ndarray, spec: str) -> Thres
     if objective.kind == "fbeta":
         index = _best_fbeta(precision, recall, objective.value)
         return _choice(thresholds, precision, recall, index, spec, fallback=False)
+    if objective.kind == "cost":
+        positives = float(np.sum(labels))
+        true_pos = recall * positives  # [K]
+        # Examples flagged at each threshold (score >= t): a count precision cannot give when it is 0.
+        flagged = np.searchsorted(np.sort(-np.asarray(scores, dtype=np.float64).ravel()), -thresholds, side="right")
+        cost = objective.value * (positives - true_pos) + (flagged - true_pos)  # in units of one false alarm
+        # The lowest expected cost; among ties the highest threshold (argmin takes the first).
+        index = int(np.argmin(cost))
+        return _choice(thresholds, precision, recall, index, spec, fallback=False)
     if objective.kind == "recall_at_precision":
         feasible, target = precision >= objective.value, recall
     else:
@@ -98,6 +115,14 @@ def choose_threshold(labels: np.ndarray, scores: np.ndarray, spec: str) -> Thres
     # Best target; among ties the highest threshold (fewest false alarms).
     index = candidates[np.argmax(target[candidates])]
     return _choice(thresholds, precision, recall, index, spec, fallback=False)
+
+
+def _positive_numbers(parts: list[str]) -> list[float]:
+    try:
+        numbers = [float(part) for part in parts]
+    except ValueError:
+        return []
+    return numbers if all(n > 0 for n in numbers) else []
 
 
 def _best_fbeta(precision: np.ndarray, recall: np.ndarray, beta: float) -> int:
