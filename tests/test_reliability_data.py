@@ -240,3 +240,14 @@ def test_short_csv_row_is_refused_not_padded_with_missing_values(tmp_path):
     path.write_text("x,region,y\n1.5,north,0\n\n3.5,,1\n\"a\nb\",2,0\n")  # blank lines and quoted newlines are fine
     frame = read_table(str(path))
     assert frame.shape == (3, 3) and pd.isna(frame["region"][1])
+
+
+def test_truncated_tfrecord_names_the_record_not_tensorflow_internals(tmp_path):
+    path = str(tmp_path / "d.tfrecord")
+    _truncated_tfrecord(path)  # 40 records, the last one cut
+    with pytest.raises(DataError) as info:
+        read_table(path)
+    message = str(info.value)
+    assert message.startswith(f"cannot read {path}: record 40 is corrupt or truncated")
+    assert "39 records before it were read" in message
+    assert "function_node" not in message and "[Op:" not in message and "\n" not in message

@@ -168,10 +168,21 @@ def _read_tfrecord(path: str) -> pd.DataFrame:
 
     compression = "GZIP" if path.lower().endswith(".gz") else ""
     rows = []
-    for record in tf.data.TFRecordDataset(path, compression_type=compression).as_numpy_iterator():
-        example = tf.train.Example.FromString(record)
-        rows.append({name: _feature_value(name, feature) for name, feature in example.features.feature.items()})
+    try:
+        for record in tf.data.TFRecordDataset(path, compression_type=compression).as_numpy_iterator():
+            example = tf.train.Example.FromString(record)
+            rows.append({name: _feature_value(name, feature) for name, feature in example.features.feature.items()})
+    except tf.errors.OpError as error:  # says which record, without TensorFlow's op and function names
+        raise DataError(f"cannot read {path}: record {len(rows) + 1} is corrupt or truncated "
+                        f"({tf_error_reason(error)}); {len(rows)} records before it were read") from None
     return pd.DataFrame(rows)
+
+
+def tf_error_reason(error) -> str:
+    """A TensorFlow error's own reason: no `{{function_node ...}}` prefix, no `[Op:...]` suffix."""
+    text = " ".join(str(error.message).split())
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)
+    return re.sub(r"\s*\[Op:[^\]]*\].*$", "", text).strip() or type(error).__name__
 
 
 def _feature_value(name: str, feature):
