@@ -16,8 +16,8 @@ DEFAULTS = EvaluationOptions()
 def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("push gate (TFMA thresholds; docs/design.md §9)")
     group.add_argument("--slice-features", default=None,
-                       help="comma-separated features to slice by (numeric ones are bucketed); "
-                            "default: categoricals with at most 20 values")
+                       help="comma-separated features to slice by (numeric ones by training quartiles); "
+                            "default: categoricals with at most 20 values and the two most informative numerics")
     group.add_argument("--min-recall", type=float, default=DEFAULTS.min_recall,
                        help="bless only if the candidate's minority recall at its threshold is at least this")
     group.add_argument("--min-precision", type=float, default=DEFAULTS.min_precision,

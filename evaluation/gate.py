@@ -102,8 +102,7 @@ def resolve_gate(options: EvaluationOptions, threshold_objective: str, reference
     """
     candidate = predictions["candidate"]
     labels, scores, t = candidate["labels"], candidate["scores"], thresholds["candidate"]
-    rng = np.random.default_rng(options.bootstrap_seed)
-    indices = [rng.integers(0, labels.size, labels.size) for _ in range(BOOTSTRAP_SAMPLES)]
+    indices = _Resamples(labels.size, options.bootstrap_seed)
     objective = parse_objective(threshold_objective)
     min_precision = options.min_precision
     if min_precision is None and objective.kind == "recall_at_precision":
@@ -144,7 +143,23 @@ def resolve_intervals(setting: str, examples: int) -> str:
     return "jackknife" if examples <= AUTO_INTERVALS_MAX_EXAMPLES else "none"
 
 
-def _standard_error(indices: list[np.ndarray], statistic) -> float:
+class _Resamples:
+    """The same BOOTSTRAP_SAMPLES resamples of N indices on every iteration (paired statistics).
+
+    Drawn again from the seed each time rather than kept: 200 index arrays of
+    a large test split would hold 200 x N int64 in memory.
+    """
+
+    def __init__(self, size: int, seed: int):
+        self.size, self.seed = size, seed
+
+    def __iter__(self):
+        rng = np.random.default_rng(self.seed)
+        for _ in range(BOOTSTRAP_SAMPLES):
+            yield rng.integers(0, self.size, self.size)
+
+
+def _standard_error(indices: _Resamples, statistic) -> float:
     values = np.array([statistic(i) for i in indices])
     values = values[np.isfinite(values)]
     return float(values.std(ddof=1)) if values.size > 1 else 0.0

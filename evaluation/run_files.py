@@ -13,7 +13,7 @@ import json
 import os
 
 from trainer.export import list_versions
-from trainer.layout import MODEL_DIRS
+from trainer.layout import MODEL_DIRS, RUN_JSON, read_run_json
 from trainer.schema import Schema, load_schema
 
 # TFMA model names: the weighted candidate, its unweighted twin and the model
@@ -53,11 +53,11 @@ def latest_version(base: str) -> str:
 
 
 def load_run_json(run_dir: str) -> dict:
-    path = os.path.join(run_dir, "run.json")
+    """`RUN/run.json`; unlike `trainer.layout.read_run_json`, its absence is an error here."""
+    path = os.path.join(run_dir, RUN_JSON)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path} does not exist: train the run first")
-    with open(path) as handle:
-        return json.load(handle)
+    return read_run_json(run_dir)
 
 
 def run_models(run_dir: str, run_json: dict | None = None) -> list[EvaluatedModel]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -14,7 +13,7 @@ from trainer.candidates import Splits, blend, train_candidate
 from trainer.config import RunConfig
 from trainer.distribute import check_supported, make_strategy, strategy_scope
 from trainer.finalize import finalize
-from trainer.layout import MODEL_DIRS, RUN_JSON
+from trainer.layout import MODEL_DIRS, RUN_JSON, read_run_json
 from trainer.losses import prior_shift
 from trainer.prepare import PreparedData, prepare_data
 from trainer.train import fit_settings, save_history
@@ -89,15 +88,11 @@ def closed_form_shift(hp, settings) -> float | None:
 
 def update_run_json(config: RunConfig, section: dict) -> None:
     """Merges `section` into RUN/run.json (written atomically)."""
-    path = os.path.join(config.output_dir, RUN_JSON)
-    payload = {}
-    if os.path.exists(path):
-        with open(path) as handle:
-            payload = json.load(handle)
+    payload = read_run_json(config.output_dir)
     payload.update(section)
     payload["config"] = config.to_dict()
     payload["versions"] = _versions()
-    write_json_atomically(path, payload)
+    write_json_atomically(os.path.join(config.output_dir, RUN_JSON), payload)
 
 
 def _versions() -> dict:

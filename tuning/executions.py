@@ -21,7 +21,7 @@ import os
 from trainer.atomic import write_json_atomically, write_text_atomically
 from trainer.config import RunConfig
 from trainer.ingest import BUILTIN_DATASETS
-from trainer.layout import execution_dir, execution_ids, is_complete, read_run_json
+from trainer.layout import EXECUTIONS_DIR, execution_dir, execution_ids, is_complete, read_run_json
 
 HISTORY_JSON, HISTORY_HTML = "history.json", "history.html"
 
@@ -90,7 +90,7 @@ def history_row(run_dir: str, execution_id: str) -> dict:
             "verdict": evaluation.get("verdict"), "failures": evaluation.get("failures", []),
             "pushed_version": push.get("version"), "push_anyway": push.get("push_anyway", False),
             "metrics": {key: test.get(key) for key in ("pr_auc", "recall", "precision", "threshold")},
-            "report": os.path.join("executions", execution_id, "report", "index.html") if evaluation else None}
+            "report": os.path.join(EXECUTIONS_DIR, execution_id, "report", "index.html") if evaluation else None}
 
 
 def _history_page(rows: list[dict]) -> str:

@@ -76,8 +76,8 @@ def push(run_dir: str, candidate_dir: str, record: dict, blessed: bool, push_any
       "push_anyway": bool, "reason": str}`.
     """
     if not blessed and not push_anyway:
-        served = served_model(run_dir)
-        kept = f"version {served.version} stays served" if served else "nothing is served"
+        versions = list_versions(os.path.join(run_dir, SERVING_DIR))  # no need to load it for its threshold
+        kept = f"version {max(versions)} stays served" if versions else "nothing is served"
         return {"pushed": False, "version": None, "path": None, "push_anyway": False,
                 "reason": f"NOT_BLESSED: not pushed; {kept}"}
     forced = push_anyway and not blessed
