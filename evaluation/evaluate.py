@@ -109,24 +109,15 @@ def run_evaluation(run_dir: str, options: EvaluationOptions | None = None) -> di
 
 def informative_numeric(run_dir: str, schema) -> list[str]:
     """Numeric features, most informative first, judged on the validation split (`rank_numeric_features`)."""
-    import tensorflow as tf
-
     from evaluation.slicing import rank_numeric_features
-    from trainer.dataset import list_files
+    from trainer.crossval import load_arrays
 
     names = [f.name for f in schema.features if f.kind == "numeric"]
     if not names:
         return []
-    spec = schema.feature_spec(with_label=True)
-    spec = {name: spec[name] for name in [*names, schema.label]}
-    records = tf.data.TFRecordDataset(list_files(split_pattern(run_dir, "validation")), compression_type="GZIP")
-    columns = {name: [] for name in spec}
-    for batch in records.batch(4096).map(lambda s: tf.io.parse_example(s, spec)).as_numpy_iterator():
-        for name in spec:
-            columns[name].append(batch[name])
-    values = {name: np.concatenate(parts).astype(np.float64) for name, parts in columns.items()}
-    labels = values.pop(schema.label).astype(np.int64)
-    return rank_numeric_features(values, labels)
+    arrays = load_arrays([split_pattern(run_dir, "validation")], schema)
+    return rank_numeric_features({name: arrays.features[name].astype(np.float64) for name in names},
+                                 arrays.labels.astype(np.int64))
 
 
 def _report(run_dir, models, results, verdict, run_json, gate, seconds, predictions) -> str:
