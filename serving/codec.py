@@ -1,8 +1,8 @@
 """TF Serving's JSON formats <-> numpy arrays and tf.Examples.
 
 Follows TF Serving's REST API: row format (`instances` -> `predictions`),
-columnar format (`inputs` -> `outputs`), `{"b64": ...}` for binary strings, and
-Classify's `examples` + `context`. Every value is type-checked against the
+columnar format (`inputs` -> `outputs`) and `{"b64": ...}` for binary strings
+(Classify's and Regress's `examples` are in `serving.example_json`). Every value is type-checked against the
 signature's dtype, so `"1.5"` is not silently accepted as a float nor `null`
 as NaN; numpy never sees unchecked JSON.
 """
@@ -13,11 +13,17 @@ import base64
 import binascii
 import json
 
+import grpc
 import numpy as np
 import tensorflow as tf
 
-from serving.errors import invalid_argument
+from serving.errors import ServingError, invalid_argument
 from serving.servable import Signature
+
+# The dtypes TF Serving writes as JSON (AddSingleValueAndAdvance in json_tensor.cc);
+# any other output (half, complex...) is refused with INVALID_ARGUMENT, as there.
+JSON_OUTPUT_DTYPES = frozenset({tf.float32, tf.float64, tf.int32, tf.int16, tf.int8, tf.uint8, tf.string,
+                                tf.int64, tf.bool, tf.uint32, tf.uint64})
 
 
 def parse_body(body: bytes) -> dict:
@@ -90,10 +96,10 @@ def _decode_columns(inputs, signature: Signature) -> dict[str, np.ndarray]:
 
 
 def _is_named(value) -> bool:
-    return isinstance(value, dict) and not _is_b64(value)
+    return isinstance(value, dict) and not is_b64(value)
 
 
-def _is_b64(value) -> bool:
+def is_b64(value) -> bool:
     return isinstance(value, dict) and len(value) == 1 and "b64" in value
 
 
@@ -167,14 +173,14 @@ def _flatten(value, where: str, depth: int = 0) -> tuple[list[int], list]:
 
 def _leaf_converter(dtype: tf.DType, where: str):
     def fail(leaf, expected):
-        raise invalid_argument(f"{where}: expected {expected} for {dtype.name}, got {_preview(leaf)}")
+        raise invalid_argument(f"{where}: expected {expected} for {dtype.name}, got {preview(leaf)}")
 
     if dtype == tf.string:
         def convert(leaf):
             if isinstance(leaf, str):
-                return _utf8(leaf, where)
-            if _is_b64(leaf) and isinstance(leaf["b64"], str):
-                return _b64decode(leaf["b64"], where)
+                return utf8(leaf, where)
+            if is_b64(leaf) and isinstance(leaf["b64"], str):
+                return b64decode(leaf["b64"], where)
             return fail(leaf, 'a string or {"b64": ...}')
     elif dtype == tf.bool:
         def convert(leaf):
@@ -191,18 +197,20 @@ def _leaf_converter(dtype: tf.DType, where: str):
                 return fail(leaf, "an integer")
             return leaf if low <= leaf <= high else fail(leaf, f"an integer in [{low}, {high}]")
     else:
-        raise invalid_argument(f"{where}: dtype {dtype.name} is not supported over JSON")
+        # TF Serving's AddValueToTensor answers UNIMPLEMENTED (HTTP 501) for these dtypes.
+        raise ServingError(grpc.StatusCode.UNIMPLEMENTED, f"{where}: conversion of JSON values to type "
+                           f"{dtype.name} is not supported")
     return convert
 
 
-def _utf8(text: str, where: str) -> bytes:
+def utf8(text: str, where: str) -> bytes:
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError:  # JSON allows lone surrogates ("\\ud800"); UTF-8 does not
         raise invalid_argument(f"{where}: string is not valid Unicode (lone surrogate)") from None
 
 
-def _preview(value) -> str:
+def preview(value) -> str:
     """The start of a value as JSON, for error messages (never fails)."""
     try:
         return json.dumps(value)[:80]
@@ -210,7 +218,7 @@ def _preview(value) -> str:
         return type(value).__name__
 
 
-def _b64decode(text: str, where: str) -> bytes:
+def b64decode(text: str, where: str) -> bytes:
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
@@ -224,14 +232,25 @@ def encode_predict(outputs: dict[str, np.ndarray], row_format: bool) -> dict:
         if len(names) == 1:
             return {"outputs": to_json(outputs[names[0]], names[0])}
         return {"outputs": {name: to_json(outputs[name], name) for name in names}}
-    sizes = {name: (outputs[name].shape[0] if outputs[name].ndim else None) for name in names}
-    if None in sizes.values() or len(set(sizes.values())) > 1:
-        raise invalid_argument(f"row format needs outputs with one batch size; got {sizes}: use 'inputs'")
+    _check_batch_sizes(outputs, names)
     columns = {name: to_json(outputs[name], name) for name in names}
     if len(names) == 1:
         return {"predictions": columns[names[0]]}
-    rows = next(iter(sizes.values()))
+    rows = outputs[names[0]].shape[0]
     return {"predictions": [{name: columns[name][i] for name in names} for i in range(rows)]}
+
+
+def _check_batch_sizes(outputs: dict[str, np.ndarray], names: list[str]) -> None:
+    """Row format needs one batch size (MakeRowFormatJsonFromTensors' checks and messages)."""
+    expected = None
+    for name in names:
+        if outputs[name].ndim == 0:
+            raise invalid_argument(f"Tensor name: {name} has no shape information (a scalar output cannot be "
+                                   "returned in row format: send 'inputs' for columnar format)")
+        size = outputs[name].shape[0]
+        if expected is not None and size != expected:
+            raise invalid_argument(f"Tensor name: {name} has inconsistent batch size: {size} expecting: {expected}")
+        expected = size
 
 
 def to_json(array: np.ndarray, name: str):
@@ -239,6 +258,9 @@ def to_json(array: np.ndarray, name: str):
 
     As TF Serving, an output whose name ends in `_bytes` is always b64.
     """
+    dtype = tf.string if array.dtype == object else tf.as_dtype(array.dtype)
+    if dtype not in JSON_OUTPUT_DTYPES:
+        raise invalid_argument(f"Failed to write JSON value for tensor type: {dtype.name} (output {name!r})")
     values = array.tolist()
     if array.dtype != object:
         return values
@@ -259,63 +281,3 @@ def _map_leaves(values, function):
     if isinstance(values, list):
         return [_map_leaves(value, function) for value in values]
     return function(values)
-
-
-def examples_from_json(request: dict) -> list[bytes]:
-    """Serialized tf.Examples from Classify's `examples` and `context`.
-
-    Numbers become float_list, strings and `{"b64": ...}` bytes_list; a value
-    may be a scalar or a flat list. Context features are added to every
-    example; an example's own value wins over the context's.
-    """
-    examples, context = request.get("examples"), request.get("context", {})
-    if not isinstance(examples, list) or not examples:
-        raise invalid_argument("'examples' must be a non-empty list of JSON objects")
-    if not isinstance(context, dict):
-        raise invalid_argument("'context' must be a JSON object of features")
-    shared = {name: _feature(value, f"context feature {name!r}") for name, value in context.items()}
-    serialized = []
-    for index, example in enumerate(examples):
-        if not isinstance(example, dict):
-            raise invalid_argument(f"example {index}: must be a JSON object of features")
-        features = dict(shared)
-        features.update({name: _feature(value, f"example {index} feature {name!r}") for name, value in example.items()})
-        serialized.append(tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString())
-    return serialized
-
-
-def _feature(value, where: str) -> tf.train.Feature:
-    values = value if isinstance(value, list) else [value]
-    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-        try:
-            return tf.train.Feature(float_list=tf.train.FloatList(value=values))
-        except (OverflowError, ValueError):  # e.g. a 400-digit integer
-            raise invalid_argument(f"{where}: value out of range for float") from None
-    if all(isinstance(v, str) or (_is_b64(v) and isinstance(v["b64"], str)) for v in values):
-        data = [_utf8(v, where) if isinstance(v, str) else _b64decode(v["b64"], where) for v in values]
-        return tf.train.Feature(bytes_list=tf.train.BytesList(value=data))
-    raise invalid_argument(f"{where}: values must be all numbers or all strings (or {{\"b64\": ...}}), "
-                           f"got {_preview(value)}")
-
-
-def encode_classify(rows: list[list[tuple[str, float]]]) -> dict:
-    """Classify's `results`: per example, a list of [label, score] pairs."""
-    return {"results": [[[label, score] for label, score in row] for row in rows]}
-
-
-def classification_rows(classes: np.ndarray | None, scores: np.ndarray | None) -> list[list[tuple[str, float]]]:
-    """Per example, its (label, score) pairs from the signature's outputs.
-
-    Raises:
-      ServingError: If the outputs are not [N, C] or disagree in shape.
-    """
-    reference = classes if classes is not None else scores
-    if reference is None or reference.ndim != 2:
-        raise invalid_argument("classification outputs must be [batch, classes] 'classes' and/or 'scores'")
-    if classes is not None and scores is not None and classes.shape != scores.shape:
-        raise invalid_argument(f"'classes' {list(classes.shape)} and 'scores' {list(scores.shape)} differ in shape")
-    rows, width = reference.shape
-    labels = ([[b.decode("utf-8", "replace") for b in row] for row in classes.tolist()]
-              if classes is not None else [[""] * width for _ in range(rows)])
-    values = scores.tolist() if scores is not None else [[0.0] * width for _ in range(rows)]
-    return [list(zip(labels[i], values[i], strict=True)) for i in range(rows)]

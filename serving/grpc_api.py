@@ -1,9 +1,9 @@
 """TF Serving's gRPC services, on the tensorflow-serving-api protos.
 
-`tensorflow.serving.PredictionService` (Predict, Classify, GetModelMetadata)
-and `tensorflow.serving.ModelService` (GetModelStatus). Methods not
-implemented here (Regress, MultiInference, HandleReloadConfigRequest) answer
-UNIMPLEMENTED through the generated base classes.
+`tensorflow.serving.PredictionService` (Predict, Classify, Regress,
+MultiInference, GetModelMetadata) and `tensorflow.serving.ModelService`
+(GetModelStatus). HandleReloadConfigRequest is not implemented here and
+answers UNIMPLEMENTED through the generated base class.
 """
 
 from __future__ import annotations
@@ -19,12 +19,15 @@ from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
+    inference_pb2,
     model_service_pb2_grpc,
     predict_pb2,
     prediction_service_pb2_grpc,
+    regression_pb2,
 )
 
 from serving.errors import ServingError, as_serving_error, invalid_argument
+from serving.inference import Task
 from serving.service import ModelRef, ModelService
 
 # As tensorflow_model_server: no limit on message sizes (-1), so large batches
@@ -35,7 +38,7 @@ log = logging.getLogger(__name__)
 
 
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
-    """Predict, Classify and GetModelMetadata."""
+    """Predict, Classify, Regress, MultiInference and GetModelMetadata."""
 
     def __init__(self, service: ModelService):
         self._service = service
@@ -60,10 +63,43 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             result = self._service.classify(servable, request.model_spec.signature_name,
                                             serialized_examples(request.input))
             response = classification_pb2.ClassificationResponse(model_spec=result.model_spec(ref.name))
-            for row in result.outputs["rows"]:
-                classifications = response.result.classifications.add()
-                for label, score in row:
-                    classifications.classes.add(label=label, score=score)
+            fill_classifications(response.result, result.outputs["rows"])
+            return response
+
+    def Regress(self, request: regression_pb2.RegressionRequest,  # noqa: N802
+                context) -> regression_pb2.RegressionResponse:
+        with _errors_to_status(context):
+            ref = model_ref(request.model_spec)
+            servable = self._service.resolve(ref)
+            result = self._service.regress(servable, request.model_spec.signature_name,
+                                           serialized_examples(request.input))
+            response = regression_pb2.RegressionResponse(model_spec=result.model_spec(ref.name))
+            for value in result.outputs["values"]:
+                response.result.regressions.add(value=value)
+            return response
+
+    def MultiInference(self, request: inference_pb2.MultiInferenceRequest,  # noqa: N802
+                       context) -> inference_pb2.MultiInferenceResponse:
+        with _errors_to_status(context):
+            # As RunMultiInferenceWithServerCore: the first task's ModelSpec picks the version.
+            first = request.tasks[0].model_spec if request.tasks else None
+            ref = model_ref(first) if first is not None else ModelRef("")
+            servable = self._service.resolve(ref)
+            names = {task.model_spec.name for task in request.tasks}
+            if "" in names:
+                raise invalid_argument("Found ModelSpec with an empty model name.")
+            if len(names) > 1:
+                raise invalid_argument("All ModelSpecs in a MultiInferenceRequest must access the same model name.")
+            tasks = [Task(task.model_spec.signature_name, task.method_name) for task in request.tasks]
+            results = self._service.multi_inference(servable, tasks, serialized_examples(request.input))
+            response = inference_pb2.MultiInferenceResponse()
+            for result in results:
+                entry = response.results.add(model_spec=result.model_spec(ref.name))
+                if "values" in result.outputs:
+                    for value in result.outputs["values"]:
+                        entry.regression_result.regressions.add(value=value)
+                else:
+                    fill_classifications(entry.classification_result, result.outputs["rows"])
             return response
 
     def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest,  # noqa: N802
@@ -100,18 +136,41 @@ def output_tensor_proto(value: np.ndarray) -> tensor_pb2.TensorProto:
     `--enable_serialization_as_tensor_content`; clients that read
     `outputs["scores"].float_val`, as TF Serving's example clients do, rely
     on it. `tf.make_tensor_proto` packs numeric arrays into `tensor_content`
-    instead, so the values are moved into the typed field here (dtypes
-    without one, such as half or complex, keep `tensor_content`, which every
-    `tf.make_ndarray` reads).
+    instead, so the values are moved into the typed field here (half and
+    bfloat16 as their bits in `half_val`, complex as interleaved parts;
+    dtypes without a field, such as resources, keep `tensor_content`).
     """
     proto = tf.make_tensor_proto(value)
-    field = TYPED_FIELDS.get(tf.as_dtype(proto.dtype))
-    if field is None or field == "string_val" or not proto.tensor_content:
+    if not proto.tensor_content:
         return proto  # strings are always typed; a scalar may already be
-    flat = np.asarray(value).reshape(-1)
+    typed = _typed_values(tf.as_dtype(proto.dtype), np.asarray(value).reshape(-1))
+    if typed is None:
+        return proto
+    field, values = typed
     proto.ClearField("tensor_content")
-    getattr(proto, field).extend(flat.tolist())
+    getattr(proto, field).extend(values)
     return proto
+
+
+def _typed_values(dtype: tf.DType, flat: np.ndarray) -> tuple[str, list] | None:
+    """(TensorProto field, values) as `Tensor::AsProtoField` writes `flat`, or None."""
+    if dtype in (tf.float16, tf.bfloat16):
+        return "half_val", flat.view(np.uint16).tolist()  # the raw 16 bits, as TF stores them
+    if dtype == tf.complex64:
+        return "scomplex_val", flat.view(np.float32).tolist()  # real, imaginary, real, ...
+    if dtype == tf.complex128:
+        return "dcomplex_val", flat.view(np.float64).tolist()
+    field = TYPED_FIELDS.get(dtype)
+    return None if field is None or field == "string_val" else (field, flat.tolist())
+
+
+def fill_classifications(result: classification_pb2.ClassificationResult,
+                         rows: list[list[tuple[str, float]]]) -> None:
+    """A ClassificationResult's `classifications`, one per example."""
+    for row in rows:
+        classifications = result.classifications.add()
+        for label, score in row:
+            classifications.classes.add(label=label, score=score)
 
 
 def make_grpc_server(service: ModelService, host: str, port: int, max_workers: int) -> tuple[grpc.Server, int]:
@@ -162,7 +221,7 @@ def serialized_examples(request_input) -> list[bytes]:
                 merged.features.feature[key].CopyFrom(feature)
             serialized.append(merged.SerializeToString())
         return serialized
-    raise invalid_argument("Input is empty: set example_list or example_list_with_context")
+    return []  # the caller answers "Input is empty.", after checking the signature as TF Serving does
 
 
 class _errors_to_status:  # noqa: N801 - used as a lowercase context manager

@@ -5,6 +5,7 @@ Routes (as tensorflow_model_server):
   GET  /v1/models/{name}[/versions/{v}|/labels/{l}]/metadata   signature defs
   POST /v1/models/{name}[/versions/{v}|/labels/{l}]:predict    row or columnar
   POST /v1/models/{name}[/versions/{v}|/labels/{l}]:classify   tf.Examples as JSON
+  POST /v1/models/{name}[/versions/{v}|/labels/{l}]:regress    tf.Examples as JSON
 
 Each connection gets its own thread, so a slow client only holds its own
 thread; the socket timeout bounds how long it can hold it. Errors are
@@ -24,7 +25,7 @@ import grpc
 from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2
 
-from serving import codec
+from serving import codec, example_json
 from serving.errors import ServingError, as_serving_error, invalid_argument
 from serving.service import SIGNATURE_DEF_FIELD, ModelRef, ModelService
 from trainer.export import parse_version
@@ -121,17 +122,19 @@ class _Handler(BaseHTTPRequestHandler):
             request = codec.parse_body(self._read_body())
             signature_name = request.get("signature_name")
             if signature_name is not None and not isinstance(signature_name, str):
-                raise invalid_argument("'signature_name' must be a string")
-            if action == ":regress":
-                raise ServingError(grpc.StatusCode.UNIMPLEMENTED, "Regress is not supported by this server")
+                raise invalid_argument("'signature_name' key must be a string value.")
             servable = self.service.resolve(ref)  # held until the answer is encoded, whatever swaps meanwhile
             if action == ":predict":
                 signature = servable.predict_signature(signature_name, codec.named_inputs(request))
                 inputs, row_format = codec.decode_predict(request, signature)
                 result = self.service.predict(servable, signature.name, inputs)
                 return 200, codec.encode_predict(result.outputs, row_format)
-            result = self.service.classify(servable, signature_name, codec.examples_from_json(request))
-            return 200, codec.encode_classify(result.outputs["rows"])
+            examples = example_json.examples_from_json(request)
+            if action == ":classify":
+                result = self.service.classify(servable, signature_name, examples)
+                return 200, example_json.encode_classify(result.outputs["rows"])
+            result = self.service.regress(servable, signature_name, examples)
+            return 200, example_json.encode_regress(result.outputs["values"])
         raise invalid_argument(f"Malformed request: {method} {path}")
 
     def _read_body(self) -> bytes:
@@ -165,7 +168,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.rfile.readline(8)  # the CRLF after each chunk
 
     def _send(self, status: int, payload: dict) -> None:
-        data = json.dumps(payload).encode("utf-8")
+        try:
+            data = json.dumps(payload).encode("utf-8")
+        except (TypeError, ValueError) as error:  # a bug in an encoder: still answer, never drop the connection
+            log.error("unencodable response to %s: %s", self.path, error)
+            status, data = 500, json.dumps({"error": f"Failed to encode the response as JSON: {error}"}).encode()
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")

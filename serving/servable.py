@@ -14,12 +14,12 @@ import dataclasses
 import logging
 import os
 
+import grpc
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
 from serving.errors import ServingError, from_tf_error, invalid_argument
-from trainer.export import CLASSIFY_METHOD  # one home: the exporter marks its classify signature with it
 
 DEFAULT_SIGNATURE = "serving_default"
 PREDICT_METHOD = "tensorflow/serving/predict"
@@ -86,12 +86,23 @@ class Servable:
                 function=function,
             )
 
+    @property
+    def signatures(self) -> dict[str, Signature]:
+        """Signature key -> callable signature (read only)."""
+        return self._signatures
+
     def signature(self, name: str | None) -> Signature:
-        """The signature called `name` (`serving_default` when empty)."""
+        """The signature Predict calls `name` (`serving_default` when empty).
+
+        Raises:
+          ServingError: FAILED_PRECONDITION for an unknown name, as TF
+            Serving's Predict (predict_util.cc) answers it.
+        """
         key = name or DEFAULT_SIGNATURE
         if key not in self._signatures:
-            raise invalid_argument(f'Serving signature key "{key}" not found. '
-                                   f"Available: {', '.join(sorted(self._signatures))}")
+            raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
+                               f'Serving signature key "{key}" not found. '
+                               f"Available: {', '.join(sorted(self._signatures))}")
         return self._signatures[key]
 
     def predict_signature(self, name: str | None, sent: set[str] | None) -> Signature:
@@ -114,26 +125,6 @@ class Servable:
                 return features
         return self.signature(name)
 
-    def classify_signature(self, name: str | None) -> Signature:
-        """The signature used by Classify.
-
-        As TF Serving, an empty name means `serving_default`. Unlike TF
-        Serving, if `serving_default` is not a classify signature and the
-        model has exactly one that is, that one is used: a request TF Serving
-        would refuse gets an answer instead, and every request it accepts is
-        answered the same way.
-        """
-        if not name:
-            default = self._signatures.get(DEFAULT_SIGNATURE)
-            candidates = [s for s in self._signatures.values() if s.method_name == CLASSIFY_METHOD]
-            if (default is None or default.method_name != CLASSIFY_METHOD) and len(candidates) == 1:
-                return candidates[0]
-        signature = self.signature(name)
-        if signature.method_name != CLASSIFY_METHOD:
-            raise invalid_argument(f"Expected classification signature method_name to be {CLASSIFY_METHOD}. "
-                                   f"Was: {signature.method_name} (signature {signature.name!r})")
-        return signature
-
     def run(self, signature: Signature, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Calls `signature` on checked `inputs`; returns numpy outputs.
 
@@ -153,7 +144,7 @@ class Servable:
             # is not a serialized tf.Example); the cause is still the input.
             raise invalid_argument(f"signature {signature.name!r} rejected its input: an input could not be "
                                    "parsed (e.g. a string that is not a serialized tf.Example)") from None
-        return {key: value.numpy() for key, value in outputs.items()}
+        return {key: _as_array(value) for key, value in outputs.items()}
 
     def warm_up(self) -> None:
         """Calls every signature once on an empty batch.
@@ -163,13 +154,24 @@ class Servable:
         An empty batch needs no knowledge of valid inputs.
         """
         for signature in self._signatures.values():
-            empty = {name: np.zeros([0] + [d or 1 for d in spec.shape.as_list()[1:]],
-                                    dtype=object if spec.dtype == tf.string else spec.dtype.as_numpy_dtype)
-                     for name, spec in signature.inputs.items()}
             try:
-                self.run(signature, empty)
+                self.run(signature, {name: _empty_batch(spec) for name, spec in signature.inputs.items()})
             except (ServingError, ValueError, TypeError) as error:  # a model may refuse empty batches
                 log.info("warm-up of %s/%s skipped: %s", self.version, signature.name, error)
+
+
+def _empty_batch(spec: tf.TensorSpec) -> np.ndarray:
+    """A batch of no rows for `spec`; [0] when its rank is unknown."""
+    inner = [] if spec.shape.rank is None else [d or 1 for d in spec.shape.as_list()[1:]]
+    dtype = object if spec.dtype == tf.string else spec.dtype.as_numpy_dtype
+    return np.zeros([0] + inner, dtype=dtype)
+
+
+def _as_array(tensor: tf.Tensor) -> np.ndarray:
+    """A tensor as an ndarray; a scalar string's `.numpy()` is plain bytes, not an array."""
+    if tensor.dtype == tf.string:
+        return np.array(tensor.numpy(), dtype=object)
+    return np.asarray(tensor.numpy())
 
 
 def check_inputs(signature: Signature, inputs: dict[str, np.ndarray]) -> None:

@@ -1,4 +1,4 @@
-"""Predict, Classify, metadata and status, independent of the transport.
+"""Predict, Classify, Regress, MultiInference, metadata and status, independent of the transport.
 
 REST and gRPC both decode their request into numpy arrays or serialized
 examples, call this module, and encode its answer; so both give the same
@@ -12,8 +12,8 @@ import dataclasses
 import numpy as np
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, model_pb2
 
+from serving import inference
 from serving.batching import BatchingOptions, BatchScheduler
-from serving.codec import classification_rows
 from serving.errors import invalid_argument
 from serving.servable import Servable, Signature
 from serving.versions import VersionManager
@@ -62,6 +62,8 @@ class ModelService:
         The caller keeps the returned object for the whole request: a version
         swap in the meantime does not affect it.
         """
+        if not ref.name:
+            raise invalid_argument("ModelSpec has no name specified.")  # ServerCore's answer
         return self.versions.servable(ref.name, ref.version, ref.label)
 
     def predict(self, servable: Servable, signature_name: str | None, inputs: dict[str, np.ndarray],
@@ -74,18 +76,41 @@ class ModelService:
 
     def classify(self, servable: Servable, signature_name: str | None, examples: list[bytes]) -> Result:
         """Runs a classify signature; `outputs["rows"]` lists, per example, (label, score) pairs."""
+        signature = inference.classify_signature(servable, signature_name)
+        outputs = self._run_examples(servable, signature, examples)
+        return Result(servable, signature, {"rows": inference.classification_rows(outputs, len(examples))})
+
+    def regress(self, servable: Servable, signature_name: str | None, examples: list[bytes]) -> Result:
+        """Runs a regress signature; `outputs["values"]` holds one float per example."""
+        signature = inference.regress_signature(servable, signature_name)
+        outputs = self._run_examples(servable, signature, examples)
+        return Result(servable, signature, {"values": inference.regression_values(outputs, len(examples))})
+
+    def multi_inference(self, servable: Servable, tasks: list[inference.Task], examples: list[bytes]
+                        ) -> list[Result]:
+        """Classify and Regress tasks on the same examples, one Result per task, in order.
+
+        Every task is checked before any runs, so a bad task fails the whole
+        request, as TF Serving's MultiInference.
+        """
+        signatures = inference.multi_inference_signatures(servable, tasks)
+        results = []
+        for task, signature in zip(tasks, signatures, strict=True):
+            outputs = self._run_examples(servable, signature, examples)
+            if task.method_name == inference.REGRESS_METHOD:
+                results.append(Result(servable, signature,
+                                      {"values": inference.regression_values(outputs, len(examples))}))
+            else:
+                results.append(Result(servable, signature,
+                                      {"rows": inference.classification_rows(outputs, len(examples))}))
+        return results
+
+    def _run_examples(self, servable: Servable, signature: Signature, examples: list[bytes]) -> dict:
         if not examples:
-            raise invalid_argument("Classify: no examples given")
-        signature = servable.classify_signature(signature_name)
-        if len(signature.inputs) != 1:
-            raise invalid_argument(f"Classify signature {signature.name!r} must take exactly one input "
-                                   f"(serialized tf.Examples), it takes {len(signature.inputs)}")
-        (input_name,) = signature.inputs
+            raise invalid_argument("Input is empty.")  # InputToSerializedExampleTensor's answer
         serialized = np.empty(len(examples), dtype=object)
         serialized[:] = examples
-        outputs = self._run(servable, signature, {input_name: serialized})
-        rows = classification_rows(outputs.get("classes"), outputs.get("scores"))
-        return Result(servable, signature, {"rows": rows})
+        return self._run(servable, signature, {inference.INPUTS: serialized})
 
     def metadata(self, ref: ModelRef, fields: list[str] | None = None
                  ) -> get_model_metadata_pb2.GetModelMetadataResponse:

@@ -59,3 +59,13 @@ def tiny_run(tmp_path_factory, tiny_csv):
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def conformance_server(tmp_path_factory):
+    """A server over the TF Serving-style SavedModel of tests/test_serving_models.py."""
+    from tests.test_serving_models import start_conformance_server
+
+    running = start_conformance_server(str(tmp_path_factory.mktemp("conformance")))
+    yield running
+    running.stop()

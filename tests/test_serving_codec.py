@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from serving import codec
+from serving import codec, example_json
 from serving.errors import ServingError
 from serving.servable import Signature
 
@@ -77,14 +77,16 @@ def test_encode_predict_formats():
 
 
 def test_examples_merge_context_and_types():
-    serialized = codec.examples_from_json({"context": {"c": "ctx", "x": 9}, "examples": [{"x": 1}, {"y": [1, 2.5]}]})
+    serialized = example_json.examples_from_json(
+        {"context": {"c": "ctx", "x": 9}, "examples": [{"x": 1.5}, {"y": [1.0, 2.5], "b": True}]})
     first, second = (tf.train.Example.FromString(data).features.feature for data in serialized)
-    assert first["x"].float_list.value == [1.0] and first["c"].bytes_list.value == [b"ctx"]
-    assert second["x"].float_list.value == [9.0] and list(second["y"].float_list.value) == [1.0, 2.5]
+    assert first["x"].float_list.value == [1.5] and first["c"].bytes_list.value == [b"ctx"]
+    assert second["x"].int64_list.value == [9] and list(second["y"].float_list.value) == [1.0, 2.5]
+    assert second["b"].int64_list.value == [1]  # as TF Serving: booleans are int64 features
     with pytest.raises(ServingError):
-        codec.examples_from_json({"examples": [{"x": True}]})
+        example_json.examples_from_json({"examples": [{"x": [1, 2.5]}]})  # one feature, two kinds
     with pytest.raises(ServingError):
-        codec.examples_from_json({"examples": [{"x": {"nested": 1}}]})
+        example_json.examples_from_json({"examples": [{"x": {"nested": 1}}]})
 
 
 def test_parse_body_rejects_non_objects():

@@ -161,7 +161,7 @@ def test_errors_have_grpc_codes_and_server_stays_up(predictions, models, rows):
     cases = [
         (unknown_model, grpc.StatusCode.NOT_FOUND, "Latest(other)"),
         (_predict_request("predict_features", tensors, version=5), grpc.StatusCode.NOT_FOUND, "imbalance, 5"),
-        (_predict_request("nope", tensors), grpc.StatusCode.INVALID_ARGUMENT, "nope"),
+        (_predict_request("nope", tensors), grpc.StatusCode.FAILED_PRECONDITION, "nope"),  # as predict_util.cc
         (_predict_request("predict_features", {**tensors, "x0": tensors["x0"].astype(np.float64)}),
          grpc.StatusCode.INVALID_ARGUMENT, "float64"),
         (_predict_request("predict_features", {k: v for k, v in tensors.items() if k != "x3"}),
@@ -201,7 +201,8 @@ def test_errors_have_grpc_codes_and_server_stays_up(predictions, models, rows):
 
     regress = regression_pb2.RegressionRequest()
     regress.model_spec.name = MODEL
-    assert _error(predictions.Regress, regress).code() == grpc.StatusCode.UNIMPLEMENTED
+    regress.input.example_list.examples.add()
+    assert _error(predictions.Regress, regress).code() == grpc.StatusCode.INVALID_ARGUMENT  # no regress signature
 
     response = predictions.Predict(_predict_request("predict_features", tensors), timeout=30)
     assert len(tf.make_ndarray(response.outputs["scores"])) == len(rows)
