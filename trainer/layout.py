@@ -8,6 +8,8 @@ sequence of executions under one directory, as TFX pipeline runs are:
       history.json, history.html  every execution: date, data, verdict, push
       executions/<id>/            one `make tune`: a complete trainer-style run
         data/ tuning/ candidate_model/ baseline_model/ evaluation/ report/ run.json
+        tuning/tensorboard/<trial>/execution0/   one TensorBoard HParams run per trial
+        wandb/                    the optional Weights & Biases run (`--wandb`)
 
 Execution ids are zero-padded counters (`0001`, `0002`, ...), so they sort
 by age as text and as numbers.
@@ -26,6 +28,11 @@ CANDIDATE_DIR = "candidate_model"  # an execution's weighted candidate, before t
 EXECUTIONS_DIR = "executions"
 MODEL_DIRS = {"weighted": SERVING_DIR, "baseline": "baseline_model"}  # a trainer.task run's exports
 COMPLETE = "complete"
+TUNING_DIR = "tuning"  # an execution's keras-tuner project, trials.csv, best_hyperparameters.json
+# keras-tuner writes one TensorBoard run per trial under it (<trial id>/execution0/), with the
+# trial's hyperparameters for the HParams dashboard: `tensorboard --logdir` this directory.
+TUNING_TENSORBOARD_DIR = os.path.join(TUNING_DIR, "tensorboard")
+WANDB_DIR = "wandb"  # `wandb.init(dir=execution)` keeps its run files in execution/wandb/
 
 
 def execution_ids(run_dir: str) -> list[str]:

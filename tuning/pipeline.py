@@ -15,9 +15,10 @@ from keras_tuner.src.distribute import utils as distribute
 
 from trainer.config import RunConfig
 from trainer.ingest import DataError
-from trainer.layout import CANDIDATE_DIR, COMPLETE, read_run_json
+from trainer.layout import CANDIDATE_DIR, COMPLETE, TUNING_DIR, read_run_json
 from trainer.pipeline import train_and_export, update_run_json
 from trainer.prepare import prepare_data
+from tuning import tensorboard_hparams
 from tuning.executions import begin_execution, describe_data, now, write_history
 from tuning.push import push, served_model
 from tuning.results import (
@@ -74,10 +75,10 @@ def run_tuning(config: RunConfig, evaluate=None, push_anyway: bool = False) -> d
 def _search_and_export(config: RunConfig, data) -> dict:
     started = time.time()
     tuner = make_tuner(data, config)
-    tuner.search(verbose=0)
+    tuner.search(verbose=0, callbacks=tensorboard_hparams.search_callbacks(config.output_dir))
     if distribute.has_chief_oracle() and not distribute.is_chief_oracle():
         return {"role": "worker"}
-    tuning_dir = os.path.join(config.output_dir, "tuning")
+    tuning_dir = os.path.join(config.output_dir, TUNING_DIR)
     trial_count = write_trials_csv(tuner, os.path.join(tuning_dir, TRIALS_FILE))
     best = write_best_hyperparameters(tuner, os.path.join(tuning_dir, BEST_FILE))
     search_seconds = round(time.time() - started, 1)

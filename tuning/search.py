@@ -18,11 +18,12 @@ import keras_tuner as kt
 from trainer.candidates import Splits, train_candidate
 from trainer.config import RunConfig, parse_tuning_objective
 from trainer.distribute import check_supported, make_strategy
-from trainer.hparams import FAMILIES, declare_family, declare_tree_hparams
+from trainer.hparams import FAMILIES, declare_family, declare_fit_hparams, declare_tree_hparams
+from trainer.layout import TUNING_DIR
 from trainer.model import build_model, class_priors
 from trainer.prepare import PreparedData
 from trainer.train import fit_settings
-from tuning import atomic_state
+from tuning import atomic_state, tensorboard_hparams
 
 PROJECT = "search"
 
@@ -40,7 +41,12 @@ class ImbalanceHyperModel(kt.HyperModel):
         declare_family(hp)  # the whole space is declared in every trial
         declare_tree_hparams(hp)
         keras.utils.set_random_seed(self.config.seed)  # each trial starts alike: hp alone differs
-        return build_model(hp, self.data.schema, priors=class_priors(self.data.train_counts))
+        model = build_model(hp, self.data.schema, priors=class_priors(self.data.train_counts))
+        # Declared here too (after the model's, the order `fit` would add them in), so that the
+        # space keras-tuner builds before the first trial holds them: the first trial's
+        # TensorBoard hyperparameters then include the weight ratio, loss and batch size.
+        declare_fit_hparams(hp, self.data.train_counts)
+        return model
 
     def fit(self, hp: kt.HyperParameters, model: keras.Model, *args, **kwargs):
         """Trains the trial's candidate; its score is the held-out objective (scikit-learn's).
@@ -58,10 +64,9 @@ class ImbalanceHyperModel(kt.HyperModel):
         logs = {objective_metric(self.config): candidate.score}
         if self.splits.cross_validation or declare_family(hp) == "trees":
             # The tuner's callbacks saw no epoch: report the score once, so its
-            # checkpoint exists (Hyperband reloads it when it promotes a trial).
-            for callback in callbacks:
-                callback.set_model(model)
-                callback.on_epoch_end(0, logs=dict(logs))
+            # checkpoint and the trial's TensorBoard hyperparameters exist.
+            tensorboard_hparams.report_without_fit(callbacks, model, logs)
+        tensorboard_hparams.record_objective(callbacks, objective_metric(self.config), candidate.score)
         return logs
 
     @functools.cached_property
@@ -152,7 +157,7 @@ def make_tuner(data: PreparedData, config: RunConfig) -> kt.Tuner:
     common = {
         "hypermodel": ImbalanceHyperModel(data, config),
         "objective": tuner_objective(config),
-        "directory": os.path.join(config.output_dir, "tuning"),
+        "directory": os.path.join(config.output_dir, TUNING_DIR),
         "project_name": PROJECT,
         "overwrite": False,
         "seed": config.seed,
