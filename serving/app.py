@@ -13,9 +13,11 @@ import os
 import signal
 import threading
 
+from serving import warmup
 from serving.batching import BatchingOptions
 from serving.grpc_api import make_grpc_server
 from serving.rest import make_rest_server
+from serving.servable import Servable
 from serving.service import ModelService
 from serving.versions import VersionManager
 
@@ -65,10 +67,15 @@ class ModelServer:
     def __init__(self, options: ServerOptions):
         self.options = options
         self.versions = VersionManager(options.model_name, options.model_base_path, options.version_labels,
-                                       options.max_num_load_retries)
+                                       options.max_num_load_retries, loader=self._load)
         self.service = ModelService(self.versions, options.batching)
+        # Warm-up requests run unbatched: the version is not serving yet, nothing could join them.
+        self._warmup_service = ModelService(self.versions)
         self.grpc_port = self.rest_port = None
         self._grpc = self._rest = self._rest_thread = None
+
+    def _load(self, version: int, path: str) -> Servable:
+        return warmup.load_and_warm_up(self._warmup_service, version, path)
 
     def start(self) -> ModelServer:
         # Load before listening, so the first request finds a version (as

@@ -11,6 +11,10 @@ Signatures (docs/design.md §7):
   * `classification`: `inputs` (serialized tf.Example [N]) -> `classes`
     [N, 2] ("0", "1") and `scores` [N, 2]; method name
     `tensorflow/serving/classify`, so TF Serving's Classify API accepts it.
+
+Each version carries `assets.extra/tf_serving_warmup_requests` (TF Serving's
+SavedModel warm-up format), one request per signature, so TF Serving and
+`serving/` pay each signature's first-call costs before serving it.
 """
 
 from __future__ import annotations
@@ -70,6 +74,10 @@ class ServingModule(tf.Module):
         batch = tf.shape(inputs)[0]
         classes = tf.tile(tf.constant([["0", "1"]]), [batch, 1])  # [N, 2]
         return {"classes": classes, "scores": outputs["probabilities"]}
+
+    def feature_dtypes(self) -> dict[str, tf.DType]:
+        """Raw feature name -> dtype of its `predict_features` input."""
+        return {name: spec.dtype for name, spec in self._feature_specs.items()}
 
     def signatures(self) -> dict:
         return {
@@ -138,6 +146,7 @@ def export_version(module: ServingModule, base: str) -> str:
                 raise
             raise storage from None
         mark_classify_signature(staging, "classification")
+        write_warmup_requests(staging, module.feature_dtypes())
         return _rename_to_next_version(staging, base)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -213,6 +222,37 @@ def storage_error(error: BaseException, where: str | None = None) -> OSError | N
                 where = named[1].rstrip(";:,") if named and not named[1].startswith("{{") else "the output"
             return OSError(f"cannot write {where}: {reason}")
     return None
+
+
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+
+
+def write_warmup_requests(saved_model_dir: str, feature_dtypes: dict[str, tf.DType]) -> None:
+    """Writes TF Serving's warm-up file: a TFRecord of PredictionLogs, one per signature.
+
+    Every request is one example with every feature missing (an empty
+    tf.Example; NaN or "" raw features), which the model imputes, so the
+    requests are valid for any schema.
+    """
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    empty = tf.train.Example().SerializeToString()
+    examples = prediction_log_pb2.PredictionLog()
+    examples.predict_log.request.model_spec.signature_name = "serving_default"
+    examples.predict_log.request.inputs["examples"].CopyFrom(tf.make_tensor_proto([empty]))
+    features = prediction_log_pb2.PredictionLog()
+    features.predict_log.request.model_spec.signature_name = "predict_features"
+    for name, dtype in feature_dtypes.items():
+        missing = [""] if dtype == tf.string else [float("nan")]
+        features.predict_log.request.inputs[name].CopyFrom(tf.make_tensor_proto(missing, dtype=dtype))
+    classify = prediction_log_pb2.PredictionLog()
+    classify.classify_log.request.model_spec.signature_name = "classification"
+    classify.classify_log.request.input.example_list.examples.add()
+    path = os.path.join(saved_model_dir, WARMUP_FILE)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with tf.io.TFRecordWriter(path) as writer:
+        for record in (examples, features, classify):
+            writer.write(record.SerializeToString())
 
 
 def mark_classify_signature(saved_model_dir: str, key: str) -> None:
