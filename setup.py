@@ -23,8 +23,14 @@ INSTALL_REQUIRES = [
     "lightgbm==4.7.0",
 ]
 
+# Weights & Biases logging (`tuning.task --wandb`). `pip install --dry-run wandb==0.30.0` against this stack adds
+# only its own dependencies (platformdirs, xxhash, opentelemetry exporters) and leaves protobuf / tensorflow as
+# pinned, so the tests install it too and its offline run is tested.
+TRACKING = ["wandb==0.30.0"]
+
 EXTRAS = {
-    "test": ["pytest==9.2.0", "requests==2.34.2", "ruff==0.17.6", "hypothesis==6.170.17"],
+    "test": ["pytest==9.2.0", "requests==2.34.2", "ruff==0.17.6", "hypothesis==6.170.17", *TRACKING],
+    "tracking": TRACKING,
     # ydf 0.16.1 and optuna 5.0.0 (the tuned tree contenders of benchmarks/tuned.py): the newest releases on
     # the index; `pip install --dry-run` against this stack adds only their own dependencies (optuna:
     # sqlalchemy, alembic, colorlog; ydf: none new) and leaves numpy / protobuf / tensorflow as pinned; ydf

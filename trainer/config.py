@@ -21,6 +21,7 @@ DISTRIBUTE = ("none", "mirrored")
 SELECTIONS = ("auto", "validation", "cross_validation")
 EARLY_STOPPING = ("pr_auc", "log_loss")
 SYNTHETIC_ROWS = (500_000, 31_000)  # the founding problem's size: (negatives, positives)
+WANDB_MODES = ("offline", "online")  # wandb.init's modes: offline needs no account or network
 
 
 class ConfigError(ValueError):
@@ -70,6 +71,10 @@ class RunConfig:
         ensemble) or `auto` (cross-validation when the validation split holds
         fewer than 50 minority examples).
       cv_folds: k for cross-validation.
+      wandb: Log the finished execution to Weights & Biases, `offline`
+        (files under the execution, for `wandb sync` later) or `online`;
+        None (default) logs nothing. Needs the `tracking` extra.
+      wandb_project: The W&B project the run is logged to.
     """
 
     data: str = "sylva"
@@ -97,6 +102,8 @@ class RunConfig:
     distribute: str = "none"
     selection: str = "auto"
     cv_folds: int = 5
+    wandb: str | None = None
+    wandb_project: str = "imbalance-tf"
 
     def __post_init__(self) -> None:
         _check_choice("loss", self.loss, LOSSES, allow_none=True)
@@ -106,6 +113,7 @@ class RunConfig:
         _check_choice("distribute", self.distribute, DISTRIBUTE)
         _check_choice("selection", self.selection, SELECTIONS)
         _check_choice("early_stopping", self.early_stopping, EARLY_STOPPING)
+        _check_choice("wandb", self.wandb, WANDB_MODES, allow_none=True)
         if self.cv_folds < 2:
             raise ConfigError(f"cv_folds must be at least 2, got {self.cv_folds}")
         if len(self.split) != 3 or abs(sum(self.split) - 1.0) > 1e-6 or min(self.split) <= 0:

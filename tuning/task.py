@@ -2,7 +2,8 @@
 
     python -m tuning.task --data my.csv --label is_fraud [--positive-label yes] \
         --output-dir runs/t [--max-trials 20] [--epochs 30] [--tuning-epochs 8] \
-        [--tuner bayesian|random|hyperband] [--objective pr_auc|recall_at_precision:0.5]
+        [--tuner bayesian|random|hyperband] [--objective pr_auc|recall_at_precision:0.5] \
+        [--wandb offline|online]
 
 Without --data it tunes on the embedded `sylva` dataset. Each run of the
 command on the same --output-dir is a new execution (RUN/executions/<id>/);
@@ -21,7 +22,7 @@ import os
 import sys
 
 from evaluation.flags import add_gate_arguments, gate_options
-from trainer.config import TUNERS, RunConfig
+from trainer.config import TUNERS, WANDB_MODES, RunConfig
 from trainer.task import DEFAULTS, add_data_arguments, common_values, user_error_message
 
 
@@ -38,10 +39,14 @@ def parse_args(argv: list[str] | None = None) -> tuple[RunConfig, argparse.Names
     add_gate_arguments(parser)
     parser.add_argument("--push-anyway", action="store_true",
                         help="push the candidate even if NOT_BLESSED (recorded in run.json and the history)")
+    parser.add_argument("--wandb", choices=WANDB_MODES, default=DEFAULTS.wandb,
+                        help="log the execution to Weights & Biases (offline: files under the execution, no "
+                             "account or network; needs the tracking extra)")
+    parser.add_argument("--wandb-project", default=DEFAULTS.wandb_project, help="the W&B project")
     args = parser.parse_args(argv)
     config = RunConfig.from_dict({
         **common_values(args), "max_trials": args.max_trials, "tuning_epochs": args.tuning_epochs,
-        "tuner": args.tuner, "objective": args.objective,
+        "tuner": args.tuner, "objective": args.objective, "wandb": args.wandb, "wandb_project": args.wandb_project,
     })
     return config, args
 
@@ -74,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         config, args = parse_args(argv)
+        if config.wandb:
+            from tuning.wandb_logging import require_wandb
+
+            require_wandb()  # one line before any work, not a traceback after the search
         summary = run_tuning(config, evaluate=_evaluator(args), push_anyway=args.push_anyway)
     except Exception as error:
         message = user_error_message(error)
@@ -85,8 +94,22 @@ def main(argv: list[str] | None = None) -> int:
         print("[tuning] worker done: the chief retrains and exports the best model")
         return 0
     print_summary(config, summary)
+    if config.wandb:
+        log_to_wandb(config, summary["execution"]["path"])
     push = summary["push"]
     return 0 if push["pushed"] or "evaluation" not in summary else 1
+
+
+def log_to_wandb(config: RunConfig, execution_dir: str) -> None:
+    """Logs the finished execution to W&B; a failure there is a warning, the execution stands."""
+    from tuning.wandb_logging import TrackingError, log_execution
+
+    try:
+        where = log_execution(execution_dir, config.wandb, config.wandb_project)
+    except TrackingError as error:
+        print(f"warning: the execution is complete, but logging it to W&B failed: {error}", file=sys.stderr)
+        return
+    print(f"wandb:   {where}" + (f"  (upload it with: wandb sync {where})" if config.wandb == "offline" else ""))
 
 
 def print_summary(config: RunConfig, summary: dict) -> None:
