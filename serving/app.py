@@ -13,9 +13,11 @@ import os
 import signal
 import threading
 
-from serving import warmup
+from serving import model_config, warmup
 from serving.batching import BatchingOptions
+from serving.errors import ServingError
 from serving.grpc_api import make_grpc_server
+from serving.models import ModelRegistry
 from serving.rest import make_rest_server
 from serving.servable import Servable
 from serving.service import ModelService
@@ -29,8 +31,8 @@ class ServerOptions:
     """What tensorflow_model_server's flags configure.
 
     Attributes:
-      model_name: Name clients address the model by.
-      model_base_path: Directory of `<version>/` SavedModels.
+      model_name: Name clients address the model by (unused with a config file).
+      model_base_path: Directory of `<version>/` SavedModels (unused with a config file).
       port: gRPC port (0 picks a free one; None disables gRPC).
       rest_api_port: REST port (0 picks a free one; None disables REST).
       host: Address both listeners bind.
@@ -39,7 +41,13 @@ class ServerOptions:
       max_request_bytes: Largest REST body accepted (413 beyond).
       grpc_max_threads: gRPC worker threads.
       max_num_load_retries: Polls on which a failed version is retried.
-      version_labels: Label -> version for `/labels/{label}` requests.
+      version_labels: Label -> version for `/labels/{label}` requests (single model).
+      model_config_file: A text-format ModelServerConfig serving several
+        models; replaces model_name, model_base_path and version_labels.
+      model_config_file_poll_wait_seconds: Period to re-read that file
+        (<= 0: read once, at start).
+      allow_version_labels_for_unavailable_models: A new label may name a
+        version that is not loaded.
     """
 
     model_name: str
@@ -53,37 +61,59 @@ class ServerOptions:
     grpc_max_threads: int = dataclasses.field(default_factory=lambda: max(8, 4 * (os.cpu_count() or 1)))
     max_num_load_retries: int = 5
     version_labels: dict[str, int] = dataclasses.field(default_factory=dict)
+    model_config_file: str | None = None
+    model_config_file_poll_wait_seconds: float = 0.0
+    allow_version_labels_for_unavailable_models: bool = False
 
 
 class ModelServer:
     """A started server; `stop()` shuts every part down.
 
     Attributes:
-      versions: The version manager (tests poll it directly).
+      models: The served models (tests poll them directly).
       grpc_port: The bound gRPC port, or None.
       rest_port: The bound REST port, or None.
     """
 
     def __init__(self, options: ServerOptions):
         self.options = options
-        self.versions = VersionManager(options.model_name, options.model_base_path, options.version_labels,
-                                       options.max_num_load_retries, loader=self._load)
-        self.service = ModelService(self.versions, options.batching)
+        self.models = ModelRegistry(self._load, options.max_num_load_retries,
+                                    options.allow_version_labels_for_unavailable_models)
+        self.service = ModelService(self.models, options.batching)
         # Warm-up requests run unbatched: the version is not serving yet, nothing could join them.
-        self._warmup_service = ModelService(self.versions)
+        self._warmup_service = ModelService(self.models)
         self.grpc_port = self.rest_port = None
         self._grpc = self._rest = self._rest_thread = None
 
     def _load(self, version: int, path: str) -> Servable:
         return warmup.load_and_warm_up(self._warmup_service, version, path)
 
+    @property
+    def versions(self) -> VersionManager | None:
+        """The version manager of `--model_name` (None if no such model is configured)."""
+        return self.models.manager(self.options.model_name)
+
+    def _initial_config(self) -> model_config.ModelServerConfig:
+        if self.options.model_config_file:
+            return model_config.read(self.options.model_config_file)
+        return model_config.single_model(self.options.model_name, self.options.model_base_path,
+                                         self.options.version_labels)
+
     def start(self) -> ModelServer:
+        """Loads the configured models, then listens.
+
+        Raises:
+          ServingError: The config (file) is refused, as tensorflow_model_server
+            refuses to start on it.
+        """
         # Load before listening, so the first request finds a version (as
         # tensorflow_model_server, which waits for the initial load).
-        self.versions.poll_once()
-        if self.versions.serving_version is None:
-            log.warning("no loadable version under %s yet; waiting for one", self.options.model_base_path)
-        self.versions.start(self.options.file_system_poll_wait_seconds)
+        self.models.reload(self._initial_config())
+        for name, versions in self.models.available().items():
+            if not versions:
+                log.warning("no loadable version of %s yet; waiting for one", name)
+        self.models.start(self.options.file_system_poll_wait_seconds, self.options.model_config_file,
+                          self.options.model_config_file_poll_wait_seconds)
         if self.options.port is not None:
             self._grpc, self.grpc_port = make_grpc_server(self.service, self.options.host, self.options.port,
                                                           self.options.grpc_max_threads)
@@ -94,12 +124,12 @@ class ModelServer:
             self.rest_port = self._rest.server_address[1]
             self._rest_thread = threading.Thread(target=self._rest.serve_forever, name="rest", daemon=True)
             self._rest_thread.start()
-        log.info("serving %s: gRPC on %s:%s, REST on %s:%s", self.options.model_name, self.options.host,
+        log.info("serving %s: gRPC on %s:%s, REST on %s:%s", ", ".join(self.models.model_names), self.options.host,
                  self.grpc_port, self.options.host, self.rest_port)
         return self
 
     def stop(self) -> None:
-        self.versions.stop()
+        self.models.stop()
         if self._rest is not None:
             self._rest.shutdown()
             self._rest.server_close()
@@ -121,7 +151,7 @@ def start(options: ServerOptions) -> ModelServer:
     A missing base path is not an error: as tensorflow_model_server, the
     server starts and serves the first version that appears there.
     """
-    if not os.path.isdir(options.model_base_path):
+    if not options.model_config_file and not os.path.isdir(options.model_base_path):
         log.warning("model base path %s does not exist (yet)", options.model_base_path)
     return ModelServer(options).start()
 
@@ -133,7 +163,7 @@ def serve(options: ServerOptions) -> int:
         signal.signal(signum, lambda *_: stopping.set())
     try:
         server = start(options)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, ServingError) as error:
         log.error("cannot start: %s", error)
         return 1
     try:

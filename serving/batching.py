@@ -162,8 +162,9 @@ class BatchScheduler:
         rows = batch_size(inputs)
         if not rows or rows > self._options.max_batch_size:
             return servable.run(signature, inputs)
-        # Keyed by version too, so an old version's queue drains on its own during a swap.
-        key = (servable.version, signature.name, tuple(sorted(inputs)))
+        # Keyed by the servable object (one model version), so an old version's queue drains on its own
+        # during a swap and two models' signatures of the same name never share a queue.
+        key = (id(servable), signature.name, tuple(sorted(inputs)))
         with self._lock:
             queue = self._queues.get(key)
             if queue is None:

@@ -2,8 +2,7 @@
 
 `tensorflow.serving.PredictionService` (Predict, Classify, Regress,
 MultiInference, GetModelMetadata) and `tensorflow.serving.ModelService`
-(GetModelStatus). HandleReloadConfigRequest is not implemented here and
-answers UNIMPLEMENTED through the generated base class.
+(GetModelStatus, HandleReloadConfigRequest).
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
     inference_pb2,
+    model_management_pb2,
     model_service_pb2_grpc,
     predict_pb2,
     prediction_service_pb2_grpc,
@@ -109,7 +109,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
 
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
-    """GetModelStatus."""
+    """GetModelStatus and HandleReloadConfigRequest."""
 
     def __init__(self, service: ModelService):
         self._service = service
@@ -118,6 +118,19 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
                        context) -> get_model_status_pb2.GetModelStatusResponse:
         with _errors_to_status(context):
             return self._service.status(model_ref(request.model_spec))
+
+    def HandleReloadConfigRequest(self, request: model_management_pb2.ReloadConfigRequest,  # noqa: N802
+                                  context) -> model_management_pb2.ReloadConfigResponse:
+        """Realizes the request's config, as ModelServiceImpl: its status in the response and the RPC's.
+
+        `metric_names` is ignored (TF Serving reports their increase from its
+        own TensorFlow metrics registry; this server has none).
+        """
+        response = model_management_pb2.ReloadConfigResponse()
+        response.status.SetInParent()
+        with _errors_to_status(context):
+            self._service.reload_config(request.config)
+        return response
 
 
 # TensorProto's typed repeated field for each dtype, as `Tensor::AsProtoField` fills them.

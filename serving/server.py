@@ -4,6 +4,8 @@ Flags are named as tensorflow_model_server's, so scripts written for it work:
 
   python -m serving.server --model_name=imbalance \\
       --model_base_path=runs/t/serving_model --port=8500 --rest_api_port=8501
+  python -m serving.server --model_config_file=models.config \\
+      --model_config_file_poll_wait_seconds=60 --rest_api_port=8501
 """
 
 from __future__ import annotations
@@ -29,8 +31,18 @@ def _boolean(text: str) -> bool:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m serving.server", description=__doc__.split("\n")[0])
-    parser.add_argument("--model_name", default=DEFAULTS.model_name, help="Name clients address the model by.")
-    parser.add_argument("--model_base_path", required=True, help="Directory holding <version>/ SavedModels.")
+    parser.add_argument("--model_name", default=DEFAULTS.model_name,
+                        help="Name clients address the model by (ignored with --model_config_file).")
+    parser.add_argument("--model_base_path", default="",
+                        help="Directory holding <version>/ SavedModels (ignored with --model_config_file, "
+                             "otherwise required).")
+    parser.add_argument("--model_config_file", default="",
+                        help="A text-format tensorflow.serving.ModelServerConfig: several models, version "
+                             "policies and labels.")
+    parser.add_argument("--model_config_file_poll_wait_seconds", type=float, default=0,
+                        help="Seconds between re-reads of --model_config_file (<= 0: read once).")
+    parser.add_argument("--allow_version_labels_for_unavailable_models", type=_boolean, nargs="?", const=True,
+                        default=False, help="Allow a new version label to name a version that is not loaded yet.")
     parser.add_argument("--port", type=int, default=DEFAULTS.port, help="gRPC port (0: disabled, as TF Serving).")
     parser.add_argument("--rest_api_port", type=int, default=DEFAULTS.rest_api_port or 0,
                         help="REST port (0: disabled, as TF Serving).")
@@ -50,7 +62,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not args.model_base_path and not args.model_config_file:
+        parser.error("one of --model_base_path and --model_config_file is required")
     if args.max_batch_size < 1 or args.batch_timeout_micros < 0 or args.max_request_bytes < 1:
         print("error: --max_batch_size and --max_request_bytes must be >= 1, --batch_timeout_micros >= 0",
               file=sys.stderr)
@@ -60,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                 if args.enable_batching else None)
     options = ServerOptions(
         model_name=args.model_name,
-        model_base_path=os.path.abspath(args.model_base_path),
+        model_base_path=os.path.abspath(args.model_base_path) if args.model_base_path else "",
         port=args.port or None,
         rest_api_port=args.rest_api_port or None,
         host=args.host,
@@ -69,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         max_request_bytes=args.max_request_bytes,
         grpc_max_threads=args.grpc_max_threads,
         max_num_load_retries=args.max_num_load_retries,
+        model_config_file=os.path.abspath(args.model_config_file) if args.model_config_file else None,
+        model_config_file_poll_wait_seconds=args.model_config_file_poll_wait_seconds,
+        allow_version_labels_for_unavailable_models=args.allow_version_labels_for_unavailable_models,
     )
     return serve(options)
 

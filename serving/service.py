@@ -12,11 +12,11 @@ import dataclasses
 import numpy as np
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, model_pb2
 
-from serving import inference
+from serving import inference, model_config
 from serving.batching import BatchingOptions, BatchScheduler
 from serving.errors import invalid_argument
+from serving.models import ModelRegistry
 from serving.servable import Servable, Signature
-from serving.versions import VersionManager
 
 SIGNATURE_DEF_FIELD = "signature_def"  # the only metadata field TF Serving knows
 
@@ -45,15 +45,15 @@ class Result:
 
 
 class ModelService:
-    """The model server's API over one model's versions.
+    """The model server's API over the served models.
 
     Args:
-      versions: The model's version manager.
+      models: The models and their versions.
       batching: Batching parameters; None calls each request on its own.
     """
 
-    def __init__(self, versions: VersionManager, batching: BatchingOptions | None = None):
-        self.versions = versions
+    def __init__(self, models: ModelRegistry, batching: BatchingOptions | None = None):
+        self.models = models
         self._scheduler = BatchScheduler(batching) if batching else None
 
     def resolve(self, ref: ModelRef) -> Servable:
@@ -64,7 +64,7 @@ class ModelService:
         """
         if not ref.name:
             raise invalid_argument("ModelSpec has no name specified.")  # ServerCore's answer
-        return self.versions.servable(ref.name, ref.version, ref.label)
+        return self.models.servable(ref.name, ref.version, ref.label)
 
     def predict(self, servable: Servable, signature_name: str | None, inputs: dict[str, np.ndarray],
                 output_filter: list[str] | None = None) -> Result:
@@ -133,12 +133,14 @@ class ModelService:
 
     def status(self, ref: ModelRef) -> get_model_status_pb2.GetModelStatusResponse:
         """GetModelStatus: all versions seen, or the one `ref` names."""
-        version = ref.version
-        if ref.label:
-            if ref.label not in self.versions.version_labels:
-                raise invalid_argument(f"Unrecognized servable version label: {ref.label}")
-            version = self.versions.version_labels[ref.label]
-        return self.versions.statuses(ref.name, version)
+        return self.models.statuses(ref.name, ref.version, ref.label)
+
+    def reload_config(self, config: model_config.ModelServerConfig) -> None:
+        """HandleReloadConfigRequest: realizes `config` (ModelRegistry.reload)."""
+        if config.WhichOneof("config") != "model_config_list":
+            raise invalid_argument("ServerModelConfig type not supported by HandleReloadConfigRequest. "
+                                   "Only ModelConfigList is currently supported")
+        self.models.reload(config)
 
     def _run(self, servable: Servable, signature: Signature, inputs: dict[str, np.ndarray]) -> dict:
         if self._scheduler is not None:

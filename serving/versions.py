@@ -1,10 +1,12 @@
-"""Which versions exist on disk, which one is served, and swapping them.
+"""Which versions of one model exist on disk, which are served, and swapping them.
 
-Policy (TF Serving's default, "latest 1"): serve the highest integer version
-under the base path. A poll thread rescans every few seconds; a new version is
-loaded and warmed up while the old one keeps serving, then the old one is
-dropped. Requests take a reference to a `Servable` when they start and keep
-it for their whole duration, so a swap never fails one.
+The version policy (TF Serving's `ServableVersionPolicy`: latest N, the
+default latest 1; all; specific) picks the *aspired* versions among those on
+disk. As TF Serving's `AvailabilityPreservingPolicy`, new versions are loaded
+and warmed up while the old ones keep serving, and a version no longer
+aspired is unloaded only once an aspired one is available (or none is
+aspired at all). Requests take a reference to a `Servable` when they start
+and keep it for their whole duration, so a swap never fails one.
 
 Directory names are parsed as integers before anything touches the file
 system, so no request can name a path: versions are looked up in memory only.
@@ -19,6 +21,7 @@ from collections.abc import Callable
 from tensorflow_serving.apis import get_model_status_pb2
 
 from serving.errors import invalid_argument, not_found
+from serving.model_config import VersionPolicy
 from serving.servable import Servable
 from trainer.export import list_versions  # the exporter owns the layout
 
@@ -37,34 +40,58 @@ class VersionManager:
       max_num_load_retries: Polls on which a version that failed to load is
         tried again (it may have been incomplete) before it is given up on.
       loader: Loads one version; injectable so tests can make loads fail.
+      policy: Which versions to serve; latest 1 by default.
     """
 
     def __init__(self, model_name: str, base_path: str, version_labels: dict[str, int] | None = None,
-                 max_num_load_retries: int = 5, loader: Callable[[int, str], Servable] | None = None):
+                 max_num_load_retries: int = 5, loader: Callable[[int, str], Servable] | None = None,
+                 policy: VersionPolicy | None = None):
         self.model_name = model_name
         self.base_path = base_path
-        self.version_labels = dict(version_labels or {})
+        self.policy = policy or VersionPolicy()
+        # Replaced whole, never mutated, so request threads read it without a lock.
+        self.version_labels: dict[str, int] = dict(version_labels or {})
         self._max_retries = max_num_load_retries
         self._loader = loader or _load_and_warm_up
-        self._lock = threading.Lock()  # guards _serving and _states, never held while loading
-        self._serving: Servable | None = None
+        self._lock = threading.Lock()  # guards _loaded and _states, never held while loading
+        self._loaded: dict[int, Servable] = {}  # replaced whole (copy on write): one atomic read per request
         self._states: dict[int, tuple[int, str]] = {}  # version -> (State, error message)
         self._failures: dict[int, int] = {}
         self._poll_lock = threading.Lock()  # one scan at a time (poll thread vs. explicit calls)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._retired = False
+
+    def configure(self, base_path: str, policy: VersionPolicy) -> None:
+        """Takes a reloaded config's base path and policy (applied on the next poll)."""
+        with self._poll_lock:
+            self.base_path, self.policy, self._retired = base_path, policy, False
+
+    def retire(self) -> None:
+        """The model left the config: every version is unloaded (its status stays, as END)."""
+        with self._poll_lock:
+            self._retired = True
+        self.poll_once()
+
+    @property
+    def retired(self) -> bool:
+        return self._retired
 
     def poll_once(self) -> None:
-        """Scans the base path and swaps to the version that should be served."""
+        """Scans the base path, loads newly aspired versions and unloads the others."""
         with self._poll_lock:
-            on_disk = list_versions(self.base_path)
-            candidates = [v for v in on_disk if self._failures.get(v, 0) <= self._max_retries]
-            wanted = max(candidates, default=None)
-            current = self._serving.version if self._serving else None
-            if wanted is not None and wanted != current:
-                self._load(wanted, on_disk[wanted])
-            elif wanted is None and current is not None and current not in on_disk:
-                self._unload_current()
+            on_disk = {} if self._retired else list_versions(self.base_path)
+            candidates = {v for v in on_disk if self._failures.get(v, 0) <= self._max_retries}
+            aspired = self.policy.select(candidates)
+            for version in sorted(aspired - set(self._loaded), reverse=True):  # highest first, as TF Serving
+                self._load(version, on_disk[version])
+            self._unload_unaspired(aspired)
+
+    def _unload_unaspired(self, aspired: set[int]) -> None:
+        loaded = self._loaded
+        unaspired = sorted(set(loaded) - aspired)
+        if aspired and not aspired & set(loaded):
+            unaspired = unaspired[:-1]  # nothing aspired is available: keep the newest old version serving
+        for version in unaspired:
+            self._unload(version)
 
     def _load(self, version: int, path: str) -> None:
         self._set_state(version, State.LOADING)
@@ -77,48 +104,25 @@ class VersionManager:
             self._set_state(version, State.END, f"{type(error).__name__}: {error}")
             return
         with self._lock:
-            old, self._serving = self._serving, servable
+            self._loaded = {**self._loaded, version: servable}
             self._states[version] = (State.AVAILABLE, "")
-            if old is not None:
-                # In-flight requests still hold `old`; it is freed when they end.
-                self._states[old.version] = (State.END, "")
-        log.info("serving %s version %d%s", self.model_name, version,
-                 f" (unloaded version {old.version})" if old else "")
+        log.info("serving %s version %d", self.model_name, version)
 
-    def _unload_current(self) -> None:
+    def _unload(self, version: int) -> None:
         with self._lock:
-            old, self._serving = self._serving, None
-            if old is not None:
-                self._states[old.version] = (State.END, "")
-                log.info("version %d of %s removed from disk; unloaded", old.version, self.model_name)
+            # In-flight requests still hold the servable; it is freed when they end.
+            self._loaded = {v: s for v, s in self._loaded.items() if v != version}
+            self._states[version] = (State.END, "")
+        log.info("unloaded %s version %d", self.model_name, version)
 
     def _set_state(self, version: int, state: int, message: str = "") -> None:
         with self._lock:
             self._states[version] = (state, message)
 
-    def start(self, poll_seconds: float) -> None:
-        """Polls in a daemon thread every `poll_seconds` (no thread if <= 0)."""
-        if poll_seconds <= 0 or self._thread is not None:
-            return
-        self._thread = threading.Thread(target=self._poll_loop, args=(poll_seconds,),
-                                        name=f"poll-{self.model_name}", daemon=True)
-        self._thread.start()
-
-    def _poll_loop(self, poll_seconds: float) -> None:
-        while not self._stop.wait(poll_seconds):
-            try:
-                self.poll_once()
-            except Exception:  # keep polling whatever one scan hit
-                log.exception("version poll failed")
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
-
     def servable(self, name: str, version: int | None = None, label: str | None = None) -> Servable:
         """The servable a request addresses; the caller keeps it for the request.
+
+        No version means the highest available one (ServableRequest::Latest).
 
         Raises:
           ServingError: NOT_FOUND for an unknown model or version,
@@ -127,14 +131,19 @@ class VersionManager:
         if version is not None and label:
             raise invalid_argument("ModelSpec has both version and version_label set; set at most one")
         if label:
-            if label not in self.version_labels:
-                raise invalid_argument(f"Unrecognized servable version label: {label}")
-            version = self.version_labels[label]
-        serving = self._serving  # one atomic read: the request keeps this object
-        if name != self.model_name or serving is None or (version is not None and version != serving.version):
+            version = self.label_version(label)
+        loaded = self._loaded  # one atomic read: the request keeps what it found
+        if name != self.model_name or not loaded or (version is not None and version not in loaded):
             what = f"Specific({name}, {version})" if version is not None else f"Latest({name})"
             raise not_found(f"Servable not found for request: {what}")
-        return serving
+        return loaded[max(loaded) if version is None else version]
+
+    def label_version(self, label: str) -> int:
+        """The version `label` names (GetModelVersionForLabel)."""
+        labels = self.version_labels
+        if label not in labels:
+            raise invalid_argument(f"Unrecognized servable version label: {label}")
+        return labels[label]
 
     def statuses(self, name: str, version: int | None = None) -> get_model_status_pb2.GetModelStatusResponse:
         """GetModelStatus's answer: every version seen, newest first."""
@@ -159,13 +168,18 @@ class VersionManager:
         return response
 
     @property
+    def available_versions(self) -> list[int]:
+        """The versions being served, ascending."""
+        return sorted(self._loaded)
+
+    @property
     def serving_version(self) -> int | None:
-        serving = self._serving
-        return serving.version if serving else None
+        """The version a request without a version gets (the highest available)."""
+        loaded = self._loaded
+        return max(loaded) if loaded else None
 
 
 def _load_and_warm_up(version: int, path: str) -> Servable:
     servable = Servable(version, path)
     servable.warm_up()
     return servable
-
