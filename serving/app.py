@@ -13,7 +13,7 @@ import os
 import signal
 import threading
 
-from serving import model_config, warmup
+from serving import model_config, monitoring, warmup
 from serving.batching import BatchingOptions
 from serving.errors import ServingError
 from serving.grpc_api import make_grpc_server
@@ -48,6 +48,9 @@ class ServerOptions:
         (<= 0: read once, at start).
       allow_version_labels_for_unavailable_models: A new label may name a
         version that is not loaded.
+      monitoring_config_file: A text-format MonitoringConfig; with
+        `prometheus_config { enable: true }` the REST port serves request
+        metrics at its path.
     """
 
     model_name: str
@@ -64,6 +67,7 @@ class ServerOptions:
     model_config_file: str | None = None
     model_config_file_poll_wait_seconds: float = 0.0
     allow_version_labels_for_unavailable_models: bool = False
+    monitoring_config_file: str | None = None
 
 
 class ModelServer:
@@ -71,6 +75,7 @@ class ModelServer:
 
     Attributes:
       models: The served models (tests poll them directly).
+      metrics: The request metrics, or None without a Prometheus config.
       grpc_port: The bound gRPC port, or None.
       rest_port: The bound REST port, or None.
     """
@@ -82,6 +87,8 @@ class ModelServer:
         self.service = ModelService(self.models, options.batching)
         # Warm-up requests run unbatched: the version is not serving yet, nothing could join them.
         self._warmup_service = ModelService(self.models)
+        self.metrics: monitoring.Metrics | None = None
+        self._metrics_path: str | None = None
         self.grpc_port = self.rest_port = None
         self._grpc = self._rest = self._rest_thread = None
 
@@ -106,6 +113,7 @@ class ModelServer:
           ServingError: The config (file) is refused, as tensorflow_model_server
             refuses to start on it.
         """
+        self._configure_monitoring()
         # Load before listening, so the first request finds a version (as
         # tensorflow_model_server, which waits for the initial load).
         self.models.reload(self._initial_config())
@@ -116,17 +124,31 @@ class ModelServer:
                           self.options.model_config_file_poll_wait_seconds)
         if self.options.port is not None:
             self._grpc, self.grpc_port = make_grpc_server(self.service, self.options.host, self.options.port,
-                                                          self.options.grpc_max_threads)
+                                                          self.options.grpc_max_threads, self.metrics)
             self._grpc.start()
         if self.options.rest_api_port is not None:
             self._rest = make_rest_server(self.service, self.options.host, self.options.rest_api_port,
-                                          self.options.max_request_bytes)
+                                          self.options.max_request_bytes, self.metrics, self._metrics_path)
             self.rest_port = self._rest.server_address[1]
             self._rest_thread = threading.Thread(target=self._rest.serve_forever, name="rest", daemon=True)
             self._rest_thread.start()
         log.info("serving %s: gRPC on %s:%s, REST on %s:%s", ", ".join(self.models.model_names), self.options.host,
                  self.grpc_port, self.options.host, self.rest_port)
         return self
+
+    def _configure_monitoring(self) -> None:
+        if not self.options.monitoring_config_file:
+            return
+        try:
+            with open(self.options.monitoring_config_file, encoding="utf-8") as handle:
+                text = handle.read()
+        except OSError as error:
+            raise ValueError(f"{self.options.monitoring_config_file}: {error.strerror}") from None
+        self._metrics_path = monitoring.prometheus_path(text)
+        if self._metrics_path is not None:
+            self.metrics = monitoring.Metrics()
+            if self.options.rest_api_port is None:  # as TF Serving: the page needs the REST port
+                log.warning("Prometheus metrics need --rest_api_port; they are not served")
 
     def stop(self) -> None:
         self.models.stop()

@@ -8,6 +8,7 @@ MultiInference, GetModelMetadata) and `tensorflow.serving.ModelService`
 from __future__ import annotations
 
 import logging
+import time
 from concurrent import futures
 
 import grpc
@@ -28,6 +29,7 @@ from tensorflow_serving.apis import (
 
 from serving.errors import ServingError, as_serving_error, invalid_argument
 from serving.inference import Task
+from serving.monitoring import Metrics
 from serving.service import ModelRef, ModelService
 
 # As tensorflow_model_server: no limit on message sizes (-1), so large batches
@@ -38,13 +40,20 @@ log = logging.getLogger(__name__)
 
 
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
-    """Predict, Classify, Regress, MultiInference and GetModelMetadata."""
+    """Predict, Classify, Regress, MultiInference and GetModelMetadata.
 
-    def __init__(self, service: ModelService):
+    Args:
+      service: The API the calls go to.
+      metrics: Where Predict, Classify and Regress are counted and timed
+        (the calls TF Serving's PredictionServiceImpl records), or None.
+    """
+
+    def __init__(self, service: ModelService, metrics: Metrics | None = None):
         self._service = service
+        self._metrics = metrics
 
     def Predict(self, request: predict_pb2.PredictRequest, context) -> predict_pb2.PredictResponse:  # noqa: N802
-        with _errors_to_status(context):
+        with _errors_to_status(context, self._metrics, "Predict", request.model_spec.name):
             ref = model_ref(request.model_spec)
             servable = self._service.resolve(ref)  # held for the whole call
             inputs = {name: tensor_to_array(name, proto) for name, proto in request.inputs.items()}
@@ -57,7 +66,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     def Classify(self, request: classification_pb2.ClassificationRequest,  # noqa: N802
                  context) -> classification_pb2.ClassificationResponse:
-        with _errors_to_status(context):
+        with _errors_to_status(context, self._metrics, "Classify", request.model_spec.name):
             ref = model_ref(request.model_spec)
             servable = self._service.resolve(ref)
             result = self._service.classify(servable, request.model_spec.signature_name,
@@ -68,7 +77,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     def Regress(self, request: regression_pb2.RegressionRequest,  # noqa: N802
                 context) -> regression_pb2.RegressionResponse:
-        with _errors_to_status(context):
+        with _errors_to_status(context, self._metrics, "Regress", request.model_spec.name):
             ref = model_ref(request.model_spec)
             servable = self._service.resolve(ref)
             result = self._service.regress(servable, request.model_spec.signature_name,
@@ -186,11 +195,12 @@ def fill_classifications(result: classification_pb2.ClassificationResult,
             classifications.classes.add(label=label, score=score)
 
 
-def make_grpc_server(service: ModelService, host: str, port: int, max_workers: int) -> tuple[grpc.Server, int]:
+def make_grpc_server(service: ModelService, host: str, port: int, max_workers: int,
+                     metrics: Metrics | None = None) -> tuple[grpc.Server, int]:
     """A bound, not yet started gRPC server and its port (port 0 picks one)."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
                          options=GRPC_OPTIONS)
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(service), server)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(service, metrics), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(service), server)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     bound = server.add_insecure_port(address)
@@ -238,19 +248,25 @@ def serialized_examples(request_input) -> list[bytes]:
 
 
 class _errors_to_status:  # noqa: N801 - used as a lowercase context manager
-    """Aborts the RPC with the canonical code of any error raised inside."""
+    """Aborts the RPC with the canonical code of any error raised inside; records the call in `metrics`."""
 
-    def __init__(self, context):
+    def __init__(self, context, metrics: Metrics | None = None, api: str = "", model_name: str = ""):
         self._context = context
+        self._metrics, self._api, self._model_name = metrics, api, model_name
+        self._started = time.perf_counter()
 
     def __enter__(self):
         return self
 
     def __exit__(self, kind, error, traceback) -> bool:
-        if error is None:
+        wrapped = None if error is None else as_serving_error(error)
+        if self._metrics is not None:
+            status = "OK" if wrapped is None else wrapped.code.name  # error::Code_Name's spelling
+            micros = (time.perf_counter() - self._started) * 1e6
+            self._metrics.record(self._model_name, self._api, "GRPC", status, micros)
+        if wrapped is None:
             return False
         if not isinstance(error, (ServingError, tf.errors.OpError)):
             log.error("internal error in a gRPC call", exc_info=(kind, error, traceback))
-        wrapped = as_serving_error(error)
         self._context.abort(wrapped.code, wrapped.message)  # raises, ending the RPC
         return False

@@ -18,6 +18,7 @@ import json
 import logging
 import re
 import socket
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -25,7 +26,7 @@ import grpc
 from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2
 
-from serving import codec, example_json
+from serving import codec, example_json, monitoring
 from serving.errors import ServingError, as_serving_error, invalid_argument
 from serving.service import SIGNATURE_DEF_FIELD, ModelRef, ModelService
 from trainer.export import parse_version
@@ -43,7 +44,9 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 256  # a burst of concurrent connects must not be refused
 
 
-def make_rest_server(service: ModelService, host: str, port: int, max_request_bytes: int) -> ThreadingHTTPServer:
+def make_rest_server(service: ModelService, host: str, port: int, max_request_bytes: int,
+                     metrics: monitoring.Metrics | None = None, metrics_path: str | None = None
+                     ) -> ThreadingHTTPServer:
     """A bound (not yet serving) HTTP server; port 0 picks a free port.
 
     Args:
@@ -51,6 +54,8 @@ def make_rest_server(service: ModelService, host: str, port: int, max_request_by
       host: Address to bind.
       port: Port to bind.
       max_request_bytes: Larger bodies are refused with 413 unread.
+      metrics: Where `/v1/` requests are counted and timed, or None.
+      metrics_path: The path serving `metrics` as a Prometheus page, or None.
     """
 
     class Handler(_Handler):
@@ -58,6 +63,8 @@ def make_rest_server(service: ModelService, host: str, port: int, max_request_by
 
     Handler.service = service
     Handler.max_request_bytes = max_request_bytes
+    Handler.metrics = metrics
+    Handler.metrics_path = metrics_path
     return _Server((host, port), Handler)
 
 
@@ -67,6 +74,8 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "imbalance-serving"
     service: ModelService
     max_request_bytes: int
+    metrics: monitoring.Metrics | None
+    metrics_path: str | None
 
     def setup(self) -> None:
         super().setup()
@@ -90,19 +99,28 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("%s %s", self.address_string(), format % args)
 
     def _handle(self, method: str) -> None:
+        path = urllib.parse.urlsplit(self.path).path
+        if self.metrics_path is not None and path == self.metrics_path:
+            data = self.metrics.render().encode()
+            return self._send_bytes(200, data, monitoring.CONTENT_TYPE)
+        started = time.perf_counter()
+        code = "OK"
         try:
             status, payload = self._dispatch(method)
         except ServingError as error:
-            status, payload = error.http_status, {"error": error.message}
+            code, status, payload = error.code.name, error.http_status, {"error": error.message}
         except _BodyTooLarge as error:
             self.close_connection = True  # the unread body makes the connection unusable
-            status, payload = 413, {"error": str(error)}
+            code, status, payload = "RESOURCE_EXHAUSTED", 413, {"error": str(error)}
         except RecursionError:  # a request nested deeper than any handler can walk: the client's doing
-            status, payload = 400, {"error": "Request JSON is nested too deeply"}
+            code, status, payload = "INVALID_ARGUMENT", 400, {"error": "Request JSON is nested too deeply"}
         except Exception as error:  # a bug: answer 500 and keep serving
             log.exception("internal error on %s %s", method, self.path)
             wrapped = as_serving_error(error)
-            status, payload = wrapped.http_status, {"error": wrapped.message}
+            code, status, payload = wrapped.code.name, wrapped.http_status, {"error": wrapped.message}
+        if self.metrics is not None and path.startswith("/v1/"):
+            name, api = _metric_labels(path)
+            self.metrics.record(name, api, "REST", code, (time.perf_counter() - started) * 1e6)
         self._send(status, payload)
 
     def _dispatch(self, method: str) -> tuple[int, dict]:
@@ -173,9 +191,12 @@ class _Handler(BaseHTTPRequestHandler):
         except (TypeError, ValueError) as error:  # a bug in an encoder: still answer, never drop the connection
             log.error("unencodable response to %s: %s", self.path, error)
             status, data = 500, json.dumps({"error": f"Failed to encode the response as JSON: {error}"}).encode()
+        self._send_bytes(status, data, "application/json")
+
+    def _send_bytes(self, status: int, data: bytes, content_type: str) -> None:
         try:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             if self.close_connection:
                 self.send_header("Connection", "close")
@@ -183,6 +204,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):  # the client left; nothing to tell it
             self.close_connection = True
+
+
+def _metric_labels(path: str) -> tuple[str, str]:
+    """(model name, API) of a /v1/ path, as http_server.cc records them ("" where the path has none)."""
+    match = _ROUTE.match(path)
+    if not match:
+        return "", ""
+    action = match["action"] or ""
+    return urllib.parse.unquote(match["name"]), action[1:].lower() if action.startswith(":") else ""
 
 
 class _BodyTooLarge(Exception):

@@ -46,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=DEFAULTS.port, help="gRPC port (0: disabled, as TF Serving).")
     parser.add_argument("--rest_api_port", type=int, default=DEFAULTS.rest_api_port or 0,
                         help="REST port (0: disabled, as TF Serving).")
+    parser.add_argument("--monitoring_config_file", default="",
+                        help="A text-format tensorflow.serving.MonitoringConfig (Prometheus endpoint on the "
+                             "REST port).")
     parser.add_argument("--host", default=DEFAULTS.host, help="Address to bind (loopback unless told otherwise).")
     parser.add_argument("--file_system_poll_wait_seconds", type=float, default=DEFAULTS.file_system_poll_wait_seconds,
                         help="Seconds between scans for new versions (<= 0: load once).")
@@ -87,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         model_config_file=os.path.abspath(args.model_config_file) if args.model_config_file else None,
         model_config_file_poll_wait_seconds=args.model_config_file_poll_wait_seconds,
         allow_version_labels_for_unavailable_models=args.allow_version_labels_for_unavailable_models,
+        monitoring_config_file=os.path.abspath(args.monitoring_config_file) if args.monitoring_config_file else None,
     )
     return serve(options)
 
