@@ -8,10 +8,12 @@ served model, or the twin when nothing is served yet (docs/design.md §9).
 Layout of the metrics specs, and why:
 
 * `scores` output (the calibrated minority probability, one column), all
-  models: ExampleCount, ROC-AUC, MeanLabel/MeanPrediction/Calibration, the
-  operating point the gate does not use (PrecisionAtRecall or
-  RecallAtPrecision), and the two plots the report draws (PR/ROC points from
-  ConfusionMatrixPlot, reliability from CalibrationPlot).
+  models: ExampleCount, ROC-AUC, mean label / mean prediction / calibration
+  and class 0's ROC- and PR-AUC (`evaluation.histogram_metrics`, derived from
+  the shared histogram), the operating point the gate does not use
+  (PrecisionAtRecall or RecallAtPrecision), and the two plots the report
+  draws (PR/ROC points from ConfusionMatrixPlot, reliability from
+  CalibrationPlot).
 * `scores` output, PR-AUC and the objective's operating point (e.g.
   RecallAtPrecision at the objective's P), one spec per model: TFMA
   validates every non-baseline model of a spec, and only the candidate is
@@ -25,10 +27,10 @@ Layout of the metrics specs, and why:
   so TFMA still pairs them into candidate-vs-reference `*_diff` values (each
   model at its own operating point). Specificity and NPV are the majority
   class's recall and precision at the same decision.
-* `probabilities` output (two columns), all models, binarized into
-  `class_ids [1, 0]` (minority first): per-class ROC-AUC and PR-AUC. A
-  binarized spec yields only `classId:N` sub keys (docs/benchmarks.md), hence the
-  separate overall specs above.
+* No binarized `probabilities` spec: class 1's probability is `scores`, so
+  its per-class AUCs are the overall ones, and class 0's are derived from
+  the same histogram turned around. A binarized spec would run one more
+  per-example histogram per class, model and slice (docs/benchmarks.md).
 
 Confidence intervals are TFMA's (jackknife over 20 buckets for small test sets, or
 Poisson bootstrap); TFMA validates point values, so the gate's change
@@ -39,11 +41,12 @@ Cost (measured, docs/benchmarks.md "Evaluation"): TFMA runs every distinct
 computation (a histogram, an explicit-threshold matrix, each binarized class)
 as per-example Python, once per model and per slice an example falls in. All
 `num_thresholds` metrics of one output share a single 10,000-bucket histogram,
-so `num_thresholds` and the plots cost almost nothing; each binarized class
-and each explicit threshold costs as much as the whole overall spec. Hence:
-per-class metrics are limited to the threshold-free AUCs, at-threshold
-metrics for class 0 come from the same matrix as class 1's, and numeric
-slices are opt-in.
+so `num_thresholds`, the plots and the metrics derived from the histogram
+cost almost nothing; each other per-example combiner (an explicit-threshold
+matrix, a binarized class, TFMA's MeanLabel) costs about as much as the
+histogram. Hence: per-class metrics are limited to the threshold-free AUCs,
+at-threshold metrics for class 0 come from the same matrix as class 1's,
+and means come from the histogram.
 
 Thresholds are attached to the overall slice only (`per_slice_thresholds`
 with an empty SlicingSpec), as TFX pipelines usually do: a recall floor means
@@ -56,20 +59,22 @@ import json
 
 from tensorflow_model_analysis.proto import config_pb2 as tfma_config
 
+from evaluation import histogram_metrics
 from evaluation.gate import Gate
 from evaluation.run_files import CANDIDATE, EvaluatedModel
 from evaluation.slicing import SlicePlan
 
 SIGNATURE = "serving_default"
-SCORES, PROBABILITIES = "scores", "probabilities"  # outputs of the serving signature
-MINORITY, MAJORITY = 1, 0
+SCORES = "scores"  # the serving signature's minority probability output
+MAJORITY = 0
 INTERVAL_METHODS = {"jackknife": tfma_config.ConfidenceIntervalOptions.JACKKNIFE,
                     "bootstrap": tfma_config.ConfidenceIntervalOptions.POISSON_BOOTSTRAP}
 
 
-def metric(class_name: str, threshold: tfma_config.MetricThreshold | None = None, **config) -> tfma_config.MetricConfig:
-    """A MetricConfig; `threshold` applies to the overall slice only."""
-    proto = tfma_config.MetricConfig(class_name=class_name, config=json.dumps(config) if config else "")
+def metric(class_name: str, threshold: tfma_config.MetricThreshold | None = None, module: str = "",
+           **config) -> tfma_config.MetricConfig:
+    """A MetricConfig; `threshold` applies to the overall slice only; `module` names a custom metric's module."""
+    proto = tfma_config.MetricConfig(class_name=class_name, module=module, config=json.dumps(config) if config else "")
     if threshold is not None:
         proto.per_slice_thresholds.add(slicing_specs=[tfma_config.SlicingSpec()], threshold=threshold)
     return proto
@@ -111,8 +116,7 @@ def build_eval_config(models: list[EvaluatedModel], label: str, plan: SlicePlan,
         slicing_specs=slicing_specs,
         metrics_specs=[_overall_spec(models, gate)]
         + [_at_threshold_spec(m, gate) for m in models]
-        + [_gated_spec(m, gate) for m in models]
-        + [_per_class_spec(models, gate)],
+        + [_gated_spec(m, gate) for m in models],
         options=options,
     )
 
@@ -126,9 +130,10 @@ def _overall_spec(models: list[EvaluatedModel], gate: Gate) -> tfma_config.Metri
             metric("ExampleCount"),
             metric("AUC", name="auc", num_thresholds=n),
             _operating_metric(_other(gate.operating_metric), gate),  # reported, not gated
-            metric("MeanLabel"),
-            metric("MeanPrediction"),
-            metric("Calibration"),
+            # mean_label, mean_prediction, calibration and class 0's AUCs, derived
+            # from the same histogram as the AUCs at no per-example cost.
+            metric("HistogramMeans", module=histogram_metrics.MODULE),
+            metric("MajorityAUCs", module=histogram_metrics.MODULE, num_thresholds=n),
             metric("CalibrationPlot", num_buckets=10),
             metric("ConfusionMatrixPlot", num_thresholds=n),
         ],
@@ -185,14 +190,4 @@ def _at_threshold_spec(model: EvaluatedModel, gate: Gate) -> tfma_config.Metrics
             metric("NegativePredictiveValue", thresholds=t),  # = class-0 precision
             metric("ConfusionMatrixAtThresholds", thresholds=t),
         ],
-    )
-
-
-def _per_class_spec(models: list[EvaluatedModel], gate: Gate) -> tfma_config.MetricsSpec:
-    n = gate.num_thresholds
-    return tfma_config.MetricsSpec(
-        model_names=[m.name for m in models],
-        output_names=[PROBABILITIES],
-        binarize=tfma_config.BinarizationOptions(class_ids={"values": [MINORITY, MAJORITY]}),
-        metrics=[metric("AUC", name="auc", num_thresholds=n), metric("AUCPrecisionRecall", name="pr_auc", num_thresholds=n)],
     )

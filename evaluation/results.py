@@ -14,14 +14,15 @@ import math
 
 import tensorflow_model_analysis as tfma
 
-from evaluation.eval_config import MAJORITY, MINORITY, PROBABILITIES, SCORES
+from evaluation.eval_config import MAJORITY, SCORES
 
 OVERALL = "overall"
 # A slice with fewer positives than this has minority metrics too noisy to
 # rank (one positive more or less moves its PR-AUC by a lot): it is shown,
 # marked, and listed after the ranked slices.
 MIN_RANKED_POSITIVES = 10
-CLASS_KEYS = {f"classId:{MINORITY}": "class1", f"classId:{MAJORITY}": "class0"}
+CLASS_KEYS = {f"classId:{MAJORITY}": "class0"}
+CLASS1_FROM_OVERALL = ("auc", "pr_auc", "auc_diff", "pr_auc_diff")
 
 
 @dataclasses.dataclass
@@ -82,10 +83,16 @@ def load_model_result(eval_dir: str, model_name: str) -> ModelResult:
 
 
 def flatten_metrics(metrics: dict) -> dict[str, float]:
-    """`{output: {sub_key: {name: value}}}` -> `{name: float}` (diffs skipped)."""
+    """`{output: {sub_key: {name: value}}}` -> `{name: float}` (diffs skipped).
+
+    Per-class names: class 0's AUCs come from the `classId:0` sub key
+    (`evaluation.histogram_metrics.MajorityAUCs`); class 1's are the overall
+    `auc` and `pr_auc`, because the minority score *is* class 1's probability.
+    """
     flat = {}
     for sub_key, values in metrics.get(SCORES, {}).items():
-        if sub_key:
+        prefix = _prefix(sub_key)
+        if prefix is None:
             continue
         for name, value in values.items():
             if name.endswith("_diff"):
@@ -93,31 +100,36 @@ def flatten_metrics(metrics: dict) -> dict[str, float]:
             if name == "confusion_matrix_at_thresholds":
                 flat.update(_matrix(value))
             elif _has_number(value):
-                flat[name] = _value(value)
-    for sub_key, values in metrics.get(PROBABILITIES, {}).items():
-        prefix = CLASS_KEYS.get(sub_key)
-        if prefix is None:
-            continue
-        for name, value in values.items():
-            if not name.endswith("_diff") and _has_number(value):
-                flat[f"{prefix}/{name}"] = _value(value)
-    return flat
+                flat[prefix + name] = _value(value)
+    return _with_class1(flat)
 
 
 def flatten_intervals(metrics: dict) -> dict[str, list[float]]:
     """`{name: [lower, upper]}` of the metrics TFMA gave a confidence interval (diffs included)."""
     intervals = {}
-    for output, prefix_of in ((SCORES, lambda key: "" if not key else None),
-                              (PROBABILITIES, lambda key: f"{CLASS_KEYS[key]}/" if key in CLASS_KEYS else None)):
-        for sub_key, values in metrics.get(output, {}).items():
-            prefix = prefix_of(sub_key)
-            if prefix is None:
-                continue
-            for name, value in values.items():
-                bounded = value.get("boundedValue") if isinstance(value, dict) else None
-                if bounded and "lowerBound" in bounded:
-                    intervals[prefix + name] = [_number(bounded["lowerBound"]), _number(bounded["upperBound"])]
-    return intervals
+    for sub_key, values in metrics.get(SCORES, {}).items():
+        prefix = _prefix(sub_key)
+        if prefix is None:
+            continue
+        for name, value in values.items():
+            bounded = value.get("boundedValue") if isinstance(value, dict) else None
+            if bounded and "lowerBound" in bounded:
+                intervals[prefix + name] = [_number(bounded["lowerBound"]), _number(bounded["upperBound"])]
+    return _with_class1(intervals)
+
+
+def _prefix(sub_key: str) -> str | None:
+    """"" for the overall output, `class0/` for class 0's sub key, None for anything else."""
+    if not sub_key:
+        return ""
+    return f"{CLASS_KEYS[sub_key]}/" if sub_key in CLASS_KEYS else None
+
+
+def _with_class1(values: dict) -> dict:
+    for name in CLASS1_FROM_OVERALL:
+        if name in values:
+            values[f"class1/{name}"] = values[name]
+    return values
 
 
 def _has_number(value: dict) -> bool:

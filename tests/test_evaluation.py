@@ -56,6 +56,14 @@ def test_tfma_agrees_with_scikit_learn_on_model_predictions(evaluated):
         assert tfma_metrics["example_count"] == labels.size
         assert abs(tfma_metrics["pr_auc"] - average_precision_score(labels, scores)) < PR_AUC_TOLERANCE
         assert abs(tfma_metrics["auc"] - roc_auc_score(labels, scores)) < ROC_AUC_TOLERANCE
+        # Class 0's AUCs (derived from the minority histogram turned around) and
+        # the histogram's means against the same predictions.
+        assert abs(tfma_metrics["class0/pr_auc"] - average_precision_score(1 - labels, 1 - scores)) < PR_AUC_TOLERANCE
+        assert abs(tfma_metrics["class0/auc"] - roc_auc_score(1 - labels, 1 - scores)) < ROC_AUC_TOLERANCE
+        assert tfma_metrics["class1/pr_auc"] == tfma_metrics["pr_auc"]
+        assert tfma_metrics["mean_label"] == pytest.approx(labels.mean(), abs=1e-9)
+        assert tfma_metrics["mean_prediction"] == pytest.approx(scores.mean(), rel=1e-5)
+        assert tfma_metrics["calibration"] == pytest.approx(scores.sum() / labels.sum(), rel=1e-5)
         # At one explicit threshold TFMA counts exactly (prediction > threshold);
         # the model's class_ids use >=, identical unless a score equals t exactly.
         decided = (scores > model.threshold).astype(int)
@@ -75,8 +83,7 @@ def test_per_class_metrics_and_label_slices_load_back(evaluated):
         result = tfma.load_eval_result(eval_dir, model_name=name)
         slices = dict(result.slicing_metrics)
         overall = slices[()]
-        assert {"classId:0", "classId:1"} <= set(overall["probabilities"])
-        assert "pr_auc" in overall["probabilities"]["classId:0"]
+        assert {"auc", "pr_auc"} <= set(overall["scores"]["classId:0"])  # class 0's, minority's are overall
         assert "recall" in overall["scores"][""] and "confusion_matrix_at_thresholds" in overall["scores"][""]
         # Label slices, including one with no positives, which must not break anything.
         assert ((label, 0),) in slices and ((label, 1),) in slices

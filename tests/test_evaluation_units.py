@@ -77,15 +77,17 @@ def test_add_buckets_keeps_features_and_adds_bucket():
 
 def test_flatten_metrics_and_worst_first():
     raw = {"scores": {"": {"pr_auc": {"doubleValue": 0.4}, "pr_auc_diff": {"doubleValue": 0.1},
+                           "auc": {"doubleValue": "NaN"},
                            "example_count": {"doubleValue": 10.0}, "mean_label": {"doubleValue": 0.2},
                            "confusion_matrix_at_thresholds": {"confusionMatrixAtThresholds": {"matrices": [
                                {"threshold": 0.3, "truePositives": 1.0, "falseNegatives": 1.0,
-                                "trueNegatives": 8.0}]}}}},
-           "probabilities": {"classId:1": {"auc": {"doubleValue": "NaN"}}, "classId:0": {"auc": {"doubleValue": 0.7}}}}
+                                "trueNegatives": 8.0}]}}},
+                      "classId:0": {"auc": {"doubleValue": 0.7}}, "classId:5": {"auc": {"doubleValue": 0.1}}}}
     flat = flatten_metrics(raw)
     assert flat["pr_auc"] == 0.4 and "pr_auc_diff" not in flat
     assert flat["tp"] == 1.0 and flat["fp"] == 0.0 and flat["threshold"] == 0.3  # proto3 JSON omits zeros
-    assert math.isnan(flat["class1/auc"]) and flat["class0/auc"] == 0.7
+    assert math.isnan(flat["class1/auc"]) and flat["class0/auc"] == 0.7 and flat["class1/pr_auc"] == 0.4
+    assert not any("classId" in name or "5" in name for name in flat)  # unknown sub keys are skipped
     assert slice_name(()) == "overall" and slice_name((("region", "a"),)) == "region = a"
     slices = {"overall": flat, "a": {"class1/pr_auc": 0.9, "example_count": 50, "mean_label": 0.2},
               "b": {"class1/pr_auc": 0.1, "example_count": 50, "mean_label": 0.2},
@@ -107,13 +109,16 @@ def test_metrics_with_confidence_intervals_flatten_to_value_and_bounds():
 
     raw = {"scores": {"": {"pr_auc": {"boundedValue": {"lowerBound": 0.3, "upperBound": 0.5, "value": 0.4,
                                                         "methodology": "JACKKNIFE"}},
-                           "recall": {"doubleValue": 0.25}}},
-           "probabilities": {"classId:1": {"auc": {"boundedValue": {"lowerBound": "NaN", "upperBound": 0.9,
-                                                                    "value": 0.8}}}}}
-    assert flatten_metrics(raw) == {"pr_auc": 0.4, "recall": 0.25, "class1/auc": 0.8}
+                           "recall": {"doubleValue": 0.25},
+                           "auc": {"boundedValue": {"lowerBound": "NaN", "upperBound": 0.9, "value": 0.8}}},
+                      "classId:0": {"pr_auc": {"boundedValue": {"lowerBound": 0.9, "upperBound": 0.99,
+                                                                "value": 0.95}}}}}
+    assert flatten_metrics(raw) == {"pr_auc": 0.4, "recall": 0.25, "auc": 0.8, "class0/pr_auc": 0.95,
+                                    "class1/auc": 0.8, "class1/pr_auc": 0.4}
     intervals = flatten_intervals(raw)
     assert intervals["pr_auc"] == [0.3, 0.5] and "recall" not in intervals
     assert math.isnan(intervals["class1/auc"][0]) and intervals["class1/auc"][1] == 0.9
+    assert intervals["class0/pr_auc"] == [0.9, 0.99] and intervals["class1/pr_auc"] == [0.3, 0.5]
 
 
 def test_auto_intervals_are_jackknife_on_small_test_sets_only():
@@ -141,3 +146,36 @@ def test_threshold_explorer_draws_with_and_without_a_cost_objective(tmp_path):
             assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
     assert _cost_ratio({"config": {"threshold_objective": "cost:25:2"}}) == 12.5
     assert _cost_ratio({"config": {"threshold_objective": "recall_at_precision:0.5"}}) is None
+
+
+def test_majority_histogram_matches_the_histogram_of_one_minus_p():
+    """Turning the minority histogram around equals bucketing 1 - p with class-0 labels directly."""
+    from tensorflow_model_analysis.metrics import calibration_histogram
+
+    from evaluation.histogram_metrics import majority_histogram
+
+    n = 100
+    rng = np.random.default_rng(0)
+    # Bucket centres, away from edges where p and 1 - p may fall on different
+    # sides, plus p = 1 (TFMA's overflow bucket). An exact p = 0 stays in the
+    # last regular bucket instead of the overflow one: same counts at every
+    # threshold below 1.
+    p = np.concatenate([(rng.integers(0, n, 400) + 0.5) / n, [1.0]])
+    y = (rng.random(p.size) < p).astype(float)
+
+    def histogram(scores, labels):
+        buckets = {}
+        for score, label in zip(scores, labels, strict=True):
+            bucket_id = min(int(score * n) + 1, n + 1)
+            bucket = buckets.setdefault(bucket_id, calibration_histogram.Bucket(bucket_id, 0.0, 0.0, 0.0))
+            bucket.weighted_labels += label
+            bucket.weighted_predictions += score
+            bucket.weighted_examples += 1.0
+        return [buckets[i] for i in sorted(buckets)]
+
+    expected = histogram(1.0 - p, 1.0 - y)
+    got = majority_histogram(histogram(p, y), num_buckets=n)
+    assert [b.bucket_id for b in got] == [b.bucket_id for b in expected]
+    for a, b in zip(got, expected, strict=True):
+        assert (a.weighted_labels, a.weighted_examples) == (b.weighted_labels, b.weighted_examples)
+        assert a.weighted_predictions == pytest.approx(b.weighted_predictions)
