@@ -17,6 +17,8 @@ INSTALL_REQUIRES = [
     "pyarrow==25.0.1",
     "protobuf==6.33.6",
     "grpcio==1.85.3",
+    # The REST listener (serving/rest.py); already pulled in by the stack at this version.
+    "aiohttp==3.14.5",
     "scikit-learn==1.9.1",
     "matplotlib==3.11.2",
     # The tuner's tree family trains with LightGBM (served as TensorFlow ops: trainer/trees.py).

@@ -18,7 +18,7 @@ from serving.batching import BatchingOptions
 from serving.errors import ServingError
 from serving.grpc_api import make_grpc_server
 from serving.models import ModelRegistry
-from serving.rest import make_rest_server
+from serving.rest import RestServer
 from serving.servable import Servable
 from serving.service import ModelService
 from serving.versions import VersionManager
@@ -40,6 +40,8 @@ class ServerOptions:
       batching: Batching parameters, or None for no batching.
       max_request_bytes: Largest REST body accepted (413 beyond).
       grpc_max_threads: gRPC worker threads.
+      rest_api_num_threads: REST worker threads (running the models; the
+        connections themselves live in one event loop).
       max_num_load_retries: Polls on which a failed version is retried.
       version_labels: Label -> version for `/labels/{label}` requests (single model).
       model_config_file: A text-format ModelServerConfig serving several
@@ -61,13 +63,18 @@ class ServerOptions:
     file_system_poll_wait_seconds: float = 1.0
     batching: BatchingOptions | None = None
     max_request_bytes: int = 32 * 1024 * 1024
-    grpc_max_threads: int = dataclasses.field(default_factory=lambda: max(8, 4 * (os.cpu_count() or 1)))
+    grpc_max_threads: int = dataclasses.field(default_factory=lambda: _default_threads())
+    rest_api_num_threads: int = dataclasses.field(default_factory=lambda: _default_threads())
     max_num_load_retries: int = 5
     version_labels: dict[str, int] = dataclasses.field(default_factory=dict)
     model_config_file: str | None = None
     model_config_file_poll_wait_seconds: float = 0.0
     allow_version_labels_for_unavailable_models: bool = False
     monitoring_config_file: str | None = None
+
+
+def _default_threads() -> int:
+    return max(8, 4 * (os.cpu_count() or 1))
 
 
 class ModelServer:
@@ -90,7 +97,7 @@ class ModelServer:
         self.metrics: monitoring.Metrics | None = None
         self._metrics_path: str | None = None
         self.grpc_port = self.rest_port = None
-        self._grpc = self._rest = self._rest_thread = None
+        self._grpc = self._rest = None
 
     def _load(self, version: int, path: str) -> Servable:
         return warmup.load_and_warm_up(self._warmup_service, version, path)
@@ -127,11 +134,10 @@ class ModelServer:
                                                           self.options.grpc_max_threads, self.metrics)
             self._grpc.start()
         if self.options.rest_api_port is not None:
-            self._rest = make_rest_server(self.service, self.options.host, self.options.rest_api_port,
-                                          self.options.max_request_bytes, self.metrics, self._metrics_path)
-            self.rest_port = self._rest.server_address[1]
-            self._rest_thread = threading.Thread(target=self._rest.serve_forever, name="rest", daemon=True)
-            self._rest_thread.start()
+            self._rest = RestServer(self.service, self.options.host, self.options.rest_api_port,
+                                    self.options.max_request_bytes, self.options.rest_api_num_threads,
+                                    self.metrics, self._metrics_path).start()
+            self.rest_port = self._rest.port
         log.info("serving %s: gRPC on %s:%s, REST on %s:%s", ", ".join(self.models.model_names), self.options.host,
                  self.grpc_port, self.options.host, self.rest_port)
         return self
@@ -153,8 +159,7 @@ class ModelServer:
     def stop(self) -> None:
         self.models.stop()
         if self._rest is not None:
-            self._rest.shutdown()
-            self._rest.server_close()
+            self._rest.stop()
             self._rest = None
         if self._grpc is not None:
             self._grpc.stop(grace=1).wait()

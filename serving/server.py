@@ -60,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--max_request_bytes", type=int, default=DEFAULTS.max_request_bytes,
                         help="Largest REST request body accepted (413 beyond).")
     parser.add_argument("--grpc_max_threads", type=int, default=DEFAULTS.grpc_max_threads)
+    parser.add_argument("--rest_api_num_threads", type=int, default=DEFAULTS.rest_api_num_threads,
+                        help="Threads running REST requests' models (connections share one event loop).")
     parser.add_argument("--max_num_load_retries", type=int, default=DEFAULTS.max_num_load_retries)
     return parser
 
@@ -86,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         batching=batching,
         max_request_bytes=args.max_request_bytes,
         grpc_max_threads=args.grpc_max_threads,
+        rest_api_num_threads=args.rest_api_num_threads,
         max_num_load_retries=args.max_num_load_retries,
         model_config_file=os.path.abspath(args.model_config_file) if args.model_config_file else None,
         model_config_file_poll_wait_seconds=args.model_config_file_poll_wait_seconds,

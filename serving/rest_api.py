@@ -1,0 +1,159 @@
+"""TF Serving's REST API, independent of the HTTP server: method, path and body in; status and JSON out.
+
+Routes (as tensorflow_model_server):
+  GET  /v1/models/{name}[/versions/{v}|/labels/{l}]            model status
+  GET  /v1/models/{name}[/versions/{v}|/labels/{l}]/metadata   signature defs
+  POST /v1/models/{name}[/versions/{v}|/labels/{l}]:predict    row or columnar
+  POST /v1/models/{name}[/versions/{v}|/labels/{l}]:classify   tf.Examples as JSON
+  POST /v1/models/{name}[/versions/{v}|/labels/{l}]:regress    tf.Examples as JSON
+
+`answer` is synchronous and runs the model: the HTTP layer calls it in a
+worker thread. Errors are `{"error": "..."}` with TF Serving's HTTP status
+for the canonical code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import urllib.parse
+
+import grpc
+from google.protobuf import json_format
+from tensorflow_serving.apis import get_model_metadata_pb2
+
+from serving import codec, example_json, monitoring
+from serving.errors import ServingError, as_serving_error, invalid_argument
+from serving.service import SIGNATURE_DEF_FIELD, ModelRef, ModelService
+from trainer.export import parse_version
+
+_ROUTE = re.compile(r"^/v1/models/(?P<name>[^/:]+)"
+                    r"(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
+                    r"(?P<action>/metadata|:[A-Za-z]+)?$")
+
+log = logging.getLogger(__name__)
+
+
+class BodyError(ServingError):
+    """The request body could not be taken (too large, too slow); carries its own HTTP status."""
+
+    def __init__(self, code: grpc.StatusCode, http_status: int, message: str):
+        super().__init__(code, message)
+        self._http_status = http_status
+
+    @property
+    def http_status(self) -> int:
+        return self._http_status
+
+
+def answer(service: ModelService, metrics: monitoring.Metrics | None, method: str, path: str,
+           body: bytes | BodyError, started: float) -> tuple[int, bytes]:
+    """The HTTP status and JSON body for one request.
+
+    Args:
+      service: The API to call.
+      metrics: Where `/v1/` requests are recorded, or None.
+      method: "GET" or "POST".
+      path: The raw (still percent-encoded) path, without the query.
+      body: The request body, or the error met while reading it.
+      started: `time.perf_counter()` when the request arrived (for the latency metric).
+    """
+    code = "OK"
+    try:
+        if isinstance(body, BodyError):
+            raise body
+        status, payload = _dispatch(service, method, path, body)
+    except ServingError as error:
+        code, status, payload = error.code.name, error.http_status, {"error": error.message}
+    except RecursionError:  # a request nested deeper than any handler can walk: the client's doing
+        code, status, payload = "INVALID_ARGUMENT", 400, {"error": "Request JSON is nested too deeply"}
+    except Exception as error:  # a bug: answer 500 and keep serving
+        log.exception("internal error on %s %s", method, path)
+        wrapped = as_serving_error(error)
+        code, status, payload = wrapped.code.name, wrapped.http_status, {"error": wrapped.message}
+    if metrics is not None and path.startswith("/v1/"):
+        name, api = _metric_labels(path)
+        metrics.record(name, api, "REST", code, (time.perf_counter() - started) * 1e6)
+    return encode(status, payload, path)
+
+
+def encode(status: int, payload: dict, path: str = "") -> tuple[int, bytes]:
+    """`payload` as JSON; an encoder bug still gets an answer (500), never a dropped connection."""
+    try:
+        return status, json.dumps(payload).encode("utf-8")
+    except (TypeError, ValueError) as error:
+        log.error("unencodable response to %s: %s", path, error)
+        return 500, json.dumps({"error": f"Failed to encode the response as JSON: {error}"}).encode()
+
+
+def _dispatch(service: ModelService, method: str, path: str, body: bytes) -> tuple[int, dict]:
+    if not path.startswith("/v1/"):
+        raise ServingError(grpc.StatusCode.NOT_FOUND, f"Not found: {method} {path}")
+    match = _ROUTE.match(path)
+    if not match:
+        raise invalid_argument(f"Malformed request: {method} {path}")
+    ref = _model_ref(match)
+    action = match["action"]
+    if method == "GET" and action is None:
+        return 200, _message_dict(service.status(ref))
+    if method == "GET" and action == "/metadata":
+        return 200, _metadata_json(service, ref)
+    if method == "POST" and action in (":predict", ":classify", ":regress"):
+        return 200, _infer(service, ref, action, codec.parse_body(body))
+    raise invalid_argument(f"Malformed request: {method} {path}")
+
+
+def _infer(service: ModelService, ref: ModelRef, action: str, request: dict) -> dict:
+    signature_name = request.get("signature_name")
+    if signature_name is not None and not isinstance(signature_name, str):
+        raise invalid_argument("'signature_name' key must be a string value.")
+    servable = service.resolve(ref)  # held until the answer is encoded, whatever swaps meanwhile
+    if action == ":predict":
+        signature = servable.predict_signature(signature_name, codec.named_inputs(request))
+        inputs, row_format = codec.decode_predict(request, signature)
+        result = service.predict(servable, signature.name, inputs)
+        return codec.encode_predict(result.outputs, row_format)
+    examples = example_json.examples_from_json(request)
+    if action == ":classify":
+        result = service.classify(servable, signature_name, examples)
+        return example_json.encode_classify(result.outputs["rows"])
+    result = service.regress(servable, signature_name, examples)
+    return example_json.encode_regress(result.outputs["values"])
+
+
+def _model_ref(match: re.Match) -> ModelRef:
+    name = urllib.parse.unquote(match["name"])
+    version = match["version"]
+    if version is not None:
+        # Versions are looked up in memory only; they must be plain integers.
+        number = parse_version(version)
+        if number is None:
+            raise invalid_argument(f"Failed to convert version: {version} to numeric.")
+        return ModelRef(name, version=number)
+    label = urllib.parse.unquote(match["label"]) if match["label"] else None
+    return ModelRef(name, label=label)
+
+
+def _metric_labels(path: str) -> tuple[str, str]:
+    """(model name, API) of a /v1/ path, as http_server.cc records them ("" where the path has none)."""
+    match = _ROUTE.match(path)
+    if not match:
+        return "", ""
+    action = match["action"] or ""
+    return urllib.parse.unquote(match["name"]), action[1:].lower() if action.startswith(":") else ""
+
+
+def _message_dict(message) -> dict:
+    # TF Serving prints proto field names and default values (e.g. "error_message": "").
+    return json_format.MessageToDict(message, preserving_proto_field_name=True,
+                                     always_print_fields_with_no_presence=True)
+
+
+def _metadata_json(service: ModelService, ref: ModelRef) -> dict:
+    response = service.metadata(ref)
+    signature_map = get_model_metadata_pb2.SignatureDefMap()
+    response.metadata[SIGNATURE_DEF_FIELD].Unpack(signature_map)
+    return {"model_spec": _message_dict(response.model_spec),
+            "metadata": {SIGNATURE_DEF_FIELD: _message_dict(signature_map)}}
