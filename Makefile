@@ -34,6 +34,7 @@ serve: install
 test: install
 	$(PY) -m pytest tests
 
+# Unit tests only: no training, Beam, TFMA or server (tests/conftest.py marks users of such fixtures `slow`).
 test-fast: install
 	$(PY) -m pytest tests -m "not slow"
 

@@ -56,6 +56,19 @@ def tiny_run(tmp_path_factory, tiny_csv):
     return config, weighted, baseline
 
 
+# Fixtures that train models or start servers. A test using one, directly or through another
+# fixture (`version_dir`, `server`, ...), is marked `slow`, so `make test-fast` (-m "not slow")
+# trains nothing and serves nothing, and no test using them can miss the marker.
+SLOW_FIXTURES = ("tiny_run", "conformance_server")
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if any(name in item.fixturenames for name in SLOW_FIXTURES):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)

@@ -64,6 +64,7 @@ def _cv_reference(data, assignment, seed, fit_predict):
     return float(np.mean(scores)), scores
 
 
+@pytest.mark.slow  # trains LightGBM / YDF
 def test_lightgbm_objective_in_cv_mode_is_the_mean_fold_average_precision():
     import lightgbm
     import optuna
@@ -90,6 +91,7 @@ def test_lightgbm_objective_in_cv_mode_is_the_mean_fold_average_precision():
     assert objective.trials[0]["fold_scores"] == pytest.approx(folds, abs=1e-12)
 
 
+@pytest.mark.slow  # trains LightGBM / YDF
 def test_ydf_objective_in_cv_mode_is_the_mean_fold_average_precision():
     import optuna
     import ydf
@@ -116,6 +118,7 @@ def test_ydf_objective_in_cv_mode_is_the_mean_fold_average_precision():
     assert score == pytest.approx(expected, abs=1e-12)
 
 
+@pytest.mark.slow  # trains LightGBM / YDF
 def test_validation_mode_scores_validation_and_keeps_the_model():
     import optuna
 
@@ -133,6 +136,7 @@ def test_validation_mode_scores_validation_and_keeps_the_model():
     assert np.allclose(family.predict(kept["model"], data.features[val]), kept["validation_scores"])
 
 
+@pytest.mark.slow  # trains LightGBM / YDF
 def test_tune_is_deterministic_and_thresholds_on_out_of_fold_predictions():
     from benchmarks.metrics import validation_threshold
 

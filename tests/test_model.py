@@ -33,6 +33,7 @@ def _eager_inputs(frame, schema, rows):
     return inputs
 
 
+@pytest.mark.slow  # `written` runs the Beam split
 def test_eager_and_tf_data_paths_agree(written):
     frame, schema, patterns = written
     tf.keras.utils.set_random_seed(0)
@@ -48,6 +49,7 @@ def test_eager_and_tf_data_paths_agree(written):
     np.testing.assert_allclose(from_files, eager, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.slow  # `written` runs the Beam split
 def test_missing_numeric_is_imputed_with_the_training_mean(written):
     _, schema, _ = written
     model = build_model(with_values((1000, 100), {"numeric_encoding": "standard"}), schema)
@@ -63,6 +65,7 @@ def test_missing_numeric_is_imputed_with_the_training_mean(written):
     assert numeric.missing_fraction > 0
 
 
+@pytest.mark.slow  # `written` runs the Beam split
 def test_unseen_category_goes_to_the_oov_bucket(written):
     _, schema, _ = written
     model = build_model(kt.HyperParameters(), schema)
@@ -71,6 +74,7 @@ def test_unseen_category_goes_to_the_oov_bucket(written):
     assert ids[0] == ids[1] == 0 and ids[2] == 1
 
 
+@pytest.mark.slow  # `written` runs the Beam split
 def test_hparams_change_the_architecture(written):
     _, schema, _ = written
     hp = with_values((1000, 100), {"depth": 3, "width": 32, "body": "mlp"})

@@ -105,6 +105,7 @@ def test_version_policies_select_as_the_file_system_source():
     assert VersionPolicy().select(set()) == set()
 
 
+@pytest.mark.slow  # starts a server
 def test_two_models_labels_and_a_reload_when_the_file_is_edited(tmp_path, model_root):
     """testGoodModelConfig + testModelConfigReload, with serving_config.md's canary/stable labels."""
     path = tmp_path / "models.config"
@@ -141,6 +142,7 @@ def test_two_models_labels_and_a_reload_when_the_file_is_edited(tmp_path, model_
         assert caught.value.code() == grpc.StatusCode.NOT_FOUND
 
 
+@pytest.mark.slow  # starts a server
 def test_reload_config_request_over_grpc(tmp_path, model_root):
     """ModelServiceImpl::HandleReloadConfigRequest: OK status in the response, refusals as the RPC's status."""
     options = ServerOptions("half_plus_two", str(model_root / "half_plus_two"), port=0, rest_api_port=0,
@@ -180,6 +182,7 @@ def test_reload_config_request_over_grpc(tmp_path, model_root):
         assert len(stub.GetModelStatus(status, timeout=30).model_version_status) == 2
 
 
+@pytest.mark.slow  # starts a server
 def test_labels_for_unavailable_versions_at_start(tmp_path, model_root):
     """UpdateModelVersionLabelMap: refused, unless --allow_version_labels_for_unavailable_models."""
     path = tmp_path / "models.config"
@@ -204,6 +207,7 @@ def test_bad_config_file_refuses_to_start(tmp_path, caplog):
         main(["--port", "0"])  # neither --model_base_path nor --model_config_file
 
 
+@pytest.mark.slow  # starts a server
 def test_a_bad_edit_keeps_the_running_config(tmp_path, model_root):
     """PollFilesystemAndReloadConfig: a file that does not parse is logged and changes nothing."""
     path = tmp_path / "models.config"

@@ -19,6 +19,8 @@ from serving import rest
 from serving.app import ServerOptions, start
 from tests.test_serving_models import MODEL, save_conformance_model
 
+pytestmark = pytest.mark.slow  # every test talks to a started server (`small_pool`)
+
 PATH = f"/v1/models/{MODEL}:predict"
 BODY = json.dumps({"instances": [1.0, 2.0, 5.0]}).encode()
 EXPECTED = {"predictions": [2.5, 3.0, 4.5]}

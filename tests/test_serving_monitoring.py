@@ -83,6 +83,7 @@ def test_monitoring_config():
         prometheus_path("prometheus_config { enabled: true }")
 
 
+@pytest.mark.slow  # `monitored` starts a server
 def test_counters_match_the_requests_sent(monitored):
     rest = f"http://127.0.0.1:{monitored.rest_port}"
     sent = collections.Counter()  # (model, status) as the server answered them

@@ -107,6 +107,7 @@ def _rows_counted(server) -> int:
     return response.json()["outputs"]
 
 
+@pytest.mark.slow  # starts a server
 @pytest.mark.parametrize("records, rows", [(None, 0), ([], 0), (_records(), 8)])
 def test_warmup_records_are_replayed_before_the_version_serves(tmp_path, records, rows):
     """MixedWarmupData (every record run once, Predict/Regress/Classify/MultiInference), NoWarmupDataFile
@@ -117,6 +118,7 @@ def test_warmup_records_are_replayed_before_the_version_serves(tmp_path, records
         assert _rows_counted(server) == rows
 
 
+@pytest.mark.slow  # starts a server
 def test_a_failing_warmup_keeps_the_version_from_serving(tmp_path):
     """RunFailure: a record that fails (here an unknown signature) fails the load; the version is
     never AVAILABLE and requests to it are NOT_FOUND."""

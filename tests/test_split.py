@@ -33,6 +33,7 @@ def test_class_too_small_for_the_split():
         assign_splits(labels, (0.7, 0.15, 0.15), seed=0)
 
 
+@pytest.mark.slow  # a Beam pipeline
 def test_beam_pipeline_writes_every_row_once(tmp_path, tiny_frame):
     frame = validate(tiny_frame, "target", None)
     assignment = assign_splits(frame.labels, (0.7, 0.15, 0.15), seed=0)

@@ -29,6 +29,7 @@ def problem():
     return schema, features, labels
 
 
+@pytest.mark.slow  # trains LightGBM
 def test_tensorflow_prediction_equals_lightgbm(problem):
     schema, features, labels = problem
     matrix = feature_matrix(features, schema)
