@@ -8,7 +8,10 @@ batching, with batching, and a naive baseline (stdlib threaded http.server
 calling keras `model.predict` per request) -- sends single-row
 `predict_features` requests at concurrency 1, 8 and 32 for `--seconds` each,
 from client threads in this process over keep-alive connections. Each server
-runs in its own subprocess so it does not share this process's GIL.
+runs in its own subprocess so it does not share this process's GIL. Then, on
+`serving.server` without batching, concurrency 8 is measured again right
+before and while 16 stalled clients hold connections open (half a request
+line, half the headers, all but the end of a body, or nothing at all).
 
 Writes benchmarks/results/serving.json and the "## Serving" section of
 docs/benchmarks.md (replacing an older one).
@@ -35,6 +38,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results", "serving.json")
 DOC = os.path.join(ROOT, "docs", "benchmarks.md")
 CONCURRENCY = (1, 8, 32)
+STALLED_CLIENTS, STALLED_CONCURRENCY = 16, 8
 MODEL = "imbalance"
 BATCHING_FLAGS = ("--enable_batching", "--max_batch_size=32", "--batch_timeout_micros=1000")
 
@@ -183,6 +187,31 @@ def measure(port: int, body: bytes, concurrency: int, seconds: float) -> dict:
             "throughput_rps": round(values.size / seconds, 1)}
 
 
+def open_stalled(port: int, count: int) -> list[socket.socket]:
+    """`count` connections, each stopped partway through a request (or before it)."""
+    path = f"/v1/models/{MODEL}:predict".encode()
+    partial = [b"POST " + path[:10], b"POST " + path + b" HTTP/1.1\r\nContent-Le",
+               b"POST " + path + b" HTTP/1.1\r\nContent-Length: 1000\r\n\r\n{\"instances\": [", b""]
+    sockets = []
+    for index in range(count):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock.sendall(partial[index % len(partial)])
+        sockets.append(sock)
+    return sockets
+
+
+def measure_stalled(port: int, body: bytes, seconds: float) -> dict:
+    """Concurrency STALLED_CONCURRENCY without, then with, STALLED_CLIENTS stalled connections."""
+    without = measure(port, body, STALLED_CONCURRENCY, seconds)
+    stalled = open_stalled(port, STALLED_CLIENTS)
+    try:
+        with_stalled = measure(port, body, STALLED_CONCURRENCY, seconds)
+    finally:
+        for sock in stalled:
+            sock.close()
+    return {"stalled_clients": STALLED_CLIENTS, "without": without, "with_stalled": with_stalled}
+
+
 def run(seconds: float, run_dir: str) -> dict:
     base = train_tiny_model(run_dir)
     body = json.dumps({"signature_name": "predict_features", "instances": [sample_instance(base)]}).encode()
@@ -192,6 +221,8 @@ def run(seconds: float, run_dir: str) -> dict:
         process = start_server(kind, base, port)
         try:
             results[kind] = [measure(port, body, concurrency, seconds) for concurrency in CONCURRENCY]
+            if kind == "serving":
+                stalled = measure_stalled(port, body, seconds)
         finally:
             process.terminate()
             process.wait(timeout=30)
@@ -203,6 +234,7 @@ def run(seconds: float, run_dir: str) -> dict:
         "batching_flags": list(BATCHING_FLAGS),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "results": results,
+        "stalled": stalled,
     }
 
 
@@ -230,12 +262,30 @@ def markdown(report: dict) -> str:
     lines += ["", f"Batching flags: `{' '.join(report['batching_flags'])}`. A lone request waits up to the "
               "batch timeout for company, so batching costs latency at concurrency 1 and pays off under "
               "concurrency (`--batch_timeout_micros=0` only merges what queues up while a batch runs). "
-              "The naive server's cost is keras `model.predict` per request (per-call data-adapter and "
-              "step-function overhead; its throughput does not grow with client threads here), not the HTTP layer: both use the same stdlib server "
-              "with TCP_NODELAY.", "",
-              f"Reproduce: `{report['command']}` (or `make bench-serving`); raw numbers in "
+              "`serving.server` answers REST on aiohttp (one event loop for the connections, the models in a "
+              "thread pool); the naive server is the stdlib's threaded http.server with TCP_NODELAY, and its "
+              "cost is keras `model.predict` per request (per-call data-adapter and step-function overhead; "
+              "its throughput does not grow with client threads here), not the HTTP layer.", ""]
+    lines += stalled_markdown(report.get("stalled"))
+    if report.get("note"):  # context a run cannot measure itself (e.g. a machine shared with other jobs)
+        lines += [report["note"], ""]
+    lines += [f"Reproduce: `{report['command']}` (or `make bench-serving`); raw numbers in "
               "`benchmarks/results/serving.json`.", ""]
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n"  # a blank line before the next section
+
+
+def stalled_markdown(stalled: dict | None) -> list[str]:
+    """The stalled-clients table: the same server and load, without and with stalled connections."""
+    if not stalled:
+        return []
+    lines = [f"Stalled clients: `serving.server` (no batching) at concurrency {stalled['without']['concurrency']}, "
+             f"measured right before and while {stalled['stalled_clients']} other connections sit stalled "
+             "(half a request line, half the headers, all but the end of a body, or nothing sent).", "",
+             "| run | p50 ms | p99 ms | req/s | errors |", "|---|---:|---:|---:|---:|"]
+    for key, name in (("without", "no stalled clients"), ("with_stalled", f"{stalled['stalled_clients']} stalled clients")):
+        row = stalled[key]
+        lines.append(f"| {name} | {row['p50_ms']} | {row['p99_ms']} | {row['throughput_rps']} | {row['errors']} |")
+    return lines + [""]
 
 
 def write_doc_section(section: str) -> None:

@@ -41,7 +41,8 @@ class ServerOptions:
       max_request_bytes: Largest REST body accepted (413 beyond).
       grpc_max_threads: gRPC worker threads.
       rest_api_num_threads: REST worker threads (running the models; the
-        connections themselves live in one event loop).
+        connections themselves live in one event loop); at least 32 so
+        that batches can fill.
       max_num_load_retries: Polls on which a failed version is retried.
       version_labels: Label -> version for `/labels/{label}` requests (single model).
       model_config_file: A text-format ModelServerConfig serving several
@@ -64,7 +65,9 @@ class ServerOptions:
     batching: BatchingOptions | None = None
     max_request_bytes: int = 32 * 1024 * 1024
     grpc_max_threads: int = dataclasses.field(default_factory=lambda: _default_threads())
-    rest_api_num_threads: int = dataclasses.field(default_factory=lambda: _default_threads())
+    # Larger than gRPC's: a request waiting for its batch holds a worker, so the pool bounds how full
+    # batches get (with 8, a 32-row batch could never form; measured in docs/benchmarks.md).
+    rest_api_num_threads: int = dataclasses.field(default_factory=lambda: max(32, _default_threads()))
     max_num_load_retries: int = 5
     version_labels: dict[str, int] = dataclasses.field(default_factory=dict)
     model_config_file: str | None = None
