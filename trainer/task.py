@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from collections.abc import Callable
+from typing import TypeVar
 
 from trainer.config import (
     CALIBRATIONS,
@@ -100,20 +102,35 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        config = parse_args(argv)
-        from trainer.pipeline import describe_model, headline, train_and_export
+    config = reporting_user_errors(lambda: parse_args(argv))
+    if config is None:
+        return 2
+    from trainer.pipeline import describe_model, headline, train_and_export
 
-        summary = train_and_export(config)
-    except Exception as error:
-        message = user_error_message(error)
-        if message is None:
-            raise  # a bug, not bad input: keep the traceback
-        print(f"error: {message}", file=sys.stderr)
+    summary = reporting_user_errors(lambda: train_and_export(config))
+    if summary is None:
         return 2
     print(f"exported {summary['version_dir']}")
     print(f"weighted model ({describe_model(summary)}): {headline(summary)}")
     return 0
+
+
+T = TypeVar("T")
+
+
+def reporting_user_errors(work: Callable[[], T]) -> T | None:
+    """Runs `work`; an error the user can act on becomes one `error:` line on stderr and None.
+
+    Anything else is a bug and keeps its traceback (see `user_error_message`).
+    """
+    try:
+        return work()
+    except Exception as error:
+        message = user_error_message(error)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return None
 
 
 def user_error_message(error: BaseException, expected: tuple[type, ...] = ()) -> str | None:

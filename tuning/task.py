@@ -23,7 +23,7 @@ import sys
 
 from evaluation.flags import add_gate_arguments, gate_options
 from trainer.config import TUNERS, WANDB_MODES, RunConfig
-from trainer.task import DEFAULTS, add_data_arguments, common_values, user_error_message
+from trainer.task import DEFAULTS, add_data_arguments, common_values, reporting_user_errors
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[RunConfig, argparse.Namespace]:
@@ -75,20 +75,12 @@ def _evaluator(args: argparse.Namespace):
 def main(argv: list[str] | None = None) -> int:
     # TensorFlow's deprecation notices (from inside TFMA) are not the user's business.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    from tuning.pipeline import run_tuning
-
-    try:
-        config, args = parse_args(argv)
-        if config.wandb:
-            from tuning.wandb_logging import require_wandb
-
-            require_wandb()  # one line before any work, not a traceback after the search
-        summary = run_tuning(config, evaluate=_evaluator(args), push_anyway=args.push_anyway)
-    except Exception as error:
-        message = user_error_message(error)
-        if message is None:
-            raise  # a bug, not bad input: keep the traceback
-        print(f"error: {message}", file=sys.stderr)
+    parsed = reporting_user_errors(lambda: parse_args(argv))
+    if parsed is None:
+        return 2
+    config, args = parsed
+    summary = reporting_user_errors(lambda: _tune(config, args))
+    if summary is None:
         return 2
     if summary.get("role") == "worker":
         print("[tuning] worker done: the chief retrains and exports the best model")
@@ -98,6 +90,16 @@ def main(argv: list[str] | None = None) -> int:
         log_to_wandb(config, summary["execution"]["path"])
     push = summary["push"]
     return 0 if push["pushed"] or "evaluation" not in summary else 1
+
+
+def _tune(config: RunConfig, args) -> dict:
+    if config.wandb:
+        from tuning.wandb_logging import require_wandb
+
+        require_wandb()  # one line before any work, not a traceback after the search
+    from tuning.pipeline import run_tuning
+
+    return run_tuning(config, evaluate=_evaluator(args), push_anyway=args.push_anyway)
 
 
 def log_to_wandb(config: RunConfig, execution_dir: str) -> None:
