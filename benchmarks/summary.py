@@ -280,6 +280,9 @@ def speed_section(payload: dict, results_name: str) -> str:
     parts.append(table(["rows", "train examples", "package cold ex/s", "package warm ex/s", "in-memory ex/s",
                         "warm / in-memory", "cold / in-memory", "prepare_data s (Beam split)"], rows))
     parts += ["", "### Evaluation: TFMA vs plain batch inference", "",
+              "Measured by `benchmarks/speed.py` before the push-gate work and the histogram-derived metrics; "
+              "the current figures are in \"TFMA's cost after deriving means and class 0 from the shared "
+              "histogram\" above (`benchmarks/evaluation_speed.py`). "
               "`evaluation.run_evaluation(RUN)` (TFMA over the test TFRecords for the weighted model and the "
               "unweighted baseline in one Beam pipeline, default options: overall, label and categorical slices "
               "with ≤ 20 values; then blessing and the HTML report) vs the plain alternative "

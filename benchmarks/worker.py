@@ -49,13 +49,16 @@ def train(run_dir: str, epochs: int) -> dict:
             "weighted_test_pr_auc": weighted["test"]["pr_auc"], "baseline_test_pr_auc": baseline["test"]["pr_auc"]}
 
 
-def evaluate(run_dir: str) -> dict:
-    from evaluation import run_evaluation
+def evaluate(run_dir: str, intervals: str, beam_args: str) -> dict:
+    import shlex
 
+    from evaluation import EvaluationOptions, run_evaluation
+
+    options = EvaluationOptions(intervals=intervals, beam_pipeline_args=tuple(shlex.split(beam_args)))
     started = time.time()
-    summary = run_evaluation(run_dir)
+    summary = run_evaluation(run_dir, options)
     return {"run_evaluation_seconds": time.time() - started, "tfma_seconds": summary["tfma_seconds"],
-            "blessed": summary["blessed"]}
+            "blessed": summary["blessed"], "intervals": summary["gate"]["intervals"], "beam_args": beam_args}
 
 
 def infer(run_dir: str) -> dict:
@@ -160,8 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--trials", type=int, default=2)
     parser.add_argument("--tuning-epochs", type=int, default=2)
+    parser.add_argument("--intervals", default="auto", help="evaluate: EvaluationOptions.intervals")
+    parser.add_argument("--beam-args", default="", help="evaluate: Beam pipeline args")
     args = parser.parse_args(argv)
-    jobs = {"train": lambda: train(args.run_dir, args.epochs), "evaluate": lambda: evaluate(args.run_dir),
+    jobs = {"train": lambda: train(args.run_dir, args.epochs), "evaluate": lambda: evaluate(args.run_dir, args.intervals, args.beam_args),
             "infer": lambda: infer(args.run_dir),
             "tune": lambda: tune(args.run_dir, args.trials, args.tuning_epochs, args.epochs)}
     result = jobs[args.job]()

@@ -62,8 +62,13 @@ def run_tfma(models: list[EvaluatedModel], eval_config: tfma.EvalConfig, data_pa
         # itself; its RuntimeWarnings would only bury the run's own output.
         with warnings.catch_warnings(), pipeline:
             warnings.filterwarnings("ignore", category=RuntimeWarning, module="tensorflow_model_analysis")
-            records = pipeline | "ReadTest" >> beam.Create(files) | "ReadShards" >> beam.io.ReadAllFromTFRecord(
-                compression_type=beam.io.filesystem.CompressionTypes.GZIP)
+            records = (pipeline | "ReadTest" >> beam.Create(files)
+                       | "ReadShards" >> beam.io.ReadAllFromTFRecord(
+                           compression_type=beam.io.filesystem.CompressionTypes.GZIP)
+                       # A gzipped shard cannot be split, so without this one reader's
+                       # bundle would carry every example through inference and the
+                       # metrics; redistributed, several workers share that work.
+                       | "Spread" >> beam.Reshuffle())
             if plan.numeric:
                 numeric = dict(plan.numeric)
                 records = records | "AddBuckets" >> beam.Map(add_buckets, numeric)
