@@ -120,18 +120,26 @@ def test_read_only_existing_run_is_left_as_it_was(tmp_path, capsys, tiny_run, ti
 
 # --- simulated: ENOSPC raised at each write site -----------------------------------------------------------------
 
-def test_enospc_while_writing_splits(tmp_path, capsys, tiny_csv, monkeypatch):
-    from trainer import split
+@pytest.mark.parametrize("engine", ["beam", "in_memory"])
+def test_enospc_while_writing_splits(tmp_path, capsys, tiny_csv, monkeypatch, engine):
+    """The Beam data step (files) and the in-memory one (built-in data) each fail half-way through writing."""
+    from trainer import beam_ingest, split
 
-    def half_write(features, labels, label_name, assignment, directory, beam_args):
-        os.makedirs(os.path.join(directory, "train"))
+    def half_write(directory):
+        os.makedirs(os.path.join(directory, "train"), exist_ok=True)
         with open(os.path.join(directory, "train", "data-00000-of-00001.tfrecord.gz"), "wb") as handle:
             handle.write(b"\x1f\x8b half a shard")
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(split, "write_splits", half_write)
     out = tmp_path / "run"
-    code, lines = _main(_train_argv(tiny_csv, out), capsys)
+    if engine == "beam":
+        monkeypatch.setattr(beam_ingest, "run_data_step", lambda settings, directory, beam_args: half_write(directory))
+        argv = _train_argv(tiny_csv, out)
+    else:
+        monkeypatch.setattr(split, "write_splits", lambda *args: half_write(args[4]))
+        argv = ["--data", "synthetic", "--synthetic-rows", "300", "30", "--output-dir", str(out), "--epochs", "1",
+                "--verbose", "0"]
+    code, lines = _main(argv, capsys)
     assert code == 2 and lines == [f"error: [Errno 28] cannot write the prepared data under {out}: "
                                    "No space left on device"]
     assert not out.exists()

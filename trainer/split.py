@@ -40,17 +40,27 @@ def assign_splits(labels: np.ndarray, fractions: tuple[float, float, float], see
     for cls in (0, 1):
         rows = np.nonzero(labels == cls)[0]
         rows = rows[rng.permutation(rows.size)]
-        n_val = int(round(rows.size * fractions[1]))
-        n_test = int(round(rows.size * fractions[2]))
-        if min(n_val, n_test, rows.size - n_val - n_test) < 1:
-            needed = int(np.ceil(1.0 / min(fractions)))
-            raise DataError(
-                f"class {cls} has only {rows.size} examples; the split {fractions} needs at least {needed} "
-                "so that train, validation and test each get one"
-            )
+        n_val, n_test = split_sizes(rows.size, fractions, cls)
         assignment[rows[:n_val]] = 1
         assignment[rows[n_val:n_val + n_test]] = 2
     return assignment
+
+
+def split_sizes(n: int, fractions: tuple[float, float, float], cls: int) -> tuple[int, int]:
+    """(validation, test) examples of a class of `n`; train gets the rest.
+
+    Raises:
+      DataError: when the class is too small to put one example in every split.
+    """
+    n_val = int(round(n * fractions[1]))
+    n_test = int(round(n * fractions[2]))
+    if min(n_val, n_test, n - n_val - n_test) < 1:
+        needed = int(np.ceil(1.0 / min(fractions)))
+        raise DataError(
+            f"class {cls} has only {n} examples; the split {tuple(fractions)} needs at least {needed} "
+            "so that train, validation and test each get one"
+        )
+    return n_val, n_test
 
 
 def class_counts(labels: np.ndarray, assignment: np.ndarray) -> dict[str, list[int]]:

@@ -1,0 +1,141 @@
+"""The Beam data step end to end (two Beam pipelines each, so `slow`).
+
+References: the in-memory path (`prepare_data(..., engine="in_memory")`,
+itself checked against pandas elsewhere), pandas and NumPy statistics of the
+rows that landed in each split, and `beam_split.reference_assignment`.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import tiny_config
+from trainer import beam_values
+from trainer.beam_files import plan_ranges
+from trainer.beam_ingest import Settings, run_data_step
+from trainer.beam_split import reference_assignment
+from trainer.prepare import prepare_data
+from trainer.split import SPLITS
+
+pytestmark = pytest.mark.slow
+SPLIT = (0.7, 0.15, 0.15)
+
+
+def split_frame(directory: str, schema) -> pd.DataFrame:
+    """Every written example of `directory/{split}/`, as a frame with a `split` column."""
+    import tensorflow as tf
+
+    from trainer.dataset import read_serialized
+
+    frames = []
+    for index, name in enumerate(SPLITS):
+        serialized = read_serialized(os.path.join(directory, name, "data-*.tfrecord.gz"))
+        parsed = tf.io.parse_example(serialized, schema.feature_spec())
+        frame = pd.DataFrame({k: v.numpy() for k, v in parsed.items()})
+        frames.append(frame.assign(split=index))
+    frame = pd.concat(frames, ignore_index=True)
+    for feature in schema.categorical:
+        frame[feature.name] = frame[feature.name].str.decode("utf-8")
+    return frame
+
+
+def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.sort_values(list(frame.columns)).reset_index(drop=True)
+
+
+def test_beam_and_in_memory_prepare_the_same_data(tmp_path, tiny_csv):
+    beam = prepare_data(tiny_config(str(tmp_path / "beam"), tiny_csv))
+    memory = prepare_data(tiny_config(str(tmp_path / "memory"), tiny_csv), engine="in_memory")
+    assert (beam.source["engine"], memory.source["engine"]) == ("beam", "in_memory")
+    assert beam.source["split_order"] == "assign_splits"
+    assert beam.counts == memory.counts
+    pd.testing.assert_frame_equal(_sorted(split_frame(beam.directory, beam.schema)),
+                                  _sorted(split_frame(memory.directory, memory.schema)))
+    assert [(f.name, f.kind, f.vocabulary, f.missing_fraction) for f in beam.schema.features] == \
+        [(f.name, f.kind, f.vocabulary, f.missing_fraction) for f in memory.schema.features]
+    for ours, theirs in zip(beam.schema.numeric, memory.schema.numeric, strict=True):
+        np.testing.assert_allclose([ours.mean, ours.std, *ours.quantiles],
+                                   [theirs.mean, theirs.std, *theirs.quantiles], rtol=1e-9)
+    assert not [n for n in os.listdir(tmp_path / "beam") if n.startswith(".")]  # no staging, no hand-back file
+
+
+@pytest.fixture(scope="module")
+def parquet_glob(tmp_path_factory, tiny_frame):
+    """The tiny frame with a unique `id`, as three Parquet files of several row groups."""
+    frame = tiny_frame.assign(id=np.arange(len(tiny_frame), dtype=np.float64))
+    root = tmp_path_factory.mktemp("parquet")
+    for index, part in enumerate(np.array_split(np.arange(len(frame)), 3)):
+        pq.write_table(pa.Table.from_pandas(frame.iloc[part], preserve_index=False),
+                       root / f"part-{index}.parquet", row_group_size=250)
+    return frame, str(root / "part-*.parquet")
+
+
+def _hash_split(tmp_path, pattern, args=()):
+    out = str(tmp_path / "out")
+    plan, schema, counts = run_data_step(Settings(pattern, "target", None, SPLIT, 3, exact_order_rows=0), out, args)
+    return plan, schema, counts, out
+
+
+def _expected_assignment(frame: pd.DataFrame, pattern: str) -> np.ndarray:
+    """Each row's split from its record id (row group range, ordinal), computed directly."""
+    hashes = []
+    for part in plan_ranges(pattern):
+        rows = pq.ParquetFile(part.path).metadata.row_group(part.start).num_rows
+        hashes.append(beam_values.record_hashes(part.index, 0, rows, 3))
+    return reference_assignment(frame["target"].to_numpy(), np.concatenate(hashes), SPLIT)
+
+
+def test_hash_split_of_a_parquet_glob_is_exact_complete_and_its_schema_is_the_train_rows(tmp_path, parquet_glob):
+    frame, pattern = parquet_glob
+    plan, schema, counts, out = _hash_split(tmp_path, pattern)
+    assert plan.split.by_rank is None and len(plan.ranges) > 6
+    written = split_frame(out, schema)
+    assert len(written) == len(frame) and written["id"].is_unique  # every row once
+    expected = _expected_assignment(frame, pattern)
+    np.testing.assert_array_equal(written.sort_values("id")["split"].to_numpy(), expected)
+    labels = frame["target"].to_numpy()
+    assert counts == {name: [int(((expected == i) & (labels == c)).sum()) for c in (0, 1)]
+                      for i, name in enumerate(SPLITS)}
+    for cls in (0, 1):  # exact: round(N_c * fraction), as assign_splits
+        n = int((labels == cls).sum())
+        assert [counts["validation"][cls], counts["test"][cls]] == [round(n * 0.15), round(n * 0.15)]
+    train = frame[expected == 0]
+    by_name = {f.name: f for f in schema.features}
+    for name in ("x0", "x4", "id"):
+        values = train[name].dropna().to_numpy()
+        assert np.isclose(by_name[name].mean, values.mean()) and np.isclose(by_name[name].std, values.std())
+        np.testing.assert_allclose(by_name[name].quantiles, np.quantile(values, np.linspace(0, 1, 129)))
+        assert np.isclose(by_name[name].missing_fraction, train[name].isna().mean())
+    counts_region = train["region"].value_counts()
+    assert set(by_name["region"].vocabulary) == set(counts_region.index)
+    assert by_name["region"].vocabulary[0] == counts_region.idxmax()
+
+
+def _examples(path: str) -> list:
+    import tensorflow as tf
+
+    from trainer.beam_files import tfrecord_records
+
+    return [tf.train.Example.FromString(record) for record in tfrecord_records(path)]
+
+
+def test_two_worker_processes_write_the_same_files(tmp_path, parquet_glob):
+    _, pattern = parquet_glob
+    _, schema_one, counts_one, one = _hash_split(tmp_path / "one", pattern)
+    args = ("--direct_num_workers=2", "--direct_running_mode=multi_processing")
+    _, schema_two, counts_two, two = _hash_split(tmp_path / "two", pattern, args)
+    assert counts_one == counts_two
+    for name in SPLITS:
+        files = sorted(os.listdir(os.path.join(one, name)))
+        assert files == sorted(os.listdir(os.path.join(two, name)))
+        for file in files:  # the same examples in the same order (a map's byte order may differ by process)
+            assert _examples(os.path.join(one, name, file)) == _examples(os.path.join(two, name, file))
+    for ours, theirs in zip(schema_one.features, schema_two.features, strict=True):
+        assert ours.vocabulary == theirs.vocabulary
+        np.testing.assert_allclose([ours.mean, ours.std, *ours.quantiles], [theirs.mean, theirs.std, *theirs.quantiles])
