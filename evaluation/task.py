@@ -12,9 +12,9 @@ import logging
 import shlex
 import sys
 
-from evaluation.evaluate import run_evaluation
 from evaluation.flags import add_gate_arguments, gate_options
 from trainer.layout import resolve_run
+from trainer.startup import start_tensorflow
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -25,6 +25,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--beam-pipeline-args", default="",
                         help='Beam options, e.g. "--direct_num_workers=2 --direct_running_mode=multi_processing"')
     parser.add_argument("--report-only", action="store_true", help="rebuild the report from RUN/evaluation")
+    parser.add_argument("--tensorflow-logs", action="store_true",
+                        help="show TensorFlow's native start-up lines (oneDNN, CUDA probing), hidden by default")
     return parser.parse_args(argv)
 
 
@@ -32,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     # TensorFlow's deprecation notices (from inside TFMA) are not the user's business.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     args = parse_args(argv)
+    start_tensorflow(show_native_logs=args.tensorflow_logs)
+    from evaluation.evaluate import run_evaluation
+
     try:
         options = gate_options(args, beam_pipeline_args=tuple(shlex.split(args.beam_pipeline_args)),
                                report_only=args.report_only)

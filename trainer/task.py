@@ -27,6 +27,7 @@ from trainer.config import (
     ConfigError,
     RunConfig,
 )
+from trainer.startup import start_tensorflow
 
 # Every default is RunConfig's: declared once, there.
 DEFAULTS = RunConfig()
@@ -54,7 +55,10 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar=("NEGATIVES", "POSITIVES"))
     parser.add_argument("--beam-pipeline-args", default=" ".join(DEFAULTS.beam_pipeline_args),
                         help="options for Apache Beam, one string")
-    parser.add_argument("--verbose", type=int, default=DEFAULTS.verbose, choices=(0, 1, 2))
+    parser.add_argument("--verbose", type=int, default=DEFAULTS.verbose, choices=(0, 1, 2),
+                        help="Keras verbosity (0 silent, 2 one line per epoch)")
+    parser.add_argument("--tensorflow-logs", action="store_true",
+                        help="show TensorFlow's native start-up lines (oneDNN, CUDA probing), hidden by default")
     parser.add_argument("--distribute", choices=DISTRIBUTE, default=DEFAULTS.distribute,
                         help="tf.distribute strategy for training (mirrored: all local devices)")
     parser.add_argument("--selection", choices=SELECTIONS, default=DEFAULTS.selection,
@@ -105,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     config = reporting_user_errors(lambda: parse_args(argv))
     if config is None:
         return 2
+    start_tensorflow(show_native_logs=tensorflow_logs_requested(argv))
     from trainer.pipeline import describe_model, headline, train_and_export
 
     summary = reporting_user_errors(lambda: train_and_export(config))
@@ -116,6 +121,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 T = TypeVar("T")
+
+
+def tensorflow_logs_requested(argv: list[str] | None) -> bool:
+    """`--tensorflow-logs` among `argv` (the flag is declared with the data arguments, for `--help`)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--tensorflow-logs", action="store_true")
+    return parser.parse_known_args(argv)[0].tensorflow_logs
 
 
 def reporting_user_errors(work: Callable[[], T]) -> T | None:

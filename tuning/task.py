@@ -23,7 +23,14 @@ import sys
 
 from evaluation.flags import add_gate_arguments, gate_options
 from trainer.config import TUNERS, WANDB_MODES, RunConfig
-from trainer.task import DEFAULTS, add_data_arguments, common_values, reporting_user_errors
+from trainer.startup import start_tensorflow
+from trainer.task import (
+    DEFAULTS,
+    add_data_arguments,
+    common_values,
+    reporting_user_errors,
+    tensorflow_logs_requested,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[RunConfig, argparse.Namespace]:
@@ -78,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parsed = reporting_user_errors(lambda: parse_args(argv))
     if parsed is None:
         return 2
+    start_tensorflow(show_native_logs=tensorflow_logs_requested(argv))
     config, args = parsed
     summary = reporting_user_errors(lambda: _tune(config, args))
     if summary is None:
