@@ -6,6 +6,8 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,6 +16,29 @@ from trainer.config import RunConfig
 from trainer.synthetic import make_synthetic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the checkout, for subprocesses' cwd
+
+
+
+def serialized_example(features: dict) -> bytes:
+    """A serialized tf.Example: str -> bytes_list, int -> int64_list, float -> float_list.
+
+    None and NaN values are left out (a missing feature), as this package's
+    TFRecord writer does.
+    """
+    import tensorflow as tf
+
+    feature = {}
+    for name, value in features.items():
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            continue
+        if isinstance(value, str):
+            feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
+        elif isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+            feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+        else:
+            feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(value)]))
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
 
 # The serving tests' fixtures (servers on free loopback ports, references).
 pytest_plugins = ["tests.serving_fixtures"]

@@ -19,6 +19,7 @@ import requests
 import tensorflow as tf
 
 from serving.app import ServerOptions, start
+from tests.conftest import serialized_example
 from trainer.synthetic import make_synthetic
 
 MODEL = "imbalance"
@@ -97,14 +98,9 @@ def example_features(row: dict) -> dict:
 
 
 def serialize(features: dict) -> bytes:
-    """A tf.Example built as the brief says Classify builds them."""
-    feature = {}
-    for key, value in features.items():
-        if isinstance(value, str):
-            feature[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
-        else:
-            feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    """A tf.Example of the package's features: strings as bytes, every number as a float."""
+    return serialized_example({key: value if isinstance(value, str) else float(value)
+                               for key, value in features.items()})
 
 
 def b64(data: bytes) -> dict:

@@ -5,23 +5,14 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
+from tests.conftest import serialized_example
 from trainer.ingest import DataError, load, read_table, sanitize_name, validate
 
 
 def _write_tfrecord(frame: pd.DataFrame, path: str) -> None:
     with tf.io.TFRecordWriter(path) as writer:
         for row in frame.to_dict("records"):
-            feature = {}
-            for name, value in row.items():
-                if value is None or (isinstance(value, float) and np.isnan(value)):
-                    continue
-                if isinstance(value, str):
-                    feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
-                elif isinstance(value, (int, np.integer)):
-                    feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
-                else:
-                    feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
-            writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+            writer.write(serialized_example(row))
 
 
 @pytest.fixture

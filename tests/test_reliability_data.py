@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from tests.conftest import REPO
+from tests.conftest import REPO, serialized_example
 from trainer.ingest import DataError, read_table
 
 # TensorFlow's C++ logging writes these while it is imported, whatever
@@ -50,22 +50,10 @@ def tree(path) -> dict[str, str]:
     return result
 
 
-def _example(features: dict) -> bytes:
-    feature = {}
-    for key, value in features.items():
-        if isinstance(value, str):
-            feature[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
-        elif isinstance(value, int):
-            feature[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
-        else:
-            feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
-
-
 def _tfrecord(path: str, rows: int = 40, compression: str = "") -> None:
     with tf.io.TFRecordWriter(path, options=compression or None) as writer:
         for i in range(rows):
-            writer.write(_example({"x": float(i), "region": "north", "y": int(i % 4 == 0)}))
+            writer.write(serialized_example({"x": float(i), "region": "north", "y": int(i % 4 == 0)}))
 
 
 def _frame_csv(frame: pd.DataFrame):
