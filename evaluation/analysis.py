@@ -12,9 +12,7 @@ options pass through.
 from __future__ import annotations
 
 import os
-import shutil
 import time
-import uuid
 import warnings
 
 import apache_beam as beam
@@ -23,6 +21,7 @@ from tfx_bsl.public import tfxio
 
 from evaluation.run_files import EvaluatedModel
 from evaluation.slicing import SlicePlan, add_buckets
+from trainer.atomic import replace_directory, staging_directory
 from trainer.beam_runner import make_pipeline
 from trainer.dataset import list_files
 
@@ -51,30 +50,15 @@ def run_tfma(models: list[EvaluatedModel], eval_config: tfma.EvalConfig, data_pa
       The pipeline's wall-clock seconds.
     """
     files = list_files(data_pattern)  # fails early, with the pattern, when the split is missing
-    parent = os.path.dirname(os.path.abspath(output_path))
-    os.makedirs(parent, exist_ok=True)
-    staging = os.path.join(parent, f".evaluation-staging-{uuid.uuid4().hex}")
     started = time.time()
-    try:
+    with staging_directory(os.path.dirname(os.path.abspath(output_path)), "evaluation-staging") as staging:
         pipeline = make_pipeline(beam_pipeline_args)
         # The pipeline runs when its `with` block exits, so the filter wraps it.
         # TFMA divides 0/0 for thresholds no example reaches and handles the NaN
         # itself; its RuntimeWarnings would only bury the run's own output.
         with warnings.catch_warnings(), pipeline:
             warnings.filterwarnings("ignore", category=RuntimeWarning, module="tensorflow_model_analysis")
-            records = (pipeline | "ReadTest" >> beam.Create(files)
-                       | "ReadShards" >> beam.io.ReadAllFromTFRecord(
-                           compression_type=beam.io.filesystem.CompressionTypes.GZIP)
-                       # A gzipped shard cannot be split, so without this one reader's
-                       # bundle would carry every example through inference and the
-                       # metrics; redistributed, several workers share that work.
-                       | "Spread" >> beam.Reshuffle())
-            if plan.numeric:
-                numeric = dict(plan.numeric)
-                records = records | "AddBuckets" >> beam.Map(add_buckets, numeric)
-            batches = records | "ToArrow" >> tfxio.TFExampleBeamRecord(
-                physical_format="inmem", raw_record_column_name=tfma.ARROW_INPUT_COLUMN).BeamSource()
-            _ = batches | "TFMA" >> tfma.ExtractEvaluateAndWriteResults(
+            _ = _examples(pipeline, files, plan) | "TFMA" >> tfma.ExtractEvaluateAndWriteResults(
                 eval_shared_model=eval_shared_models(models, eval_config),
                 eval_config=eval_config,
                 output_path=staging,
@@ -82,9 +66,19 @@ def run_tfma(models: list[EvaluatedModel], eval_config: tfma.EvalConfig, data_pa
                 display_only_file_format="tfrecords",
             )
         seconds = time.time() - started
-        if os.path.exists(output_path):
-            shutil.rmtree(output_path)
-        os.rename(staging, output_path)
-        return seconds
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        replace_directory(staging, output_path)
+    return seconds
+
+
+def _examples(pipeline: beam.Pipeline, files: list[str], plan: SlicePlan) -> beam.PCollection:
+    """The test examples as the Arrow record batches TFMA's batched extractors take."""
+    records = (pipeline | "ReadTest" >> beam.Create(files)
+               | "ReadShards" >> beam.io.ReadAllFromTFRecord(compression_type=beam.io.filesystem.CompressionTypes.GZIP)
+               # A gzipped shard cannot be split, so without this one reader's
+               # bundle would carry every example through inference and the
+               # metrics; redistributed, several workers share that work.
+               | "Spread" >> beam.Reshuffle())
+    if plan.numeric:
+        records = records | "AddBuckets" >> beam.Map(add_buckets, dict(plan.numeric))
+    return records | "ToArrow" >> tfxio.TFExampleBeamRecord(
+        physical_format="inmem", raw_record_column_name=tfma.ARROW_INPUT_COLUMN).BeamSource()

@@ -22,10 +22,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import uuid
 
 import tensorflow as tf
 
+from trainer.atomic import staging_directory
 from trainer.bodies import ensemble_logits
 from trainer.calibration import Calibration
 from trainer.schema import Schema
@@ -135,9 +135,7 @@ def export_version(module: ServingModule, base: str) -> str:
     Returns:
       The path of the new version directory.
     """
-    os.makedirs(base, exist_ok=True)
-    staging = os.path.join(base, f".staging-{uuid.uuid4().hex}")
-    try:
+    with staging_directory(base) as staging:
         try:
             tf.saved_model.save(module, staging, signatures=module.signatures())
         except tf.errors.OpError as error:
@@ -148,8 +146,6 @@ def export_version(module: ServingModule, base: str) -> str:
         mark_classify_signature(staging, "classification")
         write_warmup_requests(staging, module.feature_dtypes())
         return _rename_to_next_version(staging, base)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def publish_version(version_dir: str, base: str, extra_files: dict[str, str] | None = None) -> str:
@@ -171,9 +167,7 @@ def publish_version(version_dir: str, base: str, extra_files: dict[str, str] | N
     """
     if not os.path.isfile(os.path.join(version_dir, "saved_model.pb")):
         raise FileNotFoundError(f"{version_dir} is not an exported SavedModel version")
-    os.makedirs(base, exist_ok=True)
-    staging = os.path.join(base, f".staging-{uuid.uuid4().hex}")
-    try:
+    with staging_directory(base) as staging:
         shutil.copytree(version_dir, staging)
         for relative, text in (extra_files or {}).items():
             path = os.path.join(staging, relative)
@@ -181,8 +175,6 @@ def publish_version(version_dir: str, base: str, extra_files: dict[str, str] | N
             with open(path, "w", encoding="utf-8") as handle:
                 handle.write(text)
         return _rename_to_next_version(staging, base)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _rename_to_next_version(staging: str, base: str) -> str:
