@@ -20,10 +20,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
-import uuid
 
 from trainer import ingest, split
+from trainer.atomic import staging_directory
 from trainer.config import RunConfig
 from trainer.ingest import DataError
 from trainer.schema import Schema, infer_schema, load_schema, save_schema
@@ -96,32 +95,28 @@ def prepare_data(config: RunConfig, engine: str = "auto") -> PreparedData:
     write = _beam_step(config) if engine == "beam" else _in_memory_step(config)
     created = _missing_directories(config.output_dir)
     os.makedirs(config.output_dir, exist_ok=True)
-    staging = os.path.join(config.output_dir, f".data-staging-{uuid.uuid4().hex}")
     try:
-        os.makedirs(staging)
-        schema, counts, extras = write(staging)
-        source = {**source, **extras, "engine": engine}
-        save_schema(schema, staging)
-        split.save_counts(counts, staging)
-        with open(os.path.join(staging, SOURCE_FILE), "w") as handle:
-            json.dump(source, handle, indent=1)
-        try:
-            os.rename(staging, directory)
-        except OSError:
-            if not os.path.exists(os.path.join(directory, SOURCE_FILE)):
-                raise
-            return _reuse(directory, source)  # a concurrent worker prepared it first
+        with staging_directory(config.output_dir, "data-staging") as staging:
+            os.makedirs(staging)
+            schema, counts, extras = write(staging)
+            source = {**source, **extras, "engine": engine}
+            save_schema(schema, staging)
+            split.save_counts(counts, staging)
+            with open(os.path.join(staging, SOURCE_FILE), "w") as handle:
+                json.dump(source, handle, indent=1)
+            try:
+                os.rename(staging, directory)
+            except OSError:
+                if not os.path.exists(os.path.join(directory, SOURCE_FILE)):
+                    raise
+                return _reuse(directory, source)  # a concurrent worker prepared it first
     except DataError:
-        shutil.rmtree(staging, ignore_errors=True)
         _remove_if_empty(created)
         raise
     except OSError as error:  # e.g. a full disk: say where, leave no empty run directory behind
-        shutil.rmtree(staging, ignore_errors=True)
         _remove_if_empty(created)
         reason = error.strerror or str(error)
         raise OSError(error.errno, f"cannot write the prepared data under {config.output_dir}: {reason}") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return PreparedData(directory, schema, counts, source)
 
 
