@@ -3,8 +3,9 @@
 Per size:
   * prepare: `prepare_data` (Beam split to TFRecords) wall time;
   * throughput: the same compiled model fed by the package's `make_dataset`
-    (gzipped TFRecords, cached after epoch 1, shuffled, parsed per batch) vs
-    stepping over tensors already in memory (the ceiling), examples/s;
+    (gzipped TFRecords, parsed once and cached as columns in epoch 1, a fresh
+    permutation per epoch) vs stepping over tensors already in memory (the
+    ceiling), examples/s;
   * train / evaluate / infer, each in its own subprocess (`benchmarks.worker`):
     wall time and peak RSS. TFMA (`evaluation.run_evaluation`) vs plain batch
     inference + scikit-learn metrics over the same test TFRecords.
@@ -12,10 +13,14 @@ Per size:
 Once, at the largest size: wall time per trial of a small `run_tuning`.
 
 Ratios are against the reference measured in the same script.
+
+The throughput alone, on an already prepared run (e.g. a 531k synthetic one):
+    python -m benchmarks.speed throughput RUN_DIR [--epochs 3]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -69,8 +74,8 @@ def prepare(rows: tuple[int, int], run_dir: str, seed: int = 0):
 def throughput(config, data, epochs: int) -> dict:
     """Examples/s of training from TFRecords vs from in-memory tensors, same compiled model.
 
-    Epoch 1 of the package pipeline is cold (reads and decompresses the
-    shards, fills the in-memory cache); later epochs are warm. The ceiling
+    Epoch 1 of the package pipeline is cold (reads, decompresses and parses
+    the shards, fills the in-memory cache); later epochs are warm. The ceiling
     materializes the parsed batches first and steps over them from memory.
     """
     import keras
@@ -234,3 +239,31 @@ def _write(payload: dict, path: str) -> None:
     with open(f"{path}.tmp", "w") as handle:
         json.dump(payload, handle, indent=1, default=float)
     os.replace(f"{path}.tmp", path)
+
+
+def throughput_of_run(run_dir: str, epochs: int = 3) -> dict:
+    """`throughput` on the prepared data of an existing run directory (`RUN/data`, read only)."""
+    from trainer.config import RunConfig
+    from trainer.prepare import SOURCE_FILE, PreparedData
+    from trainer.schema import load_schema
+    from trainer.split import load_counts
+
+    directory = os.path.join(run_dir, "data")
+    with open(os.path.join(directory, SOURCE_FILE)) as handle:
+        source = json.load(handle)
+    data = PreparedData(directory, load_schema(directory), load_counts(directory), source)
+    return throughput(RunConfig(seed=source["seed"], verbose=0), data, epochs)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.speed")
+    parser.add_argument("job", choices=["throughput"])
+    parser.add_argument("run_dir", help="a run directory with prepared data (RUN/data)")
+    parser.add_argument("--epochs", type=int, default=3)
+    args = parser.parse_args(argv)
+    result = throughput_of_run(args.run_dir, args.epochs)
+    print(json.dumps(result, indent=1, default=float))
+
+
+if __name__ == "__main__":
+    main()
