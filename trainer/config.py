@@ -17,7 +17,7 @@ WEIGHT_SCHEMES = ("other_class_share", "balanced", "effective_number", "none")
 RENAMED_WEIGHT_SCHEMES = {"seed": "other_class_share"}
 CALIBRATIONS = ("auto", "prior_shift", "platt", "none")
 TUNERS = ("bayesian", "random", "hyperband")
-DISTRIBUTE = ("none", "mirrored")
+DISTRIBUTE = ("none", "mirrored", "multi_worker")
 SELECTIONS = ("auto", "validation", "cross_validation")
 EARLY_STOPPING = ("pr_auc", "log_loss")
 SYNTHETIC_ROWS = (500_000, 31_000)  # the founding problem's size: (negatives, positives)
@@ -63,8 +63,10 @@ class RunConfig:
       objective: Tuning objective: `pr_auc` or `recall_at_precision:P`.
       tuning_epochs: Epochs per tuning trial.
       verbose: Keras verbosity (0 silent, 2 one line per epoch).
-      distribute: tf.distribute strategy for training: `none` or `mirrored`
-        (all local devices).
+      distribute: tf.distribute strategy for training: `none`, `mirrored`
+        (all local devices) or `multi_worker` (one process per worker; the
+        cluster comes from `TF_CONFIG`, read by TensorFlow's own cluster
+        resolver; docs/scaling.md).
       selection: How trials are scored and the final model is chosen:
         `validation` (the validation split), `cross_validation` (stratified
         k-fold over train + validation; the final model is the fold models'

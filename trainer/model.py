@@ -83,6 +83,24 @@ def build_model(hp: kt.HyperParameters, schema: Schema, priors: tuple[float, flo
     return keras.Model(inputs=inputs, outputs=logits, name=f"imbalance_{params['body']}")
 
 
+def lookup_layers(model: keras.Model, schema: Schema) -> dict:
+    """{categorical feature: the model's `StringLookup` layer} of a `build_model` model."""
+    return {f.name: model.get_layer(f"{f.name}_lookup") for f in schema.categorical}
+
+
+def with_vocabulary_ids(model: keras.Model, schema: Schema) -> keras.Model:
+    """The same layers and weights, fed vocabulary ids instead of strings.
+
+    A view of a `build_model` model that starts after its `StringLookup`
+    layers: numeric inputs as before, each categorical feature as its [N]
+    int64 ids (`lookup_layers` computes them). Training the view trains the
+    model; multi-replica training needs it (trainer/distribute.py).
+    """
+    inputs = {f.name: model.get_layer(f"{f.name}_lookup" if f.kind == "categorical" else f.name).output
+              for f in schema.features}
+    return keras.Model(inputs=inputs, outputs=model.output, name=f"{model.name}_on_ids")
+
+
 def minority_probability(y_pred):
     """Predicted minority probability [N] from logits [N, 2] or members [N, k, 2]."""
     return ops.softmax(bodies.ensemble_logits(y_pred), axis=-1)[:, 1]

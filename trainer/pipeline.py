@@ -11,7 +11,7 @@ from trainer import hparams as hparams_lib
 from trainer.atomic import write_json_atomically
 from trainer.candidates import Splits, blend, train_candidate
 from trainer.config import RunConfig
-from trainer.distribute import check_supported, make_strategy, strategy_scope
+from trainer.distribute import check_supported, make_strategy, output_dir_of, strategy_scope, worker_count
 from trainer.finalize import finalize
 from trainer.layout import MODEL_DIRS, RUN_JSON, read_run_json
 from trainer.losses import prior_shift
@@ -39,16 +39,26 @@ def train_and_export(config: RunConfig, data: PreparedData | None = None, values
 
     Returns:
       The summary also written under run.json's "weighted"/"baseline" key.
+      In a multi-worker run only the chief (`trainer.distribute.is_chief`)
+      writes the run; every other worker runs the same steps into a scratch
+      directory that is removed, so the paths of its summary no longer exist.
     """
+    # First: a multi-worker strategy configures collective ops, which must precede any TensorFlow op.
+    strategy = make_strategy(config.distribute)
+    check_supported(strategy)
     file_values = hparams_lib.load_values(config.hparams) if config.hparams else {}  # fail before writing
     data = data or prepare_data(config)
+    with output_dir_of(strategy, config.output_dir) as output_dir:  # only the chief writes the run
+        return _train_and_export(config.replace(output_dir=output_dir), data, strategy, file_values, values,
+                                 weighted, blend_values, export_dir)
+
+
+def _train_and_export(config, data, strategy, file_values, values, weighted, blend_values, export_dir) -> dict:
     name = "weighted" if weighted else "baseline"
     counts = data.train_counts
     hp = hparams_lib.with_values(counts, {**file_values, **(values or {})})
     settings = fit_settings(hp, counts, config, weighted=weighted)
     keras.utils.set_random_seed(config.seed)
-    strategy = make_strategy(config.distribute)
-    check_supported(strategy, bool(data.schema.categorical))
     started = time.time()
     splits = Splits(data, config)
     tensorboard = keras.callbacks.TensorBoard(log_dir=os.path.join(config.output_dir, "logs", name))
@@ -72,7 +82,8 @@ def train_and_export(config: RunConfig, data: PreparedData | None = None, values
                     "selection": "cross_validation" if splits.cross_validation else "validation",
                     "held_out_score": candidate.score, **candidate.info,
                     "train_seconds": round(time.time() - started, 1), "class_counts": data.counts,
-                    "replicas": strategy.num_replicas_in_sync if strategy else 1})
+                    "replicas": strategy.num_replicas_in_sync if strategy else 1,
+                    "workers": worker_count(strategy)})
     if blend_values:
         summary["blend"] = {**summary.get("blend", {}), "weight": weight, "partner": dict(blend_values)}
     update_run_json(config, {name: summary})

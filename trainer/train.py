@@ -15,9 +15,10 @@ import keras_tuner as kt
 
 from trainer.config import RunConfig, parse_tuning_objective
 from trainer.dataset import make_dataset
+from trainer.distribute import build_from_spec, replicated, vocabulary_ids
 from trainer.hparams import declare_fit_hparams
 from trainer.losses import class_weights, make_loss, prior_shift
-from trainer.model import class_priors, training_metrics
+from trainer.model import class_priors, lookup_layers, training_metrics, with_vocabulary_ids
 from trainer.prepare import PreparedData
 
 EVAL_BATCH = 4096
@@ -78,7 +79,9 @@ def compile_and_fit(model: keras.Model, settings: FitSettings, data: PreparedDat
     """Compiles `model` with the imbalance-aware loss and fits it.
 
     Early stopping watches `config.early_stopping` on validation (minority
-    PR-AUC by default) and restores the best epoch's weights.
+    PR-AUC by default) and restores the best epoch's weights. Under a
+    multi-replica strategy with categorical features, what is compiled and
+    fitted is `model`'s view over vocabulary ids (same layers and weights).
 
     Args:
       model: From `build_model`.
@@ -92,18 +95,26 @@ def compile_and_fit(model: keras.Model, settings: FitSettings, data: PreparedDat
         for Hyperband, `initial_epoch`).
     """
     _, floor = parse_tuning_objective(config.objective)
-    model.compile(
-        # AdamW: decoupled weight decay, a tuned regularizer (TabM's recipe).
-        optimizer=keras.optimizers.AdamW(settings.learning_rate, weight_decay=settings.weight_decay),
-        loss=settings.loss(),
-        metrics=training_metrics(floor),
-    )
     if train is None:
         train = make_dataset(data.pattern("train"), data.schema, settings.batch_size, shuffle=True, seed=config.seed,
                              examples=sum(data.counts["train"]))
     if validation is None:
         validation = make_dataset(data.pattern("validation"), data.schema, EVAL_BATCH,
                                   examples=sum(data.counts["validation"]))
+    if replicated():
+        if data.schema.categorical:
+            # Strings become ids in the input pipeline, and the view over the same layers and
+            # weights is what trains (trainer/distribute.py).
+            lookups = lookup_layers(model, data.schema)
+            train, validation = vocabulary_ids(train, lookups), vocabulary_ids(validation, lookups)
+            model = with_vocabulary_ids(model, data.schema)
+        build_from_spec(model, train.element_spec)
+    model.compile(
+        # AdamW: decoupled weight decay, a tuned regularizer (TabM's recipe).
+        optimizer=keras.optimizers.AdamW(settings.learning_rate, weight_decay=settings.weight_decay),
+        loss=settings.loss(),
+        metrics=training_metrics(floor),
+    )
     stopping = keras.callbacks.EarlyStopping(
         monitor=f"val_{config.early_stopping}", mode="max" if config.early_stopping == "pr_auc" else "min",
         patience=config.patience, restore_best_weights=True
