@@ -60,7 +60,8 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tensorflow-logs", action="store_true",
                         help="show TensorFlow's native start-up lines (oneDNN, CUDA probing), hidden by default")
     parser.add_argument("--distribute", choices=DISTRIBUTE, default=DEFAULTS.distribute,
-                        help="tf.distribute strategy for training (mirrored: all local devices)")
+                        help="tf.distribute strategy for training (mirrored: all local devices; multi_worker: "
+                             "one process per worker, cluster from TF_CONFIG, docs/scaling.md)")
     parser.add_argument("--selection", choices=SELECTIONS, default=DEFAULTS.selection,
                         help="score and choose models on the validation split, or by k-fold cross-validation over "
                              "train + validation (auto: cross-validation below 50 validation positives)")
