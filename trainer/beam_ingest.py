@@ -26,6 +26,9 @@ import pickle
 from collections.abc import Sequence
 
 import apache_beam as beam
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
+from apache_beam.utils.windowed_value import WindowedValue
 
 from trainer.beam_files import RANGE_BYTES, plan_ranges
 from trainer.beam_plan import Plan, make_plan
@@ -86,7 +89,7 @@ def run_data_step(settings: Settings, directory: str, beam_pipeline_args: Sequen
         parts = pipeline | "Ranges" >> beam.Create(ranges)
         plan = beam.pvalue.AsSingleton(
             parts
-            | "Profile" >> beam.Map(profile_range, settings.label, settings.seed)
+            | "Profile" >> beam.ParDo(_ProfileRanges(settings.label, settings.seed))
             | "Merge profiles" >> beam.CombineGlobally(_MergeFn(Profile))
             | "Plan" >> beam.Map(_plan_or_refusal, ranges, settings)
         )
@@ -132,14 +135,45 @@ def _hand_back(written: Written, plan: Plan | str, path: str) -> None:
         pickle.dump(outcome, handle)
 
 
-class _WriteRange(beam.DoFn):
+class _PerBundle(beam.DoFn):
+    """Merges its outputs within a bundle and emits one value per bundle.
+
+    The runner then buffers one accumulator per bundle, not one per range
+    (the training statistics' sketches are a few MB), so the driver's memory
+    does not grow with the number of ranges.
+    """
+
+    def start_bundle(self):
+        self._merged = None
+
+    def _keep(self, value) -> None:
+        self._merged = value if self._merged is None else self._merged.merge(value)
+
+    def finish_bundle(self):
+        if self._merged is not None:
+            yield WindowedValue(self._merged, MIN_TIMESTAMP, [GlobalWindow()])
+
+
+class _ProfileRanges(_PerBundle):
+    def __init__(self, label: str, seed: int):
+        self._label, self._seed = label, seed
+
+    def process(self, part):
+        self._keep(profile_range(part, self._label, self._seed))
+        return ()
+
+
+class _WriteRange(_PerBundle):
     def __init__(self, directory: str):
         self._directory = directory
 
     def process(self, part, plan):
         refused = isinstance(plan, str)  # then write nothing
         for tag, value in () if refused else write_range(plan, part, self._directory):
-            yield beam.pvalue.TaggedOutput(tag, value) if tag == "boundary" else value
+            if tag == "boundary":
+                yield beam.pvalue.TaggedOutput(tag, value)
+            else:
+                self._keep(value)
 
 
 class _MergeFn(beam.CombineFn):
