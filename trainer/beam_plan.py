@@ -18,7 +18,7 @@ import numpy as np
 from trainer.beam_files import Range, csv_delimiter, range_begin
 from trainer.beam_profile import KEEP, MAX_LABEL_VALUES, ColumnProfile, Profile, Samples
 from trainer.beam_split import EXACT_ORDER_ROWS, SplitPlan, plan_split
-from trainer.ingest import DataError, _label_text, _sanitized_columns, sanitize_name
+from trainer.ingest import DataError, _sanitized_columns, positive_class, sanitize_name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,18 +95,8 @@ def _check_reading(profile: Profile, ranges: list[Range]) -> None:
 
 def _positive_text(profile: Profile, label: str, positive_label: str | None) -> str:
     values = sorted(profile.label_counts)
-    if len(values) != 2:
-        found = f"more than {MAX_LABEL_VALUES}" if len(values) > MAX_LABEL_VALUES else str(len(values))
-        shown = ", ".join(values[:5]) + (" ..." if len(values) > 5 else "")
-        raise DataError(f"label column {label!r} must have exactly two classes, found {found}: {shown}")
-    if positive_label is not None:
-        positive = _label_text(positive_label)
-        if positive not in values:
-            raise DataError(f"--positive-label {positive_label!r} is not one of the label values {values}")
-        return positive
-    if values in (["0", "1"], ["false", "true"]):
-        return values[1]
-    raise DataError(f"label column {label!r} has values {values}; pass --positive-label to name the positive class")
+    found = f"more than {MAX_LABEL_VALUES}" if len(values) > MAX_LABEL_VALUES else None  # the profile keeps a sample
+    return positive_class(values, label, positive_label, found)
 
 
 def _kind(name: str, column: ColumnProfile, ranges: list[Range]) -> str:

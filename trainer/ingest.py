@@ -237,19 +237,34 @@ def _binary_labels(column: pd.Series, label: str, positive_label: str | None) ->
     if column.isna().any():
         raise DataError(f"label column {label!r} has {int(column.isna().sum())} missing values")
     text = column.map(_label_text)
-    values = sorted(text.unique())
+    positive = positive_class(sorted(text.unique()), label, positive_label)
+    return (text == positive).to_numpy(dtype=np.int64), positive
+
+
+def positive_class(values: list[str], label: str, positive_label: str | None, found: str | None = None) -> str:
+    """The positive class's label text among the column's sorted distinct `values` (label texts).
+
+    Args:
+      values: Sorted distinct label texts (`_label_text`).
+      label: The label column, for messages.
+      positive_label: `--positive-label`, or None: then 0/1 and false/true
+        need no naming (1 / true is positive), anything else does.
+      found: How many values to say were found, when `values` is a sample.
+
+    Raises:
+      DataError: not exactly two classes, or an unknown or missing positive label.
+    """
     if len(values) != 2:
         shown = ", ".join(values[:5]) + (" ..." if len(values) > 5 else "")
-        raise DataError(f"label column {label!r} must have exactly two classes, found {len(values)}: {shown}")
+        raise DataError(f"label column {label!r} must have exactly two classes, found {found or len(values)}: {shown}")
     if positive_label is not None:
         positive = _label_text(positive_label)
         if positive not in values:
             raise DataError(f"--positive-label {positive_label!r} is not one of the label values {values}")
-    elif values in (["0", "1"], ["false", "true"]):
-        positive = values[1]
-    else:
-        raise DataError(f"label column {label!r} has values {values}; pass --positive-label to name the positive class")
-    return (text == positive).to_numpy(dtype=np.int64), positive
+        return positive
+    if values in (["0", "1"], ["false", "true"]):
+        return values[1]
+    raise DataError(f"label column {label!r} has values {values}; pass --positive-label to name the positive class")
 
 
 def _label_text(value) -> str:
