@@ -67,17 +67,17 @@ def classify_signature(servable: Servable, name: str | None) -> Signature:
         usable = [s for s in servable.signatures.values() if classify_problem(s) is None]
         if (default is None or classify_problem(default) is not None) and len(usable) == 1:
             return usable[0]
-    signature = _named(servable, name)
-    problem = classify_problem(signature)
-    if problem:
-        raise invalid_argument(problem)
-    return signature
+    return _usable(_named(servable, name), classify_problem)
 
 
 def regress_signature(servable: Servable, name: str | None) -> Signature:
     """The signature Regress uses (GetRegressionSignatureDef)."""
-    signature = _named(servable, name)
-    problem = regress_problem(signature)
+    return _usable(_named(servable, name), regress_problem)
+
+
+def _usable(signature: Signature, problem_of) -> Signature:
+    """`signature`, or INVALID_ARGUMENT with what `problem_of` finds wrong with it."""
+    problem = problem_of(signature)
     if problem:
         raise invalid_argument(problem)
     return signature
