@@ -27,7 +27,7 @@ from tensorflow_serving.apis import get_model_metadata_pb2
 from serving import codec, example_json, monitoring
 from serving.errors import ServingError, as_serving_error, invalid_argument
 from serving.service import SIGNATURE_DEF_FIELD, ModelRef, ModelService
-from trainer.export import parse_version
+from trainer.layout import parse_version
 
 _ROUTE = re.compile(r"^/v1/models/(?P<name>[^/:]+)"
                     r"(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"

@@ -33,3 +33,11 @@ def test_tensorflow_start_up_lines_appear_only_when_asked(show):
     assert done.stdout.strip() == "ready"
     # TensorFlow 2.21 on a CPU machine always logs its oneDNN / CUDA probing at start-up.
     assert bool(NATIVE_LOG_LINE.search(done.stderr)) is show, done.stderr
+
+
+def test_the_entry_points_import_without_tensorflow():
+    """TensorFlow must first load inside `start_tensorflow`, or its lines escape the capture."""
+    code = "import sys, evaluation.task, trainer.task, tuning.task; print('tensorflow' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          check=True)
+    assert done.stdout.strip() == "False", done.stderr

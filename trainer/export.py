@@ -28,11 +28,11 @@ import tensorflow as tf
 from trainer.atomic import staging_directory
 from trainer.bodies import ensemble_logits
 from trainer.calibration import Calibration
+from trainer.layout import parse_version
 from trainer.schema import Schema
 
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 SIGNATURES = ("serving_default", "predict_features", "classification")
-MAX_VERSION = 2**63 - 1  # versions are int64 in TF Serving's protos
 
 
 class ServingModule(tf.Module):
@@ -85,18 +85,6 @@ class ServingModule(tf.Module):
             "predict_features": self.predict_features.get_concrete_function(self._feature_specs),
             "classification": self.classify.get_concrete_function(),
         }
-
-
-def parse_version(name: str) -> int | None:
-    """A version directory name (or URL segment) as TF Serving reads it, or None.
-
-    Plain ASCII digits within int64 only: `"007"` is 7, while `"٣"` (an
-    Arabic-Indic digit, which `str.isdigit` accepts), `"-1"`, `"1.0"` and
-    hidden staging names are not versions.
-    """
-    if not (name.isascii() and name.isdigit()) or int(name) > MAX_VERSION:
-        return None
-    return int(name)
 
 
 def list_versions(base_path: str) -> dict[int, str]:

@@ -20,8 +20,6 @@ from __future__ import annotations
 import json
 import os
 
-from trainer.export import parse_version
-
 RUN_JSON = "run.json"
 SERVING_DIR = "serving_model"
 CANDIDATE_DIR = "candidate_model"  # an execution's weighted candidate, before the push gate
@@ -33,6 +31,19 @@ TUNING_DIR = "tuning"  # an execution's keras-tuner project, trials.csv, best_hy
 # trial's hyperparameters for the HParams dashboard: `tensorboard --logdir` this directory.
 TUNING_TENSORBOARD_DIR = os.path.join(TUNING_DIR, "tensorboard")
 WANDB_DIR = "wandb"  # `wandb.init(dir=execution)` keeps its run files in execution/wandb/
+MAX_VERSION = 2**63 - 1  # versions are int64 in TF Serving's protos
+
+
+def parse_version(name: str) -> int | None:
+    """A version directory name (or URL segment) as TF Serving reads it, or None.
+
+    Plain ASCII digits within int64 only: `"007"` is 7, while `"٣"` (an
+    Arabic-Indic digit, which `str.isdigit` accepts), `"-1"`, `"1.0"` and
+    hidden staging names are not versions.
+    """
+    if not (name.isascii() and name.isdigit()) or int(name) > MAX_VERSION:
+        return None
+    return int(name)
 
 
 def execution_ids(run_dir: str) -> list[str]:
