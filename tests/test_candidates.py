@@ -1,5 +1,7 @@
 """Blending two candidates: the held-out-best weight, and the served mixture."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -61,3 +63,22 @@ def test_blend_refuses_candidates_scored_on_different_examples(rng):
     labels = (rng.random(50) < 0.2).astype(np.int64)
     with pytest.raises(ValueError, match="share their held-out examples"):
         blend(_candidate(rng.normal(size=50), labels), _candidate(rng.normal(size=50), 1 - labels), RunConfig())
+
+
+def test_a_saved_blend_feeds_a_functional_part_its_own_key_order_without_warning(tmp_path, rng):
+    # The inputs are declared out of sorted order, as a schema's features are; the
+    # SavedModel trace hands the blend sorted keys, and Keras warned until the blend reordered them.
+    names = ["zeta", "alpha", "mid"]
+    inputs = {name: keras.Input(shape=(), name=name) for name in names}
+    stacked = keras.ops.stack([inputs[name] for name in names], axis=1)  # [N, 3]
+    functional = keras.Model(inputs, keras.layers.Dense(2)(stacked))
+    features = {name: tf.constant(rng.normal(size=8), tf.float32) for name in sorted(names)}
+    model = Blend([functional, functional], [0.25, 0.75])
+    expected = model(features).numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        serve = tf.function(lambda features: {"logits": model(features)})
+        specs = {name: tf.TensorSpec([None], tf.float32, name=name) for name in names}
+        tf.saved_model.save(model, str(tmp_path / "blend"), signatures=serve.get_concrete_function(specs))
+    served = tf.saved_model.load(str(tmp_path / "blend")).signatures["serving_default"](**features)
+    np.testing.assert_allclose(served["logits"].numpy(), expected, rtol=1e-6)

@@ -25,8 +25,12 @@ def test_native_writes_to_fd_2_are_captured_and_python_stderr_is_restored(capfd)
 
 @pytest.mark.slow
 @pytest.mark.parametrize("show", [False, True])
-def test_tensorflow_start_up_lines_appear_only_when_asked(show):
-    code = f"from trainer.startup import start_tensorflow; start_tensorflow({show}); print('ready')"
+def test_tensorflow_start_up_lines_appear_only_when_asked(show, tmp_path):
+    # A dataset read after start-up: tf.data logs an INFO line for each TFRecordDataset it opens.
+    records = str(tmp_path / "one.tfrecord")
+    code = (f"from trainer.startup import start_tensorflow; start_tensorflow({show}); import tensorflow as tf; "
+            f"w = tf.io.TFRecordWriter({records!r}); w.write(b'x'); w.close(); "
+            f"assert list(tf.data.TFRecordDataset({records!r})) ; print('ready')")
     env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=300, check=True)

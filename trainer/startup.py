@@ -39,7 +39,15 @@ def native_stderr_captured() -> Iterator[list[str]]:
 
 
 def start_tensorflow(show_native_logs: bool) -> None:
-    """Imports TensorFlow and enumerates devices, holding back its native start-up lines unless asked."""
+    """Imports TensorFlow and enumerates devices, holding back its native start-up lines unless asked.
+
+    Later native INFO lines (such as tf.data's "TFRecordDataset `buffer_size`
+    is unspecified" on every dataset it opens) are filtered by TensorFlow's
+    own level, which it reads from `TF_CPP_MIN_LOG_LEVEL` once, at import:
+    warnings and errors still print. A level the user set is kept.
+    """
+    if not show_native_logs:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with native_stderr_captured() as lines:
         import tensorflow as tf
 
