@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import field
+
+from trainer.flags import flag
 
 INTERVALS = ("auto", "jackknife", "bootstrap", "none")
 AUTO_INTERVALS_MAX_EXAMPLES = 50_000
@@ -56,18 +59,28 @@ class EvaluationOptions:
         with the unweighted baseline instead.
     """
 
-    slice_features: tuple[str, ...] | None = None
+    slice_features: tuple[str, ...] | None = field(default=None, metadata=flag(
+        "gate", "comma-separated features to slice by (numeric ones by training quartiles); default: categoricals "
+                "with at most 20 values and the two most informative numerics", split="commas"))
     max_slice_vocabulary: int = 20
-    min_recall: float = 0.1
-    min_precision: float | None = None
-    min_pr_auc: float | None = None
-    min_pr_auc_lift: float = 2.0
-    pr_auc_tolerance: float = 0.01
-    operating_tolerance: float = 0.02
+    min_recall: float = field(default=0.1, metadata=flag(
+        "gate", "bless only if the candidate's minority recall at its threshold is at least this"))
+    min_precision: float | None = field(default=None, metadata=flag(
+        "gate", "bless only if precision at the threshold is at least this (default: P of "
+                "recall_at_precision:P, less the test set's 95%% margin)"))
+    min_pr_auc: float | None = field(default=None, metadata=flag(
+        "gate", "bless only if PR-AUC is at least this (default: --min-pr-auc-lift x positive rate)"))
+    min_pr_auc_lift: float = field(default=2.0, metadata=flag(
+        "gate", "PR-AUC must be at least this times the test positive rate (0: off)"))
+    pr_auc_tolerance: float = field(default=0.01, metadata=flag(
+        "gate", "allowed PR-AUC drop below the reference model (absolute; widened to the test set's 95%% margin)"))
+    operating_tolerance: float = field(default=0.02, metadata=flag(
+        "gate", "allowed drop below the reference model of recall at the objective's precision (or precision "
+                "at its recall)", name="--operating-point-tolerance"))
     precision_floor: float = 0.5
     recall_floor: float = 0.5
     num_thresholds: int = 1000
-    intervals: str = "auto"
+    intervals: str = field(default="auto", metadata=flag("gate", "TFMA's confidence intervals", choices=INTERVALS))
     bootstrap_seed: int = 0
     beam_pipeline_args: tuple[str, ...] = ()
     report_only: bool = False

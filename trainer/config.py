@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import field
 from typing import Any
+
+from trainer.flags import flag
 
 LOSSES = ("weighted_ce", "focal", "logit_adjusted")
 WEIGHT_SCHEMES = ("other_class_share", "balanced", "effective_number", "none")
@@ -79,33 +82,49 @@ class RunConfig:
       wandb_project: The W&B project the run is logged to.
     """
 
-    data: str = "sylva"
-    label: str | None = None
-    output_dir: str = "runs/default"
-    positive_label: str | None = None
-    seed: int = 42
+    data: str = field(default="sylva", metadata=flag(
+        "data", "CSV/Parquet/TFRecord path or glob, or 'sylva'/'synthetic'"))
+    label: str | None = field(default=None, metadata=flag("data", "label column (required for your own data)"))
+    output_dir: str = field(default="runs/default", metadata=flag("data", "the run directory"))
+    positive_label: str | None = field(default=None, metadata=flag(
+        "data", "label value of the positive (minority) class"))
+    seed: int = field(default=42, metadata=flag("data", "seed of the split, the initial weights and the tuner"))
     split: tuple[float, float, float] = (0.7, 0.15, 0.15)
-    epochs: int = 30
-    patience: int = 5
-    early_stopping: str = "pr_auc"
-    loss: str | None = None
-    weight_scheme: str | None = None
-    weight_ratio: float | None = None
-    hparams: str | None = None
-    threshold_objective: str = "recall_at_precision:0.5"
-    calibration: str = "auto"
-    synthetic_rows: tuple[int, int] = SYNTHETIC_ROWS
-    beam_pipeline_args: tuple[str, ...] = ()
-    max_trials: int = 10
-    tuner: str = "bayesian"
-    objective: str = "pr_auc"
-    tuning_epochs: int = 8
-    verbose: int = 2
-    distribute: str = "none"
-    selection: str = "auto"
-    cv_folds: int = 5
-    wandb: str | None = None
-    wandb_project: str = "imbalance-tf"
+    epochs: int = field(default=30, metadata=flag("training", "maximum training epochs"))
+    patience: int = field(default=5, metadata=flag("training", "early-stopping patience (epochs)"))
+    early_stopping: str = field(default="pr_auc", metadata=flag(
+        "training", "validation metric early stopping watches", choices=EARLY_STOPPING))
+    loss: str | None = field(default=None, metadata=flag("weighting", "loss family", choices=LOSSES))
+    weight_scheme: str | None = field(default=None, metadata=flag(
+        "weighting", "how class weights come from the training counts", choices=WEIGHT_SCHEMES,
+        renamed=RENAMED_WEIGHT_SCHEMES))
+    weight_ratio: float | None = field(default=None, metadata=flag("weighting", "explicit w1/w0"))
+    hparams: str | None = field(default=None, metadata=flag("weighting", "best_hyperparameters.json from tuning"))
+    threshold_objective: str = field(default="recall_at_precision:0.5", metadata=flag(
+        "training", "recall_at_precision:P | precision_at_recall:R | f1 | fbeta:B | cost:FN:FP"))
+    calibration: str = field(default="auto", metadata=flag(
+        "training", "probability correction for the weighting", choices=CALIBRATIONS))
+    synthetic_rows: tuple[int, int] = field(default=SYNTHETIC_ROWS, metadata=flag(
+        "data", "size of the 'synthetic' dataset", metavar=("NEGATIVES", "POSITIVES")))
+    beam_pipeline_args: tuple[str, ...] = field(default=(), metadata=flag(
+        "data", "options for Apache Beam, one string", split="words"))
+    max_trials: int = field(default=10, metadata=flag("tuning", "tuner budget in trials"))
+    tuner: str = field(default="bayesian", metadata=flag("tuning", "keras-tuner's search algorithm", choices=TUNERS))
+    objective: str = field(default="pr_auc", metadata=flag("tuning", "pr_auc | recall_at_precision:P"))
+    tuning_epochs: int = field(default=8, metadata=flag("tuning", "epochs per trial (Hyperband: max epochs)"))
+    verbose: int = field(default=2, metadata=flag(
+        "training", "Keras verbosity (0 silent, 2 one line per epoch)", choices=(0, 1, 2)))
+    distribute: str = field(default="none", metadata=flag(
+        "training", "tf.distribute strategy for training (mirrored: all local devices; multi_worker: one process "
+                    "per worker, cluster from TF_CONFIG, docs/scaling.md)", choices=DISTRIBUTE))
+    selection: str = field(default="auto", metadata=flag(
+        "training", "score and choose models on the validation split, or by k-fold cross-validation over train + "
+                    "validation (auto: cross-validation below 50 validation positives)", choices=SELECTIONS))
+    cv_folds: int = field(default=5, metadata=flag("training", "k for cross-validation"))
+    wandb: str | None = field(default=None, metadata=flag(
+        "tuning", "log the execution to Weights & Biases (offline: files under the execution, no account or "
+                  "network; needs the tracking extra)", choices=WANDB_MODES))
+    wandb_project: str = field(default="imbalance-tf", metadata=flag("tuning", "the W&B project"))
 
     def __post_init__(self) -> None:
         _check_choice("loss", self.loss, LOSSES, allow_none=True)

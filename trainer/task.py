@@ -11,73 +11,37 @@ Without --data it trains on the embedded `sylva` dataset.
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from collections.abc import Callable
 from typing import TypeVar
 
-from trainer.config import (
-    CALIBRATIONS,
-    DISTRIBUTE,
-    EARLY_STOPPING,
-    LOSSES,
-    RENAMED_WEIGHT_SCHEMES,
-    SELECTIONS,
-    WEIGHT_SCHEMES,
-    ConfigError,
-    RunConfig,
-)
+from trainer.config import ConfigError, RunConfig
+from trainer.flags import add_flags, values_from_args
 from trainer.startup import start_tensorflow
 
-# Every default is RunConfig's: declared once, there.
-DEFAULTS = RunConfig()
+# Training flags: fields of RunConfig (help, default and choices are declared there, once).
+TRAINING_GROUPS = ("data", "training", "weighting")
+TITLES = {"data": "data", "training": "training and the decision threshold", "weighting": "class weighting",
+          "tuning": "the search"}
 
 
-def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags shared by every entry point that reads data (defaults: `RunConfig`'s)."""
-    parser.add_argument("--data", default=DEFAULTS.data, help="CSV/Parquet/TFRecord path or glob, or 'sylva'/'synthetic'")
-    parser.add_argument("--label", default=None, help="label column (required for your own data)")
-    parser.add_argument("--positive-label", default=None, help="label value of the positive (minority) class")
-    parser.add_argument("--output-dir", default=DEFAULTS.output_dir, help="the run directory")
-    parser.add_argument("--seed", type=int, default=DEFAULTS.seed)
-    parser.add_argument("--epochs", type=int, default=DEFAULTS.epochs)
-    parser.add_argument("--patience", type=int, default=DEFAULTS.patience, help="early-stopping patience (epochs)")
-    parser.add_argument("--early-stopping", choices=EARLY_STOPPING, default=DEFAULTS.early_stopping,
-                        help="validation metric early stopping watches")
-    parser.add_argument("--threshold-objective", default=DEFAULTS.threshold_objective,
-                        help="recall_at_precision:P | precision_at_recall:R | f1 | fbeta:B | cost:FN:FP")
-    parser.add_argument("--cost-fn", type=float, default=None,
-                        help="cost of a missed positive: with --cost-fp, the threshold minimizes the expected cost "
-                             "on held-out data (the same as --threshold-objective cost:FN:FP; default 1 each)")
-    parser.add_argument("--cost-fp", type=float, default=None, help="cost of a false alarm (see --cost-fn)")
-    parser.add_argument("--calibration", choices=CALIBRATIONS, default=DEFAULTS.calibration)
-    parser.add_argument("--synthetic-rows", type=int, nargs=2, default=DEFAULTS.synthetic_rows,
-                        metavar=("NEGATIVES", "POSITIVES"))
-    parser.add_argument("--beam-pipeline-args", default=" ".join(DEFAULTS.beam_pipeline_args),
-                        help="options for Apache Beam, one string")
-    parser.add_argument("--verbose", type=int, default=DEFAULTS.verbose, choices=(0, 1, 2),
-                        help="Keras verbosity (0 silent, 2 one line per epoch)")
+def add_run_flags(parser: argparse.ArgumentParser, groups: tuple[str, ...]) -> None:
+    """RunConfig's flags of `groups`, plus the entry points' own (`--cost-fn/--cost-fp`, `--tensorflow-logs`)."""
+    added = add_flags(parser, RunConfig, groups, TITLES)
+    training = added.get("training", parser)
+    training.add_argument("--cost-fn", type=float, default=None,
+                          help="cost of a missed positive: with --cost-fp, the threshold minimizes the expected "
+                               "cost on held-out data (the same as --threshold-objective cost:FN:FP; default 1 each)")
+    training.add_argument("--cost-fp", type=float, default=None, help="cost of a false alarm (see --cost-fn)")
     parser.add_argument("--tensorflow-logs", action="store_true",
                         help="show TensorFlow's native start-up lines (oneDNN, CUDA probing), hidden by default")
-    parser.add_argument("--distribute", choices=DISTRIBUTE, default=DEFAULTS.distribute,
-                        help="tf.distribute strategy for training (mirrored: all local devices; multi_worker: "
-                             "one process per worker, cluster from TF_CONFIG, docs/scaling.md)")
-    parser.add_argument("--selection", choices=SELECTIONS, default=DEFAULTS.selection,
-                        help="score and choose models on the validation split, or by k-fold cross-validation over "
-                             "train + validation (auto: cross-validation below 50 validation positives)")
-    parser.add_argument("--cv-folds", type=int, default=DEFAULTS.cv_folds, help="k for cross-validation")
 
 
-def common_values(args: argparse.Namespace) -> dict:
-    return {
-        "data": args.data, "label": args.label, "positive_label": args.positive_label,
-        "output_dir": args.output_dir, "seed": args.seed, "epochs": args.epochs, "patience": args.patience,
-        "early_stopping": args.early_stopping,
-        "threshold_objective": threshold_objective(args), "calibration": args.calibration,
-        "synthetic_rows": tuple(args.synthetic_rows),
-        "beam_pipeline_args": tuple(shlex.split(args.beam_pipeline_args)), "verbose": args.verbose,
-        "distribute": args.distribute, "selection": args.selection, "cv_folds": args.cv_folds,
-    }
+def config_from_args(args: argparse.Namespace, groups: tuple[str, ...]) -> RunConfig:
+    """The RunConfig of the parsed flags of `groups` (other fields keep their defaults)."""
+    values = values_from_args(args, RunConfig, groups)
+    values["threshold_objective"] = threshold_objective(args)
+    return RunConfig.from_dict(values)
 
 
 def threshold_objective(args: argparse.Namespace) -> str:
@@ -89,21 +53,8 @@ def threshold_objective(args: argparse.Namespace) -> str:
 
 def parse_args(argv: list[str] | None = None) -> RunConfig:
     parser = argparse.ArgumentParser(prog="python -m trainer.task", description=__doc__.split("\n")[0])
-    add_data_arguments(parser)
-    parser.add_argument("--loss", choices=LOSSES, default=None)
-    parser.add_argument("--weight-scheme", choices=WEIGHT_SCHEMES + tuple(RENAMED_WEIGHT_SCHEMES), default=None,
-                        metavar="{" + ",".join(WEIGHT_SCHEMES) + "}")
-    parser.add_argument("--weight-ratio", type=float, default=None, help="explicit w1/w0")
-    parser.add_argument("--hparams", default=None, help="best_hyperparameters.json from tuning")
-    args = parser.parse_args(argv)
-    if args.weight_scheme in RENAMED_WEIGHT_SCHEMES:
-        new = RENAMED_WEIGHT_SCHEMES[args.weight_scheme]
-        print(f"warning: --weight-scheme {args.weight_scheme} is deprecated; use --weight-scheme {new}",
-              file=sys.stderr)
-    return RunConfig.from_dict({
-        **common_values(args), "loss": args.loss, "weight_scheme": args.weight_scheme,
-        "weight_ratio": args.weight_ratio, "hparams": args.hparams,
-    })
+    add_run_flags(parser, TRAINING_GROUPS)
+    return config_from_args(parser.parse_args(argv), TRAINING_GROUPS)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,40 +22,24 @@ import os
 import sys
 
 from evaluation.flags import add_gate_arguments, gate_options
-from trainer.config import TUNERS, WANDB_MODES, RunConfig
+from trainer.config import RunConfig
 from trainer.startup import start_tensorflow
-from trainer.task import (
-    DEFAULTS,
-    add_data_arguments,
-    common_values,
-    reporting_user_errors,
-    tensorflow_logs_requested,
-)
+from trainer.task import add_run_flags, config_from_args, reporting_user_errors, tensorflow_logs_requested
+
+# The search's flags: RunConfig's fields of these groups (the weighting is what it tunes).
+TUNING_GROUPS = ("data", "training", "tuning")
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[RunConfig, argparse.Namespace]:
     parser = argparse.ArgumentParser(prog="python -m tuning.task", description=__doc__.split("\n")[0])
-    add_data_arguments(parser)
-    parser.add_argument("--max-trials", type=int, default=DEFAULTS.max_trials)
-    parser.add_argument("--tuning-epochs", type=int, default=DEFAULTS.tuning_epochs,
-                        help="epochs per trial (Hyperband: max epochs)")
-    parser.add_argument("--tuner", choices=TUNERS, default=DEFAULTS.tuner)
-    parser.add_argument("--objective", default=DEFAULTS.objective, help="pr_auc | recall_at_precision:P")
+    add_run_flags(parser, TUNING_GROUPS)
     parser.add_argument("--skip-evaluation", action="store_true",
                         help="stop after exporting both models (nothing is pushed without --push-anyway)")
     add_gate_arguments(parser)
     parser.add_argument("--push-anyway", action="store_true",
                         help="push the candidate even if NOT_BLESSED (recorded in run.json and the history)")
-    parser.add_argument("--wandb", choices=WANDB_MODES, default=DEFAULTS.wandb,
-                        help="log the execution to Weights & Biases (offline: files under the execution, no "
-                             "account or network; needs the tracking extra)")
-    parser.add_argument("--wandb-project", default=DEFAULTS.wandb_project, help="the W&B project")
     args = parser.parse_args(argv)
-    config = RunConfig.from_dict({
-        **common_values(args), "max_trials": args.max_trials, "tuning_epochs": args.tuning_epochs,
-        "tuner": args.tuner, "objective": args.objective, "wandb": args.wandb, "wandb_project": args.wandb_project,
-    })
-    return config, args
+    return config_from_args(args, TUNING_GROUPS), args
 
 
 def _evaluator(args: argparse.Namespace):
