@@ -1,11 +1,34 @@
-"""tf.data input from the split's TFRecord shards.
+"""tf.data input from the split's TFRecord shards: cached in memory when small, streamed when large.
 
-Training input (docs/benchmarks.md, "Training input pipeline"): the first
-pass reads, decompresses and parses every record once, in parallel chunks,
-and caches the parsed columns in memory ([N] per feature); each epoch then
-draws one permutation of 0..N-1 and gathers batches from those columns. A
-warm epoch therefore costs a few vectorized gathers per batch, instead of a
+Which path runs is decided from the schema and the example count alone
+(`caches`): the parsed split's estimated size (`parsed_bytes`: 4 bytes per
+numeric value, 32 per string, 8 per label) against `CACHE_BUDGET_BYTES`
+(256 MiB, about 2M examples of the synthetic set's 15 features). A constant,
+not a share of this machine's memory, because the two paths give the
+examples in different orders: the same run must train on the same sequence
+on any machine, and every multi-worker worker must take the same path.
+
+Cached (docs/benchmarks.md, "Training input pipeline"): the first pass
+reads, decompresses and parses every record once, in parallel chunks, and
+caches the parsed columns in memory ([N] per feature); each epoch then draws
+one permutation of 0..N-1 and gathers batches from those columns. A warm
+epoch therefore costs a few vectorized gathers per batch, instead of a
 per-record shuffle buffer and a tf.Example parse of every record again.
+
+Streamed (above the budget; memory does not grow with N): every epoch reads
+the shards in a seeded order, `READ_CYCLE` of them interleaved in parallel,
+through a shuffle buffer of at most `SHUFFLE_BUFFER_BYTES` of serialized
+records (`SHUFFLE_RECORDS` at most), then batches, parses per batch and
+prefetches. Every example once per epoch, reshuffled every epoch,
+deterministic given the seed; the order is a windowed shuffle, not a uniform
+permutation (a split whose shards are each sorted by label or time mixes
+only within `READ_CYCLE` shards and the buffer). Evaluation batches (no
+shuffle) are likewise cached parsed below the budget and re-read in file
+order above it.
+
+Both paths are sharded by batch under `tf.distribute` (`_sharded_by_batch`):
+every worker reads the whole split in the same seeded order and keeps its
+share of each global batch.
 """
 
 from __future__ import annotations
@@ -17,6 +40,11 @@ from trainer.schema import Schema
 
 PARSE_CHUNK = 8192  # records per parse_example call of the first pass
 MAX_CHUNKS = 2**16  # chunks joined into one permutable element: 537M examples (beyond, each block is permuted)
+CACHE_BUDGET_BYTES = 256 * 2**20  # estimated parsed bytes of a split up to which it is cached in memory
+STRING_BYTES = 32  # a parsed tf.string value: its 24-byte tstring plus a short payload
+SHUFFLE_BUFFER_BYTES = 64 * 2**20  # streamed: estimated serialized bytes held by the shuffle buffer
+SHUFFLE_RECORDS = 131_072  # streamed: at most this many records in the shuffle buffer
+READ_CYCLE = 16  # streamed: shards read at once (interleaved, in parallel)
 
 
 def list_files(pattern: str) -> list[str]:
@@ -26,16 +54,36 @@ def list_files(pattern: str) -> list[str]:
     return files
 
 
+def parsed_bytes(schema: Schema, examples: int) -> int:
+    """Estimated memory of `examples` parsed examples held as columns (the cache)."""
+    per_example = sum(4 if f.kind == "numeric" else STRING_BYTES for f in schema.features) + 8
+    return examples * per_example
+
+
+def caches(schema: Schema, examples: int | None, budget: int | None = None) -> bool:
+    """Whether `make_dataset` caches the parsed split in memory (True) or streams it.
+
+    `budget` defaults to `CACHE_BUDGET_BYTES` (read at call time). An unknown
+    count caches (the behaviour before streaming): the training and
+    validation inputs of `trainer.train` always pass the split's count.
+    """
+    budget = CACHE_BUDGET_BYTES if budget is None else budget
+    return examples is None or parsed_bytes(schema, examples) <= budget
+
+
 def make_dataset(pattern: str, schema: Schema, batch_size: int, shuffle: bool = False,
-                 seed: int = 0, examples: int | None = None) -> tf.data.Dataset:
+                 seed: int = 0, examples: int | None = None, cache: bool | None = None) -> tf.data.Dataset:
     """Batches of (raw features dict, label) from gzipped tf.Example shards.
 
-    Parsed examples are cached in memory after the first pass, so later
-    epochs skip file reads, decompression and parsing. With `shuffle`, every
-    epoch is a fresh uniform permutation of all examples (deterministic given
-    `seed`: the same sequence of permutations in every process, so workers
-    that shard the batches agree on them); without, batches come in file
-    order.
+    Cached (`caches(schema, examples)`, or `cache=True`): parsed examples
+    are kept in memory after the first pass, so later epochs skip file
+    reads, decompression and parsing; with `shuffle`, every epoch is a fresh
+    uniform permutation of all examples. Streamed (above the budget, or
+    `cache=False`): every epoch reads, shuffles through a bounded buffer and
+    parses again, in constant memory. Either way the sequence of epochs is
+    deterministic given `seed` (the same in every process, so workers that
+    shard the batches agree on them); without `shuffle`, batches come in
+    file order.
 
     Args:
       pattern: Glob of `*.tfrecord.gz` shards.
@@ -45,17 +93,24 @@ def make_dataset(pattern: str, schema: Schema, batch_size: int, shuffle: bool = 
       seed: Shuffle seed.
       examples: The number of examples, when known (the split's counts): it
         gives the dataset a cardinality, so Keras knows an epoch's length
-        (progress bars, and no "ran out of data" warning after epoch 1).
+        (progress bars, and no "ran out of data" warning after epoch 1), and
+        decides between caching and streaming.
+      cache: Force the cached (True) or streamed (False) path; None decides
+        by `caches(schema, examples)`.
 
     Returns:
       A dataset of ({name: [B] tensor}, [B] int64 label).
     """
-    records = tf.data.TFRecordDataset(list_files(pattern), compression_type="GZIP")
+    files = list_files(pattern)
+    cached = caches(schema, examples) if cache is None else cache
+    if shuffle and not cached:
+        return _sharded_by_batch(_streamed_batches(files, schema, batch_size, seed, examples))
+    records = tf.data.TFRecordDataset(files, compression_type="GZIP")
     if examples is not None:
         records = records.apply(tf.data.experimental.assert_cardinality(examples))
     if not shuffle:
-        batches = records.batch(batch_size).map(_parser(schema), num_parallel_calls=tf.data.AUTOTUNE).cache()
-        return _sharded_by_batch(batches.prefetch(tf.data.AUTOTUNE))
+        batches = records.batch(batch_size).map(_parser(schema), num_parallel_calls=tf.data.AUTOTUNE)
+        return _sharded_by_batch((batches.cache() if cached else batches).prefetch(tf.data.AUTOTUNE))
     columns = _parsed_columns(records, schema)
     epochs = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)  # one key per epoch
     batches = tf.data.Dataset.zip(columns, epochs).flat_map(
@@ -63,6 +118,31 @@ def make_dataset(pattern: str, schema: Schema, batch_size: int, shuffle: bool = 
     if examples is not None:
         batches = batches.apply(tf.data.experimental.assert_cardinality(-(-examples // batch_size)))
     return _sharded_by_batch(batches.prefetch(tf.data.AUTOTUNE))
+
+
+def shuffle_records(schema: Schema) -> int:
+    """Records in the streamed path's shuffle buffer: `SHUFFLE_BUFFER_BYTES` of them, at most `SHUFFLE_RECORDS`.
+
+    A serialized tf.Example repeats every feature's name; ~16 bytes of framing
+    and value per feature on top (strings: their text) is the estimate.
+    """
+    record = sum(len(f.name) + 16 for f in schema.features) + len(schema.label) + 16
+    return max(1, min(SHUFFLE_RECORDS, SHUFFLE_BUFFER_BYTES // record))
+
+
+def _streamed_batches(files: list[str], schema: Schema, batch_size: int, seed: int,
+                      examples: int | None) -> tf.data.Dataset:
+    """Every epoch: the shards in a seeded order, interleaved, shuffled in a bounded buffer, batched, parsed."""
+    order = tf.data.Dataset.from_tensor_slices(files).shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    records = order.interleave(lambda name: tf.data.TFRecordDataset(name, compression_type="GZIP"),
+                               cycle_length=min(len(files), READ_CYCLE), block_length=1,
+                               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if examples is not None:
+        records = records.apply(tf.data.experimental.assert_cardinality(examples))
+    records = records.shuffle(shuffle_records(schema), seed=seed + 1, reshuffle_each_iteration=True)
+    batches = records.batch(batch_size).map(_parser(schema), num_parallel_calls=tf.data.AUTOTUNE,
+                                            deterministic=True)
+    return batches.prefetch(tf.data.AUTOTUNE)
 
 
 def _sharded_by_batch(dataset: tf.data.Dataset) -> tf.data.Dataset:
