@@ -25,6 +25,8 @@ SELECTIONS = ("auto", "validation", "cross_validation")
 EARLY_STOPPING = ("pr_auc", "log_loss")
 SYNTHETIC_ROWS = (500_000, 31_000)  # the founding problem's size: (negatives, positives)
 WANDB_MODES = ("offline", "online")  # wandb.init's modes: offline needs no account or network
+DATA_ENGINES = ("auto", "beam", "in_memory")  # trainer.prepare's data steps (auto: files -> beam, built-ins -> in memory)
+VOCABULARY_SIZE = 1000  # the default top-k of a categorical feature's vocabulary
 
 
 class ConfigError(ValueError):
@@ -80,6 +82,22 @@ class RunConfig:
         (files under the execution, for `wandb sync` later) or `online`;
         None (default) logs nothing. Needs the `tracking` extra.
       wandb_project: The W&B project the run is logged to.
+      max_bad_rows: How many bad rows the data step may skip (0, the
+        default: the first one stops the run, naming its file, line and
+        reason). A bad row is one that cannot be used on its own: a CSV row
+        with the wrong number of fields, a missing or unreadable label, a
+        cell of a numeric column that is not a number, an infinite value.
+        Skipped rows are counted in `RUN/data/source.json` and `run.json`;
+        more than this many stop the run with their count.
+      data_engine: The data step: `auto` (files through the Beam pipeline,
+        the built-in datasets in memory), `beam` (a built-in dataset is
+        written to a temporary Parquet file and read by the Beam pipeline)
+        or `in_memory` (a pandas frame; for small files and comparisons).
+      vocabulary_size: At most this many values (the most frequent, ties by
+        value) make a categorical feature's vocabulary.
+      vocabulary_min_count: Values seen fewer times than this in the
+        training split stay out of the vocabulary and share the
+        out-of-vocabulary bucket (1, the default: every value may enter).
     """
 
     data: str = field(default="sylva", metadata=flag(
@@ -125,6 +143,16 @@ class RunConfig:
         "tuning", "log the execution to Weights & Biases (offline: files under the execution, no account or "
                   "network; needs the tracking extra)", choices=WANDB_MODES))
     wandb_project: str = field(default="imbalance-tf", metadata=flag("tuning", "the W&B project"))
+    max_bad_rows: int = field(default=0, metadata=flag(
+        "data", "skip at most this many bad rows (a wrong number of fields, a missing or unreadable label, text in "
+                "a numeric column, an infinite value), counted in run.json; 0: the first one stops the run"))
+    data_engine: str = field(default="auto", metadata=flag(
+        "data", "the data step: auto (files on Beam, built-in datasets in memory), beam or in_memory",
+        choices=DATA_ENGINES))
+    vocabulary_size: int = field(default=VOCABULARY_SIZE, metadata=flag(
+        "data", "at most this many values (most frequent first) in a categorical feature's vocabulary"))
+    vocabulary_min_count: int = field(default=1, metadata=flag(
+        "data", "values seen fewer times in the training split share the out-of-vocabulary bucket"))
 
     def __post_init__(self) -> None:
         _check_choice("loss", self.loss, LOSSES, allow_none=True)
@@ -135,6 +163,13 @@ class RunConfig:
         _check_choice("selection", self.selection, SELECTIONS)
         _check_choice("early_stopping", self.early_stopping, EARLY_STOPPING)
         _check_choice("wandb", self.wandb, WANDB_MODES, allow_none=True)
+        _check_choice("data_engine", self.data_engine, DATA_ENGINES)
+        if self.max_bad_rows < 0:
+            raise ConfigError(f"max_bad_rows must be at least 0, got {self.max_bad_rows}")
+        if self.vocabulary_size < 1:
+            raise ConfigError(f"vocabulary_size must be at least 1, got {self.vocabulary_size}")
+        if self.vocabulary_min_count < 1:
+            raise ConfigError(f"vocabulary_min_count must be at least 1, got {self.vocabulary_min_count}")
         if self.cv_folds < 2:
             raise ConfigError(f"cv_folds must be at least 2, got {self.cv_folds}")
         if len(self.split) != 3 or abs(sum(self.split) - 1.0) > 1e-6 or min(self.split) <= 0:
