@@ -1,17 +1,35 @@
-"""REST :predict latency and throughput: this server vs. a naive Keras server.
+"""REST :predict latency and throughput: this server vs. its stdlib predecessor vs. a naive Keras server.
 
-  .venv/bin/python -m benchmarks.serving [--seconds 4] [--run-dir DIR]
+  .venv/bin/python -m benchmarks.serving [--seconds 3] [--rounds 3] [--run-dir DIR]
+      [--reference COMMIT | --reference-tree PATH | --reference none]
 
-Trains a tiny model (synthetic data, 20,000 / 2,000 rows, 2 epochs) unless
-`--run-dir` holds one, then for each server -- `serving.server` without
-batching, with batching, and a naive baseline (stdlib threaded http.server
-calling keras `model.predict` per request) -- sends single-row
-`predict_features` requests at concurrency 1, 8 and 32 for `--seconds` each,
-from client threads in this process over keep-alive connections. Each server
-runs in its own subprocess so it does not share this process's GIL. Then, on
-`serving.server` without batching, concurrency 8 is measured again right
-before and while 16 stalled clients hold connections open (half a request
-line, half the headers, all but the end of a body, or nothing at all).
+Trains a tiny model (synthetic data, 20,000 / 2,000 rows, 2 epochs, the
+package's default model) unless `--run-dir` holds one. Then starts, each in
+its own subprocess so none shares this process's GIL, on that one SavedModel:
+
+- `serving.server` of this tree, without and with batching;
+- the same two of a *reference* tree: by default commit `REFERENCE_COMMIT`,
+  the last one whose REST server was the standard library's `http.server`
+  with hand-written parsing (exported with `git archive` into a temp dir;
+  `--reference-tree PATH` takes a checkout instead);
+- a naive baseline (stdlib threaded http.server calling keras
+  `model.predict` per request).
+
+and sends single-row `predict_features` requests from closed-loop client
+threads in this process over keep-alive connections. The four serving.server
+processes are measured in `--rounds` interleaved rounds (every concurrency
+level 1, 8 and 32, every server, the order rotated each round), so machine
+drift hits both trees alike; the naive baseline is measured once per level.
+Each round also times the model itself, in this process (the signature
+called directly with ready tensors, no server), so server overhead = server
+p50 - direct p50. The batching servers run under a thin wrapper that counts
+merged batch sizes (one Counter increment per batch), read after each cell.
+
+Then, on this tree's `serving.server` without batching, concurrency 8 is
+measured in `STALLED_PAIRS` alternating pairs without and with 16 stalled
+connections (half a request line, half the headers, all but the end of a
+body, or nothing at all): the spread of the pairs without is the noise the
+stalled p99 is judged against. `/proc/loadavg` is recorded with every cell.
 
 Writes benchmarks/results/serving.json and the "## Serving" section of
 docs/benchmarks.md (replacing an older one).
@@ -20,13 +38,17 @@ docs/benchmarks.md (replacing an older one).
 from __future__ import annotations
 
 import argparse
+import collections
 import http.client
 import json
 import os
 import platform
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -38,9 +60,34 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results", "serving.json")
 DOC = os.path.join(ROOT, "docs", "benchmarks.md")
 CONCURRENCY = (1, 8, 32)
-STALLED_CLIENTS, STALLED_CONCURRENCY = 16, 8
+STALLED_CLIENTS, STALLED_CONCURRENCY, STALLED_PAIRS = 16, 8, 4
 MODEL = "imbalance"
 BATCHING_FLAGS = ("--enable_batching", "--max_batch_size=32", "--batch_timeout_micros=1000")
+# The last commit whose REST server was the standard library's http.server (fc867a7 moved it to aiohttp).
+REFERENCE_COMMIT = "2b6d872"
+WARMUP_SECONDS = 0.5
+
+# Runs `serving.server` counting the rows of every merged batch; SIGUSR1 writes the counts to
+# $BENCH_BATCH_SIZES and starts again. Self-contained, so it runs against any tree on PYTHONPATH.
+BATCH_COUNTING_SERVER = """
+import collections, json, os, signal, sys
+from serving import batching, server
+sizes = collections.Counter()
+execute = batching._execute
+def counted(batch):
+    sizes[sum(task.rows for task in batch)] += 1
+    execute(batch)
+batching._execute = counted
+def dump(*_):
+    counts = dict(sizes)
+    sizes.clear()
+    target = os.environ["BENCH_BATCH_SIZES"]
+    with open(target + ".tmp", "w") as handle:
+        json.dump(counts, handle)
+    os.replace(target + ".tmp", target)
+signal.signal(signal.SIGUSR1, dump)
+sys.exit(server.main(sys.argv[1:]))
+"""
 
 
 def train_tiny_model(run_dir: str) -> str:
@@ -56,14 +103,44 @@ def train_tiny_model(run_dir: str) -> str:
     return base
 
 
+def latest_version(base: str) -> str:
+    return os.path.join(base, max((name for name in os.listdir(base) if name.isdigit()), key=int))
+
+
 def sample_instance(base: str) -> dict:
     """One realistic row for `predict_features`, from the signature's inputs."""
     import tensorflow as tf
 
-    version = max(name for name in os.listdir(base) if name.isdigit())
-    signature = tf.saved_model.load(os.path.join(base, version)).signatures["predict_features"]
+    signature = tf.saved_model.load(latest_version(base)).signatures["predict_features"]
     _, specs = signature.structured_input_signature
     return {name: ("north" if spec.dtype == tf.string else 0.25) for name, spec in sorted(specs.items())}
+
+
+class DirectCall:
+    """The model's own cost: `predict_features` called in this process with ready tensors, no server."""
+
+    def __init__(self, base: str, instance: dict):
+        import tensorflow as tf
+
+        self._loaded = tf.saved_model.load(latest_version(base))  # the function holds weak references
+        self._function = self._loaded.signatures["predict_features"]
+        _, specs = self._function.structured_input_signature
+        self._tensors = {name: tf.constant([instance[name].encode() if spec.dtype == tf.string else instance[name]],
+                                           dtype=spec.dtype) for name, spec in specs.items()}
+
+    def measure(self, seconds: float) -> dict:
+        stop_at = time.perf_counter() + WARMUP_SECONDS
+        while time.perf_counter() < stop_at:
+            self._function(**self._tensors)
+        values = []
+        stop_at = time.perf_counter() + seconds
+        while time.perf_counter() < stop_at:
+            began = time.perf_counter()
+            self._function(**self._tensors)
+            values.append(time.perf_counter() - began)
+        values = np.array(values) * 1000.0
+        return {"calls": int(values.size), "p50_ms": round(float(np.percentile(values, 50)), 3),
+                "p99_ms": round(float(np.percentile(values, 99)), 3), "loadavg": loadavg()}
 
 
 # --- the naive baseline: what one writes without a serving system ---------------------------------
@@ -74,8 +151,7 @@ def naive_server(base: str, port: int) -> None:
     import keras
     import tensorflow as tf
 
-    version = max(name for name in os.listdir(base) if name.isdigit())
-    path = os.path.join(base, version)
+    path = latest_version(base)
     _, specs = tf.saved_model.load(path).signatures["predict_features"].structured_input_signature
     inputs = {name: keras.Input(shape=(), dtype=spec.dtype.name, name=name) for name, spec in specs.items()}
     model = keras.Model(inputs, keras.layers.TFSMLayer(path, call_endpoint="predict_features")(inputs))
@@ -113,7 +189,7 @@ def naive_server(base: str, port: int) -> None:
     Server(("127.0.0.1", port), Handler).serve_forever()
 
 
-# --- load generation ------------------------------------------------------------------------------
+# --- servers ----------------------------------------------------------------------------------------
 
 
 def free_port() -> int:
@@ -122,26 +198,82 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(kind: str, base: str, port: int) -> subprocess.Popen:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    if kind == "naive":
-        command = [sys.executable, "-m", "benchmarks.serving", "--naive-server", base, "--port", str(port)]
-    else:
-        command = [sys.executable, "-m", "serving.server", f"--model_name={MODEL}", f"--model_base_path={base}",
-                   f"--rest_api_port={port}", f"--port={free_port()}", "--file_system_poll_wait_seconds=0"]
-        if kind == "batching":
-            command += BATCHING_FLAGS
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(600):  # up to 60 s for TF import and model load
-        if process.poll() is not None:
-            raise RuntimeError(f"{kind} server exited with {process.returncode}")
+def loadavg() -> str:
+    try:
+        with open("/proc/loadavg") as handle:
+            return " ".join(handle.read().split()[:3])
+    except OSError:
+        return "n/a"
+
+
+def export_tree(commit: str, into: str) -> str:
+    """`serving/` and `trainer/` of `commit` (what `python -m serving.server` imports), unpacked under `into`."""
+    archive = os.path.join(into, "reference.tar")
+    subprocess.run(["git", "-C", ROOT, "archive", "--format=tar", "-o", archive, commit, "serving", "trainer"],
+                   check=True)
+    tree = os.path.join(into, "reference")
+    with tarfile.open(archive) as handle:
+        handle.extractall(tree, filter="data")
+    return tree
+
+
+class Server:
+    """One server subprocess (`tree` None: the naive baseline)."""
+
+    def __init__(self, key: str, label: str, base: str, tree: str | None, batching: bool, scratch: str):
+        self.key, self.label, self.batching = key, label, batching
+        self.port = free_port()
+        self.batch_sizes_file = os.path.join(scratch, f"batch-sizes-{key}.json") if batching else None
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        if tree is None:
+            command, cwd = [sys.executable, "-m", "benchmarks.serving", "--naive-server", base,
+                            "--port", str(self.port)], ROOT
+        else:
+            flags = [f"--model_name={MODEL}", f"--model_base_path={base}", f"--rest_api_port={self.port}",
+                     f"--port={free_port()}", "--file_system_poll_wait_seconds=0"]
+            if batching:
+                command = [sys.executable, "-c", BATCH_COUNTING_SERVER, *flags, *BATCHING_FLAGS]
+                env["BENCH_BATCH_SIZES"] = self.batch_sizes_file
+            else:
+                command = [sys.executable, "-m", "serving.server", *flags]
+            env["PYTHONPATH"], cwd = tree, tree
+        self.process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+
+    def wait_ready(self) -> None:
+        for _ in range(1200):  # up to 120 s for TF import and model load (several servers start at once)
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.label} exited with {self.process.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"{self.label} did not start")
+
+    def batch_sizes(self) -> dict[int, int] | None:
+        """Merged batch sizes (rows -> batches) since the last call, or None without batching."""
+        if self.batch_sizes_file is None:
+            return None
+        if os.path.exists(self.batch_sizes_file):
+            os.remove(self.batch_sizes_file)
+        self.process.send_signal(signal.SIGUSR1)
+        for _ in range(200):
+            if os.path.exists(self.batch_sizes_file):
+                with open(self.batch_sizes_file) as handle:
+                    return {int(rows): count for rows, count in json.load(handle).items()}
+            time.sleep(0.01)
+        return None
+
+    def stop(self) -> None:
+        self.process.terminate()
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return process
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"{kind} server did not start")
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+# --- load generation ------------------------------------------------------------------------------
 
 
 def measure(port: int, body: bytes, concurrency: int, seconds: float) -> dict:
@@ -149,7 +281,7 @@ def measure(port: int, body: bytes, concurrency: int, seconds: float) -> dict:
     path = f"/v1/models/{MODEL}:predict"
     latencies: list[list[float]] = [[] for _ in range(concurrency)]
     errors = [0] * concurrency
-    start_at = time.perf_counter() + 0.5  # warm-up: requests before this are not counted
+    start_at = time.perf_counter() + WARMUP_SECONDS  # requests before this are not counted
     stop_at = start_at + seconds
 
     def client(index: int) -> None:
@@ -175,6 +307,7 @@ def measure(port: int, body: bytes, concurrency: int, seconds: float) -> dict:
                     errors[index] += 1
         connection.close()
 
+    load = loadavg()
     threads = [threading.Thread(target=client, args=(i,)) for i in range(concurrency)]
     for thread in threads:
         thread.start()
@@ -184,7 +317,8 @@ def measure(port: int, body: bytes, concurrency: int, seconds: float) -> dict:
     return {"concurrency": concurrency, "requests": int(values.size), "errors": int(sum(errors)),
             "p50_ms": round(float(np.percentile(values, 50)), 2) if values.size else None,
             "p99_ms": round(float(np.percentile(values, 99)), 2) if values.size else None,
-            "throughput_rps": round(values.size / seconds, 1)}
+            "throughput_rps": round(values.size / seconds, 1), "loadavg": load,
+            "latencies_ms": values}
 
 
 def open_stalled(port: int, count: int) -> list[socket.socket]:
@@ -200,74 +334,213 @@ def open_stalled(port: int, count: int) -> list[socket.socket]:
     return sockets
 
 
+def public(row: dict) -> dict:
+    """A measurement without its raw latencies."""
+    return {key: value for key, value in row.items() if key != "latencies_ms"}
+
+
 def measure_stalled(port: int, body: bytes, seconds: float) -> dict:
-    """Concurrency STALLED_CONCURRENCY without, then with, STALLED_CLIENTS stalled connections."""
-    without = measure(port, body, STALLED_CONCURRENCY, seconds)
-    stalled = open_stalled(port, STALLED_CLIENTS)
-    try:
-        with_stalled = measure(port, body, STALLED_CONCURRENCY, seconds)
-    finally:
-        for sock in stalled:
-            sock.close()
-    return {"stalled_clients": STALLED_CLIENTS, "without": without, "with_stalled": with_stalled}
+    """STALLED_PAIRS alternating runs at STALLED_CONCURRENCY without, then with, STALLED_CLIENTS stalled connections.
 
-
-def run(seconds: float, run_dir: str) -> dict:
-    base = train_tiny_model(run_dir)
-    body = json.dumps({"signature_name": "predict_features", "instances": [sample_instance(base)]}).encode()
-    results = {}
-    for kind in ("serving", "batching", "naive"):
-        port = free_port()
-        process = start_server(kind, base, port)
+    The spread of the runs without is the run-to-run noise of p99; the stalled runs' median p99 is
+    within noise when it differs from the median without by no more than that spread.
+    """
+    pairs = []
+    for _ in range(STALLED_PAIRS):
+        without = measure(port, body, STALLED_CONCURRENCY, seconds)
+        stalled = open_stalled(port, STALLED_CLIENTS)
         try:
-            results[kind] = [measure(port, body, concurrency, seconds) for concurrency in CONCURRENCY]
-            if kind == "serving":
-                stalled = measure_stalled(port, body, seconds)
+            with_stalled = measure(port, body, STALLED_CONCURRENCY, seconds)
         finally:
-            process.terminate()
-            process.wait(timeout=30)
-        print(kind, json.dumps(results[kind]), flush=True)
-    return {
+            for sock in stalled:
+                sock.close()
+        pairs.append({"without": public(without), "with_stalled": public(with_stalled)})
+    p99_without = [pair["without"]["p99_ms"] for pair in pairs]
+    p99_with = [pair["with_stalled"]["p99_ms"] for pair in pairs]
+    noise = max(p99_without) - min(p99_without)
+    difference = float(np.median(p99_with) - np.median(p99_without))
+    return {"stalled_clients": STALLED_CLIENTS, "concurrency": STALLED_CONCURRENCY, "pairs": pairs,
+            "p99_without_median_ms": round(float(np.median(p99_without)), 2),
+            "p99_with_median_ms": round(float(np.median(p99_with)), 2),
+            "p99_noise_ms": round(noise, 2), "p99_difference_ms": round(difference, 2),
+            "within_noise": bool(abs(difference) <= noise)}
+
+
+# --- the run --------------------------------------------------------------------------------------
+
+
+def summarize(cells: list[dict]) -> dict:
+    """One server at one concurrency over the rounds: p50/p99 of all requests pooled, per-round figures."""
+    values = np.concatenate([cell["latencies_ms"] for cell in cells])
+    seconds = sum(cell["seconds"] for cell in cells)
+    return {"concurrency": cells[0]["concurrency"], "requests": int(values.size),
+            "errors": sum(cell["errors"] for cell in cells),
+            "p50_ms": round(float(np.percentile(values, 50)), 2), "p99_ms": round(float(np.percentile(values, 99)), 2),
+            "throughput_rps": round(values.size / seconds, 1),
+            "rounds": [{key: cell[key] for key in ("p50_ms", "p99_ms", "throughput_rps", "errors", "loadavg")}
+                       for cell in cells]}
+
+
+def same_round_ratios(new: list[dict], old: list[dict]) -> dict:
+    """new / old per round (the two measured minutes apart at most), as the median and range over rounds."""
+    ratios = {}
+    for key in ("p50_ms", "p99_ms", "throughput_rps"):
+        per_round = [a[key] / b[key] for a, b in zip(new, old, strict=True) if a[key] and b[key]]
+        ratios[key] = {"median": round(float(np.median(per_round)), 3), "min": round(min(per_round), 3),
+                       "max": round(max(per_round), 3)} if per_round else None
+    return ratios
+
+
+def run(seconds: float, rounds: int, run_dir: str, reference_tree: str | None, reference_name: str | None,
+        scratch: str) -> dict:
+    base = train_tiny_model(run_dir)
+    instance = sample_instance(base)
+    body = json.dumps({"signature_name": "predict_features", "instances": [instance]}).encode()
+    specs = [("serving", "serving.server", ROOT, False), ("batching", "serving.server --enable_batching", ROOT, True)]
+    if reference_tree:
+        specs += [("reference", f"{reference_name} serving.server", reference_tree, False),
+                  ("reference_batching", f"{reference_name} serving.server --enable_batching", reference_tree, True)]
+    servers = [Server(key, label, base, tree, batching, scratch) for key, label, tree, batching in specs]
+    naive = Server("naive", "naive (keras model.predict)", base, None, False, scratch)
+    direct = DirectCall(base, instance)
+    cells: dict[str, dict[int, list[dict]]] = {server.key: collections.defaultdict(list) for server in servers}
+    batch_sizes: dict[str, dict[int, collections.Counter]] = {
+        server.key: collections.defaultdict(collections.Counter) for server in servers if server.batching}
+    direct_rounds, naive_rows = [], []
+    try:
+        for server in [*servers, naive]:
+            server.wait_ready()
+        for round_index in range(rounds):
+            order = servers[round_index % len(servers):] + servers[:round_index % len(servers)]
+            for concurrency in CONCURRENCY:
+                for server in order:
+                    server.batch_sizes()  # drop what earlier cells merged
+                    cell = measure(server.port, body, concurrency, seconds)
+                    cell["seconds"] = seconds
+                    cells[server.key][concurrency].append(cell)
+                    sizes = server.batch_sizes()
+                    if sizes is not None:
+                        batch_sizes[server.key][concurrency].update(sizes)
+                    print(f"round {round_index} {server.label} c{concurrency}: p50 {cell['p50_ms']} ms, "
+                          f"p99 {cell['p99_ms']} ms, {cell['throughput_rps']} req/s, load {cell['loadavg']}",
+                          flush=True)
+            direct_rounds.append(direct.measure(seconds))
+            print(f"round {round_index} direct call: p50 {direct_rounds[-1]['p50_ms']} ms", flush=True)
+        for concurrency in CONCURRENCY:
+            # Its requests take 100 ms to seconds: all rounds' time in one run, so its percentiles have samples.
+            naive_rows.append(public(measure(naive.port, body, concurrency, seconds * rounds)))
+            print("naive", naive_rows[-1], flush=True)
+        naive.stop()
+        stalled = measure_stalled(servers[0].port, body, seconds)
+        print("stalled", json.dumps({key: value for key, value in stalled.items() if key != "pairs"}), flush=True)
+    finally:
+        for server in [*servers, naive]:
+            server.stop()
+    results = {key: [summarize(per_level[c]) for c in CONCURRENCY] for key, per_level in cells.items()}
+    results["naive"] = naive_rows
+    direct_all = [row["p50_ms"] for row in direct_rounds]
+    report = {
         "command": ".venv/bin/python -m benchmarks.serving",
         "seconds_per_level": seconds,
+        "rounds": rounds,
         "request": "REST :predict, predict_features, 1 instance (row format), keep-alive connections",
         "batching_flags": list(BATCHING_FLAGS),
+        "reference": reference_name,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "results": results,
+        "direct_call": {"what": "predict_features(**tensors) in the benchmark process, ready tensors, no server",
+                        "p50_ms": round(float(np.median(direct_all)), 3), "rounds": direct_rounds},
+        "batch_sizes": {key: {str(c): dict(sorted(counter.items())) for c, counter in per_level.items()}
+                        for key, per_level in batch_sizes.items()},
         "stalled": stalled,
     }
+    if reference_tree:
+        report["same_round_ratios"] = {
+            mode: {str(c): same_round_ratios(cells[new][c], cells[old][c]) for c in CONCURRENCY}
+            for mode, new, old in (("no_batching", "serving", "reference"),
+                                   ("batching", "batching", "reference_batching"))}
+    return report
+
+
+# --- the report -----------------------------------------------------------------------------------
 
 
 def ratio(value, reference) -> str:
     return f"{value / reference:.1f}x" if value and reference else "n/a"
 
 
+def spread(values: list[float]) -> str:
+    return f"{min(values):g}–{max(values):g}"
+
+
+def mean_batch(histogram: dict) -> float | None:
+    batches = sum(histogram.values())
+    return sum(int(rows) * count for rows, count in histogram.items()) / batches if batches else None
+
+
 def markdown(report: dict) -> str:
+    results = report["results"]
+    reference = report.get("reference")
     names = {"serving": "serving.server", "batching": "serving.server --enable_batching",
-             "naive": "naive (keras model.predict)"}
-    naive = {row["concurrency"]: row for row in report["results"]["naive"]}
+             "reference": f"{reference} (stdlib http.server)",
+             "reference_batching": f"{reference} (stdlib) --enable_batching", "naive": "naive (keras model.predict)"}
+    cells = [cell for rows in results.values() for row in rows for cell in row.get("rounds", [row])]
+    loads = sorted(float(cell["loadavg"].split()[0]) for cell in cells if cell["loadavg"] != "n/a")
     lines = ["## Serving", "",
-             f"REST `:predict` (one instance, `predict_features`), closed-loop clients on keep-alive connections, "
-             f"{report['seconds_per_level']:g} s per level, {report['machine']['cpus']} CPUs; client threads and "
-             "the server share the machine. Ratios are against the naive baseline at the same concurrency "
-             "(throughput: higher is better; p50: naive / this, higher is better).", "",
-             "| server | concurrency | p50 ms | p99 ms | req/s | errors | req/s vs naive | p50 speed-up vs naive |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for kind, rows in report["results"].items():
+             f"REST `:predict` (one instance, `predict_features`, the package's default model: a TabM ensemble on "
+             f"PLE inputs), closed-loop clients on keep-alive connections, {report['machine']['cpus']} CPUs shared "
+             f"by the client threads and the servers (1-minute load average {loads[0]:g}–{loads[-1]:g} during the "
+             f"cells). The `serving.server` rows are {report['rounds']} interleaved rounds of "
+             f"{report['seconds_per_level']:g} s per server and level (p50/p99 over all rounds' requests, per-round "
+             "p50 range in brackets); the naive baseline is one run per level as long as all rounds.", "",
+             "| server | concurrency | p50 ms | p99 ms | req/s | errors |", "|---|---:|---:|---:|---:|---:|"]
+    for key, rows in results.items():
         for row in rows:
-            base = naive[row["concurrency"]]
-            lines.append(f"| {names[kind]} | {row['concurrency']} | {row['p50_ms']} | {row['p99_ms']} | "
-                         f"{row['throughput_rps']} | {row['errors']} | {ratio(row['throughput_rps'], base['throughput_rps'])} | "
-                         f"{ratio(base['p50_ms'], row['p50_ms'])} |")
-    lines += ["", f"Batching flags: `{' '.join(report['batching_flags'])}`. A lone request waits up to the "
+            per_round = f" [{spread([r['p50_ms'] for r in row['rounds']])}]" if row.get("rounds") else ""
+            lines.append(f"| {names[key]} | {row['concurrency']} | {row['p50_ms']}{per_round} | {row['p99_ms']} | "
+                         f"{row['throughput_rps']} | {row['errors']} |")
+    lines += [""]
+    if report.get("same_round_ratios"):
+        lines += [f"This tree over {reference} (the last stdlib REST server; everything else in `serving/` is the "
+                  "same code), same model, same machine, each ratio taken within one round and then the median "
+                  "(range) over rounds; p50 and p99: below 1 is faster, req/s: above 1 is more:", "",
+                  "| batching | concurrency | p50 new/old | p99 new/old | req/s new/old |", "|---|---:|---:|---:|---:|"]
+        for mode, per_level in report["same_round_ratios"].items():
+            for concurrency, ratios in per_level.items():
+                figures = [f"{r['median']:.2f} ({r['min']:.2f}–{r['max']:.2f})" if r else "n/a"
+                         for r in (ratios["p50_ms"], ratios["p99_ms"], ratios["throughput_rps"])]
+                lines.append(f"| {'yes' if mode == 'batching' else 'no'} | {concurrency} | {' | '.join(figures)} |")
+        lines += [""]
+    direct = report["direct_call"]
+    overheads = []
+    for key in ("serving", "reference"):
+        if key in results:
+            overheads.append(f"{names[key]} {results[key][0]['p50_ms'] - direct['p50_ms']:.2f} ms")
+    lines += [f"The model alone (`predict_features` called in the benchmark process with ready tensors, no "
+              f"server): p50 {direct['p50_ms']} ms (per round {spread([r['p50_ms'] for r in direct['rounds']])}). "
+              f"Server overhead at concurrency 1 (server p50 − direct p50, client included): "
+              f"{', '.join(overheads)}.", ""]
+    if report.get("batch_sizes"):
+        parts = []
+        for key, per_level in report["batch_sizes"].items():
+            for concurrency, histogram in per_level.items():
+                average = mean_batch(histogram)
+                if average is not None and concurrency != "1":
+                    most = max(histogram.items(), key=lambda item: item[1])[0]
+                    parts.append(f"{names[key]} at {concurrency}: mean {average:.1f} rows, mode {most}, "
+                                 f"{sum(histogram.values())} batches")
+        lines += ["Merged batch sizes (rows per model call; full histograms in `serving.json`): "
+                  + "; ".join(parts) + ".", ""]
+    naive = {row["concurrency"]: row for row in results["naive"]}
+    serving = {row["concurrency"]: row for row in results["serving"]}
+    lines += [f"Batching flags: `{' '.join(report['batching_flags'])}`. A lone request waits up to the "
               "batch timeout for company, so batching costs latency at concurrency 1 and pays off under "
-              "concurrency (`--batch_timeout_micros=0` only merges what queues up while a batch runs). "
-              "`serving.server` answers REST on aiohttp (one event loop for the connections, the models in a "
-              "thread pool); the naive server is the stdlib's threaded http.server with TCP_NODELAY, and its "
-              "cost is keras `model.predict` per request (per-call data-adapter and step-function overhead; "
-              "its throughput does not grow with client threads here), not the HTTP layer.", ""]
+              "concurrency. Against the naive baseline (keras `model.predict` per request, whose per-call "
+              f"data-adapter overhead dominates), serving.server's p50 is {ratio(naive[1]['p50_ms'], serving[1]['p50_ms'])} "
+              f"lower at concurrency 1 and its throughput {ratio(serving[32]['throughput_rps'], naive[32]['throughput_rps'])} "
+              "higher at 32.", ""]
     lines += stalled_markdown(report.get("stalled"))
-    if report.get("note"):  # context a run cannot measure itself (e.g. a machine shared with other jobs)
+    if report.get("note"):  # context a run cannot measure itself (e.g. what the issue's targets mean here)
         lines += [report["note"], ""]
     lines += [f"Reproduce: `{report['command']}` (or `make bench-serving`); raw numbers in "
               "`benchmarks/results/serving.json`.", ""]
@@ -275,17 +548,23 @@ def markdown(report: dict) -> str:
 
 
 def stalled_markdown(stalled: dict | None) -> list[str]:
-    """The stalled-clients table: the same server and load, without and with stalled connections."""
+    """The stalled-clients table: the same server and load, alternately without and with stalled connections."""
     if not stalled:
         return []
-    lines = [f"Stalled clients: `serving.server` (no batching) at concurrency {stalled['without']['concurrency']}, "
-             f"measured right before and while {stalled['stalled_clients']} other connections sit stalled "
-             "(half a request line, half the headers, all but the end of a body, or nothing sent).", "",
-             "| run | p50 ms | p99 ms | req/s | errors |", "|---|---:|---:|---:|---:|"]
-    for key, name in (("without", "no stalled clients"), ("with_stalled", f"{stalled['stalled_clients']} stalled clients")):
-        row = stalled[key]
-        lines.append(f"| {name} | {row['p50_ms']} | {row['p99_ms']} | {row['throughput_rps']} | {row['errors']} |")
-    return lines + [""]
+    lines = [f"Stalled clients: `serving.server` (no batching) at concurrency {stalled['concurrency']}, "
+             f"{len(stalled['pairs'])} alternating pairs of runs without and with {stalled['stalled_clients']} "
+             "other connections sitting stalled (half a request line, half the headers, all but the end of a body, "
+             "or nothing sent).", "",
+             "| pair | p50 ms without / with | p99 ms without / with | req/s without / with | errors |",
+             "|---:|---:|---:|---:|---:|"]
+    for index, pair in enumerate(stalled["pairs"], 1):
+        a, b = pair["without"], pair["with_stalled"]
+        lines.append(f"| {index} | {a['p50_ms']} / {b['p50_ms']} | {a['p99_ms']} / {b['p99_ms']} | "
+                     f"{a['throughput_rps']} / {b['throughput_rps']} | {a['errors'] + b['errors']} |")
+    verdict = "within" if stalled["within_noise"] else "outside"
+    return lines + ["", f"Median p99 {stalled['p99_without_median_ms']} ms without, {stalled['p99_with_median_ms']} ms "
+                    f"with stalled clients: a difference of {stalled['p99_difference_ms']:+g} ms, {verdict} the "
+                    f"run-to-run spread of the runs without ({stalled['p99_noise_ms']} ms, max − min).", ""]
 
 
 def write_doc_section(section: str) -> None:
@@ -304,8 +583,14 @@ def write_doc_section(section: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=4.0, help="Measured seconds per concurrency level.")
+    parser.add_argument("--seconds", type=float, default=3.0, help="Measured seconds per server, level and round.")
+    parser.add_argument("--rounds", type=int, default=3, help="Interleaved rounds over the serving.server processes.")
     parser.add_argument("--run-dir", help="Reuse (or train into) this run directory instead of a temp one.")
+    parser.add_argument("--reference", default=REFERENCE_COMMIT,
+                        help="Commit whose serving.server is measured alongside this tree's ('none': skip).")
+    parser.add_argument("--reference-tree", help="A checkout to use as the reference instead of --reference.")
+    parser.add_argument("--note", help="A paragraph added to the doc section (context the run cannot measure).")
+    parser.add_argument("--no-write", action="store_true", help="Print only; leave serving.json and the doc alone.")
     parser.add_argument("--naive-server", metavar="BASE", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -313,11 +598,24 @@ def main(argv: list[str] | None = None) -> int:
         naive_server(args.naive_server, args.port)
         return 0
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as scratch:
-        report = run(args.seconds, args.run_dir or os.path.join(scratch, "run"))
+        if args.reference_tree:
+            tree, name = os.path.abspath(args.reference_tree), os.path.basename(os.path.abspath(args.reference_tree))
+        elif args.reference.lower() != "none":
+            tree, name = export_tree(args.reference, scratch), args.reference
+        else:
+            tree = name = None
+        report = run(args.seconds, args.rounds, args.run_dir or os.path.join(scratch, "run"), tree, name, scratch)
+        shutil.rmtree(os.path.join(scratch, "reference"), ignore_errors=True)
+    if args.note:
+        report["note"] = args.note
+    section = markdown(report)
+    print(section)
+    if args.no_write:
+        return 0
     os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
     with open(RESULTS, "w") as handle:
         json.dump(report, handle, indent=1)
-    write_doc_section(markdown(report))
+    write_doc_section(section)
     print(f"wrote {RESULTS} and the Serving section of {DOC}")
     return 0
 
