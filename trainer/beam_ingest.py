@@ -31,13 +31,13 @@ from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
 from trainer.beam_files import RANGE_BYTES, plan_ranges
-from trainer.beam_plan import Plan, make_plan
+from trainer.beam_plan import Plan, make_plan, profile_keep
 from trainer.beam_profile import Profile, profile_range
 from trainer.beam_runner import make_pipeline
 from trainer.beam_split import EXACT_ORDER_ROWS
 from trainer.beam_write import Written, write_boundary, write_range
 from trainer.ingest import DataError
-from trainer.schema import Schema
+from trainer.schema import MAX_VOCABULARY, Schema
 from trainer.split import SPLITS, _os_error, _QuietOSErrors
 
 RESULT_FILE = ".data-step-result.pkl"
@@ -53,6 +53,9 @@ class Settings:
     fractions: tuple[float, float, float]
     seed: int
     exact_order_rows: int = EXACT_ORDER_ROWS
+    max_bad_rows: int = 0  # leave out at most this many bad rows (0: refuse the first)
+    vocabulary_size: int = MAX_VOCABULARY
+    vocabulary_min_count: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,7 +92,8 @@ def run_data_step(settings: Settings, directory: str, beam_pipeline_args: Sequen
         parts = pipeline | "Ranges" >> beam.Create(ranges)
         plan = beam.pvalue.AsSingleton(
             parts
-            | "Profile" >> beam.ParDo(_ProfileRanges(settings.label, settings.seed))
+            | "Profile" >> beam.ParDo(_ProfileRanges(settings.label, settings.seed,
+                                                     profile_keep(settings.max_bad_rows)))
             | "Merge profiles" >> beam.CombineGlobally(_MergeFn(Profile))
             | "Plan" >> beam.Map(_plan_or_refusal, ranges, settings)
         )
@@ -110,21 +114,22 @@ def run_data_step(settings: Settings, directory: str, beam_pipeline_args: Sequen
     os.remove(result)
     if outcome.refusal is not None:
         raise DataError(outcome.refusal)
-    return _finish(outcome.plan, outcome.written)
+    return _finish(outcome.plan, outcome.written, settings)
 
 
-def _finish(plan: Plan, written: Written) -> tuple[Plan, Schema, dict]:
+def _finish(plan: Plan, written: Written, settings: Settings) -> tuple[Plan, Schema, dict]:
     counts = {name: [int(n) for n in written.counts[index]] for index, name in enumerate(SPLITS)}
     if counts != plan.split.counts:  # a file changed between the passes, or a bug: never train on it
         raise RuntimeError(f"the data step wrote {counts} examples, planned {plan.split.counts}")
     features = [(name, kind) for _, name, kind in plan.features]
-    return plan, written.stats.schema(features, plan.label_name), counts
+    return plan, written.stats.schema(features, plan.label_name, settings.vocabulary_size,
+                                      settings.vocabulary_min_count), counts
 
 
 def _plan_or_refusal(profile: Profile, ranges, settings: Settings) -> Plan | str:
     try:
         return make_plan(ranges, profile, settings.pattern, settings.label, settings.positive_label,
-                         settings.fractions, settings.seed, settings.exact_order_rows)
+                         settings.fractions, settings.seed, settings.exact_order_rows, settings.max_bad_rows)
     except DataError as error:
         return str(error)
 
@@ -155,11 +160,11 @@ class _PerBundle(beam.DoFn):
 
 
 class _ProfileRanges(_PerBundle):
-    def __init__(self, label: str, seed: int):
-        self._label, self._seed = label, seed
+    def __init__(self, label: str, seed: int, keep: int):
+        self._label, self._seed, self._samples = label, seed, keep
 
     def process(self, part):
-        self._keep(profile_range(part, self._label, self._seed))
+        self._keep(profile_range(part, self._label, self._seed, self._samples))
         return ()
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from trainer.schema import MAX_VOCABULARY, QUANTILE_LEVELS, Feature, Schema
+from trainer.schema import MAX_VOCABULARY, QUANTILE_LEVELS, Feature, Schema, top_vocabulary
 
 SKETCH_CAPACITY = 4096
 
@@ -133,8 +133,12 @@ class TrainStats:
             self.present[name] = self.present.get(name, 0) + count
         return self
 
-    def schema(self, features: list[tuple[str, str]], label: str) -> Schema:
-        """The Schema of `features` [(clean name, kind)], as `schema.infer_schema` computes it."""
+    def schema(self, features: list[tuple[str, str]], label: str, vocabulary_size: int = MAX_VOCABULARY,
+               vocabulary_min_count: int = 1) -> Schema:
+        """The Schema of `features` [(clean name, kind)], as `schema.infer_schema` computes it.
+
+        Vocabularies follow `schema.top_vocabulary` over the exact counts.
+        """
         inferred = []
         for name, kind in features:
             missing = (self.rows - self.present.get(name, 0)) / self.rows if self.rows else 0.0
@@ -145,7 +149,7 @@ class TrainStats:
                                         std=std if std > 1e-12 else 1.0, missing_fraction=missing,
                                         quantiles=self.sketches.get(name, QuantileSketch()).quantiles()))
             else:
-                ordered = sorted(self.vocabularies.get(name, {}).items(), key=lambda item: (-item[1], item[0]))
-                vocabulary = tuple(value for value, _ in ordered[:MAX_VOCABULARY])
+                vocabulary = top_vocabulary(self.vocabularies.get(name, {}).items(), vocabulary_size,
+                                            vocabulary_min_count)
                 inferred.append(Feature(name, "categorical", vocabulary=vocabulary, missing_fraction=missing))
         return Schema(features=tuple(inferred), label=label)

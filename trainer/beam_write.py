@@ -136,10 +136,18 @@ def write_range(plan: Plan, part: Range, directory: str) -> Iterator[tuple[str, 
     """
     written, writer = Written(), ShardWriter(directory, f"r{part.index:05d}")
     seen = np.array(plan.split.range_offsets.get(part.index, (0, 0)), np.int64)
+    skip = plan.skip.get(part.index)
     try:
-        for ordinal, batch in read_range(part):
+        # Ragged CSV rows reach this pass only when the plan counted them as bad rows: skip them again.
+        for ordinal, batch in read_range(part, _skip_ragged_row):
+            ids = np.arange(ordinal, ordinal + batch.num_rows, dtype=np.int64)  # ordinals in the range
+            hashes = beam_values.record_hashes(part.index, ordinal, batch.num_rows, plan.seed)
+            if skip is not None:  # bad rows the plan leaves out
+                keep = ~np.isin(ids, skip)
+                batch, ids, hashes = batch.filter(pa.array(keep)), ids[keep], hashes[keep]
+                if not batch.num_rows:
+                    continue
             clean = clean_batch(plan, batch)
-            hashes = beam_values.record_hashes(part.index, ordinal, clean.labels.size, plan.seed)
             bucket = beam_values.buckets(hashes)
             if plan.split.by_rank is not None:
                 splits = assign_by_rank(plan.split, clean.labels, seen)
@@ -153,13 +161,17 @@ def write_range(plan: Plan, part: Range, directory: str) -> Iterator[tuple[str, 
                 if split == TRAIN:
                     _add_stats(written.stats, clean.take(rows))
             for r in np.flatnonzero(splits == BOUNDARY):
-                key = (int(hashes[r]), part.index, ordinal + int(r))
+                key = (int(hashes[r]), part.index, int(ids[r]))
                 yield "boundary", ((int(clean.labels[r]), int(bucket[r])), (key, examples[r], clean.take([r])))
     except BaseException:
         writer.close(publish=False)
         raise
     writer.close()
     yield "written", written
+
+
+def _skip_ragged_row(line: int, fields: int, expected: int) -> None:
+    """A ragged CSV row in the second pass: the plan refused the input or counted it as a bad row."""
 
 
 def write_boundary(plan: Plan, group: tuple[tuple[int, int], list], directory: str) -> Written:

@@ -15,7 +15,7 @@ from trainer.distribute import check_supported, make_strategy, output_dir_of, st
 from trainer.finalize import finalize
 from trainer.layout import MODEL_DIRS, RUN_JSON, read_run_json
 from trainer.losses import prior_shift
-from trainer.prepare import PreparedData, prepare_data
+from trainer.prepare import PreparedData, prepare_data, run_record
 from trainer.train import fit_settings, save_history
 
 
@@ -86,7 +86,7 @@ def _train_and_export(config, data, strategy, file_values, values, weighted, ble
                     "workers": worker_count(strategy)})
     if blend_values:
         summary["blend"] = {**summary.get("blend", {}), "weight": weight, "partner": dict(blend_values)}
-    update_run_json(config, {name: summary})
+    update_run_json(config, {name: summary, **run_record(data)})  # run_record: the bad rows skipped
     return summary
 
 

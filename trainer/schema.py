@@ -11,10 +11,14 @@ import dataclasses
 import json
 import os
 
+from collections.abc import Iterable
+
 import numpy as np
 import pandas as pd
 
-MAX_VOCABULARY = 1000  # rarer values share the out-of-vocabulary bucket
+from trainer.config import VOCABULARY_SIZE
+
+MAX_VOCABULARY = VOCABULARY_SIZE  # the default top-k; rarer values share the out-of-vocabulary bucket
 # Quantiles of each numeric feature at levels i / (QUANTILE_LEVELS - 1): the
 # quantile-normal and piecewise-linear encodings are built from them (a power
 # of two plus one, so 8, 16, 32, 64 and 128 equal-frequency bins nest).
@@ -72,12 +76,15 @@ class Schema:
         return cls(features=features, label=payload["label"])
 
 
-def infer_schema(features: pd.DataFrame, label: str) -> Schema:
+def infer_schema(features: pd.DataFrame, label: str, vocabulary_size: int = MAX_VOCABULARY,
+                 vocabulary_min_count: int = 1) -> Schema:
     """Infers the schema from the training split's features.
 
     Args:
       features: Clean feature columns (see `trainer.ingest.LabeledFrame`).
       label: The label's name.
+      vocabulary_size: At most this many values per categorical feature.
+      vocabulary_min_count: Values seen fewer times stay out of the vocabulary.
     """
     inferred = []
     for name in features.columns:
@@ -92,11 +99,21 @@ def infer_schema(features: pd.DataFrame, label: str) -> Schema:
                                     missing_fraction=missing, quantiles=quantiles(values)))
         else:
             counts = column.dropna().value_counts()
-            # Most frequent first; ties broken by value so the order is stable.
-            ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:MAX_VOCABULARY]
-            vocabulary = tuple(str(value) for value, _ in ordered)
+            vocabulary = top_vocabulary(counts.items(), vocabulary_size, vocabulary_min_count)
             inferred.append(Feature(name, "categorical", vocabulary=vocabulary, missing_fraction=missing))
     return Schema(features=tuple(inferred), label=label)
+
+
+def top_vocabulary(counts: Iterable[tuple[str, int]], size: int = MAX_VOCABULARY, min_count: int = 1
+                   ) -> tuple[str, ...]:
+    """A categorical feature's vocabulary from its (value, count) pairs: both data steps' one rule.
+
+    The values seen at least `min_count` times, most frequent first (ties by
+    value, so the order is stable), at most `size` of them; the others share
+    the model's out-of-vocabulary bucket.
+    """
+    kept = [(str(value), int(count)) for value, count in counts if count >= min_count]
+    return tuple(value for value, _ in sorted(kept, key=lambda item: (-item[1], item[0]))[:size])
 
 
 def quantiles(values: np.ndarray) -> tuple[float, ...]:
