@@ -51,11 +51,42 @@ class Signature:
     inputs: dict[str, tf.TensorSpec]
     outputs: tuple[str, ...]
     function: object
+    # Worked out once, not per request: (name, numpy dtype, dims or None for unknown rank) per input,
+    # and the order of the function's flat arguments (None: call it by keyword).
+    _checks: tuple = dataclasses.field(init=False, repr=False, compare=False)
+    _flat_order: tuple[str, ...] | None = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        checks = tuple((name, object if spec.dtype == tf.string else spec.dtype.as_numpy_dtype,
+                        None if spec.shape.rank is None else tuple(spec.shape.as_list()))
+                       for name, spec in self.inputs.items())
+        object.__setattr__(self, "_checks", checks)
+        object.__setattr__(self, "_flat_order", _flat_order(self.function, self.inputs))
 
     @property
     def imputes_missing_inputs(self) -> bool:
         """Absent inputs may be sent as missing values (the raw-feature signature)."""
         return self.name == FEATURES_SIGNATURE
+
+    @property
+    def calls_flat(self) -> bool:
+        """Calls skip the function's per-call argument binding (see `call`)."""
+        return self._flat_order is not None
+
+    def call(self, tensors: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """Calls the function on tensors already checked against `inputs` (check_inputs).
+
+        A concrete function called by keyword binds its arguments to its
+        FunctionType and checks each against its TensorSpec on every call:
+        about 0.25 ms for this package's 15-input signature, a third of the
+        model's own time. The inputs are checked here already, so the
+        function is called on its flat arguments, in the order its flat
+        signature takes them, as TensorFlow's own flat-signature call does.
+        """
+        if self._flat_order is None:
+            return self.function(**tensors)
+        function = self.function
+        return function._call_flat([tensors[name] for name in self._flat_order], function.captured_inputs)
 
 
 class Servable:
@@ -134,8 +165,8 @@ class Servable:
         """
         check_inputs(signature, inputs)
         try:
-            outputs = signature.function(**{name: tf.constant(value, dtype=signature.inputs[name].dtype)
-                                            for name, value in inputs.items()})
+            outputs = signature.call({name: tf.constant(value, dtype=signature.inputs[name].dtype)
+                                      for name, value in inputs.items()})
         except tf.errors.OpError as error:
             raise from_tf_error(error) from None
         except UnicodeDecodeError:
@@ -180,17 +211,20 @@ def check_inputs(signature: Signature, inputs: dict[str, np.ndarray]) -> None:
     Raises:
       ServingError: INVALID_ARGUMENT naming the offending input.
     """
-    expected, sent = set(signature.inputs), set(inputs)
-    if expected != sent:
+    if inputs.keys() != signature.inputs.keys():
+        expected, sent = set(signature.inputs), set(inputs)
         raise invalid_argument(
             f"input size does not match signature {signature.name!r}: {len(sent)}!={len(expected)}. "
             f"Sent extra: {sorted(sent - expected)}. Missing but required: {sorted(expected - sent)}.")
-    for name, spec in signature.inputs.items():
+    for name, numpy_dtype, dims in signature._checks:
         value = inputs[name]
-        dtype = tf.as_dtype(value.dtype) if value.dtype != object else tf.string
-        if dtype != spec.dtype:
-            raise invalid_argument(f"input {name!r}: expects {spec.dtype.name} but {dtype.name} was provided")
-        if not spec.shape.is_compatible_with(value.shape):
+        spec = signature.inputs[name]
+        if value.dtype != numpy_dtype:  # e.g. a bytes ("S") array for a string input is fine too
+            dtype = tf.as_dtype(value.dtype) if value.dtype != object else tf.string
+            if dtype != spec.dtype:
+                raise invalid_argument(f"input {name!r}: expects {spec.dtype.name} but {dtype.name} was provided")
+        if dims is not None and (value.ndim != len(dims) or any(
+                want is not None and want != have for want, have in zip(dims, value.shape, strict=True))):
             raise invalid_argument(f"input {name!r}: shape {list(value.shape)} is not compatible with the "
                                    f"signature's {_shape_text(spec.shape)}")
 
@@ -199,6 +233,29 @@ def batch_size(inputs: dict[str, np.ndarray]) -> int | None:
     """The common leading dimension of `inputs`, or None if there is none."""
     sizes = {value.shape[0] if value.ndim else None for value in inputs.values()}
     return sizes.pop() if len(sizes) == 1 else None
+
+
+def _flat_order(function, inputs: dict[str, tf.TensorSpec]) -> tuple[str, ...] | None:
+    """The input names in the order of `function`'s flat arguments, or None to call it by keyword.
+
+    Uses ConcreteFunction's flat-signature attributes (TensorFlow's own
+    fallback call path); anything unexpected (another TensorFlow, a
+    function that is not a plain signature, names TensorFlow had to
+    sanitize) keeps the keyword call.
+    """
+    keywords = getattr(function, "_arg_keywords", None)
+    if keywords is None or not callable(getattr(function, "_call_flat", None)):
+        return None
+    order = tuple(name.decode() if isinstance(name, bytes) else name for name in keywords)
+    if len(order) != len(inputs) or set(order) != set(inputs):
+        return None
+    try:
+        flat_inputs = function.inputs[:len(order)]
+    except (AttributeError, TypeError):
+        return None
+    if [tensor.dtype for tensor in flat_inputs] != [inputs[name].dtype for name in order]:
+        return None
+    return order
 
 
 def _shape_text(shape: tf.TensorShape) -> str:

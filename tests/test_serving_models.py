@@ -20,6 +20,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
 from serving.app import ServerOptions, start
+from serving.servable import Servable
 
 MODEL = "conformance"
 CLASSIFY = "tensorflow/serving/classify"
@@ -141,3 +142,26 @@ def test_model_matches_numpy(tmp_path):
     assert labels["classes"].numpy().tolist() == [[b"low", b"high"]] * 2
     np.testing.assert_allclose(labels["scores"], [[3.0, 4.0], [42.0, 43.0]])
     assert loaded.signatures["scalar"](x=tf.constant(3.0))["label"].numpy() == b"3.000000"
+
+
+def test_servable_calls_signatures_on_flat_arguments(tmp_path):
+    """Servable.run skips the per-call keyword binding (Signature.call) and answers as the keyword call does.
+
+    Pins that the fast path is taken with the TensorFlow this package pins (every signature, one input
+    or six of different dtypes), so a TensorFlow upgrade that changes the private flat-call attributes
+    shows up here instead of as a silent slowdown.
+    """
+    path = save_conformance_model(str(tmp_path / "1"))
+    servable = Servable(1, path)
+    assert all(signature.calls_flat for signature in servable.signatures.values())
+    inputs = {"f64": np.array([1.5, -2.0]), "i32": np.array([[1, 2], [3, 4]], np.int32),
+              "flag": np.array([True, False]), "text": np.array([b"a", b"b"], dtype=object),
+              "u8": np.full([2, 2, 2], 7, np.uint8), "i64": np.array([5, -6])}
+    expected = tf.saved_model.load(path).signatures["dtypes"](**inputs)
+    actual = servable.run(servable.signatures["dtypes"], inputs)
+    assert sorted(actual) == sorted(expected)
+    for key, value in expected.items():
+        np.testing.assert_array_equal(actual[key], value.numpy())
+    serialized = np.array([example(x=2.0).SerializeToString()], dtype=object)
+    np.testing.assert_allclose(servable.run(servable.signatures["regress_x_to_y"], {"inputs": serialized})["outputs"],
+                               [[3.0]])
