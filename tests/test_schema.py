@@ -1,10 +1,14 @@
 """Schema inference against pandas, and its tensorflow_metadata form."""
 
+import collections
+
 import numpy as np
 import pandas as pd
+import pytest
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
+from trainer.beam_stats import TrainStats
 from trainer.ingest import validate
 from trainer.schema import infer_schema, load_schema, save_schema, to_metadata_proto_text
 
@@ -40,3 +44,58 @@ def test_json_round_trip_and_metadata_proto(tmp_path, tiny_frame):
     assert types["x0"] == schema_pb2.FLOAT and types["region"] == schema_pb2.BYTES
     assert types["target"] == schema_pb2.INT
     assert (tmp_path / "schema.pbtxt").read_text() == to_metadata_proto_text(schema)
+
+
+def _reference_vocabulary(values, size, min_count):
+    """The vocabulary rule from a Counter: count >= min_count, most frequent first, ties by value, top size."""
+    counts = collections.Counter(v for v in values if v is not None)
+    kept = sorted((value for value, count in counts.items() if count >= min_count), key=lambda v: (-counts[v], v))
+    return tuple(kept[:size])
+
+
+@pytest.mark.parametrize("size,min_count", [(1000, 1), (4, 1), (1000, 5), (3, 7), (50, 1000)])
+def test_vocabulary_top_k_and_minimum_count_in_memory_and_from_merged_beam_statistics(size, min_count):
+    rng = np.random.default_rng(5)
+    # Zipf-like counts with ties: value v{i} drawn with weight 1/(i//2 + 1).
+    names = np.array([f"v{i:02d}" for i in range(40)], dtype=object)
+    weights = 1.0 / (np.arange(40) // 2 + 1)
+    values = rng.choice(names, size=3000, p=weights / weights.sum()).astype(object)
+    values[rng.random(3000) < 0.05] = None
+    reference = _reference_vocabulary(values, size, min_count)
+    assert 0 < len(reference) or min_count == 1000
+    frame = pd.DataFrame({"c": pd.Series(values, dtype=object), "x": rng.normal(size=3000)})
+    assert infer_schema(frame, "y", size, min_count).features[0].vocabulary == reference
+    stats = TrainStats()
+    for chunk in np.array_split(np.arange(3000), 7):  # per-range accumulators, merged
+        part = TrainStats()
+        part.add(chunk.size, {"x": frame["x"].to_numpy()[chunk]}, {"c": values[chunk]})
+        stats.merge(part)
+    assert stats.schema([("c", "categorical"), ("x", "numeric")], "y", size, min_count).features[0].vocabulary \
+        == reference
+    if (size, min_count) == (1000, 1):  # the defaults keep today's vocabulary
+        assert infer_schema(frame, "y").features[0].vocabulary == reference
+
+
+def test_a_trimmed_vocabulary_round_trips_through_schema_json_and_pbtxt(tmp_path, tiny_frame):
+    frame = validate(tiny_frame, "target", None)
+    schema = infer_schema(frame.features, frame.label_name, vocabulary_size=10, vocabulary_min_count=12)
+    merchant = {f.name: f for f in schema.features}["merchant"]
+    counts = frame.features["merchant"].value_counts()
+    assert merchant.vocabulary == _reference_vocabulary(frame.features["merchant"], 10, 12)
+    assert len(merchant.vocabulary) == 10 and counts[list(merchant.vocabulary)].min() >= 12
+    save_schema(schema, str(tmp_path))
+    assert load_schema(str(tmp_path)) == schema
+    proto = text_format.Parse((tmp_path / "schema.pbtxt").read_text(), schema_pb2.Schema())
+    domain = {f.name: tuple(f.string_domain.value) for f in proto.feature}
+    assert domain["merchant"] == merchant.vocabulary
+
+
+def test_vocabulary_ties_go_by_value_and_rare_values_stay_out():
+    column = pd.Series(["b", "a", "d", "b", "a", "c", "c", None, "e", "e", "e"], dtype=object)
+    frame = pd.DataFrame({"c": column})
+    assert infer_schema(frame, "y").features[0].vocabulary == ("e", "a", "b", "c", "d")
+    assert infer_schema(frame, "y", vocabulary_min_count=2).features[0].vocabulary == ("e", "a", "b", "c")
+    assert infer_schema(frame, "y", vocabulary_size=2, vocabulary_min_count=2).features[0].vocabulary == ("e", "a")
+    stats = TrainStats()
+    stats.add(len(column), {}, {"c": column.to_numpy()})
+    assert stats.schema([("c", "categorical")], "y", 2, 2).features[0].vocabulary == ("e", "a")
