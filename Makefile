@@ -6,7 +6,7 @@ RUN ?= runs/sylva
 DATA ?= sylva
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install tune train evaluate report serve test test-fast bench bench-quick bench-serving bench-tune lint clean
+.PHONY: install tune train evaluate report serve test test-fast bench bench-quick bench-serving bench-tune bench-scale lint clean
 
 install: $(VENV)/.installed
 
@@ -49,6 +49,11 @@ bench-serving: install
 
 bench-tune: install
 	$(PY) -m benchmarks.make_tune
+
+# The data step and one training epoch at 0.5M, 2M and 5M synthetic CSV rows (docs/benchmarks.md, "Scale");
+# CSVs under /tmp/imbalance-scale (about 1.3 GB at 5M rows), removed at the end.
+bench-scale: install
+	$(PY) -m benchmarks.scale
 
 lint: install
 	$(VENV)/bin/ruff check .
