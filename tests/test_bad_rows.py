@@ -296,3 +296,43 @@ def test_parquet_bad_rows_on_both_engines_and_by_record_hash(tmp_path):
     labels = frame["target"].to_numpy()[good].astype(np.int64)
     np.testing.assert_array_equal(by_hash["split"].to_numpy(), reference_assignment(labels, hashes, SPLIT))
     assert counts == class_counts(labels, assign_splits(labels, SPLIT, 0))  # the same sizes as any exact split
+
+
+def test_numbers_stored_as_numbers_next_to_text_stay_a_mix():
+    """A TFRecord feature that is a float in most records and bytes in one is a column's problem, not a row's
+    (the Beam step's decoder refuses such a batch)."""
+    frame = pd.DataFrame({"x": [1.0, 2.0, "oops", 4.0, 5.0, 6.0] * 10, "y": [0, 1] * 30})
+    with pytest.raises(DataError, match="column 'x' mixes numbers"):
+        ingest.validate(frame, "y", None, max_bad_rows=100)
+    assert ingest.column_kind(typed=50, numeric_text=0, other_text=1, tolerate=True) == "mixed"
+    assert ingest.column_kind(typed=0, numeric_text=50, other_text=1, tolerate=True) == "numeric"
+    assert ingest.column_kind(typed=0, numeric_text=50, other_text=1, tolerate=False) == "mixed"
+    assert ingest.column_kind(typed=0, numeric_text=5, other_text=5, tolerate=True) == "mixed"  # no majority
+
+
+@pytest.mark.slow
+def test_tfrecord_bad_rows_on_both_engines(tmp_path):
+    """Numbers stored as text with one word and one 'inf', a record without the label."""
+    import tensorflow as tf
+
+    from tests.conftest import serialized_example
+    from trainer.prepare import prepare_data
+
+    rng = np.random.default_rng(0)
+    path = str(tmp_path / "d.tfrecord")
+    with tf.io.TFRecordWriter(path) as writer:
+        for i in range(600):
+            row = {"id": float(i), "x": f"{rng.normal():.4f}", "region": "abc"[i % 3], "y": int(i % 5 == 0)}
+            row.update({50: {"x": "oops"}, 90: {"x": "inf"}}.get(i, {}))
+            if i == 77:
+                del row["y"]
+            writer.write(serialized_example(row))
+    prepared = [prepare_data(RunConfig(data=path, label="y", output_dir=str(tmp_path / engine), max_bad_rows=3),
+                             engine=engine) for engine in ("beam", "in_memory")]
+    first = [f"{path} record 51: column 'x' is not a number: 'oops'", f"{path} record 78: label 'y' is missing",
+             f"{path} record 91: column 'x' is infinite: inf"]
+    assert [data.source["bad_rows"] for data in prepared] == [{"skipped": 3, "limit": 3, "first": first}] * 2
+    written = [_sorted(_split_frame(data)) for data in prepared]
+    pd.testing.assert_frame_equal(written[0], written[1])
+    np.testing.assert_array_equal(written[0]["id"].to_numpy(), np.setdiff1d(np.arange(600), [50, 77, 90]))
+    assert prepared[0].counts == prepared[1].counts

@@ -143,11 +143,12 @@ def column_kind(typed: int, numeric_text: int, other_text: int, tolerate: bool) 
       typed: Values stored as numbers (Parquet, TFRecord, pandas numbers).
       numeric_text: Text cells that read as numbers.
       other_text: Text cells that do not.
-      tolerate: `--max-bad-rows` > 0: a column whose numbers outnumber its
-        other text cells is numeric, and those cells are bad rows.
+      tolerate: `--max-bad-rows` > 0: a text column whose numbers outnumber
+        its other cells is numeric, and those cells are bad rows. Values
+        stored as numbers next to text stay a mix (the Beam step's TFRecord
+        decoder refuses them within a batch, and it is a column's problem).
     """
-    numbers = typed + numeric_text
-    if tolerate and other_text and numbers > other_text and not (typed and numeric_text):
+    if tolerate and other_text and not typed and numeric_text > other_text:
         return "numeric"
     if typed and (numeric_text or other_text) or numeric_text and other_text:
         return "mixed"

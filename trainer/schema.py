@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-
 from collections.abc import Iterable
 
 import numpy as np
