@@ -23,6 +23,8 @@ INSTALL_REQUIRES = [
     "matplotlib==3.11.2",
     # The tuner's tree family trains with LightGBM (served as TensorFlow ops: trainer/trees.py).
     "lightgbm==4.7.0",
+    # Progress bars of the long steps (trainer/progress.py); already pulled in by keras at this version.
+    "rich==15.0.0",
 ]
 
 # Weights & Biases logging (`tuning.task --wandb`). `pip install --dry-run wandb==0.30.0` against this stack adds

@@ -25,6 +25,7 @@ from evaluation.run_files import (
     run_schema,
     split_pattern,
 )
+from trainer import progress
 from trainer.atomic import write_json_atomically
 
 EVALUATION_DIR, REPORT_DIR, SUMMARY_FILE = "evaluation", "report", "summary.json"
@@ -92,7 +93,9 @@ def run_evaluation(run_dir: str, options: EvaluationOptions | None = None) -> di
         informative = informative_numeric(run_dir, schema) if options.slice_features is None else None
         plan = plan_slices(schema, options.slice_features, options.max_slice_vocabulary, informative)
         eval_config = build_eval_config(models, schema.label, plan, gate)
-        seconds = run_tfma(models, eval_config, split_pattern(run_dir), plan, eval_dir, options.beam_pipeline_args)
+        with progress.step("TFMA", f"{len(models)} models sliced by {len(plan.feature_keys)} features"):
+            seconds = run_tfma(models, eval_config, split_pattern(run_dir), plan, eval_dir,
+                               options.beam_pipeline_args)
     verdict = read_verdict(eval_dir)
     write_marker(eval_dir, verdict)
     results = {m.name: load_model_result(eval_dir, m.name) for m in models}

@@ -13,6 +13,7 @@ import shlex
 import sys
 
 from evaluation.flags import add_gate_arguments, gate_options
+from trainer import progress
 from trainer.layout import resolve_run
 from trainer.startup import start_tensorflow
 
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     args = parse_args(argv)
     start_tensorflow(show_native_logs=args.tensorflow_logs)
+    progress.use_display(progress.terminal_display())
     from evaluation.evaluate import run_evaluation
 
     try:

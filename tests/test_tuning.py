@@ -194,7 +194,7 @@ def test_distributed_chief_and_two_workers(tmp_path, tiny_csv):
     outputs = {name: p.communicate(timeout=400) for name, p in processes.items()}
     for name, process in processes.items():
         assert process.returncode == 0, outputs[name][1][-2000:]
-    worker_trials = [outputs[w][0].count("[tuning] " + w + ": trial") for w in ("worker0", "worker1")]
+    worker_trials = [outputs[w][0].count(f": {w}: val objective") for w in ("worker0", "worker1")]
     # Every trial ran on a worker (the chief only hosts the oracle). Which worker
     # gets how many depends on start-up timing, so only the total is asserted.
     assert sum(worker_trials) == 4

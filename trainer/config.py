@@ -67,7 +67,8 @@ class RunConfig:
       tuner: `bayesian`, `random` or `hyperband`.
       objective: Tuning objective: `pr_auc` or `recall_at_precision:P`.
       tuning_epochs: Epochs per tuning trial.
-      verbose: Keras verbosity (0 silent, 2 one line per epoch).
+      verbose: Keras verbosity of the final fits (0 silent, the default: `trainer.progress` reports
+        each epoch; 2 one line per epoch with every metric).
       distribute: tf.distribute strategy for training: `none`, `mirrored`
         (all local devices) or `multi_worker` (one process per worker; the
         cluster comes from `TF_CONFIG`, read by TensorFlow's own cluster
@@ -130,8 +131,9 @@ class RunConfig:
     tuner: str = field(default="bayesian", metadata=flag("tuning", "keras-tuner's search algorithm", choices=TUNERS))
     objective: str = field(default="pr_auc", metadata=flag("tuning", "pr_auc | recall_at_precision:P"))
     tuning_epochs: int = field(default=8, metadata=flag("tuning", "epochs per trial (Hyperband: max epochs)"))
-    verbose: int = field(default=2, metadata=flag(
-        "training", "Keras verbosity (0 silent, 2 one line per epoch)", choices=(0, 1, 2)))
+    verbose: int = field(default=0, metadata=flag(
+        "training", "Keras' own output of each final fit: 0 none (default: the progress bars say it), 1 a bar, "
+                    "2 one line per epoch with every metric", choices=(0, 1, 2)))
     distribute: str = field(default="none", metadata=flag(
         "training", "tf.distribute strategy for training (mirrored: all local devices; multi_worker: one process "
                     "per worker, cluster from TF_CONFIG, docs/scaling.md)", choices=DISTRIBUTE))

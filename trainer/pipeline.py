@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 
 import keras
 
 from trainer import hparams as hparams_lib
+from trainer import progress
 from trainer.atomic import write_json_atomically
 from trainer.candidates import Splits, blend, train_candidate
 from trainer.config import RunConfig
@@ -16,7 +18,7 @@ from trainer.finalize import finalize
 from trainer.layout import MODEL_DIRS, RUN_JSON, read_run_json
 from trainer.losses import prior_shift
 from trainer.prepare import PreparedData, prepare_data, run_record
-from trainer.train import fit_settings, save_history
+from trainer.train import EpochProgress, fit_settings, save_history
 
 
 def train_and_export(config: RunConfig, data: PreparedData | None = None, values: dict | None = None,
@@ -47,7 +49,9 @@ def train_and_export(config: RunConfig, data: PreparedData | None = None, values
     strategy = make_strategy(config.distribute)
     check_supported(strategy)
     file_values = hparams_lib.load_values(config.hparams) if config.hparams else {}  # fail before writing
-    data = data or prepare_data(config)
+    if data is None:
+        with progress.step("data", "split, statistics and shards"):
+            data = prepare_data(config)
     with output_dir_of(strategy, config.output_dir) as output_dir:  # only the chief writes the run
         return _train_and_export(config.replace(output_dir=output_dir), data, strategy, file_values, values,
                                  weighted, blend_values, export_dir)
@@ -63,12 +67,16 @@ def _train_and_export(config, data, strategy, file_values, values, weighted, ble
     splits = Splits(data, config)
     tensorboard = keras.callbacks.TensorBoard(log_dir=os.path.join(config.output_dir, "logs", name))
     with strategy_scope(strategy):  # variables and train steps replicated across devices
-        candidate = train_candidate(hp, settings, data, config, config.epochs, splits, callbacks=[tensorboard])
+        with _fit_step(name, hp, config, splits) as epoch_progress:
+            candidate = train_candidate(hp, settings, data, config, config.epochs, splits,
+                                        callbacks=[tensorboard, epoch_progress])
         shift, weight = closed_form_shift(hp, settings), None
         if blend_values:
             partner_hp = hparams_lib.with_values(counts, blend_values)
             partner_settings = fit_settings(partner_hp, counts, config, weighted=weighted)
-            partner = train_candidate(partner_hp, partner_settings, data, config, config.epochs, splits)
+            with _fit_step(f"{name} partner", partner_hp, config, splits) as epoch_progress:
+                partner = train_candidate(partner_hp, partner_settings, data, config, config.epochs, splits,
+                                          callbacks=[epoch_progress])
             candidate, weight = blend(candidate, partner, config)
             if weight == 0.0:  # the partner alone did best
                 hp, settings, blend_values = partner_hp, partner_settings, dict(hp.values)
@@ -88,6 +96,20 @@ def _train_and_export(config, data, strategy, file_values, values, weighted, ble
         summary["blend"] = {**summary.get("blend", {}), "weight": weight, "partner": dict(blend_values)}
     update_run_json(config, {name: summary, **run_record(data)})  # run_record: the bad rows skipped
     return summary
+
+
+@contextlib.contextmanager
+def _fit_step(name: str, hp, config: RunConfig, splits: Splits):
+    """A progress step for one final fit; yields its per-epoch callback.
+
+    Epochs are the total of a neural model on the validation split (early
+    stopping may end it sooner); trees and cross-validated folds get a
+    spinner with the elapsed time.
+    """
+    family = hparams_lib.declare_family(hp)
+    total = config.epochs if family == "neural" and not splits.cross_validation else None
+    with progress.step(f"fit {name}", f"epochs ({family})", total=total) as advance:
+        yield EpochProgress(advance, f"val_{config.early_stopping}")
 
 
 def closed_form_shift(hp, settings) -> float | None:

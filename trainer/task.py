@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable
 from typing import TypeVar
 
+from trainer import progress
 from trainer.config import ConfigError, RunConfig
 from trainer.flags import add_flags, values_from_args
 from trainer.startup import start_tensorflow
@@ -62,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     if config is None:
         return 2
     start_tensorflow(show_native_logs=tensorflow_logs_requested(argv))
+    progress.use_display(progress.terminal_display())
     from trainer.pipeline import describe_model, headline, train_and_export
 
     summary = reporting_user_errors(lambda: train_and_export(config))

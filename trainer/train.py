@@ -127,6 +127,19 @@ def compile_and_fit(model: keras.Model, settings: FitSettings, data: PreparedDat
     return model.fit(train, validation_data=validation, callbacks=[stopping, *callbacks], **fit_kwargs)
 
 
+class EpochProgress(keras.callbacks.Callback):
+    """Advances a `trainer.progress` step once per epoch, noting the monitored validation metric."""
+
+    def __init__(self, advance, monitor: str):
+        super().__init__()
+        self.advance, self.monitor = advance, monitor
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        self.advance(note=f"epoch {epoch + 1}: {self.monitor} {value:.4f}" if value is not None else
+                     f"epoch {epoch + 1}")
+
+
 def save_history(history: dict, path: str) -> None:
     """Per-epoch metrics ({name: [value per epoch]}) as JSON (the report's training curves)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)

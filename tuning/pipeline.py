@@ -13,6 +13,7 @@ import time
 
 from keras_tuner.src.distribute import utils as distribute
 
+from trainer import progress
 from trainer.config import RunConfig
 from trainer.ingest import DataError
 from trainer.layout import CANDIDATE_DIR, COMPLETE, TUNING_DIR, read_run_json
@@ -53,7 +54,8 @@ def run_tuning(config: RunConfig, evaluate=None, push_anyway: bool = False) -> d
     execution = begin_execution(run_dir)
     config = config.replace(output_dir=execution.path)
     is_worker = distribute.has_chief_oracle() and not distribute.is_chief_oracle()
-    data = prepare_data(config)
+    with progress.step("data", "split, statistics and shards"):
+        data = prepare_data(config)
     if not is_worker:
         started = read_run_json(execution.path).get("execution", {}).get("started") or now()
         update_run_json(config, {"status": "running", "execution": {
@@ -75,14 +77,15 @@ def run_tuning(config: RunConfig, evaluate=None, push_anyway: bool = False) -> d
 def _search_and_export(config: RunConfig, data) -> dict:
     started = time.time()
     tuner = make_tuner(data, config)
-    tuner.search(verbose=0, callbacks=tensorboard_hparams.search_callbacks(config.output_dir))
+    budget = None if config.tuner == "hyperband" else config.max_trials  # Hyperband's brackets set its count
+    with progress.step("search", "trial", total=budget) as tuner.advance:
+        tuner.search(verbose=0, callbacks=tensorboard_hparams.search_callbacks(config.output_dir))
     if distribute.has_chief_oracle() and not distribute.is_chief_oracle():
         return {"role": "worker"}
     tuning_dir = os.path.join(config.output_dir, TUNING_DIR)
     trial_count = write_trials_csv(tuner, os.path.join(tuning_dir, TRIALS_FILE))
     best = write_best_hyperparameters(tuner, os.path.join(tuning_dir, BEST_FILE))
     search_seconds = round(time.time() - started, 1)
-    print(f"[tuning] search done: {trial_count} trials in {search_seconds} s; retraining the best", flush=True)
     partner = best_of_other_family(tuner, best)
     weighted = train_and_export(config, data, values=best.values, blend_values=partner, export_dir=CANDIDATE_DIR)
     baseline = train_and_export(config, data, values=best.values, weighted=False, blend_values=partner)

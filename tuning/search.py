@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import os
-import time
 
 import keras
 import keras_tuner as kt
@@ -87,29 +86,23 @@ def tuner_objective(config: RunConfig) -> kt.Objective:
 
 
 class _Progress:
-    """Prints trial n of N, the current best and an ETA after each trial."""
+    """Reports trial n of N and the current best after each trial (`trainer.progress`)."""
 
-    def on_trial_begin(self, trial):
-        self._trial_started = time.time()
-        super().on_trial_begin(trial)
+    advance = None  # set by the caller around `search`: the step's advance function
 
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
-        self._durations = getattr(self, "_durations", []) + [time.time() - self._trial_started]
         # A distributed worker's oracle is a client without the trial table:
         # it reports its own trials only.
         trials = getattr(self.oracle, "trials", None)
-        done = len(self._durations) if trials is None else sum(t.status == "COMPLETED" for t in trials.values())
-        budget = getattr(self.oracle, "max_trials", None)  # None for Hyperband: set by its brackets
-        mean = sum(self._durations) / len(self._durations)
+        self._own = getattr(self, "_own", 0) + 1
+        done = self._own if trials is None else sum(t.status == "COMPLETED" for t in trials.values())
         best = self.oracle.get_best_trials(1)
         best_score = f"{best[0].score:.4f}" if best and best[0].score is not None else "n/a"
         trial = self.oracle.get_trial(trial.trial_id)  # the oracle's copy holds the score
         score = f"{trial.score:.4f}" if trial.score is not None else "failed"
-        progress = f"trial {done} of {budget}" if budget else f"trial {done}"
-        eta = f", ETA {max(budget - done, 0) * mean:.0f} s" if budget else ""
-        print(f"[tuning] {self.tuner_id}: {progress}: val objective {score}, best so far {best_score}{eta}",
-              flush=True)
+        if self.advance is not None:
+            self.advance(completed=done, note=f"{self.tuner_id}: val objective {score}, best so far {best_score}")
 
 
 class BayesianTuner(_Progress, kt.BayesianOptimization):

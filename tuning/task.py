@@ -22,6 +22,7 @@ import os
 import sys
 
 from evaluation.flags import add_gate_arguments, gate_options
+from trainer import progress
 from trainer.config import RunConfig
 from trainer.startup import start_tensorflow
 from trainer.task import add_run_flags, config_from_args, reporting_user_errors, tensorflow_logs_requested
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     if parsed is None:
         return 2
     start_tensorflow(show_native_logs=tensorflow_logs_requested(argv))
+    progress.use_display(progress.terminal_display())
     config, args = parsed
     summary = reporting_user_errors(lambda: _tune(config, args))
     if summary is None:
