@@ -21,6 +21,7 @@ import tempfile
 
 from benchmarks.contenders import write_parquet
 from benchmarks.datasets import load_common, load_sylva
+from trainer.atomic import write_json_atomically
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULT = os.path.join(ROOT, "benchmarks", "results", "early_stopping.json")
@@ -68,8 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                 for monitor in MONITORS:
                     rows.append(run_one(dataset, seed, monitor, workdir))
                     print(json.dumps(rows[-1]), flush=True)
-                    with open(RESULT, "w") as handle:  # partial results survive an interruption
-                        json.dump({"rows": rows, "summary": summarize(rows)}, handle, indent=1)
+                    write_json_atomically(RESULT, {"rows": rows, "summary": summarize(rows)})  # partial results survive
     print(json.dumps(summarize(rows), indent=1))
     return 0
 
