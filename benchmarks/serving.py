@@ -265,6 +265,15 @@ class Server:
             time.sleep(0.01)
         return None
 
+    def cpu_seconds(self) -> float | None:
+        """CPU time (user + system) the server process has used so far, or None where /proc cannot tell."""
+        try:
+            with open(f"/proc/{self.process.pid}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         self.process.terminate()
         try:
@@ -281,6 +290,7 @@ def measure(port: int, body: bytes, concurrency: int, seconds: float) -> dict:
     path = f"/v1/models/{MODEL}:predict"
     latencies: list[list[float]] = [[] for _ in range(concurrency)]
     errors = [0] * concurrency
+    sent = [0] * concurrency  # every answered request, warm-up included (for CPU time per request)
     start_at = time.perf_counter() + WARMUP_SECONDS  # requests before this are not counted
     stop_at = start_at + seconds
 
@@ -300,6 +310,7 @@ def measure(port: int, body: bytes, concurrency: int, seconds: float) -> dict:
                 connection.close()
                 connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
             ended = time.perf_counter()
+            sent[index] += 1
             if start_at <= ended <= stop_at:  # completions in the window (slow requests count too)
                 if ok:
                     latencies[index].append(ended - began)
@@ -318,7 +329,7 @@ def measure(port: int, body: bytes, concurrency: int, seconds: float) -> dict:
             "p50_ms": round(float(np.percentile(values, 50)), 2) if values.size else None,
             "p99_ms": round(float(np.percentile(values, 99)), 2) if values.size else None,
             "throughput_rps": round(values.size / seconds, 1), "loadavg": load,
-            "latencies_ms": values}
+            "latencies_ms": values, "answered": sum(sent)}
 
 
 def open_stalled(port: int, count: int) -> list[socket.socket]:
@@ -373,18 +384,21 @@ def summarize(cells: list[dict]) -> dict:
     """One server at one concurrency over the rounds: p50/p99 of all requests pooled, per-round figures."""
     values = np.concatenate([cell["latencies_ms"] for cell in cells])
     seconds = sum(cell["seconds"] for cell in cells)
+    cpu = [cell["cpu_seconds"] for cell in cells]
     return {"concurrency": cells[0]["concurrency"], "requests": int(values.size),
             "errors": sum(cell["errors"] for cell in cells),
             "p50_ms": round(float(np.percentile(values, 50)), 2), "p99_ms": round(float(np.percentile(values, 99)), 2),
             "throughput_rps": round(values.size / seconds, 1),
-            "rounds": [{key: cell[key] for key in ("p50_ms", "p99_ms", "throughput_rps", "errors", "loadavg")}
-                       for cell in cells]}
+            "cpu_ms_per_request": (round(sum(cpu) * 1000 / sum(cell["answered"] for cell in cells), 3)
+                                   if None not in cpu else None),
+            "rounds": [{key: cell[key] for key in ("p50_ms", "p99_ms", "throughput_rps", "cpu_ms_per_request", "errors",
+                                                   "loadavg")} for cell in cells]}
 
 
 def same_round_ratios(new: list[dict], old: list[dict]) -> dict:
     """new / old per round (the two measured minutes apart at most), as the median and range over rounds."""
     ratios = {}
-    for key in ("p50_ms", "p99_ms", "throughput_rps"):
+    for key in ("p50_ms", "p99_ms", "throughput_rps", "cpu_ms_per_request"):
         per_round = [a[key] / b[key] for a, b in zip(new, old, strict=True) if a[key] and b[key]]
         ratios[key] = {"median": round(float(np.median(per_round)), 3), "min": round(min(per_round), 3),
                        "max": round(max(per_round), 3)} if per_round else None
@@ -415,15 +429,20 @@ def run(seconds: float, rounds: int, run_dir: str, reference_tree: str | None, r
             for concurrency in CONCURRENCY:
                 for server in order:
                     server.batch_sizes()  # drop what earlier cells merged
+                    cpu_before = server.cpu_seconds()
                     cell = measure(server.port, body, concurrency, seconds)
+                    cpu_after = server.cpu_seconds()
                     cell["seconds"] = seconds
+                    cell["cpu_seconds"] = cpu_after - cpu_before if cpu_before is not None else None
+                    cell["cpu_ms_per_request"] = (round(cell["cpu_seconds"] * 1000 / cell["answered"], 3)
+                                                  if cell["cpu_seconds"] is not None and cell["answered"] else None)
                     cells[server.key][concurrency].append(cell)
                     sizes = server.batch_sizes()
                     if sizes is not None:
                         batch_sizes[server.key][concurrency].update(sizes)
                     print(f"round {round_index} {server.label} c{concurrency}: p50 {cell['p50_ms']} ms, "
-                          f"p99 {cell['p99_ms']} ms, {cell['throughput_rps']} req/s, load {cell['loadavg']}",
-                          flush=True)
+                          f"p99 {cell['p99_ms']} ms, {cell['throughput_rps']} req/s, server CPU "
+                          f"{cell['cpu_ms_per_request']} ms/request, load {cell['loadavg']}", flush=True)
             direct_rounds.append(direct.measure(seconds))
             print(f"round {round_index} direct call: p50 {direct_rounds[-1]['p50_ms']} ms", flush=True)
         for concurrency in CONCURRENCY:
@@ -492,23 +511,29 @@ def markdown(report: dict) -> str:
              f"by the client threads and the servers (1-minute load average {loads[0]:g}–{loads[-1]:g} during the "
              f"cells). The `serving.server` rows are {report['rounds']} interleaved rounds of "
              f"{report['seconds_per_level']:g} s per server and level (p50/p99 over all rounds' requests, per-round "
-             "p50 range in brackets); the naive baseline is one run per level as long as all rounds.", "",
-             "| server | concurrency | p50 ms | p99 ms | req/s | errors |", "|---|---:|---:|---:|---:|---:|"]
+             "p50 range in brackets); the naive baseline is one run per level as long as all rounds. Server CPU "
+             "ms/request is the server process's user + system CPU time over a cell divided by the requests it "
+             "answered: unlike wall-clock figures it hardly depends on what else the machine runs.", "",
+             "| server | concurrency | p50 ms | p99 ms | req/s | server CPU ms/request | errors |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for key, rows in results.items():
         for row in rows:
             per_round = f" [{spread([r['p50_ms'] for r in row['rounds']])}]" if row.get("rounds") else ""
             lines.append(f"| {names[key]} | {row['concurrency']} | {row['p50_ms']}{per_round} | {row['p99_ms']} | "
-                         f"{row['throughput_rps']} | {row['errors']} |")
+                         f"{row['throughput_rps']} | {row.get('cpu_ms_per_request') or '–'} | {row['errors']} |")
     lines += [""]
     if report.get("same_round_ratios"):
         lines += [f"This tree over {reference} (the last stdlib REST server; everything else in `serving/` is the "
                   "same code), same model, same machine, each ratio taken within one round and then the median "
-                  "(range) over rounds; p50 and p99: below 1 is faster, req/s: above 1 is more:", "",
-                  "| batching | concurrency | p50 new/old | p99 new/old | req/s new/old |", "|---|---:|---:|---:|---:|"]
+                  "(range) over rounds; p50, p99 and server CPU per request: below 1 is better, req/s: above 1 "
+                  "is better:", "",
+                  "| batching | concurrency | p50 new/old | p99 new/old | req/s new/old | CPU/request new/old |",
+                  "|---|---:|---:|---:|---:|---:|"]
         for mode, per_level in report["same_round_ratios"].items():
             for concurrency, ratios in per_level.items():
                 figures = [f"{r['median']:.2f} ({r['min']:.2f}–{r['max']:.2f})" if r else "n/a"
-                         for r in (ratios["p50_ms"], ratios["p99_ms"], ratios["throughput_rps"])]
+                         for r in (ratios["p50_ms"], ratios["p99_ms"], ratios["throughput_rps"],
+                                   ratios["cpu_ms_per_request"])]
                 lines.append(f"| {'yes' if mode == 'batching' else 'no'} | {concurrency} | {' | '.join(figures)} |")
         lines += [""]
     direct = report["direct_call"]

@@ -15,6 +15,7 @@ the others it happened to be batched with.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import dataclasses
 import threading
 import time
@@ -46,14 +47,12 @@ class BatchingOptions:
 
 
 class _Task:
-    __slots__ = ("servable", "signature", "inputs", "rows", "enqueued", "done", "outputs", "error")
+    __slots__ = ("servable", "signature", "inputs", "rows", "enqueued", "future")
 
     def __init__(self, servable: Servable, signature: Signature, inputs: dict, rows: int):
         self.servable, self.signature, self.inputs, self.rows = servable, signature, inputs, rows
         self.enqueued = time.monotonic()
-        self.done = threading.Event()
-        self.outputs: dict | None = None
-        self.error: Exception | None = None
+        self.future: concurrent.futures.Future = concurrent.futures.Future()
 
 
 class _Queue:
@@ -67,7 +66,8 @@ class _Queue:
         self._rows = 0
         self._worker_alive = False
 
-    def submit(self, task: _Task) -> dict:
+    def submit(self, task: _Task) -> concurrent.futures.Future:
+        """Queues `task`; its future gets the outputs (or the error) once its batch has run."""
         with self._cond:
             limit = self._options.max_batch_size * self._options.max_enqueued_batches
             if self._rows + task.rows > limit:
@@ -79,10 +79,7 @@ class _Queue:
                 self._worker_alive = True
                 threading.Thread(target=self._work, name=f"batch-{self._name}", daemon=True).start()
             self._cond.notify()
-        task.done.wait()
-        if task.error is not None:
-            raise task.error
-        return task.outputs
+        return task.future
 
     def _work(self) -> None:
         while True:
@@ -123,10 +120,11 @@ def _execute(batch: list[_Task]) -> None:
             pass
     for task in batch:
         try:
-            task.outputs = task.servable.run(task.signature, task.inputs)
-        except Exception as error:  # delivered to the waiting request thread
-            task.error = as_serving_error(error)
-        task.done.set()
+            outputs = task.servable.run(task.signature, task.inputs)
+        except Exception as error:  # delivered to the waiting request
+            task.future.set_exception(as_serving_error(error))
+        else:
+            task.future.set_result(outputs)
 
 
 def _run_merged(batch: list[_Task]) -> None:
@@ -137,11 +135,12 @@ def _run_merged(batch: list[_Task]) -> None:
     if any(value.ndim == 0 or value.shape[0] != total for value in outputs.values()):
         raise ValueError("an output has no batch dimension; cannot split a merged batch")
     offset = 0
+    results = []
     for task in batch:
-        task.outputs = {name: value[offset:offset + task.rows] for name, value in outputs.items()}
+        results.append({name: value[offset:offset + task.rows] for name, value in outputs.items()})
         offset += task.rows
-    for task in batch:
-        task.done.set()
+    for task, result in zip(batch, results, strict=True):
+        task.future.set_result(result)
 
 
 class BatchScheduler:
@@ -158,10 +157,24 @@ class BatchScheduler:
 
     def run(self, servable: Servable, signature: Signature, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Like `servable.run`, but merged with concurrent calls."""
-        check_inputs(signature, inputs)  # fail a bad request in its own thread, before it can join a batch
+        future = self.submit(servable, signature, inputs)
+        return servable.run(signature, inputs) if future is None else future.result()
+
+    def submit(self, servable: Servable, signature: Signature, inputs: dict[str, np.ndarray]
+               ) -> concurrent.futures.Future | None:
+        """Queues the call without waiting for it: a future of its outputs, or None for a call that runs alone.
+
+        A call with no rows or more than `max_batch_size` rows is not batched (None): the caller runs
+        it (`servable.run`). Lets an event loop wait for a batch without holding a thread.
+
+        Raises:
+          ServingError: INVALID_ARGUMENT for inputs the signature refuses (checked before the call
+            can join a batch); RESOURCE_EXHAUSTED when the queue is full.
+        """
+        check_inputs(signature, inputs)  # fail a bad request on its own, before it can join a batch
         rows = batch_size(inputs)
         if not rows or rows > self._options.max_batch_size:
-            return servable.run(signature, inputs)
+            return None
         # Keyed by the servable object (one model version), so an old version's queue drains on its own
         # during a swap and two models' signatures of the same name never share a queue.
         key = (id(servable), signature.name, tuple(sorted(inputs)))

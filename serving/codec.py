@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 
 import grpc
@@ -57,7 +58,12 @@ def named_inputs(request: dict) -> set[str] | None:
 
 def _missing_value(spec: tf.TensorSpec):
     """The value that means "missing" to the raw-feature signature's model."""
-    return "" if spec.dtype == tf.string else float("nan")
+    return "" if _is_string(spec.dtype) else float("nan")
+
+
+@functools.cache
+def _is_string(dtype: tf.DType) -> bool:
+    return dtype == tf.string  # DType comparisons cost a microsecond each: once per dtype, not per value
 
 
 def _decode_rows(instances, signature: Signature) -> dict[str, np.ndarray]:
@@ -72,9 +78,12 @@ def _decode_rows(instances, signature: Signature) -> dict[str, np.ndarray]:
         if not _is_named(instance):
             raise invalid_argument(f"instance {index}: expected a JSON object of named inputs like the first one")
         _check_names(instance, signature, f"instance {index}")
-    return {name: to_array([instance.get(name, _missing_value(spec)) for instance in instances], spec,
-                           f"input {name!r}", batched=True)
-            for name, spec in signature.inputs.items()}
+    arrays = {}
+    for name, spec in signature.inputs.items():
+        missing = _missing_value(spec)
+        arrays[name] = to_array([instance.get(name, missing) for instance in instances], spec, f"input {name!r}",
+                                batched=True)
+    return arrays
 
 
 def _decode_columns(inputs, signature: Signature) -> dict[str, np.ndarray]:
@@ -133,12 +142,15 @@ def to_array(value, spec: tf.TensorSpec, where: str, batched: bool = False) -> n
       where: Names the input in error messages.
       batched: `value` is a list of instances (row format).
     """
-    shape, leaves = _flatten(value, where)
+    if isinstance(value, list) and not any(isinstance(item, list) for item in value):
+        shape, leaves = [len(value)], value  # one value per row, the common case: what _flatten would find
+    else:
+        shape, leaves = _flatten(value, where)
     if batched and not shape:
         raise invalid_argument(f"{where}: expected a list of instances")
     convert = _leaf_converter(spec.dtype, where)
     converted = [convert(leaf) for leaf in leaves]
-    if spec.dtype == tf.string:
+    if _is_string(spec.dtype):
         array = np.empty(len(converted), dtype=object)
         array[:] = converted
     else:
@@ -171,6 +183,7 @@ def _flatten(value, where: str, depth: int = 0) -> tuple[list[int], list]:
     return [len(value)] + inner_shape, leaves
 
 
+@functools.lru_cache(maxsize=4096)  # per (dtype, input name): built once, not per request
 def _leaf_converter(dtype: tf.DType, where: str):
     def fail(leaf, expected):
         raise invalid_argument(f"{where}: expected {expected} for {dtype.name}, got {preview(leaf)}")

@@ -1,13 +1,24 @@
-"""TF Serving's REST API on aiohttp: one event loop for the connections, a thread pool for the models.
+"""TF Serving's REST API on aiohttp: one event loop for the connections, models where they cost least.
 
 aiohttp does all of HTTP (its C parser, chunked bodies, keep-alive, TCP_NODELAY)
 in an asyncio event loop running in its own thread, so a slow or stalled
 client costs a coroutine and a socket, never a thread, and cannot hold up
-anyone else. Each request's JSON decoding, model call and JSON encoding
-(`rest_api.answer`) runs in a thread pool of `--rest_api_num_threads`
-workers, so the loop never waits on a model. A request body must arrive
-within `BODY_TIMEOUT_SECONDS` (408 otherwise) and fit `--max_request_bytes`
-(413, answered before the body is read when its length is declared).
+anyone else. A request body must arrive within `BODY_TIMEOUT_SECONDS` (408
+otherwise) and fit `--max_request_bytes` (413, answered before the body is
+read when its length is declared).
+
+A small `:predict` (body up to `INLINE_BODY_BYTES`) is decoded and encoded
+in the loop (`rest_api.answer_steps`), and its model call runs:
+
+- with batching, in its batch: the request waits for it in the loop, on a
+  future, holding no thread (so the pool does not bound how full batches get);
+- without batching, in the loop itself when no other request is being
+  answered and the signature's recent calls were short (under
+  `INLINE_CALL_SECONDS`): a lone request skips two thread hand-offs;
+- otherwise in the pool of `--rest_api_num_threads` workers.
+
+Everything else (a large body, `:classify`, `:regress`, status, metadata)
+is answered whole in the pool, so the loop never waits on a long call.
 """
 
 from __future__ import annotations
@@ -26,6 +37,9 @@ from serving.rest_api import BodyError
 from serving.service import ModelService
 
 BODY_TIMEOUT_SECONDS = 30.0  # a client stalled mid-body is answered 408 and let go after this
+INLINE_BODY_BYTES = 8 * 1024  # :predict bodies up to this are decoded and encoded in the loop (~30 rows here)
+INLINE_CALL_SECONDS = 0.002  # a signature whose recent calls took less may run in the loop when it is idle
+CALL_TIME_MEMORY = 0.2  # weight of the newest call in a signature's smoothed call time
 SHUTDOWN_SECONDS = 1.0  # stop() waits this long for requests in flight
 BACKLOG = 256  # a burst of concurrent connects must not be refused
 
@@ -52,6 +66,8 @@ class RestServer:
         self._metrics, self._metrics_path = metrics, metrics_path
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=num_threads, thread_name_prefix="rest")
         self._loop = asyncio.new_event_loop()
+        self._busy = 0  # requests being answered (touched in the loop only)
+        self._call_seconds: dict[tuple[str, str], float] = {}  # (version path, signature) -> smoothed call time
         self._runner: web.ServerRunner | None = None
         self._thread: threading.Thread | None = None
         self.server_address: tuple[str, int] | None = None
@@ -101,8 +117,17 @@ class RestServer:
             return _json(*rest_api.encode(405, {"error": "Method not allowed: use GET or POST"}))
         started = time.perf_counter()
         body = await self._read_body(request) if request.method == "POST" else b""
-        status, data = await self._loop.run_in_executor(
-            self._executor, rest_api.answer, self._service, self._metrics, request.method, path, body, started)
+        self._busy += 1
+        try:
+            if request.method == "POST" and isinstance(body, bytes) and len(body) <= INLINE_BODY_BYTES \
+                    and path.endswith(":predict"):
+                status, data = await self._answer_in_loop(path, body, started)
+            else:
+                status, data = await self._loop.run_in_executor(
+                    self._executor, rest_api.answer, self._service, self._metrics, request.method, path, body,
+                    started)
+        finally:
+            self._busy -= 1
         response = _json(status, data)
         if isinstance(body, BodyError):
             response.force_close()  # the body was not (all) read: the connection cannot carry another request
@@ -111,6 +136,47 @@ class RestServer:
             await response.write_eof()
             request.transport.close()
         return response
+
+    async def _answer_in_loop(self, path: str, body: bytes, started: float) -> tuple[int, bytes]:
+        """`rest_api.answer_steps` advanced in the loop, each model call run by `_call`."""
+        steps = rest_api.answer_steps(self._service, self._metrics, "POST", path, body, started)
+        try:
+            call = next(steps)
+            while True:
+                try:
+                    outputs = await self._call(call)
+                except Exception as error:  # answered by the steps, as any error of the request
+                    call = steps.throw(error)
+                else:
+                    call = steps.send(outputs)
+        except StopIteration as done:
+            return done.value
+
+    async def _call(self, call: rest_api.ModelCall) -> dict:
+        service = self._service
+        if service.batching:
+            future = service.submit(call.servable, call.signature, call.inputs)
+            if future is not None:
+                return await asyncio.wrap_future(future, loop=self._loop)
+        key = (call.servable.path, call.signature.name)
+        recent = self._call_seconds.get(key)
+        if self._busy == 1 and recent is not None and recent < INLINE_CALL_SECONDS:
+            began = time.perf_counter()
+            try:
+                return call.servable.run(call.signature, call.inputs)
+            finally:
+                self._remember(key, time.perf_counter() - began)
+        began = time.perf_counter()
+        try:
+            return await self._loop.run_in_executor(self._executor, call.servable.run, call.signature, call.inputs)
+        finally:
+            self._remember(key, time.perf_counter() - began)  # includes the hand-offs: errs towards the pool
+
+    def _remember(self, key: tuple[str, str], seconds: float) -> None:
+        recent = self._call_seconds.get(key)
+        if recent is None and len(self._call_seconds) > 1000:  # versions come and go: forget, relearn
+            self._call_seconds.clear()
+        self._call_seconds[key] = seconds if recent is None else recent + CALL_TIME_MEMORY * (seconds - recent)
 
     async def _read_body(self, request: web.BaseRequest) -> bytes | BodyError:
         limit = self._max_request_bytes

@@ -7,18 +7,23 @@ Routes (as tensorflow_model_server):
   POST /v1/models/{name}[/versions/{v}|/labels/{l}]:classify   tf.Examples as JSON
   POST /v1/models/{name}[/versions/{v}|/labels/{l}]:regress    tf.Examples as JSON
 
-`answer` is synchronous and runs the model: the HTTP layer calls it in a
-worker thread. Errors are `{"error": "..."}` with TF Serving's HTTP status
-for the canonical code.
+`answer_steps` is the whole answer as a generator that yields each model
+call (`ModelCall`) and is sent its outputs (or thrown its error), so the
+HTTP layer decides where the model runs: in its event loop, in a worker
+thread, or in a batch it waits for without holding a thread. `answer` runs
+the same steps synchronously, the model in the calling thread. Errors are
+`{"error": "..."}` with TF Serving's HTTP status for the canonical code.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
 import time
 import urllib.parse
+from collections.abc import Generator
 
 import grpc
 from google.protobuf import json_format
@@ -26,6 +31,7 @@ from tensorflow_serving.apis import get_model_metadata_pb2
 
 from serving import codec, example_json, monitoring
 from serving.errors import ServingError, as_serving_error, invalid_argument
+from serving.servable import Servable, Signature
 from serving.service import SIGNATURE_DEF_FIELD, ModelRef, ModelService
 from trainer.layout import parse_version
 
@@ -48,9 +54,43 @@ class BodyError(ServingError):
         return self._http_status
 
 
+@dataclasses.dataclass(frozen=True)
+class ModelCall:
+    """One signature call a request needs: all of the signature's outputs, as `ModelService.run` returns them."""
+
+    servable: Servable
+    signature: Signature
+    inputs: dict
+
+
+Steps = Generator[ModelCall, dict, tuple[int, bytes]]
+
+
 def answer(service: ModelService, metrics: monitoring.Metrics | None, method: str, path: str,
            body: bytes | BodyError, started: float) -> tuple[int, bytes]:
-    """The HTTP status and JSON body for one request.
+    """The HTTP status and JSON body for one request, the model run in this thread (see `answer_steps`)."""
+    steps = answer_steps(service, metrics, method, path, body, started)
+    try:
+        call = next(steps)
+        while True:
+            try:
+                outputs = service.run(call.servable, call.signature, call.inputs)
+            except Exception as error:  # answered by the steps, as any error of the request
+                call = steps.throw(error)
+            else:
+                call = steps.send(outputs)
+    except StopIteration as done:
+        return done.value
+
+
+def answer_steps(service: ModelService, metrics: monitoring.Metrics | None, method: str, path: str,
+                 body: bytes | BodyError, started: float) -> Steps:
+    """The HTTP status and JSON body for one request, as a generator of its model calls.
+
+    Yields each `ModelCall` the request needs and expects its outputs sent
+    back (or its error thrown in); returns (status, body). Routing, decoding
+    and encoding happen in whichever thread advances it. Classify and
+    Regress run their model inside (they yield nothing).
 
     Args:
       service: The API to call.
@@ -64,7 +104,7 @@ def answer(service: ModelService, metrics: monitoring.Metrics | None, method: st
     try:
         if isinstance(body, BodyError):
             raise body
-        status, payload = _dispatch(service, method, path, body)
+        status, payload = yield from _dispatch(service, method, path, body)
     except ServingError as error:
         code, status, payload = error.code.name, error.http_status, {"error": error.message}
     except RecursionError:  # a request nested deeper than any handler can walk: the client's doing
@@ -88,7 +128,8 @@ def encode(status: int, payload: dict, path: str = "") -> tuple[int, bytes]:
         return 500, json.dumps({"error": f"Failed to encode the response as JSON: {error}"}).encode()
 
 
-def _dispatch(service: ModelService, method: str, path: str, body: bytes) -> tuple[int, dict]:
+def _dispatch(service: ModelService, method: str, path: str, body: bytes
+              ) -> Generator[ModelCall, dict, tuple[int, dict]]:
     if not path.startswith("/v1/"):
         raise ServingError(grpc.StatusCode.NOT_FOUND, f"Not found: {method} {path}")
     match = _ROUTE.match(path)
@@ -101,11 +142,11 @@ def _dispatch(service: ModelService, method: str, path: str, body: bytes) -> tup
     if method == "GET" and action == "/metadata":
         return 200, _metadata_json(service, ref)
     if method == "POST" and action in (":predict", ":classify", ":regress"):
-        return 200, _infer(service, ref, action, codec.parse_body(body))
+        return 200, (yield from _infer(service, ref, action, codec.parse_body(body)))
     raise invalid_argument(f"Malformed request: {method} {path}")
 
 
-def _infer(service: ModelService, ref: ModelRef, action: str, request: dict) -> dict:
+def _infer(service: ModelService, ref: ModelRef, action: str, request: dict) -> Generator[ModelCall, dict, dict]:
     signature_name = request.get("signature_name")
     if signature_name is not None and not isinstance(signature_name, str):
         raise invalid_argument("'signature_name' key must be a string value.")
@@ -113,8 +154,8 @@ def _infer(service: ModelService, ref: ModelRef, action: str, request: dict) -> 
     if action == ":predict":
         signature = servable.predict_signature(signature_name, codec.named_inputs(request))
         inputs, row_format = codec.decode_predict(request, signature)
-        result = service.predict(servable, signature.name, inputs)
-        return codec.encode_predict(result.outputs, row_format)
+        outputs = yield ModelCall(servable, signature, inputs)  # as service.predict without an output filter
+        return codec.encode_predict(outputs, row_format)
     examples = example_json.examples_from_json(request)
     if action == ":classify":
         result = service.classify(servable, signature_name, examples)

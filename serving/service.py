@@ -7,6 +7,7 @@ numbers and the same errors.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 
 import numpy as np
@@ -71,7 +72,7 @@ class ModelService:
         """Runs a signature; `outputs` maps output alias -> array."""
         signature = servable.signature(signature_name)
         wanted = _check_filter(signature, output_filter)
-        outputs = self._run(servable, signature, inputs)
+        outputs = self.run(servable, signature, inputs)
         return Result(servable, signature, {key: outputs[key] for key in wanted})
 
     def classify(self, servable: Servable, signature_name: str | None, examples: list[bytes]) -> Result:
@@ -110,7 +111,7 @@ class ModelService:
             raise invalid_argument("Input is empty.")  # InputToSerializedExampleTensor's answer
         serialized = np.empty(len(examples), dtype=object)
         serialized[:] = examples
-        return self._run(servable, signature, {inference.INPUTS: serialized})
+        return self.run(servable, signature, {inference.INPUTS: serialized})
 
     def metadata(self, ref: ModelRef, fields: list[str] | None = None
                  ) -> get_model_metadata_pb2.GetModelMetadataResponse:
@@ -142,10 +143,25 @@ class ModelService:
                                    "Only ModelConfigList is currently supported")
         self.models.reload(config)
 
-    def _run(self, servable: Servable, signature: Signature, inputs: dict[str, np.ndarray]) -> dict:
+    @property
+    def batching(self) -> bool:
+        """Calls go through the batch scheduler."""
+        return self._scheduler is not None
+
+    def run(self, servable: Servable, signature: Signature, inputs: dict[str, np.ndarray]) -> dict:
+        """One signature call, all outputs, batched with concurrent calls when batching is on (blocks)."""
         if self._scheduler is not None:
             return self._scheduler.run(servable, signature, inputs)
         return servable.run(signature, inputs)
+
+    def submit(self, servable: Servable, signature: Signature, inputs: dict[str, np.ndarray]
+               ) -> concurrent.futures.Future | None:
+        """With batching, queues the call and returns a future of its outputs without waiting (so an
+        event loop can wait for a batch without holding a thread); None when the caller must `run` it:
+        no batching, or a call too large to batch."""
+        if self._scheduler is None:
+            return None
+        return self._scheduler.submit(servable, signature, inputs)
 
 
 def _check_filter(signature: Signature, output_filter: list[str] | None) -> list[str]:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from serving import batching as batching_module
 from serving.app import ServerOptions, start
 from serving.batching import BatchingOptions, BatchScheduler
 from serving.errors import ServingError, invalid_argument
@@ -26,6 +27,7 @@ from tests.serving_fixtures import (
     rest_url,
     serialize,
 )
+from tests.test_serving_models import save_conformance_model
 
 SIGNATURE = Signature(name="double", method_name="tensorflow/serving/predict",
                       inputs={"x": tf.TensorSpec([None], tf.float32)}, outputs=("y",), function=None)
@@ -138,3 +140,40 @@ def test_batching_server_matches_saved_model(tmp_path, version_dir, reference, r
         else:
             assert_close(body["outputs"]["scores"], expected["scores"][row:row + 1])
             assert_close(body["outputs"]["probabilities"], expected["probabilities"][row:row + 1])
+
+
+def test_rest_requests_wait_for_their_batch_without_holding_a_thread(tmp_path, monkeypatch):
+    """One REST worker thread, six concurrent :predict requests: still one merged call of six rows.
+
+    A request waits for its batch in the event loop (on a future), not in a worker thread, so the
+    thread pool does not bound how full batches get (with a thread per waiting request, the first one
+    would hold the only thread until the 60 s timeout).
+    """
+    save_conformance_model(str(tmp_path / "model" / "1"))
+    sizes = []
+    execute = batching_module._execute
+
+    def counting(batch):
+        sizes.append(sum(task.rows for task in batch))
+        execute(batch)
+
+    monkeypatch.setattr(batching_module, "_execute", counting)
+    options = ServerOptions("conformance", str(tmp_path / "model"), port=None, rest_api_port=0,
+                            file_system_poll_wait_seconds=0, rest_api_num_threads=1,
+                            batching=BatchingOptions(max_batch_size=6, batch_timeout_micros=60_000_000))
+    responses = {}
+
+    def send(index):
+        url = f"http://127.0.0.1:{server.rest_port}/v1/models/conformance:predict"
+        responses[index] = post(url, {"instances": [float(index)]}, timeout=30)
+
+    with start(options) as server:
+        threads = [threading.Thread(target=send, args=(i,)) for i in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert sizes == [6]
+    for index, response in responses.items():
+        assert response.status_code == 200, response.text
+        assert response.json() == {"predictions": [0.5 * index + 2]}
