@@ -40,9 +40,10 @@ class ServerOptions:
       batching: Batching parameters, or None for no batching.
       max_request_bytes: Largest REST body accepted (413 beyond).
       grpc_max_threads: gRPC worker threads.
-      rest_api_num_threads: REST worker threads (running the models; the
-        connections themselves live in one event loop); at least 32 so
-        that batches can fill.
+      rest_api_num_threads: REST worker threads, TF Serving's default of 4 x
+        CPUs (at least 8): they run the unbatched model calls that are not
+        run in the event loop, and large or non-inference requests; the
+        connections, and requests waiting for a batch, live in the loop.
       max_num_load_retries: Polls on which a failed version is retried.
       version_labels: Label -> version for `/labels/{label}` requests (single model).
       model_config_file: A text-format ModelServerConfig serving several
@@ -65,9 +66,9 @@ class ServerOptions:
     batching: BatchingOptions | None = None
     max_request_bytes: int = 32 * 1024 * 1024
     grpc_max_threads: int = dataclasses.field(default_factory=lambda: _default_threads())
-    # Larger than gRPC's: a request waiting for its batch holds a worker, so the pool bounds how full
-    # batches get (with 8, a 32-row batch could never form; measured in docs/benchmarks.md).
-    rest_api_num_threads: int = dataclasses.field(default_factory=lambda: max(32, _default_threads()))
+    # A REST request waiting for its batch holds no worker (serving/rest.py), so batches are not bounded
+    # by this pool; more threads than this only contend for the GIL (docs/benchmarks.md, Serving).
+    rest_api_num_threads: int = dataclasses.field(default_factory=lambda: _default_threads())
     max_num_load_retries: int = 5
     version_labels: dict[str, int] = dataclasses.field(default_factory=dict)
     model_config_file: str | None = None

@@ -7,8 +7,9 @@ anyone else. A request body must arrive within `BODY_TIMEOUT_SECONDS` (408
 otherwise) and fit `--max_request_bytes` (413, answered before the body is
 read when its length is declared).
 
-A small `:predict` (body up to `INLINE_BODY_BYTES`) is decoded and encoded
-in the loop (`rest_api.answer_steps`), and its model call runs:
+A small `:predict`, `:classify` or `:regress` (body up to
+`INLINE_BODY_BYTES`) is decoded and encoded in the loop
+(`rest_api.answer_steps`), and its model call runs:
 
 - with batching, in its batch: the request waits for it in the loop, on a
   future, holding no thread (so the pool does not bound how full batches get);
@@ -17,8 +18,8 @@ in the loop (`rest_api.answer_steps`), and its model call runs:
   `INLINE_CALL_SECONDS`): a lone request skips two thread hand-offs;
 - otherwise in the pool of `--rest_api_num_threads` workers.
 
-Everything else (a large body, `:classify`, `:regress`, status, metadata)
-is answered whole in the pool, so the loop never waits on a long call.
+Everything else (a large body, status, metadata) is answered whole in the
+pool, so the loop never waits on a long call.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ from serving.rest_api import BodyError
 from serving.service import ModelService
 
 BODY_TIMEOUT_SECONDS = 30.0  # a client stalled mid-body is answered 408 and let go after this
-INLINE_BODY_BYTES = 8 * 1024  # :predict bodies up to this are decoded and encoded in the loop (~30 rows here)
+INLINE_BODY_BYTES = 8 * 1024  # bodies up to this are decoded and encoded in the loop (~30 rows of 15 features)
+INLINE_ACTIONS = (":predict", ":classify", ":regress")
 INLINE_CALL_SECONDS = 0.002  # a signature whose recent calls took less may run in the loop when it is idle
 CALL_TIME_MEMORY = 0.2  # weight of the newest call in a signature's smoothed call time
 SHUTDOWN_SECONDS = 1.0  # stop() waits this long for requests in flight
@@ -120,7 +122,7 @@ class RestServer:
         self._busy += 1
         try:
             if request.method == "POST" and isinstance(body, bytes) and len(body) <= INLINE_BODY_BYTES \
-                    and path.endswith(":predict"):
+                    and path.endswith(INLINE_ACTIONS):
                 status, data = await self._answer_in_loop(path, body, started)
             else:
                 status, data = await self._loop.run_in_executor(

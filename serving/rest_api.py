@@ -29,10 +29,10 @@ import grpc
 from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2
 
-from serving import codec, example_json, monitoring
+from serving import codec, example_json, inference, monitoring
 from serving.errors import ServingError, as_serving_error, invalid_argument
 from serving.servable import Servable, Signature
-from serving.service import SIGNATURE_DEF_FIELD, ModelRef, ModelService
+from serving.service import SIGNATURE_DEF_FIELD, ModelRef, ModelService, example_inputs
 from trainer.layout import parse_version
 
 _ROUTE = re.compile(r"^/v1/models/(?P<name>[^/:]+)"
@@ -89,8 +89,7 @@ def answer_steps(service: ModelService, metrics: monitoring.Metrics | None, meth
 
     Yields each `ModelCall` the request needs and expects its outputs sent
     back (or its error thrown in); returns (status, body). Routing, decoding
-    and encoding happen in whichever thread advances it. Classify and
-    Regress run their model inside (they yield nothing).
+    and encoding happen in whichever thread advances it.
 
     Args:
       service: The API to call.
@@ -156,12 +155,15 @@ def _infer(service: ModelService, ref: ModelRef, action: str, request: dict) -> 
         inputs, row_format = codec.decode_predict(request, signature)
         outputs = yield ModelCall(servable, signature, inputs)  # as service.predict without an output filter
         return codec.encode_predict(outputs, row_format)
+    # As service.classify / service.regress (the signature checked before the examples), the call yielded.
     examples = example_json.examples_from_json(request)
     if action == ":classify":
-        result = service.classify(servable, signature_name, examples)
-        return example_json.encode_classify(result.outputs["rows"])
-    result = service.regress(servable, signature_name, examples)
-    return example_json.encode_regress(result.outputs["values"])
+        signature = inference.classify_signature(servable, signature_name)
+        outputs = yield ModelCall(servable, signature, example_inputs(examples))
+        return example_json.encode_classify(inference.classification_rows(outputs, len(examples)))
+    signature = inference.regress_signature(servable, signature_name)
+    outputs = yield ModelCall(servable, signature, example_inputs(examples))
+    return example_json.encode_regress(inference.regression_values(outputs, len(examples)))
 
 
 def _model_ref(match: re.Match) -> ModelRef:

@@ -107,11 +107,7 @@ class ModelService:
         return results
 
     def _run_examples(self, servable: Servable, signature: Signature, examples: list[bytes]) -> dict:
-        if not examples:
-            raise invalid_argument("Input is empty.")  # InputToSerializedExampleTensor's answer
-        serialized = np.empty(len(examples), dtype=object)
-        serialized[:] = examples
-        return self.run(servable, signature, {inference.INPUTS: serialized})
+        return self.run(servable, signature, example_inputs(examples))
 
     def metadata(self, ref: ModelRef, fields: list[str] | None = None
                  ) -> get_model_metadata_pb2.GetModelMetadataResponse:
@@ -162,6 +158,15 @@ class ModelService:
         if self._scheduler is None:
             return None
         return self._scheduler.submit(servable, signature, inputs)
+
+
+def example_inputs(examples: list[bytes]) -> dict[str, np.ndarray]:
+    """A Classify/Regress signature's inputs: the serialized examples under `inputs`."""
+    if not examples:
+        raise invalid_argument("Input is empty.")  # InputToSerializedExampleTensor's answer
+    serialized = np.empty(len(examples), dtype=object)
+    serialized[:] = examples
+    return {inference.INPUTS: serialized}
 
 
 def _check_filter(signature: Signature, output_filter: list[str] | None) -> list[str]:

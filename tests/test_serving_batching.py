@@ -143,7 +143,7 @@ def test_batching_server_matches_saved_model(tmp_path, version_dir, reference, r
 
 
 def test_rest_requests_wait_for_their_batch_without_holding_a_thread(tmp_path, monkeypatch):
-    """One REST worker thread, six concurrent :predict requests: still one merged call of six rows.
+    """One REST worker thread, six concurrent :predict (then :classify) requests: still one merged call of six rows.
 
     A request waits for its batch in the event loop (on a future), not in a worker thread, so the
     thread pool does not bound how full batches get (with a thread per waiting request, the first one
@@ -164,16 +164,24 @@ def test_rest_requests_wait_for_their_batch_without_holding_a_thread(tmp_path, m
     responses = {}
 
     def send(index):
-        url = f"http://127.0.0.1:{server.rest_port}/v1/models/conformance:predict"
-        responses[index] = post(url, {"instances": [float(index)]}, timeout=30)
+        url = f"http://127.0.0.1:{server.rest_port}/v1/models/conformance"
+        if index < 6:
+            responses[index] = post(f"{url}:predict", {"instances": [float(index)]}, timeout=30)
+        else:
+            responses[index] = post(f"{url}:classify", {"signature_name": "classify_x_to_y",
+                                                         "examples": [{"x": float(index)}]}, timeout=30)
 
     with start(options) as server:
-        threads = [threading.Thread(target=send, args=(i,)) for i in range(6)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
-    assert sizes == [6]
+        for indices in (range(6), range(6, 12)):
+            threads = [threading.Thread(target=send, args=(i,)) for i in indices]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=60)
+    assert sizes == [6, 6]
     for index, response in responses.items():
         assert response.status_code == 200, response.text
-        assert response.json() == {"predictions": [0.5 * index + 2]}
+        if index < 6:
+            assert response.json() == {"predictions": [0.5 * index + 2]}
+        else:
+            assert response.json() == {"results": [[["", 0.5 * index + 2]]]}
