@@ -79,11 +79,43 @@ def _decode_rows(instances, signature: Signature) -> dict[str, np.ndarray]:
             raise invalid_argument(f"instance {index}: expected a JSON object of named inputs like the first one")
         _check_names(instance, signature, f"instance {index}")
     arrays = {}
-    for name, spec in signature.inputs.items():
-        missing = _missing_value(spec)
-        arrays[name] = to_array([instance.get(name, missing) for instance in instances], spec, f"input {name!r}",
-                                batched=True)
+    for name, spec, where, missing, convert, numpy_dtype in _row_plan(signature):
+        values = [instance.get(name, missing) for instance in instances]
+        if convert is None or any(isinstance(value, list) for value in values):
+            arrays[name] = to_array(values, spec, where, batched=True)  # nested values, or a dtype JSON cannot fill
+        else:
+            arrays[name] = _vector([convert(value) for value in values], numpy_dtype, spec, where)
     return arrays
+
+
+def _row_plan(signature: Signature) -> tuple:
+    """Per input, what decoding a row needs, worked out once per signature (kept in `signature.derived`):
+    (name, spec, where, missing value, leaf converter or None, numpy dtype or None for strings)."""
+    plan = signature.derived.get("codec.rows")
+    if plan is None:
+        entries = []
+        for name, spec in signature.inputs.items():
+            where = f"input {name!r}"
+            try:
+                convert = _leaf_converter(spec.dtype, where)
+            except ServingError:  # raised again, in input order, by to_array
+                convert = None
+            numpy_dtype = None if _is_string(spec.dtype) else spec.dtype.as_numpy_dtype
+            entries.append((name, spec, where, _missing_value(spec), convert, numpy_dtype))
+        plan = signature.derived["codec.rows"] = tuple(entries)
+    return plan
+
+
+def _vector(converted: list, numpy_dtype, spec: tf.TensorSpec, where: str) -> np.ndarray:
+    """Converted leaves as a 1-D array (`numpy_dtype` None: strings, an object array)."""
+    if numpy_dtype is None:
+        array = np.empty(len(converted), dtype=object)
+        array[:] = converted
+        return array
+    try:
+        return np.array(converted, dtype=numpy_dtype)
+    except OverflowError:
+        raise invalid_argument(f"{where}: value out of range for {spec.dtype.name}") from None
 
 
 def _decode_columns(inputs, signature: Signature) -> dict[str, np.ndarray]:
@@ -149,16 +181,8 @@ def to_array(value, spec: tf.TensorSpec, where: str, batched: bool = False) -> n
     if batched and not shape:
         raise invalid_argument(f"{where}: expected a list of instances")
     convert = _leaf_converter(spec.dtype, where)
-    converted = [convert(leaf) for leaf in leaves]
-    if _is_string(spec.dtype):
-        array = np.empty(len(converted), dtype=object)
-        array[:] = converted
-    else:
-        try:
-            array = np.array(converted, dtype=spec.dtype.as_numpy_dtype)
-        except OverflowError:
-            raise invalid_argument(f"{where}: value out of range for {spec.dtype.name}") from None
-    return array.reshape(shape)
+    numpy_dtype = None if _is_string(spec.dtype) else spec.dtype.as_numpy_dtype
+    return _vector([convert(leaf) for leaf in leaves], numpy_dtype, spec, where).reshape(shape)
 
 
 MAX_DIMS = 32  # numpy's limit is 64; TF Serving's inputs are far flatter

@@ -51,16 +51,21 @@ class Signature:
     inputs: dict[str, tf.TensorSpec]
     outputs: tuple[str, ...]
     function: object
-    # Worked out once, not per request: (name, numpy dtype, dims or None for unknown rank) per input,
-    # and the order of the function's flat arguments (None: call it by keyword).
+    # Worked out once, not per request: per input (name, numpy dtype, rank or None for unknown rank,
+    # dims or None when no dimension is fixed), and the order of the function's flat arguments (None:
+    # call it by keyword). `derived` holds what other modules work out once per signature (codec).
     _checks: tuple = dataclasses.field(init=False, repr=False, compare=False)
     _flat_order: tuple[str, ...] | None = dataclasses.field(init=False, repr=False, compare=False)
+    derived: dict = dataclasses.field(init=False, repr=False, compare=False, default_factory=dict)
 
     def __post_init__(self) -> None:
-        checks = tuple((name, object if spec.dtype == tf.string else spec.dtype.as_numpy_dtype,
-                        None if spec.shape.rank is None else tuple(spec.shape.as_list()))
-                       for name, spec in self.inputs.items())
-        object.__setattr__(self, "_checks", checks)
+        checks = []
+        for name, spec in self.inputs.items():
+            dims = None if spec.shape.rank is None else tuple(spec.shape.as_list())
+            checks.append((name, np.dtype(object if spec.dtype == tf.string else spec.dtype.as_numpy_dtype),
+                           None if dims is None else len(dims),
+                           dims if dims is not None and any(d is not None for d in dims) else None))
+        object.__setattr__(self, "_checks", tuple(checks))
         object.__setattr__(self, "_flat_order", _flat_order(self.function, self.inputs))
 
     @property
@@ -216,17 +221,17 @@ def check_inputs(signature: Signature, inputs: dict[str, np.ndarray]) -> None:
         raise invalid_argument(
             f"input size does not match signature {signature.name!r}: {len(sent)}!={len(expected)}. "
             f"Sent extra: {sorted(sent - expected)}. Missing but required: {sorted(expected - sent)}.")
-    for name, numpy_dtype, dims in signature._checks:
+    for name, numpy_dtype, rank, dims in signature._checks:
         value = inputs[name]
-        spec = signature.inputs[name]
         if value.dtype != numpy_dtype:  # e.g. a bytes ("S") array for a string input is fine too
+            spec = signature.inputs[name]
             dtype = tf.as_dtype(value.dtype) if value.dtype != object else tf.string
             if dtype != spec.dtype:
                 raise invalid_argument(f"input {name!r}: expects {spec.dtype.name} but {dtype.name} was provided")
-        if dims is not None and (value.ndim != len(dims) or any(
+        if rank is not None and (value.ndim != rank or dims is not None and any(
                 want is not None and want != have for want, have in zip(dims, value.shape, strict=True))):
             raise invalid_argument(f"input {name!r}: shape {list(value.shape)} is not compatible with the "
-                                   f"signature's {_shape_text(spec.shape)}")
+                                   f"signature's {_shape_text(signature.inputs[name].shape)}")
 
 
 def batch_size(inputs: dict[str, np.ndarray]) -> int | None:
