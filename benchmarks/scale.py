@@ -1,7 +1,7 @@
 """Scale: the data step and one training epoch at ~0.5M, 2M and 5M synthetic rows read from CSV.
 
     python -m benchmarks.scale [--workdir /tmp/imbalance-scale] [--multiples 1 4 10] [--keep]
-    python -m benchmarks.scale train RUN_DIR [--input auto|cache|stream]     (one measured epoch)
+    python -m benchmarks.scale train RUN_DIR [--input auto|cache|stream] [--validation-input auto|cache|stream]
 
 Per size, a multiple of the seed scale (500,000 negatives + 31,000 positives,
 the synthetic set's 94% / 6% mix): 531,000, 2,124,000 and 5,310,000 rows.
@@ -20,8 +20,9 @@ the synthetic set's 94% / 6% mix): 531,000, 2,124,000 and 5,310,000 rows.
    `trainer.dataset.caches`), plus the validation pass. Training rows/s = the
    training split's examples / the epoch's training phase (up to the
    validation pass, which is timed apart); peak RSS = the process's VmHWM.
-   Where the rule caches, the same epoch again with the input streamed, so
-   both paths are compared at the same size.
+   Where the rule caches the training or the validation split, the same
+   epoch again with both streamed, so both paths are compared at the same
+   size and the streamed path's memory is measured at every size.
 
 Writes `benchmarks/results/scale.json` after every step (a partial run keeps
 what it measured) and prints the table of docs/benchmarks.md's "Scale"
@@ -90,7 +91,7 @@ def data_step(csv: str, beam_args: str, run_dir: str | None, log_path: str) -> d
     return child([*args, "--output-dir", run_dir] if run_dir else args, log_path)
 
 
-def train_epoch(run_dir: str, input_path: str) -> dict:
+def train_epoch(run_dir: str, input_path: str, validation_path: str = "auto") -> dict:
     """One epoch of the default model on a prepared run (the child job); timings and peak RSS."""
     import keras
 
@@ -114,18 +115,22 @@ def train_epoch(run_dir: str, input_path: str) -> dict:
     settings = fit_settings(hp, counts, config)
     keras.utils.set_random_seed(config.seed)
     model = build_model(hp, data.schema, priors=class_priors(counts))
-    cache = {"auto": None, "cache": True, "stream": False}[input_path]
+    paths = {"auto": None, "cache": True, "stream": False}
+    cache, validation_cache = paths[input_path], paths[validation_path]
+    validation = sum(data.counts["validation"])
     cached = caches(data.schema, examples) if cache is None else cache
+    validation_cached = caches(data.schema, validation) if validation_cache is None else validation_cache
     train = make_dataset(data.pattern("train"), data.schema, settings.batch_size, shuffle=True, seed=config.seed,
                          examples=examples, cache=cache)
+    held_out = make_dataset(data.pattern("validation"), data.schema, EVAL_BATCH, examples=validation,
+                            cache=validation_cache)  # as trainer.train builds it, the path forced or not
     rss_before_fit = peak_rss_mib()
     timer = PhaseTimer()
     started = time.perf_counter()
-    compile_and_fit(model, settings, data, config, callbacks=[timer], train=train)
+    compile_and_fit(model, settings, data, config, callbacks=[timer], train=train, validation=held_out)
     fit_seconds = time.perf_counter() - started
-    validation = sum(data.counts["validation"])
-    return {"input": input_path, "train_path": "cache" if cached else "stream",
-            "validation_path": "cache" if caches(data.schema, validation) else "stream",
+    return {"input": input_path, "validation_input": validation_path, "train_path": "cache" if cached else "stream",
+            "validation_path": "cache" if validation_cached else "stream",
             "train_examples": examples, "validation_examples": validation, "batch_size": settings.batch_size,
             "eval_batch": EVAL_BATCH, "train_seconds": round(timer.train, 2),
             "validation_seconds": round(timer.validation, 2), "fit_seconds": round(fit_seconds, 2),
@@ -184,9 +189,10 @@ def run(workdir: str, multiples, keep: bool, compare: bool, path: str = RESULTS,
                     f"(load {step['load_before'][0]})")
             _write(payload, path)
             entry["train"] = {"auto": child(["benchmarks.scale", "train", run_dir], f"{logs}_train.log")}
-            if compare and entry["train"]["auto"]["train_path"] == "cache":
-                entry["train"]["stream"] = child(["benchmarks.scale", "train", run_dir, "--input", "stream"],
-                                                 f"{logs}_train_stream.log")
+            auto = entry["train"]["auto"]
+            if compare and "cache" in (auto["train_path"], auto["validation_path"]):
+                entry["train"]["stream"] = child(["benchmarks.scale", "train", run_dir, "--input", "stream",
+                                                  "--validation-input", "stream"], f"{logs}_train_stream.log")
             for name, epoch in entry["train"].items():
                 log(f"[scale] {total:,} rows: one epoch ({name}: train {epoch['train_path']}, validation "
                     f"{epoch['validation_path']}): {epoch['train_rows_per_s']:,} rows/s ({epoch['train_seconds']} s "
@@ -261,9 +267,10 @@ def main(argv: list[str] | None = None) -> None:
     if argv[:1] == ["train"]:
         parser = argparse.ArgumentParser(prog="python -m benchmarks.scale train")
         parser.add_argument("run_dir", help="a run directory with prepared data (RUN/data)")
-        parser.add_argument("--input", choices=("auto", "cache", "stream"), default="auto")
+        parser.add_argument("--input", choices=("auto", "cache", "stream"), default="auto", help="training input")
+        parser.add_argument("--validation-input", choices=("auto", "cache", "stream"), default="auto")
         args = parser.parse_args(argv[1:])
-        print(json.dumps(train_epoch(args.run_dir, args.input)))
+        print(json.dumps(train_epoch(args.run_dir, args.input, args.validation_input)))
         return
     parser = argparse.ArgumentParser(prog="python -m benchmarks.scale", description=__doc__.split("\n")[0])
     parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "imbalance-scale"),
@@ -272,7 +279,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="sizes as multiples of 531,000 rows")
     parser.add_argument("--keep", action="store_true", help="keep the CSVs and prepared run directories")
     parser.add_argument("--no-compare", action="store_true",
-                        help="skip the streamed epoch at sizes whose training input is cached")
+                        help="skip the all-streamed epoch at sizes where the rule caches a split")
     parser.add_argument("--out", default=RESULTS)
     args = parser.parse_args(argv)
     run(args.workdir, args.multiples, args.keep, not args.no_compare, args.out)
