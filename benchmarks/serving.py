@@ -1,17 +1,17 @@
 """REST :predict latency and throughput: this server vs. its stdlib predecessor vs. a naive Keras server.
 
   .venv/bin/python -m benchmarks.serving [--seconds 3] [--rounds 3] [--run-dir DIR]
-      [--reference COMMIT | --reference-tree PATH | --reference none]
+      [--reference COMMIT[,COMMIT...] | --reference none] [--reference-tree PATH ...]
 
 Trains a tiny model (synthetic data, 20,000 / 2,000 rows, 2 epochs, the
 package's default model) unless `--run-dir` holds one. Then starts, each in
 its own subprocess so none shares this process's GIL, on that one SavedModel:
 
 - `serving.server` of this tree, without and with batching;
-- the same two of a *reference* tree: by default commit `REFERENCE_COMMIT`,
+- the same two of each *reference* tree: by default commit `REFERENCE_COMMIT`,
   the last one whose REST server was the standard library's `http.server`
   with hand-written parsing (exported with `git archive` into a temp dir;
-  `--reference-tree PATH` takes a checkout instead);
+  `--reference-tree PATH` adds a checkout);
 - a naive baseline (stdlib threaded http.server calling keras
   `model.predict` per request).
 
@@ -43,7 +43,6 @@ import http.client
 import json
 import os
 import platform
-import shutil
 import signal
 import socket
 import subprocess
@@ -208,6 +207,7 @@ def loadavg() -> str:
 
 def export_tree(commit: str, into: str) -> str:
     """`serving/` and `trainer/` of `commit` (what `python -m serving.server` imports), unpacked under `into`."""
+    os.makedirs(into, exist_ok=True)
     archive = os.path.join(into, "reference.tar")
     subprocess.run(["git", "-C", ROOT, "archive", "--format=tar", "-o", archive, commit, "serving", "trainer"],
                    check=True)
@@ -405,15 +405,22 @@ def same_round_ratios(new: list[dict], old: list[dict]) -> dict:
     return ratios
 
 
-def run(seconds: float, rounds: int, run_dir: str, reference_tree: str | None, reference_name: str | None,
-        scratch: str) -> dict:
+def http_stack(tree: str) -> str:
+    """What a tree's REST server runs on, read from its serving/rest.py."""
+    with open(os.path.join(tree, "serving", "rest.py")) as handle:
+        return "aiohttp" if "aiohttp" in handle.read() else "stdlib http.server"
+
+
+def run(seconds: float, rounds: int, run_dir: str, references: list[tuple[str, str]], scratch: str) -> dict:
+    """Measures this tree's servers, each (name, tree) reference's, and the naive baseline; returns the report."""
     base = train_tiny_model(run_dir)
     instance = sample_instance(base)
     body = json.dumps({"signature_name": "predict_features", "instances": [instance]}).encode()
     specs = [("serving", "serving.server", ROOT, False), ("batching", "serving.server --enable_batching", ROOT, True)]
-    if reference_tree:
-        specs += [("reference", f"{reference_name} serving.server", reference_tree, False),
-                  ("reference_batching", f"{reference_name} serving.server --enable_batching", reference_tree, True)]
+    for name, tree in references:
+        label = f"{name} ({http_stack(tree)})"
+        specs += [(f"ref:{name}", f"{label} serving.server", tree, False),
+                  (f"ref:{name}:batching", f"{label} serving.server --enable_batching", tree, True)]
     servers = [Server(key, label, base, tree, batching, scratch) for key, label, tree, batching in specs]
     naive = Server("naive", "naive (keras model.predict)", base, None, False, scratch)
     direct = DirectCall(base, instance)
@@ -457,28 +464,33 @@ def run(seconds: float, rounds: int, run_dir: str, reference_tree: str | None, r
             server.stop()
     results = {key: [summarize(per_level[c]) for c in CONCURRENCY] for key, per_level in cells.items()}
     results["naive"] = naive_rows
-    direct_all = [row["p50_ms"] for row in direct_rounds]
-    report = {
+    # Server overhead at concurrency 1: the server's p50 minus the direct call's, within each round.
+    overhead = {key: round(float(np.median([cell["p50_ms"] - call["p50_ms"] for cell, call in
+                                            zip(cells[key][1], direct_rounds, strict=True)])), 3)
+                for key in cells if not key.endswith("batching")}
+    return {
         "command": ".venv/bin/python -m benchmarks.serving",
         "seconds_per_level": seconds,
         "rounds": rounds,
         "request": "REST :predict, predict_features, 1 instance (row format), keep-alive connections",
         "batching_flags": list(BATCHING_FLAGS),
-        "reference": reference_name,
+        "references": [{"name": name, "http": http_stack(tree)} for name, tree in references],
+        "labels": {server.key: server.label for server in servers},
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "results": results,
         "direct_call": {"what": "predict_features(**tensors) in the benchmark process, ready tensors, no server",
-                        "p50_ms": round(float(np.median(direct_all)), 3), "rounds": direct_rounds},
+                        "p50_ms": round(float(np.median([row["p50_ms"] for row in direct_rounds])), 3),
+                        "rounds": direct_rounds},
+        "overhead_c1_ms": overhead,
         "batch_sizes": {key: {str(c): dict(sorted(counter.items())) for c, counter in per_level.items()}
                         for key, per_level in batch_sizes.items()},
+        "same_round_ratios": {
+            name: {mode: {str(c): same_round_ratios(cells[new][c], cells[old][c]) for c in CONCURRENCY}
+                   for mode, new, old in (("no_batching", "serving", f"ref:{name}"),
+                                          ("batching", "batching", f"ref:{name}:batching"))}
+            for name, _ in references},
         "stalled": stalled,
     }
-    if reference_tree:
-        report["same_round_ratios"] = {
-            mode: {str(c): same_round_ratios(cells[new][c], cells[old][c]) for c in CONCURRENCY}
-            for mode, new, old in (("no_batching", "serving", "reference"),
-                                   ("batching", "batching", "reference_batching"))}
-    return report
 
 
 # --- the report -----------------------------------------------------------------------------------
@@ -499,10 +511,7 @@ def mean_batch(histogram: dict) -> float | None:
 
 def markdown(report: dict) -> str:
     results = report["results"]
-    reference = report.get("reference")
-    names = {"serving": "serving.server", "batching": "serving.server --enable_batching",
-             "reference": f"{reference} (stdlib http.server)",
-             "reference_batching": f"{reference} (stdlib) --enable_batching", "naive": "naive (keras model.predict)"}
+    names = {**report["labels"], "naive": "naive (keras model.predict)"}
     cells = [cell for rows in results.values() for row in rows for cell in row.get("rounds", [row])]
     loads = sorted(float(cell["loadavg"].split()[0]) for cell in cells if cell["loadavg"] != "n/a")
     lines = ["## Serving", "",
@@ -513,7 +522,8 @@ def markdown(report: dict) -> str:
              f"{report['seconds_per_level']:g} s per server and level (p50/p99 over all rounds' requests, per-round "
              "p50 range in brackets); the naive baseline is one run per level as long as all rounds. Server CPU "
              "ms/request is the server process's user + system CPU time over a cell divided by the requests it "
-             "answered: unlike wall-clock figures it hardly depends on what else the machine runs.", "",
+             "answered (TensorFlow's idle threads spin a while after each call, which dominates at concurrency 1); "
+             "unlike wall-clock figures it hardly depends on what else the machine runs.", "",
              "| server | concurrency | p50 ms | p99 ms | req/s | server CPU ms/request | errors |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for key, rows in results.items():
@@ -522,38 +532,35 @@ def markdown(report: dict) -> str:
             lines.append(f"| {names[key]} | {row['concurrency']} | {row['p50_ms']}{per_round} | {row['p99_ms']} | "
                          f"{row['throughput_rps']} | {row.get('cpu_ms_per_request') or '–'} | {row['errors']} |")
     lines += [""]
-    if report.get("same_round_ratios"):
-        lines += [f"This tree over {reference} (the last stdlib REST server; everything else in `serving/` is the "
-                  "same code), same model, same machine, each ratio taken within one round and then the median "
-                  "(range) over rounds; p50, p99 and server CPU per request: below 1 is better, req/s: above 1 "
-                  "is better:", "",
+    for reference in report["references"]:
+        name = reference["name"]
+        lines += [f"This tree over {name} ({reference['http']}), same model, same machine, each ratio taken within "
+                  "one round and then the median (range) over rounds; p50, p99 and server CPU per request: below 1 "
+                  "is better, req/s: above 1 is better:", "",
                   "| batching | concurrency | p50 new/old | p99 new/old | req/s new/old | CPU/request new/old |",
                   "|---|---:|---:|---:|---:|---:|"]
-        for mode, per_level in report["same_round_ratios"].items():
+        for mode, per_level in report["same_round_ratios"][name].items():
             for concurrency, ratios in per_level.items():
                 figures = [f"{r['median']:.2f} ({r['min']:.2f}–{r['max']:.2f})" if r else "n/a"
-                         for r in (ratios["p50_ms"], ratios["p99_ms"], ratios["throughput_rps"],
-                                   ratios["cpu_ms_per_request"])]
+                           for r in (ratios["p50_ms"], ratios["p99_ms"], ratios["throughput_rps"],
+                                     ratios["cpu_ms_per_request"])]
                 lines.append(f"| {'yes' if mode == 'batching' else 'no'} | {concurrency} | {' | '.join(figures)} |")
         lines += [""]
     direct = report["direct_call"]
-    overheads = []
-    for key in ("serving", "reference"):
-        if key in results:
-            overheads.append(f"{names[key]} {results[key][0]['p50_ms'] - direct['p50_ms']:.2f} ms")
+    overheads = [f"{names[key]} {value:.2f} ms" for key, value in report["overhead_c1_ms"].items()]
     lines += [f"The model alone (`predict_features` called in the benchmark process with ready tensors, no "
               f"server): p50 {direct['p50_ms']} ms (per round {spread([r['p50_ms'] for r in direct['rounds']])}). "
-              f"Server overhead at concurrency 1 (server p50 − direct p50, client included): "
-              f"{', '.join(overheads)}.", ""]
-    if report.get("batch_sizes"):
-        parts = []
-        for key, per_level in report["batch_sizes"].items():
-            for concurrency, histogram in per_level.items():
-                average = mean_batch(histogram)
-                if average is not None and concurrency != "1":
-                    most = max(histogram.items(), key=lambda item: item[1])[0]
-                    parts.append(f"{names[key]} at {concurrency}: mean {average:.1f} rows, mode {most}, "
-                                 f"{sum(histogram.values())} batches")
+              f"Server overhead at concurrency 1 (server p50 − direct p50 within a round, median over rounds; the "
+              f"client's own time included): {', '.join(overheads)}.", ""]
+    parts = []
+    for key, per_level in report["batch_sizes"].items():
+        for concurrency, histogram in per_level.items():
+            average = mean_batch(histogram)
+            if average is not None and concurrency != "1":
+                most = max(histogram.items(), key=lambda item: item[1])[0]
+                parts.append(f"{names[key]} at {concurrency}: mean {average:.1f} rows, mode {most}, "
+                             f"{sum(histogram.values())} batches")
+    if parts:
         lines += ["Merged batch sizes (rows per model call; full histograms in `serving.json`): "
                   + "; ".join(parts) + ".", ""]
     naive = {row["concurrency"]: row for row in results["naive"]}
@@ -612,25 +619,41 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="Interleaved rounds over the serving.server processes.")
     parser.add_argument("--run-dir", help="Reuse (or train into) this run directory instead of a temp one.")
     parser.add_argument("--reference", default=REFERENCE_COMMIT,
-                        help="Commit whose serving.server is measured alongside this tree's ('none': skip).")
-    parser.add_argument("--reference-tree", help="A checkout to use as the reference instead of --reference.")
+                        help="Commits (comma-separated) whose serving.server is measured alongside this tree's "
+                             "('none': none).")
+    parser.add_argument("--reference-tree", action="append", default=[],
+                        help="A checkout to measure as a reference too (repeatable).")
     parser.add_argument("--note", help="A paragraph added to the doc section (context the run cannot measure).")
     parser.add_argument("--no-write", action="store_true", help="Print only; leave serving.json and the doc alone.")
+    parser.add_argument("--render-only", action="store_true",
+                        help="Measure nothing: rewrite the doc section from serving.json (with --note, if given).")
     parser.add_argument("--naive-server", metavar="BASE", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.naive_server:
         naive_server(args.naive_server, args.port)
         return 0
+    if args.render_only:
+        with open(RESULTS) as handle:
+            report = json.load(handle)
+        if args.note:
+            report["note"] = args.note
+            with open(RESULTS, "w") as handle:
+                json.dump(report, handle, indent=1)
+        write_doc_section(markdown(report))
+        print(f"rewrote the Serving section of {DOC} from {RESULTS}")
+        return 0
+    # A SIGTERM unwinds like an exception, so the server subprocesses are stopped (run's finally).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as scratch:
-        if args.reference_tree:
-            tree, name = os.path.abspath(args.reference_tree), os.path.basename(os.path.abspath(args.reference_tree))
-        elif args.reference.lower() != "none":
-            tree, name = export_tree(args.reference, scratch), args.reference
-        else:
-            tree = name = None
-        report = run(args.seconds, args.rounds, args.run_dir or os.path.join(scratch, "run"), tree, name, scratch)
-        shutil.rmtree(os.path.join(scratch, "reference"), ignore_errors=True)
+        commits = [] if args.reference.lower() == "none" else [c for c in args.reference.split(",") if c]
+        references = [(commit, export_tree(commit, os.path.join(scratch, f"reference-{commit}"))) for commit in commits]
+        references += [(os.path.basename(os.path.abspath(tree)), os.path.abspath(tree)) for tree in args.reference_tree]
+        report = run(args.seconds, args.rounds, args.run_dir or os.path.join(scratch, "run"), references, scratch)
+    options = [f"--seconds {args.seconds:g}" if args.seconds != 3.0 else "",
+               f"--rounds {args.rounds}" if args.rounds != 3 else "",
+               f"--reference {args.reference}" if args.reference != REFERENCE_COMMIT else ""]
+    report["command"] = " ".join([".venv/bin/python -m benchmarks.serving", *filter(None, options)])
     if args.note:
         report["note"] = args.note
     section = markdown(report)
