@@ -319,17 +319,19 @@ def measure(port: int, body: bytes, concurrency: int, seconds: float) -> dict:
         connection.close()
 
     load = loadavg()
+    client_cpu = time.process_time()  # this process: the client threads (and nothing else runs meanwhile)
     threads = [threading.Thread(target=client, args=(i,)) for i in range(concurrency)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    client_cpu = time.process_time() - client_cpu
     values = np.array([value for per_client in latencies for value in per_client]) * 1000.0
     return {"concurrency": concurrency, "requests": int(values.size), "errors": int(sum(errors)),
             "p50_ms": round(float(np.percentile(values, 50)), 2) if values.size else None,
             "p99_ms": round(float(np.percentile(values, 99)), 2) if values.size else None,
             "throughput_rps": round(values.size / seconds, 1), "loadavg": load,
-            "latencies_ms": values, "answered": sum(sent)}
+            "latencies_ms": values, "answered": sum(sent), "client_cpu_seconds": client_cpu}
 
 
 def open_stalled(port: int, count: int) -> list[socket.socket]:
@@ -391,6 +393,8 @@ def summarize(cells: list[dict]) -> dict:
             "throughput_rps": round(values.size / seconds, 1),
             "cpu_ms_per_request": (round(sum(cpu) * 1000 / sum(cell["answered"] for cell in cells), 3)
                                    if None not in cpu else None),
+            "client_cpu_ms_per_request": round(sum(cell["client_cpu_seconds"] for cell in cells) * 1000
+                                               / sum(cell["answered"] for cell in cells), 3),
             "rounds": [{key: cell[key] for key in ("p50_ms", "p99_ms", "throughput_rps", "cpu_ms_per_request", "errors",
                                                    "loadavg")} for cell in cells]}
 
@@ -563,6 +567,14 @@ def markdown(report: dict) -> str:
     if parts:
         lines += ["Merged batch sizes (rows per model call; full histograms in `serving.json`): "
                   + "; ".join(parts) + ".", ""]
+    busiest = results["batching"][-1]
+    if busiest.get("cpu_ms_per_request") and busiest.get("client_cpu_ms_per_request"):
+        both = busiest["cpu_ms_per_request"] + busiest["client_cpu_ms_per_request"]
+        lines += [f"CPU per request at concurrency {busiest['concurrency']} with batching: server "
+                  f"{busiest['cpu_ms_per_request']} ms + the benchmark's client threads "
+                  f"{busiest['client_cpu_ms_per_request']} ms = {both:.3f} ms, so {report['machine']['cpus']} idle "
+                  f"CPUs could carry at most about {report['machine']['cpus'] * 1000 / both:,.0f} req/s of this "
+                  "load with client and server on the same machine.", ""]
     naive = {row["concurrency"]: row for row in results["naive"]}
     serving = {row["concurrency"]: row for row in results["serving"]}
     lines += [f"Batching flags: `{' '.join(report['batching_flags'])}`. A lone request waits up to the "
@@ -574,8 +586,11 @@ def markdown(report: dict) -> str:
     lines += stalled_markdown(report.get("stalled"))
     if report.get("note"):  # context a run cannot measure itself (e.g. what the targets mean here)
         lines += [report["note"], ""]
-    lines += [f"Reproduce: `{report['command']}` (or `make bench-serving`); raw numbers in "
-              "`benchmarks/results/serving.json`.", ""]
+    default = report["command"] == ".venv/bin/python -m benchmarks.serving"
+    lines += [f"Reproduce: `{report['command']}`" + (" (or `make bench-serving`)" if default else
+                                                     " (`make bench-serving` runs it with the default reference "
+                                                     f"{REFERENCE_COMMIT} only)")
+              + "; raw numbers in `benchmarks/results/serving.json`.", ""]
     return "\n".join(lines) + "\n"  # a blank line before the next section
 
 
