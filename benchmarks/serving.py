@@ -13,7 +13,8 @@ its own subprocess so none shares this process's GIL, on that one SavedModel:
   with hand-written parsing (exported with `git archive` into a temp dir;
   `--reference-tree PATH` adds a checkout);
 - a naive baseline (stdlib threaded http.server calling keras
-  `model.predict` per request).
+  `model.predict` per request), and an aiohttp server answering a fixed
+  body with no model (the client + HTTP floor, at concurrency 1).
 
 and sends single-row `predict_features` requests from closed-loop client
 threads in this process over keep-alive connections. The four serving.server
@@ -188,6 +189,29 @@ def naive_server(base: str, port: int) -> None:
     Server(("127.0.0.1", port), Handler).serve_forever()
 
 
+def echo_server(port: int) -> None:
+    """The floor under any REST server here: aiohttp's low-level server answering every request with a
+    fixed :predict-sized JSON body, no model, no decoding (runs in a subprocess)."""
+    import asyncio
+
+    from aiohttp import web
+
+    body = json.dumps({"predictions": [{"class_ids": 0, "logits": -0.96, "probabilities": [0.89, 0.11],
+                                        "scores": 0.11}]}).encode()
+
+    async def handle(request: web.BaseRequest) -> web.Response:
+        await request.read()
+        return web.Response(body=body, content_type="application/json")
+
+    async def serve() -> None:
+        runner = web.ServerRunner(web.Server(handle, access_log=None))
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        await asyncio.Event().wait()
+
+    asyncio.run(serve())
+
+
 # --- servers ----------------------------------------------------------------------------------------
 
 
@@ -225,9 +249,9 @@ class Server:
         self.port = free_port()
         self.batch_sizes_file = os.path.join(scratch, f"batch-sizes-{key}.json") if batching else None
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-        if tree is None:
-            command, cwd = [sys.executable, "-m", "benchmarks.serving", "--naive-server", base,
-                            "--port", str(self.port)], ROOT
+        if tree in (None, "echo"):  # the naive baseline, or the HTTP floor
+            mode = "--naive-server" if tree is None else "--echo-server"
+            command, cwd = [sys.executable, "-m", "benchmarks.serving", mode, base, "--port", str(self.port)], ROOT
         else:
             flags = [f"--model_name={MODEL}", f"--model_base_path={base}", f"--rest_api_port={self.port}",
                      f"--port={free_port()}", "--file_system_poll_wait_seconds=0"]
@@ -427,13 +451,14 @@ def run(seconds: float, rounds: int, run_dir: str, references: list[tuple[str, s
                   (f"ref:{name}:batching", f"{label} serving.server --enable_batching", tree, True)]
     servers = [Server(key, label, base, tree, batching, scratch) for key, label, tree, batching in specs]
     naive = Server("naive", "naive (keras model.predict)", base, None, False, scratch)
+    echo = Server("echo", "aiohttp echo (no model)", base, "echo", False, scratch)
     direct = DirectCall(base, instance)
     cells: dict[str, dict[int, list[dict]]] = {server.key: collections.defaultdict(list) for server in servers}
     batch_sizes: dict[str, dict[int, collections.Counter]] = {
         server.key: collections.defaultdict(collections.Counter) for server in servers if server.batching}
-    direct_rounds, naive_rows = [], []
+    direct_rounds, naive_rows, echo_rounds = [], [], []
     try:
-        for server in [*servers, naive]:
+        for server in [*servers, naive, echo]:
             server.wait_ready()
         for round_index in range(rounds):
             order = servers[round_index % len(servers):] + servers[:round_index % len(servers)]
@@ -455,7 +480,9 @@ def run(seconds: float, rounds: int, run_dir: str, references: list[tuple[str, s
                           f"p99 {cell['p99_ms']} ms, {cell['throughput_rps']} req/s, server CPU "
                           f"{cell['cpu_ms_per_request']} ms/request, load {cell['loadavg']}", flush=True)
             direct_rounds.append(direct.measure(seconds))
-            print(f"round {round_index} direct call: p50 {direct_rounds[-1]['p50_ms']} ms", flush=True)
+            echo_rounds.append(public(measure(echo.port, body, 1, seconds)))
+            print(f"round {round_index} direct call: p50 {direct_rounds[-1]['p50_ms']} ms; echo server at "
+                  f"concurrency 1: p50 {echo_rounds[-1]['p50_ms']} ms", flush=True)
         for concurrency in CONCURRENCY:
             # Its requests take 100 ms to seconds: all rounds' time in one run, so its percentiles have samples.
             naive_rows.append(public(measure(naive.port, body, concurrency, seconds * rounds)))
@@ -464,7 +491,7 @@ def run(seconds: float, rounds: int, run_dir: str, references: list[tuple[str, s
         stalled = measure_stalled(servers[0].port, body, seconds)
         print("stalled", json.dumps({key: value for key, value in stalled.items() if key != "pairs"}), flush=True)
     finally:
-        for server in [*servers, naive]:
+        for server in [*servers, naive, echo]:
             server.stop()
     results = {key: [summarize(per_level[c]) for c in CONCURRENCY] for key, per_level in cells.items()}
     results["naive"] = naive_rows
@@ -486,6 +513,9 @@ def run(seconds: float, rounds: int, run_dir: str, references: list[tuple[str, s
                         "p50_ms": round(float(np.median([row["p50_ms"] for row in direct_rounds])), 3),
                         "rounds": direct_rounds},
         "overhead_c1_ms": overhead,
+        "echo_c1": {"what": "aiohttp answering a fixed body, no model: client + HTTP round trip at concurrency 1",
+                    "p50_ms": round(float(np.median([row["p50_ms"] for row in echo_rounds])), 3),
+                    "rounds": echo_rounds},
         "batch_sizes": {key: {str(c): dict(sorted(counter.items())) for c, counter in per_level.items()}
                         for key, per_level in batch_sizes.items()},
         "same_round_ratios": {
@@ -555,7 +585,9 @@ def markdown(report: dict) -> str:
     lines += [f"The model alone (`predict_features` called in the benchmark process with ready tensors, no "
               f"server): p50 {direct['p50_ms']} ms (per round {spread([r['p50_ms'] for r in direct['rounds']])}). "
               f"Server overhead at concurrency 1 (server p50 − direct p50 within a round, median over rounds; the "
-              f"client's own time included): {', '.join(overheads)}.", ""]
+              f"client's own time included): {', '.join(overheads)}. The floor under any of them, aiohttp answering "
+              f"a fixed body with no model and no decoding, same client: p50 {report['echo_c1']['p50_ms']} ms "
+              f"(per round {spread([r['p50_ms'] for r in report['echo_c1']['rounds']])}).", ""]
     parts = []
     for key, per_level in report["batch_sizes"].items():
         for concurrency, histogram in per_level.items():
@@ -643,10 +675,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--render-only", action="store_true",
                         help="Measure nothing: rewrite the doc section from serving.json (with --note, if given).")
     parser.add_argument("--naive-server", metavar="BASE", help=argparse.SUPPRESS)
+    parser.add_argument("--echo-server", metavar="BASE", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.naive_server:
         naive_server(args.naive_server, args.port)
+        return 0
+    if args.echo_server:
+        echo_server(args.port)
         return 0
     if args.render_only:
         with open(RESULTS) as handle:
