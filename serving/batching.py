@@ -112,6 +112,9 @@ class _Queue:
 
 
 def _execute(batch: list[_Task]) -> None:
+    # A request that went away (its future cancelled while queued) is dropped; the rest can no longer be
+    # cancelled, so setting their results below cannot fail.
+    batch = [task for task in batch if task.future.set_running_or_notify_cancel()]
     if len(batch) > 1:
         try:
             _run_merged(batch)

@@ -100,6 +100,20 @@ def test_invalid_and_oversized_requests_bypass_the_queue():
     assert servable.calls == [5]
 
 
+def test_a_request_that_went_away_is_dropped_from_its_batch():
+    """A queued call whose future was cancelled (its REST request gone) is skipped; the others are answered."""
+    servable = FakeServable()
+    scheduler = BatchScheduler(BatchingOptions(max_batch_size=3, batch_timeout_micros=200_000))
+    gone = scheduler.submit(servable, SIGNATURE, {"x": np.array([9.0], np.float32)})
+    assert gone.cancel()
+    values = [np.array([1.0], np.float32), np.array([2.0], np.float32)]
+    results = _submit_concurrently(scheduler, servable, values)
+    for value, result in zip(values, results, strict=True):
+        np.testing.assert_array_equal(result["y"], value * 2)
+    assert sum(servable.calls) == 2  # the cancelled row never ran
+    np.testing.assert_array_equal(scheduler.run(servable, SIGNATURE, {"x": np.array([4.0], np.float32)})["y"], [8.0])
+
+
 @pytest.mark.slow
 def test_batching_server_matches_saved_model(tmp_path, version_dir, reference, rows):
     base = tmp_path / "model"
