@@ -117,30 +117,44 @@ def sample_instance(base: str) -> dict:
 
 
 class DirectCall:
-    """The model's own cost: `predict_features` called in this process with ready tensors, no server."""
+    """The model's own cost, in this process, no server: `predict_features` called by keyword on ready
+    tensors (TensorFlow's public call), and this tree's `Servable.run` on the decoded request (numpy in,
+    tensors made, the flat call, numpy out: the model step of serving.server)."""
 
-    def __init__(self, base: str, instance: dict):
+    def __init__(self, base: str, body: bytes):
         import tensorflow as tf
 
-        self._loaded = tf.saved_model.load(latest_version(base))  # the function holds weak references
+        from serving import codec
+        from serving.servable import Servable
+
+        path = latest_version(base)
+        self._loaded = tf.saved_model.load(path)  # the function holds weak references
         self._function = self._loaded.signatures["predict_features"]
-        _, specs = self._function.structured_input_signature
-        self._tensors = {name: tf.constant([instance[name].encode() if spec.dtype == tf.string else instance[name]],
-                                           dtype=spec.dtype) for name, spec in specs.items()}
+        self._servable = Servable(int(os.path.basename(path)), path)
+        self._signature = self._servable.signatures["predict_features"]
+        self._inputs, _ = codec.decode_predict(codec.parse_body(body), self._signature)
+        self._tensors = {name: tf.constant(value, dtype=self._signature.inputs[name].dtype)
+                         for name, value in self._inputs.items()}
 
     def measure(self, seconds: float) -> dict:
+        keyword = self._time(lambda: self._function(**self._tensors), seconds)
+        servable = self._time(lambda: self._servable.run(self._signature, self._inputs), seconds)
+        return {"calls": int(keyword.size), "p50_ms": round(float(np.percentile(keyword, 50)), 3),
+                "p99_ms": round(float(np.percentile(keyword, 99)), 3),
+                "servable_run_p50_ms": round(float(np.percentile(servable, 50)), 3), "loadavg": loadavg()}
+
+    @staticmethod
+    def _time(call, seconds: float) -> np.ndarray:
         stop_at = time.perf_counter() + WARMUP_SECONDS
         while time.perf_counter() < stop_at:
-            self._function(**self._tensors)
+            call()
         values = []
         stop_at = time.perf_counter() + seconds
         while time.perf_counter() < stop_at:
             began = time.perf_counter()
-            self._function(**self._tensors)
+            call()
             values.append(time.perf_counter() - began)
-        values = np.array(values) * 1000.0
-        return {"calls": int(values.size), "p50_ms": round(float(np.percentile(values, 50)), 3),
-                "p99_ms": round(float(np.percentile(values, 99)), 3), "loadavg": loadavg()}
+        return np.array(values) * 1000.0
 
 
 # --- the naive baseline: what one writes without a serving system ---------------------------------
@@ -452,7 +466,7 @@ def run(seconds: float, rounds: int, run_dir: str, references: list[tuple[str, s
     servers = [Server(key, label, base, tree, batching, scratch) for key, label, tree, batching in specs]
     naive = Server("naive", "naive (keras model.predict)", base, None, False, scratch)
     echo = Server("echo", "aiohttp echo (no model)", base, "echo", False, scratch)
-    direct = DirectCall(base, instance)
+    direct = DirectCall(base, body)
     cells: dict[str, dict[int, list[dict]]] = {server.key: collections.defaultdict(list) for server in servers}
     batch_sizes: dict[str, dict[int, collections.Counter]] = {
         server.key: collections.defaultdict(collections.Counter) for server in servers if server.batching}
@@ -481,7 +495,8 @@ def run(seconds: float, rounds: int, run_dir: str, references: list[tuple[str, s
                           f"{cell['cpu_ms_per_request']} ms/request, load {cell['loadavg']}", flush=True)
             direct_rounds.append(direct.measure(seconds))
             echo_rounds.append(public(measure(echo.port, body, 1, seconds)))
-            print(f"round {round_index} direct call: p50 {direct_rounds[-1]['p50_ms']} ms; echo server at "
+            print(f"round {round_index} direct call: p50 {direct_rounds[-1]['p50_ms']} ms (Servable.run "
+                  f"{direct_rounds[-1]['servable_run_p50_ms']} ms); echo server at "
                   f"concurrency 1: p50 {echo_rounds[-1]['p50_ms']} ms", flush=True)
         for concurrency in CONCURRENCY:
             # Its requests take 100 ms to seconds: all rounds' time in one run, so its percentiles have samples.
@@ -509,8 +524,11 @@ def run(seconds: float, rounds: int, run_dir: str, references: list[tuple[str, s
         "labels": {server.key: server.label for server in servers},
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "results": results,
-        "direct_call": {"what": "predict_features(**tensors) in the benchmark process, ready tensors, no server",
+        "direct_call": {"what": "predict_features(**tensors) in the benchmark process, ready tensors, no server; "
+                                "servable_run: this tree's Servable.run on the decoded request",
                         "p50_ms": round(float(np.median([row["p50_ms"] for row in direct_rounds])), 3),
+                        "servable_run_p50_ms": round(float(np.median([row["servable_run_p50_ms"]
+                                                                      for row in direct_rounds])), 3),
                         "rounds": direct_rounds},
         "overhead_c1_ms": overhead,
         "echo_c1": {"what": "aiohttp answering a fixed body, no model: client + HTTP round trip at concurrency 1",
@@ -582,8 +600,12 @@ def markdown(report: dict) -> str:
         lines += [""]
     direct = report["direct_call"]
     overheads = [f"{names[key]} {value:.2f} ms" for key, value in report["overhead_c1_ms"].items()]
-    lines += [f"The model alone (`predict_features` called in the benchmark process with ready tensors, no "
-              f"server): p50 {direct['p50_ms']} ms (per round {spread([r['p50_ms'] for r in direct['rounds']])}). "
+    servable_run = (f" This tree's `Servable.run` on the decoded request (tensors made from numpy, the flat "
+                    f"call, numpy out: serving.server's model step): p50 {direct['servable_run_p50_ms']} ms."
+                    if direct.get("servable_run_p50_ms") else "")
+    lines += [f"The model alone (`predict_features` called by keyword in the benchmark process with ready tensors, "
+              f"no server): p50 {direct['p50_ms']} ms (per round {spread([r['p50_ms'] for r in direct['rounds']])})."
+              f"{servable_run} "
               f"Server overhead at concurrency 1 (server p50 − direct p50 within a round, median over rounds; the "
               f"client's own time included): {', '.join(overheads)}. The floor under any of them, aiohttp answering "
               f"a fixed body with no model and no decoding, same client: p50 {report['echo_c1']['p50_ms']} ms "
