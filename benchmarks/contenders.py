@@ -4,7 +4,7 @@ scikit-learn-ecosystem alternatives a user would pick instead.
 Each contender is trained on the train split, picks its decision threshold on
 the validation split with `trainer.threshold.choose_threshold` (the package's
 own rule, `recall_at_precision:0.5`), and is scored on the test split. All
-splits come from `trainer.split.assign_splits(labels, split, seed)` on the
+splits come from `trainer.data.split.assign_splits(labels, split, seed)` on the
 same row order.
 
 Returns of every contender: {"labels": test labels, "scores": test minority
@@ -170,8 +170,8 @@ def verify_split(data, dataset: Dataset, assignment: np.ndarray) -> dict:
     """
     import tensorflow as tf
 
-    from trainer.dataset import list_files
-    from trainer.split import class_counts
+    from trainer.data.dataset import list_files
+    from trainer.data.split import class_counts
 
     expected = class_counts(dataset.labels, assignment)
     if {k: list(v) for k, v in data.counts.items()} != expected:
@@ -208,8 +208,8 @@ def run_package(dataset: Dataset, assignment: np.ndarray, seed: int, workdir: st
     """
     from evaluation.predictions import predict_test
     from trainer.config import RunConfig
+    from trainer.data.prepare import prepare_data
     from trainer.pipeline import train_and_export
-    from trainer.prepare import prepare_data
 
     path = write_parquet(dataset, workdir)
     config = RunConfig(data=path, label="target", output_dir=os.path.join(workdir, f"run-{seed}"), seed=seed,
@@ -244,7 +244,7 @@ def run_package_tuned(dataset: Dataset, assignment: np.ndarray, seed: int, workd
 
     from evaluation.predictions import predict_test
     from trainer.config import RunConfig
-    from trainer.prepare import prepare_data
+    from trainer.data.prepare import prepare_data
     from tuning.pipeline import run_tuning
 
     path = write_parquet(dataset, workdir)

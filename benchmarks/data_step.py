@@ -25,7 +25,7 @@ import time
 
 
 def write_csv(path: str, rows: tuple[int, int], seed: int = 0) -> None:
-    from trainer.synthetic import make_synthetic
+    from trainer.data.synthetic import make_synthetic
 
     make_synthetic(negatives=rows[0], positives=rows[1], seed=seed).to_csv(path, index=False)
 
@@ -36,9 +36,9 @@ def run(path: str, engine: str, beam_args: str, output_dir: str | None = None) -
     import pandas  # noqa: F401
 
     from benchmarks.worker import peak_rss_mib
-    from trainer import beam_ingest  # noqa: F401
     from trainer.config import RunConfig
-    from trainer.prepare import prepare_data
+    from trainer.data import beam_ingest  # noqa: F401
+    from trainer.data.prepare import prepare_data
 
     rss_before = round(peak_rss_mib())
     out = None if output_dir else tempfile.mkdtemp(prefix="data-step-")

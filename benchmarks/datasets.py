@@ -1,7 +1,7 @@
 """The benchmark datasets, as (features DataFrame, 0/1 labels) in a fixed row order.
 
 Every contender sees the same rows in the same order, so
-`trainer.split.assign_splits(labels, split, seed)` gives every one of them the
+`trainer.data.split.assign_splits(labels, split, seed)` gives every one of them the
 same stratified train / validation / test split as the package's own
 `prepare_data` (which calls it on the same row order with the same seed).
 """
@@ -73,19 +73,19 @@ def load_common(name: str) -> Dataset:
 
 def load_sylva() -> Dataset:
     """The package's embedded default, loaded as the package loads it."""
-    from trainer.ingest import load
+    from trainer.data.ingest import load
 
     frame = load("sylva", None, None)
-    return Dataset("sylva", frame.features, frame.labels, 'trainer.ingest.load("sylva", None, None)')
+    return Dataset("sylva", frame.features, frame.labels, 'trainer.data.ingest.load("sylva", None, None)')
 
 
 def load_synthetic(rows: tuple[int, int], seed: int = 0) -> Dataset:
     """The seed-scale synthetic set (numeric + categorical, 3% missing)."""
-    from trainer.ingest import validate
-    from trainer.synthetic import make_synthetic
+    from trainer.data.ingest import validate
+    from trainer.data.synthetic import make_synthetic
 
     frame = validate(make_synthetic(negatives=rows[0], positives=rows[1], seed=seed), "target", None)
-    return Dataset(synthetic_name(rows), frame.features, frame.labels, f"trainer.synthetic.make_synthetic{tuple(rows)}, seed {seed}")
+    return Dataset(synthetic_name(rows), frame.features, frame.labels, f"trainer.data.synthetic.make_synthetic{tuple(rows)}, seed {seed}")
 
 
 def synthetic_name(rows: tuple[int, int]) -> str:

@@ -22,7 +22,7 @@ from benchmarks import contenders as contenders_lib
 from benchmarks.datasets import quality_datasets
 from benchmarks.metrics import HIGHER_IS_BETTER, METRICS, test_metrics
 from benchmarks.selection import TUNING_TRIALS
-from trainer.split import assign_splits, class_counts
+from trainer.data.split import assign_splits, class_counts
 
 SPLIT = (0.7, 0.15, 0.15)
 

@@ -17,7 +17,7 @@ the synthetic set's 94% / 6% mix): 531,000, 2,124,000 and 5,310,000 rows.
    default model (`trainer.hparams.with_values(counts, {})`, `build_model`)
    fitted by `trainer.train.compile_and_fit` for one epoch, its training input
    `make_dataset` as `trainer.train` builds it (cached or streamed by
-   `trainer.dataset.caches`), plus the validation pass. Training rows/s = the
+   `trainer.data.dataset.caches`), plus the validation pass. Training rows/s = the
    training split's examples / the epoch's training phase (up to the
    validation pass, which is timed apart); peak RSS = the process's VmHWM.
    Where the rule caches the training or the validation split, the same
@@ -98,11 +98,11 @@ def train_epoch(run_dir: str, input_path: str, validation_path: str = "auto") ->
     from benchmarks.worker import peak_rss_mib
     from trainer import hparams as hparams_lib
     from trainer.config import RunConfig
-    from trainer.dataset import caches, make_dataset
+    from trainer.data.dataset import caches, make_dataset
+    from trainer.data.prepare import SOURCE_FILE, PreparedData
+    from trainer.data.schema import load_schema
+    from trainer.data.split import load_counts
     from trainer.model import build_model, class_priors
-    from trainer.prepare import SOURCE_FILE, PreparedData
-    from trainer.schema import load_schema
-    from trainer.split import load_counts
     from trainer.train import EVAL_BATCH, compile_and_fit, fit_settings
 
     directory = os.path.join(run_dir, "data")
@@ -163,7 +163,7 @@ class PhaseTimer:
 def run(workdir: str, multiples, keep: bool, compare: bool, path: str = RESULTS, log=print) -> dict:
     os.makedirs(workdir, exist_ok=True)
     payload = {"cpus": os.cpu_count(), "workdir": workdir, "sizes": [],
-               "note": "synthetic data (trainer.synthetic.make_synthetic, seed 0) as CSV; split 0.7/0.15/0.15; "
+               "note": "synthetic data (trainer.data.synthetic.make_synthetic, seed 0) as CSV; split 0.7/0.15/0.15; "
                        "each measurement a fresh process; load = 1/5/15-min load averages"}
     started = time.time()
     csvs, runs = [], []

@@ -25,7 +25,7 @@ TUNING_TRIALS = 10  # trials per tuned contender, the package tuner's default bu
 QUICK_TUNING_TRIALS = 3  # `benchmarks.run` without --full only (CI-sized); `--trials N` overrides it there
 CV_MAX_VALIDATION_POSITIVES = 50  # below this many validation positives, trials are scored by CV
 CV_FOLDS = 5
-TRAIN, VALIDATION, TEST = 0, 1, 2  # values of `trainer.split.assign_splits`
+TRAIN, VALIDATION, TEST = 0, 1, 2  # values of `trainer.data.split.assign_splits`
 
 
 def selection_mode(labels: np.ndarray, assignment: np.ndarray) -> str:

@@ -63,7 +63,7 @@ class EpochTimer:
 
 def prepare(rows: tuple[int, int], run_dir: str, seed: int = 0):
     from trainer.config import RunConfig
-    from trainer.prepare import prepare_data
+    from trainer.data.prepare import prepare_data
 
     config = RunConfig(data="synthetic", synthetic_rows=rows, seed=seed, output_dir=run_dir, verbose=0)
     started = time.time()
@@ -83,7 +83,7 @@ def throughput(config, data, epochs: int) -> dict:
 
     from trainer import hparams as hparams_lib
     from trainer.config import parse_tuning_objective
-    from trainer.dataset import make_dataset
+    from trainer.data.dataset import make_dataset
     from trainer.model import build_model, class_priors, training_metrics
     from trainer.train import fit_settings
 
@@ -197,7 +197,7 @@ def run(full: bool, path: str, log=print, only_sizes: int | None = None) -> dict
     """Runs the speed benchmark and writes `path`."""
     epochs = 3
     payload = {"mode": "full" if full else "quick", "sizes": [], "cpus": os.cpu_count(),
-               "note": "synthetic data (trainer.synthetic.make_synthetic, seed 0); split 0.7/0.15/0.15"}
+               "note": "synthetic data (trainer.data.synthetic.make_synthetic, seed 0); split 0.7/0.15/0.15"}
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="bench-speed-") as workdir:
         plan = sizes(full)[-only_sizes:] if only_sizes else sizes(full)
@@ -244,9 +244,9 @@ def _write(payload: dict, path: str) -> None:
 def throughput_of_run(run_dir: str, epochs: int = 3) -> dict:
     """`throughput` on the prepared data of an existing run directory (`RUN/data`, read only)."""
     from trainer.config import RunConfig
-    from trainer.prepare import SOURCE_FILE, PreparedData
-    from trainer.schema import load_schema
-    from trainer.split import load_counts
+    from trainer.data.prepare import SOURCE_FILE, PreparedData
+    from trainer.data.schema import load_schema
+    from trainer.data.split import load_counts
 
     directory = os.path.join(run_dir, "data")
     with open(os.path.join(directory, SOURCE_FILE)) as handle:

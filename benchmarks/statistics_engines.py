@@ -139,9 +139,9 @@ def _columns(batch, features):
 def _package_pipeline(pattern: str, features, pipeline, stats: bool, out: str):
     import apache_beam as beam
 
-    from trainer.beam_files import plan_ranges, read_range
-    from trainer.beam_ingest import _MergeFn, _PerBundle
-    from trainer.beam_stats import TrainStats
+    from trainer.data.beam_files import plan_ranges, read_range
+    from trainer.data.beam_ingest import _MergeFn, _PerBundle
+    from trainer.data.beam_stats import TrainStats
 
     class Add(_PerBundle):
         def process(self, part):
@@ -248,7 +248,7 @@ def one(engine: str, pattern: str, out: str, beam_args: str, epsilon: float, fea
     """One timed run in this (fresh) process; values to `out` (pickle)."""
     import apache_beam  # noqa: F401  (imports are not the statistics)
 
-    from trainer import beam_files, beam_ingest, beam_stats  # noqa: F401
+    from trainer.data import beam_files, beam_ingest, beam_stats  # noqa: F401
     from trainer.beam_runner import make_pipeline
 
     if engine == "tft":
@@ -293,7 +293,7 @@ def one(engine: str, pattern: str, out: str, beam_args: str, epsilon: float, fea
 def exact(pattern: str, features) -> dict:
     import numpy as np
 
-    from trainer.beam_files import plan_ranges, read_range
+    from trainer.data.beam_files import plan_ranges, read_range
 
     parts = {name: [] for name, _ in features}
     rows = 0
@@ -332,7 +332,7 @@ def rank_error(sorted_values, estimates, levels) -> float:
 def compare(truth: dict, package: dict | None, tft: dict | None, features) -> dict:
     import numpy as np
 
-    from trainer.schema import top_vocabulary
+    from trainer.data.schema import top_vocabulary
 
     levels = np.linspace(0.0, 1.0, 2 * (BUCKETS // 2) + 1)
     out = {"mean_max_rel_error": {}, "var_max_rel_error": {}, "quantile_max_rank_error": {},

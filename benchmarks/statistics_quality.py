@@ -6,7 +6,7 @@ The two engines of `prepare_data` write the same split (record for record up
 to 1M rows) and the same means, standard deviations, missing fractions and
 vocabularies; they differ in the quantiles behind the piecewise-linear (PLE)
 bins: exact in memory, from a mergeable sketch in Beam above 4,096 training
-values a feature (trainer/beam_stats.py). For each dataset and seed, the
+values a feature (trainer/data/beam_stats.py). For each dataset and seed, the
 same Parquet file is prepared by each engine, and the default neural model
 (TabM on PLE inputs, `model_family=neural`: the trees do not use the
 quantiles) is trained on each with the same seed. Records test PR-AUC, the
@@ -39,8 +39,8 @@ DATASETS = {"sylva": load_sylva, "synthetic_53k": lambda: load_synthetic((50_000
 
 def run_one(path: str, name: str, seed: int, engine: str, workdir: str) -> tuple[dict, object]:
     from trainer.config import RunConfig
+    from trainer.data.schema import load_schema
     from trainer.pipeline import train_and_export
-    from trainer.schema import load_schema
 
     output_dir = os.path.join(workdir, f"{name}-{seed}-{engine}")
     shutil.rmtree(output_dir, ignore_errors=True)

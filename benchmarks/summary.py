@@ -83,7 +83,7 @@ def quality_section(payload: dict, results_name: str) -> str:
     ran = {c for cells in table_.values() for c in cells}
     parts = ["## Model quality", "",
              f"Mode `{payload['mode']}`: {seeds} seed(s) ({', '.join(map(str, payload['seeds']))}); every contender "
-             "trains on the same stratified 70/15/15 split (`trainer.split.assign_splits(labels, split, seed)`; "
+             "trains on the same stratified 70/15/15 split (`trainer.data.split.assign_splits(labels, split, seed)`; "
              "the package's own split was checked to be identical: per-split class counts and a feature "
              "checksum of the test TFRecords), picks its decision threshold with "
              "`trainer.threshold.choose_threshold(..., \"recall_at_precision:0.5\")` (on validation, or on "
@@ -261,11 +261,11 @@ def speed_section(payload: dict, results_name: str) -> str:
     sizes = payload["sizes"]
     parts = ["## Training, tuning and evaluation speed", "",
              f"Mode `{payload['mode']}`, {payload['cpus']} CPUs, synthetic data "
-             "(`trainer.synthetic.make_synthetic`, 5.8% positive) at three sizes (1/10, 1/4, 1/1). "
+             "(`trainer.data.synthetic.make_synthetic`, 5.8% positive) at three sizes (1/10, 1/4, 1/1). "
              "Ratios are against a reference measured in the same script.", "",
              "### Training input pipeline", "",
              "The same compiled model (default hyperparameters, batch 256, weighted loss and training metrics) "
-             "fed by the package's `trainer.dataset.make_dataset` (gzipped TFRecords, cached in memory after "
+             "fed by the package's `trainer.data.dataset.make_dataset` (gzipped TFRecords, cached in memory after "
              "the first pass, shuffled, parsed per batch) vs by the same batches already parsed into in-memory "
              "tensors (`tf.data.Dataset.from_tensor_slices(...).batch().cache()`, filled beforehand: the "
              "ceiling). Warm = mean of epochs 2 and 3; cold = epoch 1 (file reads, decompression, cache fill "

@@ -31,8 +31,8 @@ from trainer.config import SYNTHETIC_ROWS
 
 def train(run_dir: str, epochs: int) -> dict:
     from trainer.config import RunConfig
+    from trainer.data.prepare import prepare_data
     from trainer.pipeline import train_and_export
-    from trainer.prepare import prepare_data
 
     with open(os.path.join(run_dir, "data", "source.json")) as handle:
         source = json.load(handle)
@@ -71,7 +71,7 @@ def infer(run_dir: str) -> dict:
     from evaluation.options import EvaluationOptions
     from evaluation.run_files import run_models, run_schema, split_pattern
     from evaluation.slicing import bucket_name, plan_slices
-    from trainer.dataset import read_labels, read_serialized
+    from trainer.data.dataset import read_labels, read_serialized
 
     started = time.time()
     schema = run_schema(run_dir)

@@ -23,7 +23,7 @@ from evaluation.run_files import EvaluatedModel
 from evaluation.slicing import SlicePlan, add_buckets
 from trainer.atomic import replace_directory, staging_directory
 from trainer.beam_runner import make_pipeline
-from trainer.dataset import list_files
+from trainer.data.dataset import list_files
 
 
 def eval_shared_models(models: list[EvaluatedModel], eval_config: tfma.EvalConfig) -> list:

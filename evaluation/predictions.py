@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from trainer.calibration import sigmoid
-from trainer.dataset import read_labels, read_serialized
-from trainer.schema import Schema
+from trainer.data.dataset import read_labels, read_serialized
+from trainer.data.schema import Schema
 
 BATCH = 4096
 

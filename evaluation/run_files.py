@@ -12,9 +12,9 @@ import dataclasses
 import json
 import os
 
+from trainer.data.schema import Schema, load_schema
 from trainer.export import list_versions
 from trainer.layout import MODEL_DIRS, RUN_JSON, read_run_json
-from trainer.schema import Schema, load_schema
 
 # TFMA model names: the weighted candidate, its unweighted twin and the model
 # being served (the push gate's reference, docs/design.md §10).

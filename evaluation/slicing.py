@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-from trainer.schema import Schema
+from trainer.data.schema import Schema
 
 BUCKET_SUFFIX = "_bucket"
 MISSING = "missing"

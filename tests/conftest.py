@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from trainer.config import RunConfig
-from trainer.synthetic import make_synthetic
+from trainer.data.synthetic import make_synthetic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the checkout, for subprocesses' cwd
 

@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from serving.app import ServerOptions, start
 from tests.conftest import serialized_example
-from trainer.synthetic import make_synthetic
+from trainer.data.synthetic import make_synthetic
 
 MODEL = "imbalance"
 

@@ -17,14 +17,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trainer import ingest
-from trainer.beam_files import plan_ranges
-from trainer.beam_plan import make_plan, profile_keep
-from trainer.beam_profile import Profile, profile_range
 from trainer.config import ConfigError, RunConfig
-from trainer.ingest import DataError
-from trainer.split import assign_splits, class_counts
-from trainer.synthetic import make_synthetic
+from trainer.data import ingest
+from trainer.data.beam_files import plan_ranges
+from trainer.data.beam_plan import make_plan, profile_keep
+from trainer.data.beam_profile import Profile, profile_range
+from trainer.data.ingest import DataError
+from trainer.data.split import assign_splits, class_counts
+from trainer.data.synthetic import make_synthetic
 
 SPLIT = (0.7, 0.15, 0.15)
 SEED = 42  # RunConfig's default: the plan and the in-memory split use the same one
@@ -212,7 +212,7 @@ def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
 
 @pytest.mark.slow
 def test_prepare_data_refuses_or_skips_bad_rows_on_both_engines(tmp_path, bad_csv, capsys):
-    from trainer.prepare import prepare_data
+    from trainer.data.prepare import prepare_data
 
     frame, path = bad_csv
     refused = tmp_path / "refused"
@@ -256,10 +256,10 @@ def test_parquet_bad_rows_on_both_engines_and_by_record_hash(tmp_path):
     import pyarrow.parquet as pq
 
     from tests.test_beam_pipeline import split_frame
-    from trainer import beam_values
-    from trainer.beam_ingest import Settings, run_data_step
-    from trainer.beam_split import reference_assignment
-    from trainer.prepare import prepare_data
+    from trainer.data import beam_values
+    from trainer.data.beam_ingest import Settings, run_data_step
+    from trainer.data.beam_split import reference_assignment
+    from trainer.data.prepare import prepare_data
 
     frame = good_frame(1500, 150, seed=11)
     frame["target"] = frame["target"].astype("float64")
@@ -316,7 +316,7 @@ def test_tfrecord_bad_rows_on_both_engines(tmp_path):
     import tensorflow as tf
 
     from tests.conftest import serialized_example
-    from trainer.prepare import prepare_data
+    from trainer.data.prepare import prepare_data
 
     rng = np.random.default_rng(0)
     path = str(tmp_path / "d.tfrecord")

@@ -12,11 +12,11 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from trainer import beam_values
-from trainer.beam_files import plan_ranges, read_range
-from trainer.beam_plan import make_plan
-from trainer.beam_profile import Profile, profile_range
-from trainer.beam_split import (
+from trainer.data import beam_values
+from trainer.data.beam_files import plan_ranges, read_range
+from trainer.data.beam_plan import make_plan
+from trainer.data.beam_profile import Profile, profile_range
+from trainer.data.beam_split import (
     BOUNDARY,
     assign,
     assign_boundary,
@@ -24,9 +24,9 @@ from trainer.beam_split import (
     plan_split,
     reference_assignment,
 )
-from trainer.beam_stats import SKETCH_CAPACITY, Moments, QuantileSketch
-from trainer.ingest import DataError
-from trainer.split import assign_splits, class_counts
+from trainer.data.beam_stats import SKETCH_CAPACITY, Moments, QuantileSketch
+from trainer.data.ingest import DataError
+from trainer.data.split import assign_splits, class_counts
 
 SPLIT = (0.7, 0.15, 0.15)
 
@@ -188,7 +188,7 @@ def test_lines_count_blank_lines_and_quoted_newlines(tmp_path):
 
 
 def test_plan_decides_kinds_labels_and_names_as_the_in_memory_path(tmp_path, tiny_frame):
-    from trainer.ingest import validate
+    from trainer.data.ingest import validate
 
     frame = tiny_frame.rename(columns={"x1": "x 1"})
     frame["flag"] = np.where(frame["target"] == 1, "yes", "no")

@@ -16,12 +16,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import tiny_config
-from trainer import beam_values
-from trainer.beam_files import plan_ranges
-from trainer.beam_ingest import Settings, run_data_step
-from trainer.beam_split import reference_assignment
-from trainer.prepare import prepare_data
-from trainer.split import SPLITS
+from trainer.data import beam_values
+from trainer.data.beam_files import plan_ranges
+from trainer.data.beam_ingest import Settings, run_data_step
+from trainer.data.beam_split import reference_assignment
+from trainer.data.prepare import prepare_data
+from trainer.data.split import SPLITS
 
 pytestmark = pytest.mark.slow
 SPLIT = (0.7, 0.15, 0.15)
@@ -31,7 +31,7 @@ def split_frame(directory: str, schema) -> pd.DataFrame:
     """Every written example of `directory/{split}/`, as a frame with a `split` column."""
     import tensorflow as tf
 
-    from trainer.dataset import read_serialized
+    from trainer.data.dataset import read_serialized
 
     frames = []
     for index, name in enumerate(SPLITS):
@@ -120,7 +120,7 @@ def test_hash_split_of_a_parquet_glob_is_exact_complete_and_its_schema_is_the_tr
 def _examples(path: str) -> list:
     import tensorflow as tf
 
-    from trainer.beam_files import tfrecord_records
+    from trainer.data.beam_files import tfrecord_records
 
     return [tf.train.Example.FromString(record) for record in tfrecord_records(path)]
 

@@ -8,7 +8,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from benchmarks import selection, tuned
 from benchmarks.datasets import Dataset
-from trainer.split import assign_splits
+from trainer.data.split import assign_splits
 
 SPLIT = (0.7, 0.15, 0.15)
 

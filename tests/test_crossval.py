@@ -14,10 +14,10 @@ from trainer.crossval import (
     selection_folds,
     uses_cross_validation,
 )
+from trainer.data.prepare import PreparedData
+from trainer.data.schema import Feature, Schema, quantiles
 from trainer.hparams import with_values
 from trainer.model import build_model
-from trainer.prepare import PreparedData
-from trainer.schema import Feature, Schema, quantiles
 
 SCHEMA = Schema(features=(
     Feature("x0", "numeric", mean=0.0, std=1.0, quantiles=quantiles(np.linspace(-2, 2, 50))),

@@ -8,9 +8,9 @@ import pytest
 import tensorflow as tf
 
 from tests.conftest import tiny_config
-from trainer.dataset import read_serialized
+from trainer.data.dataset import read_serialized
+from trainer.data.prepare import prepare_data
 from trainer.hparams import declare_all
-from trainer.prepare import prepare_data
 from tuning.pipeline import run_tuning
 
 pytestmark = pytest.mark.slow

@@ -19,8 +19,8 @@ import pytest
 from tests.conftest import tiny_config
 from tests.test_bad_rows import BAD_CELLS, BAD_IDS, good_frame, write_csv
 from trainer.config import RunConfig
-from trainer.ingest import DataError
-from trainer.prepare import data_engine, prepare_data
+from trainer.data.ingest import DataError
+from trainer.data.prepare import data_engine, prepare_data
 
 
 def test_auto_reads_files_on_beam_and_built_ins_in_memory_unless_the_config_says_otherwise():

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer import dataset as dataset_lib
-from trainer.dataset import caches, make_dataset, parsed_bytes
-from trainer.schema import Feature, Schema
+from trainer.data import dataset as dataset_lib
+from trainer.data.dataset import caches, make_dataset, parsed_bytes
+from trainer.data.schema import Feature, Schema
 
 SCHEMA = Schema((Feature("row", "numeric"), Feature("colour", "categorical", vocabulary=("red", "blue"))), "target")
 ROWS = 1_000  # over 3 shards; 1,000 is no multiple of the batch sizes below (a short last batch)

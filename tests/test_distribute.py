@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from tests.conftest import REPO
-from trainer.dataset import read_serialized
+from trainer.data.dataset import read_serialized
 
 pytestmark = pytest.mark.slow
 

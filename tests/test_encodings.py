@@ -5,8 +5,8 @@ import pytest
 import tensorflow as tf
 from sklearn.preprocessing import QuantileTransformer
 
+from trainer.data.schema import QUANTILE_LEVELS, quantiles
 from trainer.encodings import ImputeMissing, Periodic, PiecewiseLinear, QuantileNormal, bin_edges
-from trainer.schema import QUANTILE_LEVELS, quantiles
 
 
 @pytest.fixture(scope="module")

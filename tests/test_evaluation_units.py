@@ -9,7 +9,7 @@ import pytest
 
 from evaluation.results import ModelResult, flatten_metrics, slice_name, worst_first
 from evaluation.slicing import BUCKET_SUFFIX, MISSING, add_buckets, bucket_name, plan_slices
-from trainer.schema import Feature, Schema
+from trainer.data.schema import Feature, Schema
 
 SCHEMA = Schema(features=(Feature("x0", "numeric", mean=1.0, std=2.0),
                           Feature("region", "categorical", vocabulary=("a", "b")),
@@ -35,7 +35,7 @@ def test_numeric_slice_features_are_bucketed_and_unknown_ones_refused():
 
 def test_quartile_edges_follow_numpy_and_collapse_for_discrete_features():
     from evaluation.slicing import quartile_edges
-    from trainer.schema import quantiles
+    from trainer.data.schema import quantiles
 
     values = np.random.default_rng(0).lognormal(size=1001)
     feature = Feature("x", "numeric", quantiles=quantiles(values))

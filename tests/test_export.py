@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer.dataset import read_labels, read_serialized
+from trainer.data.dataset import read_labels, read_serialized
+from trainer.data.prepare import prepare_data
 from trainer.export import CLASSIFY_METHOD, next_version
-from trainer.prepare import prepare_data
 
 pytestmark = pytest.mark.slow
 

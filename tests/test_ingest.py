@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from tests.conftest import serialized_example
-from trainer.ingest import DataError, load, read_table, sanitize_name, validate
+from trainer.data.ingest import DataError, load, read_table, sanitize_name, validate
 
 
 def _write_tfrecord(frame: pd.DataFrame, path: str) -> None:

@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer.dataset import make_dataset
+from trainer.data.dataset import make_dataset
+from trainer.data.ingest import validate
+from trainer.data.schema import infer_schema
+from trainer.data.split import assign_splits, write_splits
 from trainer.hparams import declare_all, with_values
-from trainer.ingest import validate
 from trainer.model import build_model
-from trainer.schema import infer_schema
-from trainer.split import assign_splits, write_splits
 
 
 @pytest.fixture(scope="module")

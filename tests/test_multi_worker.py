@@ -14,9 +14,9 @@ import tensorflow as tf
 
 from tests.conftest import REPO
 from trainer import hparams as hparams_lib
+from trainer.data.schema import infer_schema
 from trainer.distribute import vocabulary_ids
 from trainer.model import build_model, lookup_layers, with_vocabulary_ids
-from trainer.schema import infer_schema
 
 
 def reference_ids(values, vocabulary) -> np.ndarray:
@@ -107,10 +107,10 @@ def run_two_workers(data: str, run_dir: str, tmp_path) -> list[dict]:
 @pytest.mark.slow
 def test_two_workers_train_together_and_the_chief_exports(tmp_path, tiny_csv):
     from trainer.crossval import load_arrays, predict_margin
-    from trainer.dataset import read_serialized
-    from trainer.prepare import PreparedData
-    from trainer.schema import load_schema
-    from trainer.split import load_counts
+    from trainer.data.dataset import read_serialized
+    from trainer.data.prepare import PreparedData
+    from trainer.data.schema import load_schema
+    from trainer.data.split import load_counts
 
     run_dir = str(tmp_path / "run")
     chief, other = run_two_workers(tiny_csv, run_dir, tmp_path)

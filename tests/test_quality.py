@@ -13,8 +13,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from trainer.config import RunConfig
-from trainer.ingest import load
-from trainer.split import assign_splits
+from trainer.data.ingest import load
+from trainer.data.split import assign_splits
 
 pytestmark = pytest.mark.slow
 

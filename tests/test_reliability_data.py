@@ -24,7 +24,7 @@ import pytest
 import tensorflow as tf
 
 from tests.conftest import REPO, serialized_example
-from trainer.ingest import DataError, read_table
+from trainer.data.ingest import DataError, read_table
 
 # TensorFlow's C++ logging writes these while it is imported, whatever
 # TF_CPP_MIN_LOG_LEVEL says; they are not the program's own output.

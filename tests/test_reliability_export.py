@@ -31,7 +31,7 @@ import keras_tuner as kt
 from trainer.calibration import Calibration
 from trainer.export import ServingModule, export_version
 from trainer.model import build_model
-from trainer.schema import load_schema
+from trainer.data.schema import load_schema
 
 schema = load_schema(sys.argv[1])
 module = ServingModule(build_model(kt.HyperParameters(), schema), schema, Calibration("none"), 0.5)

@@ -21,9 +21,9 @@ import tensorflow as tf
 from tests.test_reliability_data import tree
 from trainer import task
 from trainer.calibration import Calibration
+from trainer.data.prepare import prepare_data
 from trainer.export import ServingModule, export_version
 from trainer.model import build_model
-from trainer.prepare import prepare_data
 
 
 @contextlib.contextmanager
@@ -123,7 +123,7 @@ def test_read_only_existing_run_is_left_as_it_was(tmp_path, capsys, tiny_run, ti
 @pytest.mark.parametrize("engine", ["beam", "in_memory"])
 def test_enospc_while_writing_splits(tmp_path, capsys, tiny_csv, monkeypatch, engine):
     """The Beam data step (files) and the in-memory one (built-in data) each fail half-way through writing."""
-    from trainer import beam_ingest, split
+    from trainer.data import beam_ingest, split
 
     def half_write(directory):
         os.makedirs(os.path.join(directory, "train"), exist_ok=True)

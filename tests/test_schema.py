@@ -8,9 +8,9 @@ import pytest
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from trainer.beam_stats import TrainStats
-from trainer.ingest import validate
-from trainer.schema import infer_schema, load_schema, save_schema, to_metadata_proto_text
+from trainer.data.beam_stats import TrainStats
+from trainer.data.ingest import validate
+from trainer.data.schema import infer_schema, load_schema, save_schema, to_metadata_proto_text
 
 
 def test_inferred_statistics_match_pandas(tiny_frame):

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from trainer.dataset import read_labels, read_serialized
-from trainer.ingest import DataError, validate
-from trainer.schema import infer_schema
-from trainer.split import assign_splits, class_counts, write_splits
+from trainer.data.dataset import read_labels, read_serialized
+from trainer.data.ingest import DataError, validate
+from trainer.data.schema import infer_schema
+from trainer.data.split import assign_splits, class_counts, write_splits
 
 
 def test_split_is_stratified_and_exact(rng):

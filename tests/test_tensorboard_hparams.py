@@ -16,7 +16,7 @@ TRIALS = 3  # the neural defaults, the trees' defaults, one random neural or tre
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory, tiny_csv):
     """A 3-trial random search over the tiny data, as `tuning.pipeline` runs it (no retrain, no export)."""
-    from trainer.prepare import prepare_data
+    from trainer.data.prepare import prepare_data
     from tuning.search import make_tuner
     from tuning.tensorboard_hparams import search_callbacks
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer.schema import Feature, Schema
+from trainer.data.schema import Feature, Schema
 from trainer.trees import GradientBoostedTrees, feature_matrix, fit_trees, flatten, to_keras
 
 PARAMS = {"tree_learning_rate": 0.1, "num_leaves": 15, "min_child_samples": 5, "feature_fraction": 0.9,

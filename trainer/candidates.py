@@ -30,9 +30,9 @@ from trainer.crossval import (
     selection_folds,
     uses_cross_validation,
 )
+from trainer.data.prepare import PreparedData
 from trainer.hparams import declare_family, declare_tree_hparams
 from trainer.model import build_model, class_priors
-from trainer.prepare import PreparedData
 from trainer.trees import feature_matrix, fit_trees, to_keras
 
 BLEND_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)

@@ -25,7 +25,7 @@ SELECTIONS = ("auto", "validation", "cross_validation")
 EARLY_STOPPING = ("pr_auc", "log_loss")
 SYNTHETIC_ROWS = (500_000, 31_000)  # the founding problem's size: (negatives, positives)
 WANDB_MODES = ("offline", "online")  # wandb.init's modes: offline needs no account or network
-DATA_ENGINES = ("auto", "beam", "in_memory")  # trainer.prepare's data steps (auto: files -> beam, built-ins -> in memory)
+DATA_ENGINES = ("auto", "beam", "in_memory")  # trainer.data.prepare's data steps (auto: files -> beam, built-ins -> in memory)
 VOCABULARY_SIZE = 1000  # the default top-k of a categorical feature's vocabulary
 
 

@@ -22,8 +22,8 @@ from keras import ops
 
 from trainer.bodies import ensemble_logits
 from trainer.config import RunConfig, parse_tuning_objective
-from trainer.prepare import PreparedData
-from trainer.schema import Schema
+from trainer.data.prepare import PreparedData
+from trainer.data.schema import Schema
 
 CV_MAX_VALIDATION_POSITIVES = 50
 PARSE_BATCH = 4096
@@ -55,7 +55,7 @@ class Arrays:
 
 def load_arrays(patterns: list[str], schema: Schema) -> Arrays:
     """Parses every tf.Example of the shards matching `patterns`, in file order."""
-    from trainer.dataset import list_files
+    from trainer.data.dataset import list_files
 
     files = [path for pattern in patterns for path in list_files(pattern)]
     spec = schema.feature_spec(with_label=True)

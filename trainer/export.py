@@ -28,8 +28,8 @@ import tensorflow as tf
 from trainer.atomic import staging_directory
 from trainer.bodies import ensemble_logits
 from trainer.calibration import Calibration
+from trainer.data.schema import Schema
 from trainer.layout import parse_version
-from trainer.schema import Schema
 
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 SIGNATURES = ("serving_default", "predict_features", "classification")

@@ -14,9 +14,9 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from trainer.calibration import Calibration, brier_score, expected_calibration_error, fit_calibration, sigmoid
 from trainer.config import RunConfig
-from trainer.dataset import read_labels, read_serialized
+from trainer.data.dataset import read_labels, read_serialized
+from trainer.data.prepare import PreparedData
 from trainer.export import ServingModule, export_version
-from trainer.prepare import PreparedData
 from trainer.threshold import ThresholdWarning, choose_threshold
 from trainer.train import EVAL_BATCH, FitSettings
 

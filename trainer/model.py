@@ -17,9 +17,9 @@ import numpy as np
 from keras import layers, ops
 
 from trainer import bodies
+from trainer.data.schema import Schema
 from trainer.encodings import encode_numeric
 from trainer.hparams import declare_model_hparams
-from trainer.schema import Schema
 
 
 def feature_inputs(schema: Schema) -> dict:

@@ -13,11 +13,11 @@ from trainer import progress
 from trainer.atomic import write_json_atomically
 from trainer.candidates import Splits, blend, train_candidate
 from trainer.config import RunConfig
+from trainer.data.prepare import PreparedData, prepare_data, run_record
 from trainer.distribute import check_supported, make_strategy, output_dir_of, strategy_scope, worker_count
 from trainer.finalize import finalize
 from trainer.layout import MODEL_DIRS, RUN_JSON, read_run_json
 from trainer.losses import prior_shift
-from trainer.prepare import PreparedData, prepare_data, run_record
 from trainer.train import EpochProgress, fit_settings, save_history
 
 

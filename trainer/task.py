@@ -107,7 +107,7 @@ def user_error_message(error: BaseException, expected: tuple[type, ...] = ()) ->
     read-only disk) and `expected` give a message; anything else is a bug
     (None), which the caller re-raises.
     """
-    from trainer.ingest import DataError
+    from trainer.data.ingest import DataError
 
     if isinstance(error, (ConfigError, DataError, OSError, *expected)):
         return str(error)

@@ -14,12 +14,12 @@ import keras
 import keras_tuner as kt
 
 from trainer.config import RunConfig, parse_tuning_objective
-from trainer.dataset import make_dataset
+from trainer.data.dataset import make_dataset
+from trainer.data.prepare import PreparedData
 from trainer.distribute import build_from_spec, replicated, vocabulary_ids
 from trainer.hparams import declare_fit_hparams
 from trainer.losses import class_weights, make_loss, prior_shift
 from trainer.model import class_priors, lookup_layers, training_metrics, with_vocabulary_ids
-from trainer.prepare import PreparedData
 
 EVAL_BATCH = 4096
 FOCAL_GAMMA = 2.0

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from trainer.schema import Schema
+from trainer.data.schema import Schema
 
 NONE, ZERO, NAN = 0, 1, 2  # LightGBM's missing types
 ZERO_THRESHOLD = 1e-35  # LightGBM's kZeroThreshold

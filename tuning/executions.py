@@ -20,7 +20,7 @@ import os
 
 from trainer.atomic import write_json_atomically, write_text_atomically
 from trainer.config import RunConfig
-from trainer.ingest import BUILTIN_DATASETS
+from trainer.data.ingest import BUILTIN_DATASETS
 from trainer.layout import EXECUTIONS_DIR, execution_dir, execution_ids, is_complete, read_run_json
 
 HISTORY_JSON, HISTORY_HTML = "history.json", "history.html"

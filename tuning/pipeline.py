@@ -15,10 +15,10 @@ from keras_tuner.src.distribute import utils as distribute
 
 from trainer import progress
 from trainer.config import RunConfig
-from trainer.ingest import DataError
+from trainer.data.ingest import DataError
+from trainer.data.prepare import prepare_data
 from trainer.layout import CANDIDATE_DIR, COMPLETE, TUNING_DIR, read_run_json
 from trainer.pipeline import train_and_export, update_run_json
-from trainer.prepare import prepare_data
 from tuning import tensorboard_hparams
 from tuning.executions import begin_execution, describe_data, now, write_history
 from tuning.push import push, served_model

@@ -16,11 +16,11 @@ import keras_tuner as kt
 
 from trainer.candidates import Splits, train_candidate
 from trainer.config import RunConfig, parse_tuning_objective
+from trainer.data.prepare import PreparedData
 from trainer.distribute import check_supported, make_strategy
 from trainer.hparams import FAMILIES, declare_family, declare_fit_hparams, declare_tree_hparams
 from trainer.layout import TUNING_DIR
 from trainer.model import build_model, class_priors
-from trainer.prepare import PreparedData
 from trainer.train import fit_settings
 from tuning import atomic_state, tensorboard_hparams
 

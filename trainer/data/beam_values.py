@@ -1,6 +1,6 @@
 """Cell-level rules of the Beam data step, vectorized over Arrow batches.
 
-The rules are the in-memory reader's (`trainer.ingest`): a text cell is a
+The rules are the in-memory reader's (`trainer.data.ingest`): a text cell is a
 number when pandas' `to_numeric` reads it as one (NaN text is not), typed
 numbers and text never mix in one column, labels are normalized by
 `ingest._label_text`. Both passes use these functions, so the first pass's
@@ -15,9 +15,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from trainer.ingest import _label_text
+from trainer.data.ingest import _label_text
 
-HASH_BUCKETS = 4096  # the split's per-class histogram resolution (see trainer.beam_split)
+HASH_BUCKETS = 4096  # the split's per-class histogram resolution (see trainer.data.beam_split)
 _BUCKET_SHIFT = np.uint64(64 - 12)
 _MASK64 = (1 << 64) - 1
 

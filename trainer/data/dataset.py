@@ -36,7 +36,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from trainer.schema import Schema
+from trainer.data.schema import Schema
 
 PARSE_CHUNK = 8192  # records per parse_example call of the first pass
 MAX_CHUNKS = 2**16  # chunks joined into one permutable element: 537M examples (beyond, each block is permuted)

@@ -80,7 +80,7 @@ def infer_schema(features: pd.DataFrame, label: str, vocabulary_size: int = MAX_
     """Infers the schema from the training split's features.
 
     Args:
-      features: Clean feature columns (see `trainer.ingest.LabeledFrame`).
+      features: Clean feature columns (see `trainer.data.ingest.LabeledFrame`).
       label: The label's name.
       vocabulary_size: At most this many values per categorical feature.
       vocabulary_min_count: Values seen fewer times stay out of the vocabulary.

@@ -15,9 +15,9 @@ import dataclasses
 import numpy as np
 import pyarrow as pa
 
-from trainer import beam_values
-from trainer.beam_files import Range, ReadError, read_range
-from trainer.ingest import MAX_LABEL_VALUES, SHOWN_BAD_ROWS, is_class_text
+from trainer.data import beam_values
+from trainer.data.beam_files import Range, ReadError, read_range
+from trainer.data.ingest import MAX_LABEL_VALUES, SHOWN_BAD_ROWS, is_class_text
 
 KEEP = SHOWN_BAD_ROWS  # offending records kept per problem, in record order (more with --max-bad-rows)
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 import pyarrow as pa
 from google_crc32c import value as _crc32c
 
-from trainer.ingest import DataError, resolve_paths
+from trainer.data.ingest import DataError, resolve_paths
 
 RANGE_BYTES = 16 * 2**20  # ~65k rows of the synthetic CSV: enough ranges to keep 2+ workers busy
 BATCH_ROWS = 32_768  # Parquet and TFRecord batch size
@@ -65,7 +65,7 @@ def plan_ranges(pattern: str, range_bytes: int = RANGE_BYTES) -> list[Range]:
       DataError: no file matches, an unknown file type, an empty CSV file or
         an unreadable header or footer.
     """
-    from trainer.ingest import _kind  # one notion of file types for both engines
+    from trainer.data.ingest import _kind  # one notion of file types for both engines
 
     paths = resolve_paths(pattern)
     kind = _kind(paths[0])

@@ -196,7 +196,7 @@ def _builtin(name: str, label: str | None, seed: int, rows: tuple[int, int]):
         frame = pd.DataFrame(dataset["data"], columns=dataset["feature_names"])
         frame["target"] = dataset["target"].astype(np.int64)
     else:
-        from trainer.synthetic import make_synthetic
+        from trainer.data.synthetic import make_synthetic
 
         frame = make_synthetic(negatives=rows[0], positives=rows[1], seed=seed)
     default_label = "target"

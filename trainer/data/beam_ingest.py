@@ -30,15 +30,15 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
-from trainer.beam_files import RANGE_BYTES, plan_ranges
-from trainer.beam_plan import Plan, make_plan, profile_keep
-from trainer.beam_profile import Profile, profile_range
 from trainer.beam_runner import make_pipeline
-from trainer.beam_split import EXACT_ORDER_ROWS
-from trainer.beam_write import Written, write_boundary, write_range
-from trainer.ingest import DataError
-from trainer.schema import MAX_VOCABULARY, Schema
-from trainer.split import SPLITS, _os_error, _QuietOSErrors
+from trainer.data.beam_files import RANGE_BYTES, plan_ranges
+from trainer.data.beam_plan import Plan, make_plan, profile_keep
+from trainer.data.beam_profile import Profile, profile_range
+from trainer.data.beam_split import EXACT_ORDER_ROWS
+from trainer.data.beam_write import Written, write_boundary, write_range
+from trainer.data.ingest import DataError
+from trainer.data.schema import MAX_VOCABULARY, Schema
+from trainer.data.split import SPLITS, _os_error, _QuietOSErrors
 
 RESULT_FILE = ".data-step-result.pkl"
 

@@ -25,7 +25,7 @@ import dataclasses
 
 import numpy as np
 
-from trainer.split import SPLITS, split_sizes
+from trainer.data.split import SPLITS, split_sizes
 
 TRAIN, VALIDATION, TEST = 0, 1, 2
 BOUNDARY = -1

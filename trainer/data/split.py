@@ -15,7 +15,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from trainer.ingest import DataError
+from trainer.data.ingest import DataError
 
 SPLITS = ("train", "validation", "test")
 CHUNK_ROWS = 20_000

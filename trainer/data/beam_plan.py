@@ -1,7 +1,7 @@
 """The driver's decisions between the two passes, from the merged first-pass profile.
 
 The bad-data cases and their one-line messages are the in-memory reader's
-(`trainer.ingest.validate`), checked in the same order, plus the number of
+(`trainer.data.ingest.validate`), checked in the same order, plus the number of
 offending records and the first few with their file and line (CSV), record
 (TFRecord) or row (Parquet). With `--max-bad-rows` N > 0 the per-row cases
 (a ragged CSV row, a missing or unreadable label, text in a numeric column,
@@ -19,11 +19,11 @@ import io
 
 import numpy as np
 
-from trainer import beam_values
-from trainer.beam_files import Range, csv_delimiter, range_begin
-from trainer.beam_profile import KEEP, ColumnProfile, Profile, Samples
-from trainer.beam_split import EXACT_ORDER_ROWS, SplitPlan, plan_split
-from trainer.ingest import (
+from trainer.data import beam_values
+from trainer.data.beam_files import Range, csv_delimiter, range_begin
+from trainer.data.beam_profile import KEEP, ColumnProfile, Profile, Samples
+from trainer.data.beam_split import EXACT_ORDER_ROWS, SplitPlan, plan_split
+from trainer.data.ingest import (
     MAX_LABEL_VALUES,
     SHOWN_BAD_ROWS,
     BadRows,

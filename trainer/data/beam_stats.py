@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from trainer.schema import MAX_VOCABULARY, QUANTILE_LEVELS, Feature, Schema, top_vocabulary
+from trainer.data.schema import MAX_VOCABULARY, QUANTILE_LEVELS, Feature, Schema, top_vocabulary
 
 SKETCH_CAPACITY = 4096
 

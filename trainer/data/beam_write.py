@@ -22,12 +22,12 @@ from collections.abc import Iterator
 import numpy as np
 import pyarrow as pa
 
-from trainer import beam_values
-from trainer.beam_files import Range, frame_records, read_range
-from trainer.beam_plan import Plan
-from trainer.beam_split import BOUNDARY, TRAIN, assign, assign_boundary, assign_by_rank
-from trainer.beam_stats import TrainStats
-from trainer.split import SPLITS
+from trainer.data import beam_values
+from trainer.data.beam_files import Range, frame_records, read_range
+from trainer.data.beam_plan import Plan
+from trainer.data.beam_split import BOUNDARY, TRAIN, assign, assign_boundary, assign_by_rank
+from trainer.data.beam_stats import TrainStats
+from trainer.data.split import SPLITS
 
 COMPRESS_LEVEL = 1  # 5x faster than zlib's default 6 for files ~23% larger (measured on the synthetic set)
 

@@ -1,10 +1,10 @@
 """`RUN/data/`: validated, split, schema'd data, written once and reused.
 
 Two engines, one contract (`prepare_data`): files go through two Apache Beam
-pipelines (`trainer.beam_ingest`: read, validate and profile every record,
+pipelines (`trainer.data.beam_ingest`: read, validate and profile every record,
 then split, encode, write and compute the training statistics, with the
 driver holding only counts and statistics); the built-in datasets, which
-are Python objects, go through the in-memory path (`trainer.ingest`: a
+are Python objects, go through the in-memory path (`trainer.data.ingest`: a
 pandas frame, then a Beam pipeline that writes it). Up to a million rows
 both split a file identically, bad rows skipped under `--max-bad-rows`
 included. `--data-engine` chooses: `beam` reads a built-in dataset from a
@@ -25,11 +25,11 @@ import os
 import shutil
 import sys
 
-from trainer import ingest, split
 from trainer.atomic import staging_directory
 from trainer.config import DATA_ENGINES, VOCABULARY_SIZE, RunConfig
-from trainer.ingest import BadRows, DataError
-from trainer.schema import Schema, infer_schema, load_schema, save_schema
+from trainer.data import ingest, split
+from trainer.data.ingest import BadRows, DataError
+from trainer.data.schema import Schema, infer_schema, load_schema, save_schema
 
 SOURCE_FILE = "source.json"
 # Settings recorded in source.json since they exist: data prepared before lacks them and had these values.
@@ -162,13 +162,13 @@ def _in_memory_step(config: RunConfig):
 
 
 def _beam_step(config: RunConfig):
-    """The writer of a staging directory that validates and writes in one Beam pipeline (`trainer.beam_ingest`).
+    """The writer of a staging directory that validates and writes in one Beam pipeline (`trainer.data.beam_ingest`).
 
     A built-in dataset is first written to a Parquet file in the staging
     directory (removed before the directory is published), which the
     pipeline reads as it reads any file.
     """
-    from trainer import beam_ingest
+    from trainer.data import beam_ingest
 
     builtin = config.data in ingest.BUILTIN_DATASETS
     if not config.label and not builtin:
