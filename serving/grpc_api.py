@@ -66,25 +66,25 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     def Classify(self, request: classification_pb2.ClassificationRequest,  # noqa: N802
                  context) -> classification_pb2.ClassificationResponse:
-        with _errors_to_status(context, self._metrics, "Classify", request.model_spec.name):
-            ref = model_ref(request.model_spec)
-            servable = self._service.resolve(ref)
-            result = self._service.classify(servable, request.model_spec.signature_name,
-                                            serialized_examples(request.input))
-            response = classification_pb2.ClassificationResponse(model_spec=result.model_spec(ref.name))
-            fill_classifications(response.result, result.outputs["rows"])
-            return response
+        return self._on_examples("Classify", request, context, self._service.classify,
+                                 classification_pb2.ClassificationResponse,
+                                 lambda result, outputs: fill_classifications(result, outputs["rows"]))
 
     def Regress(self, request: regression_pb2.RegressionRequest,  # noqa: N802
                 context) -> regression_pb2.RegressionResponse:
-        with _errors_to_status(context, self._metrics, "Regress", request.model_spec.name):
+        return self._on_examples("Regress", request, context, self._service.regress,
+                                 regression_pb2.RegressionResponse,
+                                 lambda result, outputs: result.regressions.extend(
+                                     regression_pb2.Regression(value=value) for value in outputs["values"]))
+
+    def _on_examples(self, method: str, request, context, run, response_type, fill):
+        """Classify and Regress: one signature run on the request's tf.Examples, its rows filled into `result`."""
+        with _errors_to_status(context, self._metrics, method, request.model_spec.name):
             ref = model_ref(request.model_spec)
             servable = self._service.resolve(ref)
-            result = self._service.regress(servable, request.model_spec.signature_name,
-                                           serialized_examples(request.input))
-            response = regression_pb2.RegressionResponse(model_spec=result.model_spec(ref.name))
-            for value in result.outputs["values"]:
-                response.result.regressions.add(value=value)
+            result = run(servable, request.model_spec.signature_name, serialized_examples(request.input))
+            response = response_type(model_spec=result.model_spec(ref.name))
+            fill(response.result, result.outputs)
             return response
 
     def MultiInference(self, request: inference_pb2.MultiInferenceRequest,  # noqa: N802
