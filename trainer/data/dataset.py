@@ -42,8 +42,13 @@ PARSE_CHUNK = 8192  # records per parse_example call of the first pass
 MAX_CHUNKS = 2**16  # chunks joined into one permutable element: 537M examples (beyond, each block is permuted)
 CACHE_BUDGET_BYTES = 256 * 2**20  # estimated parsed bytes of a split up to which it is cached in memory
 STRING_BYTES = 32  # a parsed tf.string value: its 24-byte tstring plus a short payload
-SHUFFLE_BUFFER_BYTES = 64 * 2**20  # streamed: estimated serialized bytes held by the shuffle buffer
-SHUFFLE_RECORDS = 131_072  # streamed: at most this many records in the shuffle buffer
+# Streamed: the shuffle buffer holds at most SHUFFLE_BUFFER_BYTES (estimated) of serialized records, at most
+# SHUFFLE_RECORDS of them. Every epoch's iterator allocates a fresh buffer record by record, and glibc keeps
+# freed memory in per-thread arenas: with 131,072 records the training process's peak grew by ~1 buffer per
+# epoch for the first few epochs (531k rows: 1,026 MiB after 1 epoch, 1,160-1,200 after 4-8), with 32,768
+# by 38 MiB over 8 epochs (docs/scaling.md, "Training input").
+SHUFFLE_BUFFER_BYTES = 16 * 2**20
+SHUFFLE_RECORDS = 32_768
 READ_CYCLE = 16  # streamed: shards read at once (interleaved, in parallel)
 
 
