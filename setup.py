@@ -33,7 +33,7 @@ INSTALL_REQUIRES = [
 TRACKING = ["wandb==0.30.0"]
 
 EXTRAS = {
-    "test": ["pytest==9.2.0", "requests==2.34.2", "ruff==0.17.6", "hypothesis==6.170.17", *TRACKING],
+    "test": ["pytest==9.2.0", "pytest-xdist==3.8.0", "requests==2.34.2", "ruff==0.17.6", "hypothesis==6.170.17", *TRACKING],
     "tracking": TRACKING,
     # ydf 0.16.1 and optuna 5.0.0 (the tuned tree contenders of benchmarks/tuned.py): the newest releases on
     # the index; `pip install --dry-run` against this stack adds only their own dependencies (optuna:

@@ -248,8 +248,8 @@ def one(engine: str, pattern: str, out: str, beam_args: str, epsilon: float, fea
     """One timed run in this (fresh) process; values to `out` (pickle)."""
     import apache_beam  # noqa: F401  (imports are not the statistics)
 
-    from trainer.data import beam_files, beam_ingest, beam_stats  # noqa: F401
     from trainer.beam_runner import make_pipeline
+    from trainer.data import beam_files, beam_ingest, beam_stats  # noqa: F401
 
     if engine == "tft":
         try:

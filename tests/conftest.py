@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -107,3 +108,14 @@ def conformance_server(tmp_path_factory):
     running = start_conformance_server(str(tmp_path_factory.mktemp("conformance")))
     yield running
     running.stop()
+
+
+def first_execution(run_dir: str) -> str:
+    """The first execution's directory of a tuning run."""
+    return os.path.join(run_dir, "executions", "0001")
+
+
+def read_trials(execution_dir: str) -> list[dict]:
+    """The rows of an execution's `tuning/trials.csv`."""
+    with open(os.path.join(execution_dir, "tuning", "trials.csv")) as handle:
+        return list(csv.DictReader(handle))

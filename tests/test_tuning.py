@@ -1,18 +1,13 @@
 """`make tune` end to end on tiny data: search, outputs, resume, distributed mode."""
 
-import csv
 import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 
 import keras_tuner as kt
 import pytest
 
-from tests.conftest import REPO, tiny_config
+from tests.conftest import first_execution, read_trials, tiny_config
 from tuning import task
 from tuning.pipeline import run_tuning
 
@@ -25,16 +20,6 @@ def load_best_hyperparameters(path):
         return kt.HyperParameters.from_config(json.load(handle))
 
 
-def _first(run_dir):
-    """The first execution's directory of a tuning run."""
-    return os.path.join(run_dir, "executions", "0001")
-
-
-def _trials(execution_dir):
-    with open(os.path.join(execution_dir, "tuning", "trials.csv")) as handle:
-        return list(csv.DictReader(handle))
-
-
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory, tiny_csv):
     config = tiny_config(str(tmp_path_factory.mktemp("tune") / "run"), tiny_csv, max_trials=4,
@@ -45,8 +30,8 @@ def tuned(tmp_path_factory, tiny_csv):
 def test_outputs_of_a_search(tuned):
     config, summary = tuned
     execution = summary["execution"]["path"]
-    assert execution == _first(config.output_dir) and summary["execution"]["resumed"] is False
-    rows = _trials(execution)
+    assert execution == first_execution(config.output_dir) and summary["execution"]["resumed"] is False
+    rows = read_trials(execution)
     assert len(rows) == 4 and {r["status"] for r in rows} == {"COMPLETED"}
     ratios = {round(float(r["weight_ratio"]), 6) for r in rows}
     assert len(ratios) >= 3, "the weight ratio must be searched"
@@ -71,7 +56,7 @@ def test_best_trial_reproduces_from_the_json(tuned, tmp_path):
 
     config, summary = tuned
     best_file = os.path.join(summary["execution"]["path"], "tuning", "best_hyperparameters.json")
-    rows = _trials(summary["execution"]["path"])
+    rows = read_trials(summary["execution"]["path"])
     best_score = max(float(r["objective"]) for r in rows)
     retrain = config.replace(output_dir=str(tmp_path / "again"), hparams=best_file, epochs=config.tuning_epochs)
     summary = train_and_export(retrain)
@@ -133,90 +118,6 @@ def _tree(path):
             full = os.path.join(root, name)
             files[os.path.relpath(full, path)] = open(full, "rb").read()
     return files
-
-
-def _tune_command(csv_path, run_dir, trials):
-    return [sys.executable, "-m", "tuning.task", "--data", csv_path, "--label", "target", "--output-dir", run_dir,
-            "--max-trials", str(trials), "--tuning-epochs", "2", "--epochs", "2", "--verbose", "0",
-            "--tuner", "random", "--skip-evaluation", "--selection", "validation"]
-
-
-def _env(**extra):
-    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": REPO, **extra}
-
-
-def test_kill_9_mid_search_then_resume(tmp_path, tiny_csv):
-    run_dir = str(tmp_path / "run")
-    process = subprocess.Popen(_tune_command(tiny_csv, run_dir, 4), cwd=REPO, env=_env(),
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    for line in process.stdout:
-        if "trial 2 of 4" in line:
-            process.send_signal(signal.SIGKILL)  # dies in the middle of trial 3
-            break
-    process.wait(timeout=120)
-    completed = [r for r in _trials_from_oracle(_first(run_dir)) if r == "COMPLETED"]
-    assert len(completed) == 2
-    result = subprocess.run(_tune_command(tiny_csv, run_dir, 4), cwd=REPO, env=_env(), capture_output=True,
-                            text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "trial 3 of 4" in result.stdout and "trial 1 of 4" not in result.stdout
-    assert "execution 0001 (resumed)" in result.stdout
-    rows = _trials(_first(run_dir))
-    assert len(rows) == 4 and {r["status"] for r in rows} == {"COMPLETED"}
-
-
-def _trials_from_oracle(run_dir):
-    project = os.path.join(run_dir, "tuning", "search")
-    statuses = []
-    for name in sorted(os.listdir(project)):
-        path = os.path.join(project, name, "trial.json")
-        if name.startswith("trial_") and os.path.exists(path):
-            statuses.append(json.load(open(path))["status"])
-    return statuses
-
-
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def test_distributed_chief_and_two_workers(tmp_path, tiny_csv):
-    run_dir = str(tmp_path / "run")
-    port = str(_free_port())
-    processes = {
-        tuner_id: subprocess.Popen(
-            _tune_command(tiny_csv, run_dir, 4), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, env=_env(KERASTUNER_TUNER_ID=tuner_id, KERASTUNER_ORACLE_IP="127.0.0.1",
-                                KERASTUNER_ORACLE_PORT=port))
-        for tuner_id in ("chief", "worker0", "worker1")
-    }
-    outputs = {name: p.communicate(timeout=400) for name, p in processes.items()}
-    for name, process in processes.items():
-        assert process.returncode == 0, outputs[name][1][-2000:]
-    worker_trials = [outputs[w][0].count(f": {w}: val objective") for w in ("worker0", "worker1")]
-    # Every trial ran on a worker (the chief only hosts the oracle). Which worker
-    # gets how many depends on start-up timing, so only the total is asserted.
-    assert sum(worker_trials) == 4
-    assert all("worker done" in outputs[w][0] for w in ("worker0", "worker1"))
-    assert "candidate_model/1" in outputs["chief"][0]
-    assert len(_trials(_first(run_dir))) == 4
-
-
-@pytest.mark.parametrize("selection", ["validation", "cross_validation"])
-def test_hyperband_search_and_retrain(tmp_path, tiny_csv, selection):
-    """Hyperband passes epochs/initial_epoch, records "tuner/*" bookkeeping values and
-    promotes trials (3 epochs, factor 3: a second round), also of trees and of
-    cross-validated trials, which keep no per-epoch checkpoint of their own."""
-    config = tiny_config(str(tmp_path / "run"), tiny_csv, tuner="hyperband", tuning_epochs=3, epochs=1,
-                         selection=selection, cv_folds=2)
-    summary = run_tuning(config)
-    rows = _trials(summary["execution"]["path"])
-    assert rows and {r["status"] for r in rows} == {"COMPLETED"}
-    assert "tuner/epochs" in rows[0]
-    assert any(r.get("tuner/trial_id") for r in rows), "no trial was promoted"
-    assert not any(name.startswith("tuner/") for name in summary["weighted"]["hyperparameters"])
-    assert os.listdir(os.path.join(summary["execution"]["path"], "candidate_model")) == ["1"]
 
 
 def test_tuner_state_writes_are_atomic(tmp_path, monkeypatch):
