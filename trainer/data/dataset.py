@@ -3,7 +3,7 @@
 Which path runs is decided from the schema and the example count alone
 (`caches`): the parsed split's estimated size (`parsed_bytes`: 4 bytes per
 numeric value, 32 per string, 8 per label) against `CACHE_BUDGET_BYTES`
-(256 MiB, about 2M examples of the synthetic set's 15 features). A constant,
+(256 MiB, about 1.8M examples of the synthetic set's 15 features). A constant,
 not a share of this machine's memory, because the two paths give the
 examples in different orders: the same run must train on the same sequence
 on any machine, and every multi-worker worker must take the same path.
