@@ -12,6 +12,7 @@ import concurrent.futures
 import http.client
 import json
 import socket
+import weakref
 
 import pytest
 
@@ -45,9 +46,13 @@ def _request(body: bytes = BODY, path: str = PATH, extra: str = "") -> bytes:
     return (head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
 
+# Bytes received past one response (the start of a pipelined next one), kept for the next read.
+_UNREAD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def _read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
-    """One response with a Content-Length body, parsed by hand."""
-    data = b""
+    """One response with a Content-Length body, parsed by hand; what follows it stays for the next call."""
+    data = _UNREAD.pop(sock, b"")
     while b"\r\n\r\n" not in data:
         chunk = sock.recv(65536)
         assert chunk, f"connection closed mid-response: {data!r}"
@@ -55,9 +60,13 @@ def _read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
     head, rest_ = data.split(b"\r\n\r\n", 1)
     status_line, *header_lines = head.decode("latin-1").split("\r\n")
     headers = {name.lower(): value.strip() for name, value in (line.split(":", 1) for line in header_lines)}
-    while len(rest_) < int(headers["content-length"]):
-        rest_ += sock.recv(65536)
-    return int(status_line.split(" ")[1]), headers, rest_
+    length = int(headers["content-length"])
+    while len(rest_) < length:
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed mid-body"
+        rest_ += chunk
+    _UNREAD[sock] = rest_[length:]
+    return int(status_line.split(" ")[1]), headers, rest_[:length]
 
 
 def _predict_over_http_client(server) -> dict:
