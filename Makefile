@@ -39,7 +39,7 @@ test: install
 
 # Unit tests only: no training, Beam, TFMA or server (tests/conftest.py marks users of such fixtures `slow`).
 test-fast: install
-	$(PY) -m pytest tests -m "not slow"
+	$(PY) -m pytest tests -m "not slow" -n 2 --dist worksteal
 
 bench: install
 	$(PY) -m benchmarks.run --full
