@@ -141,18 +141,14 @@ class RestServer:
 
     async def _answer_in_loop(self, path: str, body: bytes, started: float) -> tuple[int, bytes]:
         """`rest_api.answer_steps` advanced in the loop, each model call run by `_call`."""
-        steps = rest_api.answer_steps(self._service, self._metrics, "POST", path, body, started)
-        try:
-            call = next(steps)
-            while True:
-                try:
-                    outputs = await self._call(call)
-                except Exception as error:  # answered by the steps, as any error of the request
-                    call = steps.throw(error)
-                else:
-                    call = steps.send(outputs)
-        except StopIteration as done:
-            return done.value
+        exchange = rest_api.Exchange(rest_api.answer_steps(self._service, self._metrics, "POST", path, body, started))
+        while exchange.call is not None:
+            try:
+                result = await self._call(exchange.call), None
+            except Exception as error:  # answered by the steps, as any error of the request
+                result = None, error
+            exchange.deliver(result)
+        return exchange.answer
 
     async def _call(self, call: rest_api.ModelCall) -> dict:
         service = self._service

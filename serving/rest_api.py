@@ -69,18 +69,44 @@ Steps = Generator[ModelCall, dict, tuple[int, bytes]]
 def answer(service: ModelService, metrics: monitoring.Metrics | None, method: str, path: str,
            body: bytes | BodyError, started: float) -> tuple[int, bytes]:
     """The HTTP status and JSON body for one request, the model run in this thread (see `answer_steps`)."""
-    steps = answer_steps(service, metrics, method, path, body, started)
+    exchange = Exchange(answer_steps(service, metrics, method, path, body, started))
+    while exchange.call is not None:
+        call = exchange.call
+        exchange.deliver(outcome(service.run, call.servable, call.signature, call.inputs))
+    return exchange.answer
+
+
+class Exchange:
+    """One request's `answer_steps`, advanced by whoever runs its model calls.
+
+    `answer` runs them in a pool thread, `serving.rest` awaits them in the
+    event loop; both hand each call's outcome back through `deliver` until
+    `call` is None and `answer` holds the (status, body).
+    """
+
+    def __init__(self, steps: Steps):
+        self._steps, self.answer = steps, None
+        self.call: ModelCall | None = self._advance(lambda: next(steps))
+
+    def deliver(self, result: tuple[dict | None, Exception | None]) -> None:
+        """Sends a model call's outputs, or throws its error, into the steps (which answer any error)."""
+        outputs, error = result
+        self.call = self._advance(lambda: self._steps.throw(error) if error is not None else self._steps.send(outputs))
+
+    def _advance(self, step) -> ModelCall | None:
+        try:
+            return step()
+        except StopIteration as done:
+            self.answer = done.value
+            return None
+
+
+def outcome(run, *args) -> tuple[dict | None, Exception | None]:
+    """`run(*args)` as (outputs, None), or (None, the error it raised): an error is the request's answer."""
     try:
-        call = next(steps)
-        while True:
-            try:
-                outputs = service.run(call.servable, call.signature, call.inputs)
-            except Exception as error:  # answered by the steps, as any error of the request
-                call = steps.throw(error)
-            else:
-                call = steps.send(outputs)
-    except StopIteration as done:
-        return done.value
+        return run(*args), None
+    except Exception as error:
+        return None, error
 
 
 def answer_steps(service: ModelService, metrics: monitoring.Metrics | None, method: str, path: str,
