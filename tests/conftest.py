@@ -119,3 +119,13 @@ def read_trials(execution_dir: str) -> list[dict]:
     """The rows of an execution's `tuning/trials.csv`."""
     with open(os.path.join(execution_dir, "tuning", "trials.csv")) as handle:
         return list(csv.DictReader(handle))
+
+
+def assert_numeric_statistics(schema, train: pd.DataFrame, names) -> None:
+    """The schema's mean, std, 129 quantiles and missing fraction of `names` are NumPy's on the `train` rows."""
+    by_name = {f.name: f for f in schema.features}
+    for name in names:
+        values = train[name].dropna().to_numpy()
+        assert np.isclose(by_name[name].mean, values.mean()) and np.isclose(by_name[name].std, values.std())
+        np.testing.assert_allclose(by_name[name].quantiles, np.quantile(values, np.linspace(0, 1, 129)))
+        assert np.isclose(by_name[name].missing_fraction, train[name].isna().mean())

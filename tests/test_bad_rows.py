@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.conftest import assert_numeric_statistics
 from trainer.config import ConfigError, RunConfig
 from trainer.data import ingest
 from trainer.data.beam_files import plan_ranges
@@ -239,14 +240,9 @@ def test_prepare_data_refuses_or_skips_bad_rows_on_both_engines(tmp_path, bad_cs
         assert source["bad_rows"] == {"skipped": 3, "limit": 3, "first": [line.format(path=path) for line in FIRST]}
     train = frame.set_index("id").loc[written.loc[written["split"] == 0, "id"]]
     for schema in (beam.schema, memory.schema):  # statistics of the good training rows only
-        by_name = {f.name: f for f in schema.features}
-        for name in ("x0", "x2", "x4"):
-            values = train[name].dropna().to_numpy()
-            assert np.isclose(by_name[name].mean, values.mean()) and np.isclose(by_name[name].std, values.std())
-            np.testing.assert_allclose(by_name[name].quantiles, np.quantile(values, np.linspace(0, 1, 129)))
-            assert np.isclose(by_name[name].missing_fraction, train[name].isna().mean())
+        assert_numeric_statistics(schema, train, ("x0", "x2", "x4"))
         counts = train["merchant"].value_counts()
-        assert by_name["merchant"].vocabulary == tuple(sorted(counts.index, key=lambda v: (-counts[v], v)))
+        assert {f.name: f for f in schema.features}["merchant"].vocabulary == tuple(sorted(counts.index, key=lambda v: (-counts[v], v)))
 
 
 @pytest.mark.slow
