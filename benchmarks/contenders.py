@@ -231,7 +231,7 @@ def run_package(dataset: Dataset, assignment: np.ndarray, seed: int, workdir: st
 
 
 def run_package_tuned(dataset: Dataset, assignment: np.ndarray, seed: int, workdir: str, trials: int,
-                      epochs: int = 30, verbose: int = 0) -> dict:
+                      epochs: int = 30, verbose: int = 0, make_tune: bool = False) -> dict:
     """The package's tuned model: `tuning.pipeline.run_tuning(config, evaluate=None)` on a fresh run directory.
 
     The tuner gets `trials` trials (`max_trials`) and scores them its own way;
@@ -239,7 +239,16 @@ def run_package_tuned(dataset: Dataset, assignment: np.ndarray, seed: int, workd
     scored on the test TFRecords like `run_package`'s, at the threshold the
     package chose (`summary["weighted"]["threshold"]["value"]`). "train
     seconds" = the search plus the retraining of the best weighted model.
+
+    `make_tune=True` runs `make tune`'s own command instead (`tuning.task.main`,
+    TFMA and the push gate included; `benchmarks.package_cli`), scores what the
+    first execution pushed (or its candidate, `served: false`), and ignores
+    `epochs` and `verbose`: the command's defaults apply.
     """
+    if make_tune:
+        from benchmarks.package_cli import run_package_cli
+
+        return run_package_cli(dataset, assignment, seed, workdir, trials)
     import shutil
 
     from evaluation.predictions import predict_test

@@ -27,6 +27,31 @@ from trainer.data.split import assign_splits, class_counts
 SPLIT = (0.7, 0.15, 0.15)
 
 
+def make_record(dataset: str, seed: int, name: str, result: dict, test_counts: list[int], extra=None) -> dict:
+    """One (dataset, seed, contender) row: test metrics plus what the contender reported.
+
+    Raises:
+      SplitMismatch: the contender's test labels do not have `assign_splits`' class counts.
+    """
+    if [int(len(result["labels"]) - np.sum(result["labels"])), int(np.sum(result["labels"]))] != test_counts:
+        raise contenders_lib.SplitMismatch(f"{name}: test counts differ from assign_splits' {test_counts}")
+    metrics = test_metrics(result["labels"], result["scores"], result["threshold"])
+    row = {"dataset": dataset, "seed": seed, "contender": name, **metrics,
+           "train_seconds": round(float(result["train_seconds"]), 2),
+           "test_examples": int(len(result["labels"])), "test_positives": int(np.sum(result["labels"]))}
+    row.update({k: v for k, v in result.items() if k not in ("labels", "scores", "threshold", "train_seconds")})
+    row.update(extra or {})
+    return row
+
+
+def record_line(row: dict) -> str:
+    """A record's log line."""
+    return (f"  {row['dataset']} seed {row['seed']} {row['contender']:20s} PR-AUC {row['pr_auc']:.3f}"
+            f"  ROC-AUC {row['roc_auc']:.3f}  R@P50 {row['recall_at_p50']:.3f}  F1 {row['f1_at_threshold']:.3f}"
+            f"  R/P@thr {row['recall_at_threshold']:.3f}/{row['precision_at_threshold']:.3f}"
+            f"  Brier {row['brier']:.4f}  ({row['train_seconds']:.1f} s)")
+
+
 def evaluate_seed(dataset, seed: int, workdir: str, epochs: int, log, failures: list,
                   contenders=contenders_lib.ALL, trials: int = TUNING_TRIALS) -> list[dict]:
     """The selected contenders on one split of one dataset; one record each (failures appended to `failures`)."""
@@ -35,19 +60,9 @@ def evaluate_seed(dataset, seed: int, workdir: str, epochs: int, log, failures: 
     records = []
 
     def record(name, result, extra=None):
-        if [int(len(result["labels"]) - np.sum(result["labels"])), int(np.sum(result["labels"]))] != test_counts:
-            raise contenders_lib.SplitMismatch(f"{name}: test counts differ from assign_splits' {test_counts}")
-        metrics = test_metrics(result["labels"], result["scores"], result["threshold"])
-        row = {"dataset": dataset.name, "seed": seed, "contender": name, **metrics,
-               "train_seconds": round(float(result["train_seconds"]), 2),
-               "test_examples": int(len(result["labels"])), "test_positives": int(np.sum(result["labels"]))}
-        row.update({k: v for k, v in result.items() if k not in ("labels", "scores", "threshold", "train_seconds")})
-        row.update(extra or {})
+        row = make_record(dataset.name, seed, name, result, test_counts, extra)
         records.append(row)
-        log(f"  {dataset.name} seed {seed} {name:20s} PR-AUC {metrics['pr_auc']:.3f}  ROC-AUC {metrics['roc_auc']:.3f}"
-            f"  R@P50 {metrics['recall_at_p50']:.3f}  F1 {metrics['f1_at_threshold']:.3f}"
-            f"  R/P@thr {metrics['recall_at_threshold']:.3f}/{metrics['precision_at_threshold']:.3f}"
-            f"  Brier {metrics['brier']:.4f}  ({result['train_seconds']:.1f} s)")
+        log(record_line(row))
 
     def attempt(names, run):
         """`run()`, or failure entries for `names` (one failing contender does not lose the others)."""

@@ -1,0 +1,126 @@
+"""`package_tuned` the way a user gets it: `make tune`'s entry point, push gate included.
+
+`tuning.task.main` runs in this process with the command line a user would
+type (`--data PATH --label target --output-dir DIR --seed S --max-trials N`)
+on a fresh run directory, so the search, the retraining, TFMA's evaluation,
+the gate and the push all happen as in `make tune`. Afterwards only the
+first execution's `run.json` is read (`DIR/executions/<first>/run.json`, keys
+`push`, `weighted` and `execution`, each read defensively: the pipeline is
+being changed while this benchmark exists):
+
+- pushed: the served copy (`push.path`, else `DIR/serving_model/<version>`) is
+  scored on the test split, `served: true`;
+- not pushed: the execution's candidate (`weighted.version_dir`) is scored,
+  `served: false`, with the gate's reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+
+import numpy as np
+
+from benchmarks.contenders import verify_split, write_parquet
+from benchmarks.datasets import Dataset
+
+EXECUTIONS = "executions"  # RUN/executions/<id>/ (docs: tuning.task's help)
+SERVING = "serving_model"  # RUN/serving_model/<version>/, what `make serve` loads
+PUSH_RECORD = os.path.join("assets.extra", "push.json")  # a pushed copy's own record of its threshold
+
+
+def tune_argv(data_path: str, run_dir: str, seed: int, trials: int) -> list[str]:
+    """The command line of `python -m tuning.task` for one benchmark run."""
+    return ["--data", data_path, "--label", "target", "--output-dir", run_dir, "--seed", str(seed),
+            "--max-trials", str(trials)]
+
+
+def first_execution(run_dir: str) -> tuple[str, dict]:
+    """The first execution's directory and its run.json ({} if it wrote none)."""
+    root = os.path.join(run_dir, EXECUTIONS)
+    ids = sorted((name for name in os.listdir(root) if name.isdigit()), key=int) if os.path.isdir(root) else []
+    if not ids:
+        raise RuntimeError(f"tuning.task left no execution under {root}")
+    path = os.path.join(root, ids[0])
+    run_json = os.path.join(path, "run.json")
+    if not os.path.exists(run_json):
+        return path, {}
+    with open(run_json) as handle:
+        return path, json.load(handle)
+
+
+def _section(run: dict, key: str) -> dict:
+    value = run.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def served_dir(run_dir: str, push: dict) -> str | None:
+    """The pushed copy's directory, from `push.path` or `push.version`, if it exists."""
+    candidates = [push.get("path")]
+    if push.get("version") is not None:
+        candidates.append(os.path.join(run_dir, SERVING, str(push["version"])))
+    return next((c for c in candidates if c and os.path.isdir(c)), None)
+
+
+def decision_threshold(weighted: dict, model_dir: str) -> float | None:
+    """The threshold the package chose: run.json's `weighted.threshold(.value)`, else the push record's."""
+    threshold = weighted.get("threshold")
+    if isinstance(threshold, dict):
+        threshold = threshold.get("value")
+    if isinstance(threshold, (int, float)):
+        return float(threshold)
+    record = os.path.join(model_dir, PUSH_RECORD)
+    if os.path.exists(record):
+        with open(record) as handle:
+            return float(json.load(handle)["threshold"])
+    return None
+
+
+def gate_outcome(run_dir: str, run: dict) -> dict:
+    """What the first execution's gate did, and which model directory to score."""
+    push, weighted = _section(run, "push"), _section(run, "weighted")
+    pushed = bool(push.get("pushed"))
+    model_dir = served_dir(run_dir, push) if pushed else weighted.get("version_dir")
+    if not model_dir or not os.path.isdir(model_dir):
+        raise RuntimeError(f"no model to score: pushed={pushed}, push={push}, weighted.version_dir="
+                           f"{weighted.get('version_dir')!r}")
+    evaluation = _section(run, "evaluation")
+    return {"served": pushed, "push_reason": push.get("reason"), "verdict": evaluation.get("verdict"),
+            "model_dir": model_dir, "threshold": decision_threshold(weighted, model_dir),
+            "execution": _section(run, "execution"), "weighted": weighted}
+
+
+def run_package_cli(dataset: Dataset, assignment: np.ndarray, seed: int, workdir: str, trials: int) -> dict:
+    """One first run of `make tune` on a fresh directory, scored on the benchmark's test split."""
+    from evaluation.predictions import predict_test
+    from trainer.config import RunConfig
+    from trainer.data.prepare import prepare_data
+    from tuning import task
+
+    path = write_parquet(dataset, workdir)
+    run_dir = os.path.join(workdir, f"make-tune-{seed}")
+    shutil.rmtree(run_dir, ignore_errors=True)  # a first run: nothing served yet, nothing to resume
+    started = time.time()
+    code = task.main(tune_argv(path, run_dir, seed, trials))
+    seconds = time.time() - started
+    if code not in (0, 1):  # 1 = ran to the end but the gate did not push
+        raise RuntimeError(f"tuning.task exited with status {code}")
+    execution_dir, run = first_execution(run_dir)
+    outcome = gate_outcome(run_dir, run)
+    # The execution's prepared data, reused (same data settings as the command line's defaults).
+    data = prepare_data(RunConfig(data=path, label="target", output_dir=execution_dir, seed=seed))
+    check = verify_split(data, dataset, assignment)
+    predicted = predict_test(outcome["model_dir"], data.pattern("test"), data.schema)
+    weighted = outcome["weighted"]
+    threshold = outcome["threshold"] if outcome["threshold"] is not None else 0.5
+    tuning = _section(run, "tuning")
+    return {"labels": predicted["labels"], "scores": predicted["scores"], "threshold": threshold,
+            "train_seconds": seconds, "make_tune_seconds": round(seconds, 1), "exit_status": code,
+            "trials": trials, "served": outcome["served"], "push_reason": outcome["push_reason"],
+            "verdict": outcome["verdict"], "scored_model": os.path.relpath(outcome["model_dir"], run_dir),
+            "search_seconds": tuning.get("search_seconds"), "hyperparameters": weighted.get("hyperparameters"),
+            "model_family": weighted.get("model_family"), "selection": weighted.get("selection"),
+            "package_test_pr_auc": _section(weighted, "test").get("pr_auc"), "split_check": check,
+            "execution_id": outcome["execution"].get("id")}
