@@ -21,8 +21,21 @@ BLESSED, NOT_BLESSED = "BLESSED", "NOT_BLESSED"
 
 @dataclasses.dataclass(frozen=True)
 class Verdict:
+    """TFMA's validation of the candidate.
+
+    Attributes:
+      blessed: TFMA's `validation_ok`.
+      failures: The failed checks in words, one per check.
+      failed_values: TFMA names of the metrics that failed a value threshold
+        (`pr_auc`, `recall`, `precision`).
+      failed_changes: TFMA names of the metrics that failed a change
+        threshold against the reference (`pr_auc`, `recall_at_precision`, ...).
+    """
+
     blessed: bool
     failures: tuple[str, ...]
+    failed_values: tuple[str, ...] = ()
+    failed_changes: tuple[str, ...] = ()
 
     @property
     def marker(self) -> str:
@@ -32,14 +45,17 @@ class Verdict:
 def read_verdict(eval_dir: str) -> Verdict:
     """The verdict in TFMA's validation result under `eval_dir`."""
     result = tfma.load_validation_result(eval_dir)
-    failures = []
+    failures, values, changes = [], [], []
     for per_slice in result.metric_validations_per_slice:
         where = _slice_text(per_slice.slice_key)
         for failure in per_slice.failures:
             failures.append(_failure_text(failure, where))
+            kind = changes if failure.metric_threshold.HasField("change_threshold") else values
+            kind.append(failure.metric_key.name)
     if not result.validation_ok and not failures:
         failures.append("TFMA validation failed: " + " ".join(str(result).split())[:300])
-    return Verdict(blessed=bool(result.validation_ok), failures=tuple(failures))
+    return Verdict(blessed=bool(result.validation_ok), failures=tuple(failures), failed_values=tuple(values),
+                   failed_changes=tuple(changes))
 
 
 def _slice_text(slice_key) -> str:

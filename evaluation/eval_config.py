@@ -34,8 +34,8 @@ Layout of the metrics specs, and why:
 
 Confidence intervals are TFMA's (jackknife over 20 buckets for small test sets, or
 Poisson bootstrap); TFMA validates point values, so the gate's change
-tolerances are widened for the test set's size before TFMA runs
-(`evaluation.gate`).
+tolerances and value floors carry the test set's uncertainty (and, for the
+precision floor, the held-out data's) before TFMA runs (`evaluation.gate`).
 
 Cost (measured, docs/benchmarks.md "Evaluation"): TFMA runs every distinct
 computation (a histogram, an explicit-threshold matrix, each binarized class)
@@ -151,8 +151,8 @@ def _gated_spec(model: EvaluatedModel, gate: Gate) -> tfma_config.MetricsSpec:
     operating = _operating_metric(gate.operating_metric, gate)
     overall = [tfma_config.SlicingSpec()]
     if model.name == CANDIDATE:
-        if gate.min_pr_auc is not None:
-            pr_auc.per_slice_thresholds.add(slicing_specs=overall, threshold=lower_bound(gate.min_pr_auc))
+        if gate.candidate.min_pr_auc is not None:
+            pr_auc.per_slice_thresholds.add(slicing_specs=overall, threshold=lower_bound(gate.candidate.min_pr_auc))
         if gate.reference is not None:
             pr_auc.per_slice_thresholds.add(slicing_specs=overall, threshold=change_threshold(gate.pr_auc_tolerance))
             operating.per_slice_thresholds.add(slicing_specs=overall,
@@ -174,11 +174,13 @@ def _at_threshold_spec(model: EvaluatedModel, gate: Gate) -> tfma_config.Metrics
     t = [model.threshold]
     precision, recall = metric("Precision", thresholds=t), metric("Recall", thresholds=t)
     if model.name == CANDIDATE:
-        if gate.min_precision is not None:
+        values = gate.candidate
+        if values.min_precision is not None:
             precision.per_slice_thresholds.add(slicing_specs=[tfma_config.SlicingSpec()],
-                                               threshold=lower_bound(gate.min_precision))
+                                               threshold=lower_bound(values.min_precision))
+        # Not min_recall itself: the lowest recall that is not evidence of a true recall below it.
         recall.per_slice_thresholds.add(slicing_specs=[tfma_config.SlicingSpec()],
-                                        threshold=lower_bound(gate.min_recall))
+                                        threshold=lower_bound(values.recall_threshold))
     return tfma_config.MetricsSpec(
         model_names=[model.name],
         output_names=[SCORES],

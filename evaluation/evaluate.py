@@ -8,6 +8,7 @@ import os
 import numpy as np
 
 from evaluation.blessing import read_verdict, write_marker
+from evaluation.decision import decide
 from evaluation.gate import resolve_gate
 from evaluation.options import EvaluationOptions
 from evaluation.predictions import predict_test, reliability
@@ -38,8 +39,10 @@ def resolve_models(run_dir: str, options: EvaluationOptions, run_json: dict) -> 
     models = []
     for model in run_models(run_dir, run_json):
         path, threshold = overrides[model.name]
+        # An overridden threshold was not chosen where run.json's held-out record says.
         models.append(dataclasses.replace(model, path=path or model.path,
-                                          threshold=model.threshold if threshold is None else threshold))
+                                          threshold=model.threshold if threshold is None else threshold,
+                                          held_out=model.held_out if threshold is None else None))
     if options.served_dir is not None:
         models.append(EvaluatedModel(name=SERVED, path=options.served_dir, threshold=options.served_threshold,
                                      label=LABELS[SERVED]))
@@ -54,7 +57,11 @@ def run_evaluation(run_dir: str, options: EvaluationOptions | None = None) -> di
     one) in one Beam pipeline, validates the candidate against the push gate
     (`evaluation.gate`: value thresholds, and change thresholds against the
     served model or else the twin), writes `BLESSED` or `NOT_BLESSED` into
-    `RUN/evaluation/` and renders `RUN/report/index.html`.
+    `RUN/evaluation/` and renders `RUN/report/index.html`. The marker is
+    TFMA's verdict on the candidate; what to serve is `decision`
+    (`evaluation.decision`: on a first execution, with the twin as the
+    reference, the twin may be served instead, or the candidate in spite of
+    a failed change check).
 
     Args:
       run_dir: The run directory (`--output-dir` of training, or one
@@ -64,8 +71,10 @@ def run_evaluation(run_dir: str, options: EvaluationOptions | None = None) -> di
     Returns:
       A JSON-able summary (also written to `RUN/evaluation/summary.json`):
       `blessed` (bool), `failures` (list of str), `checks` (the gate in
-      words), `gate`, `evaluation_dir`, `report`, `tfma_seconds` (None with
-      `report_only`), and `metrics`: {model name: overall-slice metrics}.
+      words, with the measured values), `gate`, `decision` (`serve`:
+      `candidate`, `baseline` or None; `reason`: one line or None;
+      `first_execution`), `evaluation_dir`, `report`, `tfma_seconds` (None
+      with `report_only`), and `metrics`: {model name: overall-slice metrics}.
 
     Raises:
       FileNotFoundError: the run lacks models, run.json or the test split
@@ -82,7 +91,8 @@ def run_evaluation(run_dir: str, options: EvaluationOptions | None = None) -> di
     predictions = {m.name: predict_test(m.path, split_pattern(run_dir), schema) for m in models}
     reference = SERVED if options.served_dir is not None else BASELINE
     objective = run_json.get("config", {}).get("threshold_objective", "recall_at_precision:0.5")
-    gate = resolve_gate(options, objective, reference, predictions, {m.name: m.threshold for m in models})
+    gate = resolve_gate(options, objective, reference, predictions, {m.name: m.threshold for m in models},
+                        {m.name: m.held_out for m in models})
     seconds = None
     if not options.report_only:
         # Imported here so that `--report-only` does not pay for building a pipeline.
@@ -99,9 +109,10 @@ def run_evaluation(run_dir: str, options: EvaluationOptions | None = None) -> di
     verdict = read_verdict(eval_dir)
     write_marker(eval_dir, verdict)
     results = {m.name: load_model_result(eval_dir, m.name) for m in models}
-    report_path = _report(run_dir, models, results, verdict, run_json, gate, seconds, predictions)
+    decision = decide(gate, verdict, {name: result.overall for name, result in results.items()})
+    report_path = _report(run_dir, models, results, verdict, run_json, gate, seconds, predictions, decision)
     summary = {"blessed": verdict.blessed, "failures": list(verdict.failures), "checks": gate.in_words(),
-               "gate": dataclasses.asdict(gate), "evaluation_dir": eval_dir,
+               "gate": dataclasses.asdict(gate), "decision": dataclasses.asdict(decision), "evaluation_dir": eval_dir,
                "report": report_path, "tfma_seconds": None if seconds is None else round(seconds, 1),
                "models": {m.name: {"path": m.path, "threshold": m.threshold} for m in models},
                "metrics": {name: result.overall for name, result in results.items()},
@@ -123,7 +134,7 @@ def informative_numeric(run_dir: str, schema) -> list[str]:
                                  arrays.labels.astype(np.int64))
 
 
-def _report(run_dir, models, results, verdict, run_json, gate, seconds, predictions) -> str:
+def _report(run_dir, models, results, verdict, run_json, gate, seconds, predictions, decision) -> str:
     from evaluation.report import ReportInputs, write_report
 
     tables = {}
@@ -135,5 +146,5 @@ def _report(run_dir, models, results, verdict, run_json, gate, seconds, predicti
                               "after": results[model.name].calibration}
     inputs = ReportInputs(models=models, results=results, verdict=verdict, reliability=tables, run_json=run_json,
                           histories=load_histories(run_dir), trials=load_trials(run_dir),
-                          checks=gate.in_words(), tfma_seconds=seconds)
+                          checks=gate.in_words(), tfma_seconds=seconds, decision=decision.in_words())
     return write_report(inputs, os.path.join(run_dir, REPORT_DIR))

@@ -6,8 +6,9 @@ The defaults follow the run's operating objective and the test set's size
 * value thresholds, always: PR-AUC at least `min_pr_auc_lift` times the test
   positive rate (a model that ranks at random, or predicts the prior for
   everyone, has PR-AUC equal to that rate); minority recall at the model's
-  threshold at least `min_recall`; and, for `recall_at_precision:P`,
-  precision at the threshold not significantly below P.
+  threshold at least `min_recall` unless within noise; and, for
+  `recall_at_precision:P`, precision at the threshold not significantly
+  below P.
 * change thresholds against the reference (the served model, or the
   unweighted twin when nothing is served): PR-AUC, and the operating point
   of the objective (recall at precision P for `recall_at_precision:P`,
@@ -16,26 +17,114 @@ The defaults follow the run's operating objective and the test set's size
   point is measured on the test curve, not at each model's own threshold,
   so two models are compared at the same precision (or recall).
 
-TFMA's validator compares point values. "Significantly" and "beyond a
-tolerance" therefore become numbers before TFMA runs: each is the larger of
-the flag's value and a one-sided 95% margin (1.645 standard errors) of a
-paired bootstrap over the same test predictions TFMA sees. TFMA's own
-confidence intervals, reported next to each metric, estimate the same
-standard errors (a test checks that they agree).
+TFMA's validator compares point values. "Unless within noise",
+"significantly" and "beyond a tolerance" therefore become numbers before TFMA
+runs:
+
+* recall: the smallest k/n (n test positives) whose one-sided 95% Wilson
+  upper bound reaches `min_recall` (`evaluation.bounds`): 0 of 5 positives
+  passes a floor of 0.1, 0 of 100 does not.
+* precision: P - 1.645 sqrt(se_test² + se_held²). The threshold was chosen
+  on held-out data and moves on test, so both splits' noise counts: se_test
+  is a paired bootstrap's standard error of precision at the threshold on
+  test, se_held the binomial one of the held-out precision over the examples
+  the threshold flagged there (run.json's `held_out_flagged`; without it,
+  se_test alone).
+* change tolerances: the larger of the flag's value and a one-sided 95%
+  margin (1.645 standard errors) of a paired bootstrap of the difference
+  over the same test predictions TFMA sees.
+
+TFMA's own confidence intervals, reported next to each metric, estimate the
+same standard errors (a test checks that they agree).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 from sklearn.metrics import average_precision_score, precision_recall_curve
 
+from evaluation.bounds import ONE_SIDED_95, binomial_standard_error, min_successes, wilson_upper
 from evaluation.options import AUTO_INTERVALS_MAX_EXAMPLES, EvaluationOptions
-from trainer.threshold import parse_objective
+from evaluation.run_files import BASELINE, CANDIDATE, HeldOutPoint
+from trainer.threshold import Objective, parse_objective
 
-ONE_SIDED_95 = 1.645
 BOOTSTRAP_SAMPLES = 200
+
+
+@dataclasses.dataclass(frozen=True)
+class ValueFloors:
+    """One model's value thresholds for this test split, and what it measured there.
+
+    Attributes:
+      model: TFMA model name.
+      min_pr_auc: Lower bound on PR-AUC (None: off).
+      min_recall: The requested recall floor (`--min-recall`).
+      min_true_positives: k: fewer than k of `positives` found at the
+        threshold is evidence (Wilson, one-sided 95%) of recall below
+        `min_recall`.
+      recall_threshold: k / n, the lower bound TFMA checks recall against.
+      min_precision: Lower bound on precision at the threshold (None: off).
+      precision_target: P of `recall_at_precision:P` when `min_precision` was
+        derived from it (None: the user's `--min-precision`, or no floor).
+      precision_se_test: Paired-bootstrap standard error of precision at the
+        threshold on test (None when not derived).
+      precision_se_held: Binomial standard error of the held-out precision at
+        the threshold (None: unknown, so test noise only).
+      held_out_flagged: Held-out examples the threshold flagged (None: unknown).
+      positives: Test positives (n).
+      true_positives: Test positives scored above the threshold.
+      pr_auc: Measured on test (scikit-learn's average precision; TFMA's
+        interpolated value differs slightly).
+      precision, recall: Measured on test at the threshold, as TFMA counts
+        (score > threshold); precision is NaN when nothing is flagged.
+      recall_upper: One-sided 95% Wilson upper bound of `recall`.
+    """
+
+    model: str
+    min_pr_auc: float | None
+    min_recall: float
+    min_true_positives: int
+    recall_threshold: float
+    min_precision: float | None
+    precision_target: float | None
+    precision_se_test: float | None
+    precision_se_held: float | None
+    held_out_flagged: int | None
+    positives: int
+    true_positives: int
+    pr_auc: float
+    precision: float
+    recall: float
+    recall_upper: float
+
+    def in_words(self) -> list[str]:
+        """The value checks with their measured values, for the report and the command line."""
+        who = self.model
+        checks = [f"{who} minority recall at its own threshold ≥ {self.min_recall:.3g} unless within the test "
+                  f"split's noise (it fails only if its one-sided 95% Wilson upper bound, with {self.positives} "
+                  f"test positives, is below that: fewer than {self.min_true_positives} found); measured "
+                  f"{self.recall:.3f} ({self.true_positives} of {self.positives}, upper bound {self.recall_upper:.3f})"]
+        if self.min_precision is not None:
+            checks.append(f"{who} precision at its own threshold ≥ {self.min_precision:.3g}"
+                          + self._precision_origin() + f"; measured on test {self.precision:.3f}")
+        if self.min_pr_auc is not None:
+            checks.append(f"{who} PR-AUC ≥ {self.min_pr_auc:.3g}; measured {self.pr_auc:.3f}")
+        return checks
+
+    def _precision_origin(self) -> str:
+        if self.precision_target is None:
+            return ""
+        if self.precision_se_held is None:
+            return (f" = P {self.precision_target:g} less 1.645 × its test standard error "
+                    f"({self.precision_se_test:.3f}): the test split's uncertainty only, run.json has no held-out "
+                    f"count")
+        return (f" = P {self.precision_target:g} less 1.645 × the combined standard error of its test "
+                f"({self.precision_se_test:.3f}) and held-out ({self.precision_se_held:.3f}, "
+                f"{self.held_out_flagged} flagged) precision: both splits' uncertainty, since the threshold was "
+                f"chosen on held-out data")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,9 +134,10 @@ class Gate:
     Attributes:
       reference: TFMA name of the model the candidate is compared with
         (`served` or `baseline`), or None for value thresholds only.
-      min_pr_auc: Lower bound on the candidate's PR-AUC (None: off).
-      min_precision: Lower bound on precision at the candidate's threshold.
-      min_recall: Lower bound on recall at the candidate's threshold.
+      candidate: The candidate's value thresholds (TFMA checks them).
+      twin: The unweighted twin's, on a first execution (reference
+        `baseline`) only: checked in Python by `evaluation.decision`, which
+        may serve the twin instead of the candidate. None otherwise.
       pr_auc_tolerance: Allowed PR-AUC drop below the reference.
       operating_tolerance: Allowed drop of the operating point's metric.
       operating_metric: `recall_at_precision` or `precision_at_recall`: the
@@ -59,11 +149,10 @@ class Gate:
     """
 
     reference: str | None
-    min_pr_auc: float | None
-    min_precision: float | None
-    min_recall: float
+    candidate: ValueFloors
     pr_auc_tolerance: float
     operating_tolerance: float
+    twin: ValueFloors | None = None
     operating_metric: str = "recall_at_precision"
     precision_floor: float = 0.5
     recall_floor: float = 0.5
@@ -78,19 +167,19 @@ class Gate:
 
     def in_words(self) -> list[str]:
         """The checks, for the report and the command line."""
-        checks = [f"candidate minority recall at its own threshold ≥ {self.min_recall:.3g}"]
-        if self.min_precision is not None:
-            checks.append(f"candidate precision at its own threshold ≥ {self.min_precision:.3g}")
-        if self.min_pr_auc is not None:
-            checks.append(f"candidate PR-AUC ≥ {self.min_pr_auc:.3g}")
+        checks = self.candidate.in_words()
         if self.reference is not None:
             checks.append(f"candidate PR-AUC ≥ {self.reference} PR-AUC − {self.pr_auc_tolerance:.3g}")
             checks.append(f"candidate {self.operating_text} ≥ {self.reference}'s − {self.operating_tolerance:.3g}")
+        if self.twin is not None:
+            # Not TFMA thresholds: the first execution's choice between the two (evaluation.decision).
+            checks += [f"(first execution, to serve the twin instead) {check}" for check in self.twin.in_words()]
         return checks
 
 
 def resolve_gate(options: EvaluationOptions, threshold_objective: str, reference: str | None,
-                 predictions: dict[str, dict], thresholds: dict[str, float]) -> Gate:
+                 predictions: dict[str, dict], thresholds: dict[str, float],
+                 held_out: dict[str, HeldOutPoint | None] | None = None) -> Gate:
     """The gate for this test split.
 
     Args:
@@ -99,18 +188,21 @@ def resolve_gate(options: EvaluationOptions, threshold_objective: str, reference
       reference: The reference model's name, or None.
       predictions: Model name -> `predict_test` output (`labels`, `scores`).
       thresholds: Model name -> decision threshold.
+      held_out: Model name -> where its threshold was chosen; a missing or
+        None entry leaves the precision floor with the test split's noise only.
     """
-    candidate = predictions["candidate"]
-    labels, scores, t = candidate["labels"], candidate["scores"], thresholds["candidate"]
+    labels = predictions[CANDIDATE]["labels"]
     indices = _Resamples(labels.size, options.bootstrap_seed)
     objective = parse_objective(threshold_objective)
-    min_precision = options.min_precision
-    if min_precision is None and objective.kind == "recall_at_precision":
-        se = _standard_error(indices, lambda i: _precision(labels[i], scores[i] > t))
-        min_precision = max(objective.value - ONE_SIDED_95 * se, 0.0)
     min_pr_auc = options.min_pr_auc
     if min_pr_auc is None and options.min_pr_auc_lift > 0:
         min_pr_auc = min(options.min_pr_auc_lift * float(labels.mean()), 1.0)
+    held_out = held_out or {}
+
+    def floors(name: str) -> ValueFloors:
+        return _value_floors(name, options, objective, min_pr_auc, labels, predictions[name]["scores"],
+                             thresholds[name], held_out.get(name), indices)
+
     precision_floor, recall_floor = options.precision_floor, options.recall_floor
     operating_metric = "precision_at_recall" if objective.kind == "precision_at_recall" else "recall_at_precision"
     if objective.kind == "recall_at_precision":
@@ -119,21 +211,51 @@ def resolve_gate(options: EvaluationOptions, threshold_objective: str, reference
         recall_floor = objective.value
     pr_auc_tolerance, operating_tolerance = options.pr_auc_tolerance, options.operating_tolerance
     if reference is not None:
-        other = predictions[reference]["scores"]
         floor = precision_floor if operating_metric == "recall_at_precision" else recall_floor
-
-        def operating(i, s):
-            return _operating_point(labels[i], s[i], operating_metric, floor)
-
-        pr_auc_se = _standard_error(indices, lambda i: _pr_auc(labels[i], scores[i]) - _pr_auc(labels[i], other[i]))
-        operating_se = _standard_error(indices, lambda i: operating(i, scores) - operating(i, other))
-        pr_auc_tolerance = max(pr_auc_tolerance, ONE_SIDED_95 * pr_auc_se)
-        operating_tolerance = max(operating_tolerance, ONE_SIDED_95 * operating_se)
-    return Gate(reference=reference, min_pr_auc=min_pr_auc, min_precision=min_precision,
-                min_recall=options.min_recall, pr_auc_tolerance=pr_auc_tolerance,
-                operating_tolerance=operating_tolerance, operating_metric=operating_metric,
-                precision_floor=precision_floor, recall_floor=recall_floor,
+        pr_auc_margin, operating_margin = _change_margins(labels, predictions[CANDIDATE]["scores"],
+                                                          predictions[reference]["scores"], operating_metric,
+                                                          floor, indices)
+        pr_auc_tolerance = max(pr_auc_tolerance, pr_auc_margin)
+        operating_tolerance = max(operating_tolerance, operating_margin)
+    return Gate(reference=reference, candidate=floors(CANDIDATE),
+                twin=floors(BASELINE) if reference == BASELINE else None,
+                pr_auc_tolerance=pr_auc_tolerance, operating_tolerance=operating_tolerance,
+                operating_metric=operating_metric, precision_floor=precision_floor, recall_floor=recall_floor,
                 num_thresholds=options.num_thresholds, intervals=resolve_intervals(options.intervals, labels.size))
+
+
+def _value_floors(name: str, options: EvaluationOptions, objective: Objective, min_pr_auc: float | None,
+                  labels: np.ndarray, scores: np.ndarray, threshold: float, held_out: HeldOutPoint | None,
+                  indices: _Resamples) -> ValueFloors:
+    """One model's value thresholds, from its test predictions and where its threshold was chosen."""
+    flagged = scores > threshold  # TFMA's count at an explicit threshold
+    positives, true_positives = int(labels.sum()), int((flagged & (labels == 1)).sum())
+    k = min_successes(options.min_recall, positives)
+    min_precision, target, se_test, se_held = options.min_precision, None, None, None
+    if min_precision is None and objective.kind == "recall_at_precision":
+        target = objective.value
+        se_test = _standard_error(indices, lambda i: _precision(labels[i], scores[i] > threshold))
+        se_held = binomial_standard_error(held_out.precision, held_out.flagged) if held_out else None
+        min_precision = max(target - ONE_SIDED_95 * math.sqrt(se_test ** 2 + (se_held or 0.0) ** 2), 0.0)
+    return ValueFloors(
+        model=name, min_pr_auc=min_pr_auc, min_recall=options.min_recall, min_true_positives=k,
+        recall_threshold=k / positives if positives else 0.0, min_precision=min_precision,
+        precision_target=target, precision_se_test=se_test, precision_se_held=se_held,
+        held_out_flagged=held_out.flagged if held_out and se_held is not None else None,
+        positives=positives, true_positives=true_positives, pr_auc=_pr_auc(labels, scores),
+        precision=_precision(labels, flagged), recall=true_positives / positives if positives else float("nan"),
+        recall_upper=float(wilson_upper(true_positives, positives)) if positives else 1.0)
+
+
+def _change_margins(labels: np.ndarray, scores: np.ndarray, other: np.ndarray, operating_metric: str,
+                    floor: float, indices: _Resamples) -> tuple[float, float]:
+    """One-sided 95% margins of the paired differences in PR-AUC and in the operating point."""
+    def operating(i, s):
+        return _operating_point(labels[i], s[i], operating_metric, floor)
+
+    pr_auc_se = _standard_error(indices, lambda i: _pr_auc(labels[i], scores[i]) - _pr_auc(labels[i], other[i]))
+    operating_se = _standard_error(indices, lambda i: operating(i, scores) - operating(i, other))
+    return ONE_SIDED_95 * pr_auc_se, ONE_SIDED_95 * operating_se
 
 
 def resolve_intervals(setting: str, examples: int) -> str:

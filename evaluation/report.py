@@ -47,6 +47,9 @@ class ReportInputs:
       trials: Rows of tuning/trials.csv ([] when absent).
       checks: Human-readable blessing rules.
       tfma_seconds: TFMA pipeline wall time (None when `--report-only`).
+      decision: `evaluation.decision.Decision.in_words()`: on a first
+        execution, which model to serve when the verdict alone does not say
+        (None: it does).
     """
 
     models: list[EvaluatedModel]
@@ -58,6 +61,7 @@ class ReportInputs:
     trials: list[dict]
     checks: list[str]
     tfma_seconds: float | None = None
+    decision: str | None = None
 
 
 def _fmt(value, digits: int = 4) -> str:
@@ -139,6 +143,8 @@ def _model_card(inputs: ReportInputs) -> str:
                   "threshold.")
     decision = (f"{inputs.verdict.marker}: " + ("every check passed." if inputs.verdict.blessed
                                                  else f"{len(inputs.verdict.failures)} check(s) failed (above)."))
+    if inputs.decision:
+        decision += f" First execution: {inputs.decision}."
     return ("<h2>Model card</h2><table>"
             f"<tr><td class='name'>intended use</td><td class='name'>score examples for the minority class "
             f"(label {html.escape(str(config.get('label') or 'label'))} = 1) and flag those at or above the "
@@ -174,7 +180,8 @@ def _verdict(inputs: ReportInputs) -> str:
     css = "blessed" if verdict.blessed else "not"
     items = "".join(f"<li>{html.escape(c)}</li>" for c in inputs.checks)
     failures = "".join(f"<li>{html.escape(f)}</li>" for f in verdict.failures)
-    return (f"<p><span class='verdict {css}'>{verdict.marker}</span></p><p>Checks (overall test slice):</p>"
+    served = f"<p>First execution: {html.escape(inputs.decision)}</p>" if inputs.decision else ""
+    return (f"<p><span class='verdict {css}'>{verdict.marker}</span></p>{served}<p>Checks (overall test slice):</p>"
             f"<ul>{items}</ul>" + (f"<p>Failed:</p><ul class='worse'>{failures}</ul>" if failures else ""))
 
 

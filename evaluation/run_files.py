@@ -24,6 +24,20 @@ LABELS = {CANDIDATE: "weighted", BASELINE: "unweighted baseline", SERVED: "serve
 
 
 @dataclasses.dataclass(frozen=True)
+class HeldOutPoint:
+    """Where a model's threshold was chosen: its precision there and how many examples it flagged.
+
+    Attributes:
+      precision: Precision at the threshold on the held-out data (validation,
+        or out-of-fold predictions).
+      flagged: Held-out examples scored at or above the threshold.
+    """
+
+    precision: float
+    flagged: int
+
+
+@dataclasses.dataclass(frozen=True)
 class EvaluatedModel:
     """One model under evaluation.
 
@@ -32,12 +46,16 @@ class EvaluatedModel:
       path: SavedModel directory (one integer version).
       threshold: The model's own decision threshold on the minority score.
       label: Human-readable name for the report.
+      held_out: Where `threshold` was chosen (run.json's `threshold` record),
+        or None when unknown: a run written before `held_out_flagged` was
+        recorded, the served model, or an overridden threshold.
     """
 
     name: str
     path: str
     threshold: float
     label: str
+    held_out: HeldOutPoint | None = None
 
 
 def latest_version(base: str) -> str:
@@ -78,8 +96,17 @@ def run_models(run_dir: str, run_json: dict | None = None) -> list[EvaluatedMode
             path=latest_version(os.path.join(run_dir, export_dir)),
             threshold=float(section["threshold"]["value"]),
             label=LABELS[name],
+            held_out=held_out_point(section["threshold"]),
         ))
     return models
+
+
+def held_out_point(record: dict) -> HeldOutPoint | None:
+    """The held-out precision and flagged count of a run.json `threshold` record, if it has both."""
+    flagged, precision = record.get("held_out_flagged"), record.get("validation_precision")
+    if flagged is None or precision is None:
+        return None
+    return HeldOutPoint(precision=float(precision), flagged=int(flagged))
 
 
 def split_pattern(run_dir: str, split: str = "test") -> str:

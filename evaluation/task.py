@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     start_tensorflow(show_native_logs=args.tensorflow_logs)
     progress.use_display(progress.terminal_display())
+    from evaluation.decision import Decision
     from evaluation.evaluate import run_evaluation
 
     try:
@@ -50,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{verdict}  report: {summary['report']}")
     for failure in summary["failures"]:
         print(f"  failed: {failure}")
+    decision = Decision(**summary["decision"]).in_words()
+    if decision:  # the verdict alone does not say what a first execution serves; this command never pushes
+        print(f"first execution: {decision}")
     if summary["tfma_seconds"] is not None:
         print(f"TFMA: {summary['tfma_seconds']} s")
     return 0 if summary["blessed"] or args.report_only else 1

@@ -78,7 +78,10 @@ def finalize(model, settings: FitSettings, data: PreparedData, config: RunConfig
         "calibration": {"kind": calibration.kind, "scale": calibration.scale, "offset": calibration.offset},
         "threshold": {"value": choice.threshold, "objective": choice.objective, "fallback": choice.fallback,
                       "validation_precision": choice.precision, "validation_recall": choice.recall,
-                      "held_out_examples": int(len(val_y))},
+                      "held_out_examples": int(len(val_y)),
+                      # The precision's sample size on held-out data: the push gate's precision
+                      # floor adds its uncertainty to the test split's (evaluation/gate.py).
+                      "held_out_flagged": int((val_scores >= choice.threshold).sum())},
         "test": test_metrics(test_y, test, choice.threshold),
     }
 

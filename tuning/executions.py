@@ -89,6 +89,9 @@ def history_row(run_dir: str, execution_id: str) -> dict:
             "status": run.get("status", "running"), "data": info.get("data", {}),
             "verdict": evaluation.get("verdict"), "failures": evaluation.get("failures", []),
             "pushed_version": push.get("version"), "push_anyway": push.get("push_anyway", False),
+            # Which model was pushed: on a first execution the gate may serve the unweighted twin.
+            "pushed_model": push.get("model") or ("candidate" if push.get("pushed") else None),
+            "push_reason": push.get("reason"),
             "metrics": {key: test.get(key) for key in ("pr_auc", "recall", "precision", "threshold")},
             "report": os.path.join(EXECUTIONS_DIR, execution_id, "report", "index.html") if evaluation else None}
 
@@ -103,6 +106,8 @@ def _history_page(rows: list[dict]) -> str:
         pushed = "–" if row["pushed_version"] is None else str(row["pushed_version"])
         if row["push_anyway"]:
             pushed += " (--push-anyway)"
+        if row["pushed_model"] == "baseline":
+            pushed += " (the unweighted twin)"
         report = f"<a href='{html.escape(row['report'])}'>report</a>" if row["report"] else "–"
         cells = [row["id"], row["started"] or "–",
                  f"{data.get('source', '–')} <small>{data.get('fingerprint', '')}</small>",

@@ -99,15 +99,22 @@ def _search_and_export(config: RunConfig, data) -> dict:
 
 
 def _push(run_dir: str, execution_id: str, summary: dict, push_anyway: bool) -> dict:
+    """Pushes what the evaluation's decision serves (the candidate, or on a first execution maybe its twin)."""
+    from evaluation.run_files import CANDIDATE, RUN_KEYS
+
     evaluation = summary.get("evaluation")
     if evaluation is None and not push_anyway:
-        return {"pushed": False, "version": None, "path": None, "push_anyway": False,
+        return {"pushed": False, "version": None, "path": None, "push_anyway": False, "model": None,
                 "reason": "not evaluated (--skip-evaluation): not pushed; evaluate it, or use --push-anyway"}
-    weighted = summary["weighted"]
-    record = {"execution": execution_id, "threshold": weighted["threshold"]["value"],
+    decision = (evaluation or {}).get("decision") or {}
+    serve = decision.get("serve", CANDIDATE if evaluation and evaluation["blessed"] else None)
+    forced = push_anyway and serve != CANDIDATE  # --push-anyway names the candidate
+    model = CANDIDATE if forced or serve is None else serve
+    section = summary[RUN_KEYS[model]]
+    record = {"execution": execution_id, "model": model, "threshold": section["threshold"]["value"],
               "verdict": evaluation["verdict"] if evaluation else "NOT_EVALUATED", "pushed_at": now()}
-    return push(run_dir, weighted["version_dir"], record, blessed=bool(evaluation and evaluation["blessed"]),
-                push_anyway=push_anyway)
+    return push(run_dir, section["version_dir"], record, blessed=serve is not None and not forced,
+                push_anyway=forced, why=None if forced else decision.get("reason"))
 
 
 def update_run_json_sections(config: RunConfig, summary: dict) -> dict:

@@ -9,7 +9,10 @@ Without --data it tunes on the embedded `sylva` dataset. Each run of the
 command on the same --output-dir is a new execution (RUN/executions/<id>/);
 its candidate is pushed to RUN/serving_model/ as the next version only if
 TFMA blesses it against the served model (exit status 1 otherwise, or 0 with
---push-anyway). Interrupt it and run the same command again to resume. Distributed: start the same command with
+--push-anyway). On the first execution, with nothing served, the better of
+the candidate and its unweighted twin that is fit to serve is pushed, or one
+line says why neither is (docs/design.md §9). Interrupt it and run the same
+command again to resume. Distributed: start the same command with
 KERASTUNER_TUNER_ID=chief (then worker0, worker1, ...), KERASTUNER_ORACLE_IP
 and KERASTUNER_ORACLE_PORT set, over a shared --output-dir (see README).
 """
@@ -59,7 +62,7 @@ def _evaluator(args: argparse.Namespace):
                 "verdict_file": os.path.join(summary["evaluation_dir"], verdict),
                 "compared_with": f"served version {served.version}" if served else "the unweighted baseline",
                 "report": summary["report"], "failures": summary["failures"], "checks": summary["checks"],
-                "tfma_seconds": summary["tfma_seconds"]}
+                "decision": summary["decision"], "tfma_seconds": summary["tfma_seconds"]}
 
     return evaluate
 
@@ -120,6 +123,8 @@ def print_summary(config: RunConfig, summary: dict) -> None:
     evaluation = summary.get("evaluation") or {}
     if evaluation:
         print(f"verdict: {evaluation['verdict']} against {evaluation['compared_with']}  ({evaluation['verdict_file']})")
+        for check in evaluation.get("checks", []):  # each with what was measured on test
+            print(f"  check:  {check}")
         for failure in evaluation["failures"]:
             print(f"  failed: {failure}")
         print(f"report:  {evaluation['report']}")
