@@ -1,4 +1,4 @@
-"""Blending two candidates: the held-out-best weight, and the served mixture."""
+"""Combining candidates: the weighted mean of their probabilities, and the served mixture."""
 
 import warnings
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer.candidates import BLEND_WEIGHTS, Blend, Candidate, blend, held_out_score
+from trainer.candidates import Blend, Candidate, combine, held_out_score
 from trainer.config import RunConfig
 from trainer.crossval import objective_value
 
@@ -29,40 +29,34 @@ def _candidate(margins, labels, folds=None):
                      folds)
 
 
-def test_blend_picks_the_held_out_best_weight_and_serves_the_mixture(rng):
+def test_combine_mixes_the_members_probabilities_with_their_weights_and_serves_the_mixture(rng):
     labels = (rng.random(400) < 0.1).astype(np.int64)
-    # Two noisy views of the label with independent noise: their mix ranks better than either.
+    # Two noisy views of the label with independent noise.
     first = labels * 1.5 + rng.normal(size=400)
     second = labels * 1.5 + rng.normal(size=400)
     folds = np.array_split(rng.permutation(400), 4)
-    chosen, weight = blend(_candidate(first, labels, folds), _candidate(second, labels, folds), RunConfig())
-
-    def mixed(w):
-        p = w / (1 + np.exp(-first)) + (1 - w) / (1 + np.exp(-second))
-        return np.log(p) - np.log1p(-p)
-
-    expected = max(BLEND_WEIGHTS, key=lambda w: (np.mean([objective_value(labels[f], mixed(w)[f], "pr_auc")
-                                                          for f in folds]), -abs(w - 0.5)))
-    assert weight == expected and 0 < weight < 1
+    chosen = combine([_candidate(first, labels, folds), _candidate(second, labels, folds)], [0.75, 0.25],
+                     RunConfig())
+    p = 0.75 / (1 + np.exp(-first)) + 0.25 / (1 + np.exp(-second))  # the NumPy reference
+    expected = np.log(p) - np.log1p(-p)
     assert isinstance(chosen.model, Blend)
-    np.testing.assert_allclose(chosen.margins, mixed(weight), rtol=1e-9)
+    np.testing.assert_allclose(chosen.margins, expected, rtol=1e-9)
+    assert chosen.score == pytest.approx(np.mean([objective_value(labels[f], expected[f], "pr_auc") for f in folds]))
     served = tf.nn.softmax(chosen.model({"row": tf.range(400)})).numpy()[:, 1]
-    np.testing.assert_allclose(served, 1 / (1 + np.exp(-mixed(weight))), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(served, p, rtol=1e-4, atol=1e-6)
 
 
-def test_blend_keeps_one_family_when_the_other_only_adds_noise(rng):
-    labels = (rng.random(300) < 0.1).astype(np.int64)
-    strong = labels * 4.0 + rng.normal(size=300) * 0.1  # separates perfectly
-    noise = rng.normal(size=300)
-    chosen, weight = blend(_candidate(noise, labels), _candidate(strong, labels), RunConfig())
-    # Weight on `noise`: 0 or 0.25 both keep the perfect ranking; the tie goes to the more even mix.
-    assert weight == 0.25 and chosen.score == pytest.approx(1.0)
+def test_combine_returns_a_single_member_as_it_is(rng):
+    labels = (rng.random(50) < 0.2).astype(np.int64)
+    only = _candidate(rng.normal(size=50), labels)
+    assert combine([only], [1.0], RunConfig()) is only
 
 
-def test_blend_refuses_candidates_scored_on_different_examples(rng):
+def test_combine_refuses_candidates_scored_on_different_examples(rng):
     labels = (rng.random(50) < 0.2).astype(np.int64)
     with pytest.raises(ValueError, match="share their held-out examples"):
-        blend(_candidate(rng.normal(size=50), labels), _candidate(rng.normal(size=50), 1 - labels), RunConfig())
+        combine([_candidate(rng.normal(size=50), labels), _candidate(rng.normal(size=50), 1 - labels)], [0.5, 0.5],
+                RunConfig())
 
 
 def test_a_saved_blend_feeds_a_functional_part_its_own_key_order_without_warning(tmp_path, rng):

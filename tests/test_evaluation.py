@@ -168,12 +168,15 @@ def test_a_tree_family_blend_evaluates_in_tfma_like_a_neural_model(tiny_run, tmp
     from sklearn.metrics import average_precision_score
 
     from evaluation.predictions import predict_test
+    from trainer.candidates import Member
     from trainer.pipeline import train_and_export
 
     run_dir = copy_run(tiny_run, tmp_path)
     config = tiny_run[0].replace(output_dir=run_dir)
-    summary = train_and_export(config, values={"model_family": "trees"}, blend_values={"model_family": "neural"})
-    assert summary["model_family"] in ("trees", "neural") and "blend" in summary
+    members = [Member({"model_family": "trees"}, 0.75), Member({"model_family": "neural"}, 0.25)]
+    summary = train_and_export(config, members=members)
+    assert summary["model_family"] == "ensemble"
+    assert [(m["model_family"], m["weight"]) for m in summary["members"]] == [("trees", 0.75), ("neural", 0.25)]
     assert summary["version_dir"].endswith(os.path.join("serving_model", "2"))
     evaluation = run_evaluation(run_dir, EvaluationOptions(min_recall=0.0, intervals="none"))
     predicted = predict_test(summary["version_dir"], split_pattern(run_dir), run_schema(run_dir))

@@ -62,3 +62,34 @@ def test_flatten_turns_leaves_into_fixed_points():
     x = tf.constant([[0.0, 0.1], [0.0, 0.9], [0.0, np.nan]], tf.float64)
     # 0.25 + (-1 if b <= 0.5 else 2); NaN goes right (default_left false).
     np.testing.assert_allclose(model.raw_score(x).numpy()[:, 1], [-0.75, 2.25, 2.25])
+
+
+@pytest.mark.slow  # trains LightGBM
+def test_cross_validated_trees_stop_all_folds_at_the_round_of_best_mean_held_out_precision(problem):
+    """Lockstep boosters against LightGBM trained fold by fold with its own per-round held-out metric."""
+    import lightgbm
+    from sklearn.model_selection import StratifiedKFold
+
+    from trainer.trees import EARLY_STOPPING_ROUNDS, _settings, fit_trees_cross_validated
+
+    schema, features, labels = problem
+    matrix = feature_matrix(features, schema)[:1200]
+    labels = labels[:1200]
+    folds = list(StratifiedKFold(3, shuffle=True, random_state=0).split(matrix, labels))
+    weights = (0.6, 3.0)
+    boosters, rounds = fit_trees_cross_validated(matrix, labels, weights, PARAMS, 0, folds)
+    curves = []
+    for train_index, held_index in folds:
+        history = {}
+        train = lightgbm.Dataset(matrix[train_index], labels[train_index],
+                                 weight=np.where(labels[train_index] == 1, weights[1], weights[0]))
+        held = lightgbm.Dataset(matrix[held_index], labels[held_index], reference=train)
+        lightgbm.train(_settings(PARAMS, 0), train, num_boost_round=400, valid_sets=[held],
+                       callbacks=[lightgbm.record_evaluation(history)])
+        curves.append(history["valid_0"]["average_precision"])
+    mean = np.mean(curves, axis=0)  # [rounds]
+    expected = int(np.argmax(mean)) + 1  # the first round of the best mean
+    assert rounds == expected and len(boosters) == 3
+    assert all(mean[expected - 1] >= mean[r] for r in range(min(expected + EARLY_STOPPING_ROUNDS, 400)))
+    for booster in boosters:
+        assert booster.current_iteration() >= rounds  # each fold grew at least the shared count

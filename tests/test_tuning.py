@@ -8,8 +8,11 @@ import keras_tuner as kt
 import pytest
 
 from tests.conftest import first_execution, read_trials, tiny_config
+from trainer.data.prepare import prepare_data
+from trainer.hparams import declare_all
 from tuning import task
 from tuning.pipeline import run_tuning
+from tuning.portfolio import portfolio_values
 
 pytestmark = pytest.mark.slow
 
@@ -33,8 +36,14 @@ def test_outputs_of_a_search(tuned):
     assert execution == first_execution(config.output_dir) and summary["execution"]["resumed"] is False
     rows = read_trials(execution)
     assert len(rows) == 4 and {r["status"] for r in rows} == {"COMPLETED"}
-    ratios = {round(float(r["weight_ratio"]), 6) for r in rows}
-    assert len(ratios) >= 3, "the weight ratio must be searched"
+    # The first trials are the portfolio's, in its order, weight ratios included (tuning/portfolio.py).
+    counts = prepare_data(config.replace(output_dir=execution)).train_counts
+    expected = portfolio_values(declare_all(counts).values, counts)[:4]
+    for row, values in zip(sorted(rows, key=lambda r: int(r["trial_id"])), expected, strict=True):
+        assert row["model_family"] == values["model_family"] and row["body"] == values["body"]
+        assert float(row["weight_ratio"]) == pytest.approx(values["weight_ratio"])
+    assert {round(float(r["weight_ratio"]), 6) for r in rows} == {round((counts[0] / counts[1]) ** 0.5, 6),
+                                                                  round(counts[0] / counts[1], 6)}
     best = load_best_hyperparameters(os.path.join(execution, "tuning", "best_hyperparameters.json"))
     best_row = max(rows, key=lambda r: float(r["objective"]))
     assert best.values["weight_ratio"] == pytest.approx(float(best_row["weight_ratio"]))
@@ -45,9 +54,18 @@ def test_outputs_of_a_search(tuned):
     assert not summary["push"]["pushed"] and not os.path.exists(os.path.join(config.output_dir, "serving_model"))
     run = json.load(open(os.path.join(execution, "run.json")))
     assert run["status"] == "complete" and run["tuning"]["trials"] == 4
-    assert run["weighted"]["hyperparameters"] == dict(best.values)
+    # The exported model is the ensemble selection's: its members are trials, with the selection's weights,
+    # and (trained again with the same epochs) it scores what the selection measured on held-out data.
+    ensemble = run["tuning"]["ensemble"]
+    assert sum(ensemble["weights"].values()) == pytest.approx(1.0)
+    assert ensemble["score"] >= max(float(r["objective"]) for r in rows) - 1e-12
+    trials = {r["trial_id"]: r for r in rows}
+    members = run["weighted"].get("members") or [{"weight": 1.0, "hyperparameters": run["weighted"]["hyperparameters"]}]
+    assert [m["weight"] for m in members] == pytest.approx(list(ensemble["weights"].values()))
+    for trial_id, member in zip(ensemble["weights"], members, strict=True):
+        assert float(trials[trial_id]["weight_ratio"]) == pytest.approx(member["hyperparameters"]["weight_ratio"])
+    assert run["weighted"]["held_out_score"] == pytest.approx(ensemble["score"], abs=0.02)
     assert run["baseline"]["weight_ratio"] == 1.0
-    assert summary["weighted"]["weight_ratio"] == pytest.approx(best.values["weight_ratio"])
 
 
 def test_best_trial_reproduces_from_the_json(tuned, tmp_path):

@@ -1,6 +1,8 @@
 """Model bodies: encoded features [N, D] -> logits.
 
 - `mlp`: Dense-ReLU-Dropout blocks, two logits [N, 2].
+- `linear`: logistic regression on the encoded features (an `mlp` without
+  hidden layers), so it exports, calibrates and serves like the others.
 - `tabm`: a parameter-efficient ensemble of k MLPs (TabM, Gorishniy et al.
   2024, "TabM: Advancing Tabular Deep Learning with Parameter-Efficient
   Ensembling"): every linear layer is shared by the k members and each member
@@ -18,7 +20,7 @@ import math
 import keras
 from keras import layers, ops
 
-BODIES = ("mlp", "tabm")
+BODIES = ("mlp", "tabm", "linear")
 
 
 @keras.saving.register_keras_serializable(package="imbalance")

@@ -33,9 +33,7 @@ from trainer.crossval import (
 from trainer.data.prepare import PreparedData
 from trainer.hparams import declare_family, declare_tree_hparams
 from trainer.model import build_model, class_priors
-from trainer.trees import feature_matrix, fit_trees, to_keras
-
-BLEND_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+from trainer.trees import feature_matrix, fit_trees, fit_trees_cross_validated, to_keras
 
 
 @dataclasses.dataclass
@@ -80,7 +78,8 @@ class Splits:
 
 
 def train_candidate(hp, settings, data: PreparedData, config: RunConfig, epochs: int, splits: Splits,
-                    callbacks=(), model: keras.Model | None = None, **fit_kwargs) -> Candidate:
+                    callbacks=(), model: keras.Model | None = None, refit: bool = False,
+                    **fit_kwargs) -> Candidate:
     """Trains the family `hp` names with the run's selection rule.
 
     Args:
@@ -92,18 +91,21 @@ def train_candidate(hp, settings, data: PreparedData, config: RunConfig, epochs:
       splits: The data in memory (shared by the trials of a search).
       callbacks: Extra Keras callbacks of a neural model on the validation split.
       model: An already built neural model to train (the tuner's), else one is built.
+      refit: For the model that is exported: trees are grown again on every
+        train + validation row for the round count held-out data chose
+        (AutoGluon's refit); the held-out margins still come from models that
+        did not see those rows (calibration and threshold are fit on them).
       **fit_kwargs: Forwarded to a neural model's `fit` in validation mode
         (Hyperband's `initial_epoch`, verbosity).
     """
     family = declare_family(hp)
-    if splits.cross_validation:
-        return _cross_validated(hp, settings, data, config, epochs, splits.train_and_validation, family)
-    validation = splits.validation
     if family == "trees":
-        fitted, margins, rounds = _fit_trees(hp, settings, data, config, splits.train, validation)
-        return _candidate(fitted, margins, validation.labels, config, {"rounds": [rounds]}, {"rounds": rounds})
+        return _trees(hp, settings, data, config, splits, refit)
+    if splits.cross_validation:
+        return _cross_validated(hp, settings, data, config, epochs, splits.train_and_validation)
     from trainer.train import EVAL_BATCH, compile_and_fit
 
+    validation = splits.validation
     model = model or _built(hp, data, config.seed)
     history = compile_and_fit(model, settings, data, config, callbacks=callbacks,
                               validation=validation.dataset(EVAL_BATCH), epochs=epochs, **fit_kwargs)
@@ -111,7 +113,7 @@ def train_candidate(hp, settings, data: PreparedData, config: RunConfig, epochs:
     return _candidate(model, predict_margin(model, validation), validation.labels, config, _as_dict(history), info)
 
 
-def _cross_validated(hp, settings, data, config, epochs, arrays: Arrays, family: str) -> Candidate:
+def _cross_validated(hp, settings, data, config, epochs, arrays: Arrays) -> Candidate:
     from trainer.train import EVAL_BATCH, compile_and_fit
 
     margins = np.zeros(len(arrays.labels), np.float64)
@@ -119,33 +121,58 @@ def _cross_validated(hp, settings, data, config, epochs, arrays: Arrays, family:
     folds = selection_folds(arrays.labels, config.cv_folds, config.seed)
     for fold, (train_index, held_index) in enumerate(folds):
         train, held = arrays.take(train_index), arrays.take(held_index)
-        if family == "trees":
-            model, margins[held_index], rounds = _fit_trees(hp, settings, data, config, train, held)
-            runs.append(rounds)
-        else:
-            model = _built(hp, data, config.seed + fold)
-            fitted = compile_and_fit(model, settings, data, config, epochs=epochs,
-                                     train=train.dataset(settings.batch_size, shuffle=True, seed=config.seed + fold),
-                                     validation=held.dataset(EVAL_BATCH))
-            margins[held_index] = predict_margin(model, held)
-            runs.append(len(fitted.epoch))
-            history = history or _as_dict(fitted)  # the first fold's curves, for the report
+        model = _built(hp, data, config.seed + fold)
+        fitted = compile_and_fit(model, settings, data, config, epochs=epochs,
+                                 train=train.dataset(settings.batch_size, shuffle=True, seed=config.seed + fold),
+                                 validation=held.dataset(EVAL_BATCH))
+        margins[held_index] = predict_margin(model, held)
+        runs.append(len(fitted.epoch))
+        history = history or _as_dict(fitted)  # the first fold's curves, for the report
         scores.append(objective_value(held.labels, margins[held_index], config.objective))
         models.append(model)
-    info = {"folds": config.cv_folds, "fold_scores": scores, "mean": float(np.mean(scores)),
-            ("rounds" if family == "trees" else "epochs_run"): runs}
+    info = {"folds": config.cv_folds, "fold_scores": scores, "mean": float(np.mean(scores)), "epochs_run": runs}
     held_out = [held for _, held in folds]
     return Candidate(fold_ensemble(models, data.schema), margins, arrays.labels, float(np.mean(scores)),
-                     history or {"rounds": runs}, {"cross_validation": info}, held_out)
+                     history, {"cross_validation": info}, held_out)
 
 
-def _fit_trees(hp, settings, data, config, train: Arrays, held: Arrays):
+def _trees(hp, settings, data, config, splits: Splits, refit: bool) -> Candidate:
+    """A tree candidate: held-out margins from the validation split or the folds; refit on request."""
     params = declare_tree_hparams(hp)
-    train_x, held_x = feature_matrix(train.features, data.schema), feature_matrix(held.features, data.schema)
-    booster, rounds = fit_trees(train_x, train.labels, settings.weights, params, config.seed,
-                                valid=(held_x, held.labels))
-    margins = booster.predict(held_x, raw_score=True, num_iteration=rounds)
-    return to_keras(booster, data.schema, rounds), np.asarray(margins, np.float64), rounds
+    if splits.cross_validation:
+        arrays = splits.train_and_validation
+        x = feature_matrix(arrays.features, data.schema)
+        folds = selection_folds(arrays.labels, config.cv_folds, config.seed)
+        boosters, rounds = fit_trees_cross_validated(x, arrays.labels, settings.weights, params, config.seed, folds)
+        margins = np.zeros(len(arrays.labels), np.float64)
+        for booster, (_, held_index) in zip(boosters, folds, strict=True):
+            margins[held_index] = booster.predict(x[held_index], raw_score=True, num_iteration=rounds)
+        labels, held_out = arrays.labels, [held for _, held in folds]
+        scores = [objective_value(labels[i], margins[i], config.objective) for i in held_out]
+        info = {"cross_validation": {"folds": config.cv_folds, "fold_scores": scores, "mean": float(np.mean(scores)),
+                                     "rounds": [rounds] * len(folds)}, "rounds": rounds}
+        model = fold_ensemble([to_keras(b, data.schema, rounds) for b in boosters], data.schema) if not refit else None
+    else:
+        train, validation = splits.train, splits.validation
+        held_x = feature_matrix(validation.features, data.schema)
+        booster, rounds = fit_trees(feature_matrix(train.features, data.schema), train.labels, settings.weights,
+                                    params, config.seed, valid=(held_x, validation.labels))
+        margins = np.asarray(booster.predict(held_x, raw_score=True, num_iteration=rounds), np.float64)
+        labels, held_out, info = validation.labels, None, {"rounds": rounds}
+        model = None if refit else to_keras(booster, data.schema, rounds)
+    if refit:
+        model = _refit_trees(params, settings, data, config, splits, rounds)
+        info["refit_rows"] = int(len(splits.train_and_validation.labels))
+    score = held_out_score(labels, margins, held_out, config.objective)
+    return Candidate(model, margins, labels, score, {"rounds": [rounds]}, info, held_out)
+
+
+def _refit_trees(params, settings, data, config, splits: Splits, rounds: int):
+    """The trees grown again for `rounds` rounds on every train + validation row, as a TensorFlow model."""
+    arrays = splits.train_and_validation
+    booster, _ = fit_trees(feature_matrix(arrays.features, data.schema), arrays.labels, settings.weights, params,
+                           config.seed, rounds=rounds)
+    return to_keras(booster, data.schema, rounds)
 
 
 def _built(hp, data: PreparedData, seed: int) -> keras.Model:
@@ -194,28 +221,40 @@ def _in_own_order(model, inputs):
     return {name: inputs[name] for name in expected}
 
 
-def blend(first: Candidate, second: Candidate, config: RunConfig) -> tuple[Candidate, float]:
-    """Mixes two candidates' probabilities with the held-out-best weight on `first`.
+@dataclasses.dataclass(frozen=True)
+class Member:
+    """One model of the exported ensemble: its hyperparameters and its weight in the mean.
 
-    The weight is searched over `BLEND_WEIGHTS` (0 and 1 keep one model); ties
-    go to the even mix. Both candidates must be scored on the same examples.
+    Attributes:
+      values: Hyperparameter values (the rest stay at the defaults).
+      weight: Its share of the averaged probability (the members' sum to 1).
+      trial: The tuning trial it comes from, if any.
+      name: Its portfolio entry's name, if it is one (`tuning.portfolio`).
     """
-    if not np.array_equal(first.labels, second.labels):
-        raise ValueError("blended candidates must share their held-out examples")
-    p_first, p_second = sigmoid(first.margins), sigmoid(second.margins)
 
-    def mixed(weight):
-        p = np.clip(weight * p_first + (1 - weight) * p_second, 1e-12, 1 - 1e-12)
-        return np.log(p) - np.log1p(-p)
+    values: dict
+    weight: float = 1.0
+    trial: str | None = None
+    name: str | None = None
 
-    scored = [(held_out_score(first.labels, mixed(w), first.folds, config.objective), -abs(w - 0.5), w)
-              for w in BLEND_WEIGHTS]
-    _, _, weight = max(scored)
-    if weight in (0.0, 1.0):
-        return (first if weight == 1.0 else second), weight
-    model = Blend([first.model, second.model], [weight, 1.0 - weight], name="blend")
-    margins = mixed(weight)
-    history = first.history or second.history
-    info = {"blend": {"weight": weight, "scores": {str(w): s for s, _, w in scored}}}
+
+def combine(candidates: list[Candidate], weights: list[float], config: RunConfig) -> Candidate:
+    """The weighted mean of the candidates' probabilities, as one candidate (a `Blend`).
+
+    The weights come from ensemble selection on the trials' held-out
+    predictions (`tuning.ensemble`); the candidates must be scored on the
+    same held-out examples. One candidate is returned as it is.
+    """
+    if len(candidates) == 1:
+        return candidates[0]
+    first = candidates[0]
+    if any(not np.array_equal(first.labels, c.labels) for c in candidates[1:]):
+        raise ValueError("combined candidates must share their held-out examples")
+    mixed = sum(w * sigmoid(c.margins) for c, w in zip(candidates, weights, strict=True))
+    p = np.clip(mixed, 1e-12, 1 - 1e-12)
+    margins = np.log(p) - np.log1p(-p)
+    model = Blend([c.model for c in candidates], list(weights), name="blend")
+    history = next((c.history for c in candidates if c.history), {})
     score = held_out_score(first.labels, margins, first.folds, config.objective)
-    return Candidate(model, margins, first.labels, score, history, {**first.info, **info}, first.folds), weight
+    return Candidate(model, margins, first.labels, score, history, {"members": [c.info for c in candidates]},
+                     first.folds)

@@ -64,6 +64,8 @@ class RunConfig:
       synthetic_rows: Size of the `synthetic` dataset (negatives, positives).
       beam_pipeline_args: Options passed through to Apache Beam.
       max_trials: Tuner budget in trials.
+      time_budget: Seconds of search after which no new trial starts (None:
+        only `max_trials` bounds the search).
       tuner: `bayesian`, `random` or `hyperband`.
       objective: Tuning objective: `pr_auc` or `recall_at_precision:P`.
       tuning_epochs: Epochs per tuning trial.
@@ -128,6 +130,9 @@ class RunConfig:
     beam_pipeline_args: tuple[str, ...] = field(default=(), metadata=flag(
         "data", "options for Apache Beam, one string", split="words"))
     max_trials: int = field(default=10, metadata=flag("tuning", "tuner budget in trials"))
+    time_budget: float | None = field(default=None, metadata=flag(
+        "tuning", "stop starting new trials after this many seconds of search (the running one finishes; "
+                  "--max-trials still caps the count)"))
     tuner: str = field(default="bayesian", metadata=flag("tuning", "keras-tuner's search algorithm", choices=TUNERS))
     objective: str = field(default="pr_auc", metadata=flag("tuning", "pr_auc | recall_at_precision:P"))
     tuning_epochs: int = field(default=8, metadata=flag("tuning", "epochs per trial (Hyperband: max epochs)"))
@@ -178,6 +183,8 @@ class RunConfig:
             raise ConfigError(f"split must be three positive fractions summing to 1, got {self.split}")
         if self.epochs < 1 or self.tuning_epochs < 1:
             raise ConfigError("epochs must be at least 1")
+        if self.time_budget is not None and not self.time_budget > 0:
+            raise ConfigError(f"time_budget must be > 0 seconds, got {self.time_budget}")
         if self.max_trials < 1:
             raise ConfigError(f"max_trials must be at least 1, got {self.max_trials}")
         if self.weight_ratio is not None and not self.weight_ratio > 0:

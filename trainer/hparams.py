@@ -66,6 +66,8 @@ def declare_tree_hparams(hp: kt.HyperParameters) -> dict:
         "feature_fraction": hp.Float("feature_fraction", 0.5, 1.0, step=0.1, default=0.8),
         "bagging_fraction": hp.Float("bagging_fraction", 0.5, 1.0, step=0.1, default=0.8),
         "tree_l2": hp.Float("tree_l2", 1e-3, 10.0, sampling="log", default=0.1),
+        # LightGBM's extremely randomized split thresholds (AutoGluon's "GBMXT" portfolio member).
+        "extra_trees": hp.Boolean("extra_trees", default=False),
     }
 
 

@@ -78,6 +78,8 @@ def build_model(hp: kt.HyperParameters, schema: Schema, priors: tuple[float, flo
     shape = (params["depth"], params["width"], params["dropout"], bias)
     if params["body"] == "tabm":
         logits = bodies.tabm(x, *shape, members=params["ensemble_size"])  # [N, k, 2]
+    elif params["body"] == "linear":
+        logits = bodies.mlp(x, 0, *shape[1:])  # [N, 2]: no hidden layer, so depth and width do not apply
     else:
         logits = bodies.mlp(x, *shape)  # [N, 2]
     return keras.Model(inputs=inputs, outputs=logits, name=f"imbalance_{params['body']}")

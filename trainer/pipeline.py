@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import time
 
@@ -11,7 +12,7 @@ import keras
 from trainer import hparams as hparams_lib
 from trainer import progress
 from trainer.atomic import write_json_atomically
-from trainer.candidates import Splits, blend, train_candidate
+from trainer.candidates import Member, Splits, combine, train_candidate
 from trainer.config import RunConfig
 from trainer.data.prepare import PreparedData, prepare_data, run_record
 from trainer.distribute import check_supported, make_strategy, output_dir_of, strategy_scope, worker_count
@@ -22,18 +23,21 @@ from trainer.train import EpochProgress, fit_settings, save_history
 
 
 def train_and_export(config: RunConfig, data: PreparedData | None = None, values: dict | None = None,
-                     weighted: bool = True, blend_values: dict | None = None, export_dir: str | None = None) -> dict:
-    """Trains one model and exports it as the next version.
+                     weighted: bool = True, members: list[Member] | None = None,
+                     export_dir: str | None = None) -> dict:
+    """Trains one model (or an ensemble of members) and exports it as the next version.
 
     Args:
       config: The run configuration.
       data: Prepared data; prepared (or reused) from `config` when None.
-      values: Hyperparameter values overriding the defaults / `--hparams`.
+      values: Hyperparameter values overriding the defaults / `--hparams`
+        (one model; ignored when `members` is given).
       weighted: False trains the unweighted baseline (plain cross entropy)
-        into `baseline_model/`.
-      blend_values: Hyperparameters of a second candidate (the other model
-        family's best, from tuning); the exported model mixes the two with
-        the weight that does best on held-out data (possibly 0 or 1).
+        into `baseline_model/`: every member without class weights.
+      members: The ensemble to train and export (from the search's ensemble
+        selection, `tuning.ensemble`): each member is trained with its own
+        hyperparameters and the exported model averages their probabilities
+        with the members' weights.
       export_dir: Where the versions go, relative to the run directory;
         default `serving_model/` (weighted) or `baseline_model/`. A tuning
         execution exports its candidate to `candidate_model/`, because only
@@ -52,50 +56,71 @@ def train_and_export(config: RunConfig, data: PreparedData | None = None, values
     if data is None:
         with progress.step("data", "split, statistics and shards"):
             data = prepare_data(config)
+    members = members or [Member(values or {})]
+    members = [dataclasses.replace(m, values={**file_values, **m.values}) for m in members]
     with output_dir_of(strategy, config.output_dir) as output_dir:  # only the chief writes the run
-        return _train_and_export(config.replace(output_dir=output_dir), data, strategy, file_values, values,
-                                 weighted, blend_values, export_dir)
+        return _train_and_export(config.replace(output_dir=output_dir), data, strategy, members, weighted,
+                                 export_dir)
 
 
-def _train_and_export(config, data, strategy, file_values, values, weighted, blend_values, export_dir) -> dict:
+def _train_and_export(config, data, strategy, members: list[Member], weighted, export_dir) -> dict:
     name = "weighted" if weighted else "baseline"
     counts = data.train_counts
-    hp = hparams_lib.with_values(counts, {**file_values, **(values or {})})
-    settings = fit_settings(hp, counts, config, weighted=weighted)
     keras.utils.set_random_seed(config.seed)
     started = time.time()
     splits = Splits(data, config)
     tensorboard = keras.callbacks.TensorBoard(log_dir=os.path.join(config.output_dir, "logs", name))
+    trained = []
     with strategy_scope(strategy):  # variables and train steps replicated across devices
-        with _fit_step(name, hp, config, splits) as epoch_progress:
-            candidate = train_candidate(hp, settings, data, config, config.epochs, splits,
-                                        callbacks=[tensorboard, epoch_progress])
-        shift, weight = closed_form_shift(hp, settings), None
-        if blend_values:
-            partner_hp = hparams_lib.with_values(counts, blend_values)
-            partner_settings = fit_settings(partner_hp, counts, config, weighted=weighted)
-            with _fit_step(f"{name} partner", partner_hp, config, splits) as epoch_progress:
-                partner = train_candidate(partner_hp, partner_settings, data, config, config.epochs, splits,
-                                          callbacks=[epoch_progress])
-            candidate, weight = blend(candidate, partner, config)
-            if weight == 0.0:  # the partner alone did best
-                hp, settings, blend_values = partner_hp, partner_settings, dict(hp.values)
-            shift = closed_form_shift(hp, settings) if weight in (0.0, 1.0) else None  # a mix: Platt
+        for index, member in enumerate(members):
+            hp = hparams_lib.with_values(counts, member.values)
+            settings = fit_settings(hp, counts, config, weighted=weighted)
+            step = name if len(members) == 1 else f"{name} member {index + 1} of {len(members)}"
+            with _fit_step(step, hp, config, splits) as epoch_progress:
+                candidate = train_candidate(hp, settings, data, config, config.epochs, splits, refit=True,
+                                            callbacks=[epoch_progress] + ([tensorboard] if index == 0 else []))
+            trained.append((hp, settings, candidate))
+    heaviest = max(range(len(members)), key=lambda i: members[i].weight)
+    hp, settings, _ = trained[heaviest]  # the single model, or the ensemble's heaviest member
+    candidate = combine([c for _, _, c in trained], [m.weight for m in members], config)
+    # A mix has no closed-form shift: `auto` calibration then fits Platt scaling.
+    shift = closed_form_shift(hp, settings) if len(members) == 1 else None
     save_history(candidate.history, os.path.join(config.output_dir, "history", f"{name}.json"))
     export_dir = export_dir or MODEL_DIRS[name]
     summary = finalize(candidate.model, settings, data, config, os.path.join(config.output_dir, export_dir),
                        held_out=(candidate.margins, candidate.labels), shift=shift)
     summary.update({"export_dir": export_dir, "hyperparameters": dict(hp.values),
-                    "model_family": hparams_lib.declare_family(hp),
+                    "model_family": hparams_lib.declare_family(hp) if len(members) == 1 else "ensemble",
                     "selection": "cross_validation" if splits.cross_validation else "validation",
                     "held_out_score": candidate.score, **candidate.info,
                     "train_seconds": round(time.time() - started, 1), "class_counts": data.counts,
                     "replicas": strategy.num_replicas_in_sync if strategy else 1,
                     "workers": worker_count(strategy)})
-    if blend_values:
-        summary["blend"] = {**summary.get("blend", {}), "weight": weight, "partner": dict(blend_values)}
+    summary["rows_seen"] = [_rows_seen(data, config, splits, c) for _, _, c in trained]
+    if len(members) > 1:
+        summary["members"] = [_describe_member(m, h, st, c) for m, (h, st, c) in zip(members, trained, strict=True)]
     update_run_json(config, {name: summary, **run_record(data)})  # run_record: the bad rows skipped
     return summary
+
+
+def _describe_member(member: Member, hp, settings, candidate) -> dict:
+    """A member's facts for run.json, the report and the model card."""
+    return {"weight": member.weight, "trial": member.trial, "name": member.name,
+            "model_family": hparams_lib.declare_family(hp), "hyperparameters": dict(hp.values),
+            "weight_ratio": settings.ratio, "loss": settings.family, "held_out_score": candidate.score,
+            **{k: v for k, v in candidate.info.items() if k in ("rounds", "refit_rows", "epochs_run")}}
+
+
+def _rows_seen(data: PreparedData, config: RunConfig, splits, candidate) -> dict:
+    """Which rows a member of the exported model was trained on (run.json, the model card)."""
+    train, validation = sum(data.counts["train"]), sum(data.counts["validation"])
+    if "refit_rows" in candidate.info:
+        return {"rows": candidate.info["refit_rows"], "how": "refit on train + validation"}
+    if splits.cross_validation:
+        share = (config.cv_folds - 1) / config.cv_folds
+        return {"rows": int(round(share * (train + validation))),
+                "how": f"each of {config.cv_folds} fold models on (k - 1)/k of train + validation"}
+    return {"rows": train, "how": "train split"}
 
 
 @contextlib.contextmanager
@@ -138,17 +163,20 @@ def _versions() -> dict:
 
 
 def describe_model(summary: dict) -> str:
-    """What was exported, in a few words: family, body and encoding or trees, blend weight, loss."""
+    """What was exported, in a few words: each member's family and weight, the loss and weighting."""
     def one(values: dict) -> str:
         if values.get("model_family") == "trees":
             return "boosted trees"
+        if values.get("body") == "linear":
+            return f"logistic regression on {values.get('numeric_encoding', 'standard')} inputs"
         return f"{values.get('body', 'mlp')} on {values.get('numeric_encoding', 'standard')} inputs"
 
+    members = summary.get("members")
+    if members:
+        return " + ".join(f"{m['weight']:.2g} x {one(m['hyperparameters'])} (w1/w0 = {m['weight_ratio']:.3g})"
+                          for m in members)
     values = summary.get("hyperparameters", {})
     text = f"{one(values)}, {summary['loss']}" if values.get("model_family") != "trees" else one(values)
-    blend = summary.get("blend") or {}
-    if blend.get("weight") not in (None, 0.0, 1.0):
-        text = f"{blend['weight']:g} x {text} + {1 - blend['weight']:g} x {one(blend['partner'])}"
     return f"{text}, w1/w0 = {summary['weight_ratio']:.3g}"
 
 

@@ -8,27 +8,26 @@ kept), a finished one is followed by a new one. The candidate is pushed to
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 
 from keras_tuner.src.distribute import utils as distribute
 
 from trainer import progress
+from trainer.candidates import Member
 from trainer.config import RunConfig
 from trainer.data.ingest import DataError
 from trainer.data.prepare import prepare_data
+from trainer.hparams import declare_all
 from trainer.layout import CANDIDATE_DIR, COMPLETE, TUNING_DIR, read_run_json
 from trainer.pipeline import train_and_export, update_run_json
 from tuning import tensorboard_hparams
+from tuning.ensemble import Selection, load_held_out, select_ensemble
 from tuning.executions import begin_execution, describe_data, now, write_history
+from tuning.portfolio import portfolio_name
 from tuning.push import push, served_model
-from tuning.results import (
-    BEST_FILE,
-    TRIALS_FILE,
-    best_of_other_family,
-    write_best_hyperparameters,
-    write_trials_csv,
-)
+from tuning.results import BEST_FILE, TRIALS_FILE, write_best_hyperparameters, write_trials_csv
 from tuning.search import make_tuner
 
 
@@ -86,16 +85,30 @@ def _search_and_export(config: RunConfig, data) -> dict:
     trial_count = write_trials_csv(tuner, os.path.join(tuning_dir, TRIALS_FILE))
     best = write_best_hyperparameters(tuner, os.path.join(tuning_dir, BEST_FILE))
     search_seconds = round(time.time() - started, 1)
-    partner = best_of_other_family(tuner, best)
-    weighted = train_and_export(config, data, values=best.values, blend_values=partner, export_dir=CANDIDATE_DIR)
-    baseline = train_and_export(config, data, values=best.values, weighted=False, blend_values=partner)
+    selection, members = select_members(tuner, data, config)
+    weighted = train_and_export(config, data, members=members, export_dir=CANDIDATE_DIR)
+    baseline = train_and_export(config, data, members=members, weighted=False)
     return {
         "tuning": {"trials": trial_count, "search_seconds": search_seconds, "best": dict(best.values),
                    "best_file": os.path.join(tuning_dir, BEST_FILE), "objective": config.objective,
-                   "tuner": config.tuner},
+                   "tuner": config.tuner, "time_budget": config.time_budget,
+                   "ensemble": {**selection.to_dict(), "members": [dataclasses.asdict(m) for m in members]}},
         "weighted": weighted,
         "baseline": baseline,
     }
+
+
+def select_members(tuner, data, config: RunConfig) -> tuple[Selection, list[Member]]:
+    """Ensemble selection over the completed trials' held-out predictions (`tuning.ensemble`)."""
+    completed = {t.trial_id: t for t in tuner.oracle.trials.values() if t.status == "COMPLETED"}
+    held_out = load_held_out(os.path.join(config.output_dir, TUNING_DIR), sorted(completed))
+    selection = select_ensemble(held_out, config.objective)
+    defaults = declare_all(data.train_counts).values
+    members = []
+    for trial_id, weight in selection.weights.items():
+        values = {k: v for k, v in completed[trial_id].hyperparameters.values.items() if not k.startswith("tuner/")}
+        members.append(Member(values, weight, trial_id, portfolio_name(values, data.train_counts, defaults)))
+    return selection, members
 
 
 def _push(run_dir: str, execution_id: str, summary: dict, push_anyway: bool) -> dict:

@@ -40,17 +40,3 @@ def write_best_hyperparameters(tuner: kt.Tuner, path: str) -> kt.HyperParameters
         raise RuntimeError("the search finished without a successful trial; see the trial logs in RUN/tuning")
     write_json_atomically(path, best[0].get_config())
     return best[0]
-
-
-def best_of_other_family(tuner: kt.Tuner, best: kt.HyperParameters) -> dict | None:
-    """Values of the best completed trial whose `model_family` differs from `best`'s, if any.
-
-    The final model may blend the two families (`trainer.pipeline.train_and_export`).
-    """
-    family = best.values.get("model_family")
-    others = [t for t in tuner.oracle.trials.values()
-              if t.status == "COMPLETED" and t.score is not None
-              and t.hyperparameters.values.get("model_family") not in (None, family)]
-    if not others:
-        return None
-    return dict(max(others, key=lambda t: t.score).hyperparameters.values)

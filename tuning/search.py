@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 
 import keras
 import keras_tuner as kt
@@ -18,11 +19,13 @@ from trainer.candidates import Splits, train_candidate
 from trainer.config import RunConfig, parse_tuning_objective
 from trainer.data.prepare import PreparedData
 from trainer.distribute import check_supported, make_strategy
-from trainer.hparams import FAMILIES, declare_family, declare_fit_hparams, declare_tree_hparams
+from trainer.hparams import declare_family, declare_fit_hparams, declare_tree_hparams
 from trainer.layout import TUNING_DIR
 from trainer.model import build_model, class_priors
 from trainer.train import fit_settings
 from tuning import atomic_state, tensorboard_hparams
+from tuning.ensemble import save_held_out
+from tuning.portfolio import portfolio_values
 
 PROJECT = "search"
 
@@ -33,6 +36,7 @@ class ImbalanceHyperModel(kt.HyperModel):
     def __init__(self, data: PreparedData, config: RunConfig):
         super().__init__(name="imbalance")
         self.data = data
+        self.trial_id = None  # the running trial's id, set by the tuner (`_Progress.run_trial`)
         # The tuner searches the weighting itself: explicit overrides would pin it.
         self.config = config.replace(loss=None, weight_scheme=None, weight_ratio=None)
 
@@ -60,6 +64,9 @@ class ImbalanceHyperModel(kt.HyperModel):
         kwargs.setdefault("verbose", 0)  # the rest reaches compile_and_fit, which drops x, y and the like
         candidate = train_candidate(hp, settings, self.data, self.config, epochs, self.splits,
                                     callbacks=callbacks, model=model, **kwargs)
+        if self.trial_id is not None:  # for the ensemble selection after the search (tuning.ensemble)
+            save_held_out(os.path.join(self.config.output_dir, TUNING_DIR), self.trial_id, candidate.margins,
+                          candidate.labels, candidate.folds)
         logs = {objective_metric(self.config): candidate.score}
         if self.splits.cross_validation or declare_family(hp) == "trees":
             # The tuner's callbacks saw no epoch: report the score once, so its
@@ -86,9 +93,17 @@ def tuner_objective(config: RunConfig) -> kt.Objective:
 
 
 class _Progress:
-    """Reports trial n of N and the current best after each trial (`trainer.progress`)."""
+    """Reports trial n of N and the current best after each trial (`trainer.progress`), and
+    tells the hypermodel which trial it is fitting."""
 
     advance = None  # set by the caller around `search`: the step's advance function
+
+    def run_trial(self, trial, *args, **kwargs):
+        self.hypermodel.trial_id = trial.trial_id  # its held-out predictions are saved under this id
+        try:
+            return super().run_trial(trial, *args, **kwargs)
+        finally:
+            self.hypermodel.trial_id = None
 
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
@@ -117,24 +132,49 @@ class HyperbandTuner(_Progress, kt.Hyperband):
     pass
 
 
-def start_with_defaults(oracle) -> None:
-    """Makes the search's first trials the default hyperparameters of each family.
+def start_with_portfolio(oracle, counts: tuple[int, int], time_budget: float | None = None,
+                         portfolio: bool = True) -> None:
+    """Makes the search's first trials the portfolio (`tuning.portfolio`), keeps every
+    trial's values inside their declared ranges, and stops scheduling trials once
+    `time_budget` seconds have passed since this call (AutoGluon's `time_limit`).
 
-    The defaults are a measured, strong configuration (README, "What the
-    tuner searches"); random initial points alone could miss it entirely
-    with a budget of a few trials (as Optuna's `enqueue_trial` is used).
+    A trial that is running when the budget runs out finishes; the next one is
+    not started. As Optuna's `enqueue_trial` is used, the portfolio's trials
+    come first (`portfolio=False` for Hyperband, whose brackets choose their own).
     """
     original = getattr(oracle, "populate_space", None)
     if original is None:  # a distributed worker's OracleClient: the chief's oracle decides
         return
+    deadline = None if time_budget is None else time.monotonic() + time_budget
+    first = portfolio_values(oracle.hyperparameters.values, counts) if portfolio else []
 
     def populate_space(trial_id):
-        if len(oracle.trials) < len(FAMILIES):  # trial 1: the neural defaults; trial 2: the trees' defaults
-            values = {**oracle.hyperparameters.values, "model_family": FAMILIES[len(oracle.trials)]}
-            return {"status": kt.engine.trial.TrialStatus.RUNNING, "values": values}
-        return original(trial_id)
+        if deadline is not None and time.monotonic() >= deadline:
+            return {"status": kt.engine.trial.TrialStatus.STOPPED, "values": None}
+        if len(oracle.trials) < len(first):
+            return {"status": kt.engine.trial.TrialStatus.RUNNING, "values": dict(first[len(oracle.trials)])}
+        response = original(trial_id)
+        if response.get("values"):
+            response["values"] = within_ranges(oracle.hyperparameters, response["values"])
+        return response
 
     oracle.populate_space = populate_space
+
+
+def within_ranges(space: kt.HyperParameters, values: dict) -> dict:
+    """`values` with every Int and Float moved inside its declared [min, max].
+
+    keras-tuner's Bayesian oracle maps the optimizer's point back to a value
+    with `prob_to_value`, which assumes a probability below 1; the optimizer
+    can return exactly 1 and so `max + 1` for an Int (seen: num_leaves 129 with
+    max 128, min_child_samples 101 with max 100).
+    """
+    bounded = dict(values)
+    for hp in space.space:
+        if isinstance(hp, (kt.engine.hyperparameters.Int, kt.engine.hyperparameters.Float)) and hp.name in bounded:
+            value = min(max(bounded[hp.name], hp.min_value), hp.max_value)
+            bounded[hp.name] = int(value) if isinstance(hp, kt.engine.hyperparameters.Int) else float(value)
+    return bounded
 
 
 def make_tuner(data: PreparedData, config: RunConfig) -> kt.Tuner:
@@ -162,6 +202,8 @@ def make_tuner(data: PreparedData, config: RunConfig) -> kt.Tuner:
             tuner = BayesianTuner(max_trials=config.max_trials, num_initial_points=min(3, config.max_trials), **common)
         else:
             tuner = RandomTuner(max_trials=config.max_trials, **common)
-        start_with_defaults(tuner.oracle)
+        start_with_portfolio(tuner.oracle, data.train_counts, config.time_budget)
         return tuner
-    return HyperbandTuner(max_epochs=config.tuning_epochs, factor=3, hyperband_iterations=1, **common)
+    tuner = HyperbandTuner(max_epochs=config.tuning_epochs, factor=3, hyperband_iterations=1, **common)
+    start_with_portfolio(tuner.oracle, data.train_counts, config.time_budget, portfolio=False)
+    return tuner
