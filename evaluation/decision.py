@@ -89,7 +89,7 @@ class Shortfall:
     context: str = ""
 
     def __str__(self) -> str:
-        return f"{self.requirement} ({self.quantity} {self.value}{self.tail})"
+        return f"{self.requirement} ({f'{self.quantity} {self.value}'.strip()}{self.tail})"
 
     @property
     def tail(self) -> str:
@@ -146,8 +146,11 @@ def shortfalls(floors: ValueFloors, measured: dict[str, float]) -> list[Shortfal
                                f"{upper:.2f}", f"with {floors.positives} test positives"))
     if floors.min_precision is not None and not precision >= floors.min_precision:
         origin = " (P less both splits' 95% margin)" if floors.precision_se_held is not None else ""
-        found.append(Shortfall("precision", f"precision ≥ {floors.min_precision:.3g}{origin} at its threshold",
-                               "measured on test", f"{precision:.3f}"))
+        requirement = f"precision ≥ {floors.min_precision:.3g}{origin} at its threshold"
+        if math.isfinite(precision):
+            found.append(Shortfall("precision", requirement, "measured on test", f"{precision:.3f}"))
+        else:
+            found.append(Shortfall("precision", requirement, "", "nothing flagged on test"))
     if floors.min_pr_auc is not None and not pr_auc >= floors.min_pr_auc:
         found.append(Shortfall("pr_auc", f"PR-AUC ≥ {floors.min_pr_auc:.3g}", "measured", f"{pr_auc:.3f}"))
     return found
@@ -159,7 +162,8 @@ def neither_line(candidate: list[Shortfall], twin: list[Shortfall]) -> str:
     for mine in candidate:
         theirs = twin_by_check.get(mine.check)
         if theirs is not None:
-            return (f"neither model reaches {mine.requirement} ({mine.quantity} {mine.value} for the candidate, "
+            measured = f"{mine.quantity} {mine.value}".strip()
+            return (f"neither model reaches {mine.requirement} ({measured} for the candidate, "
                     f"{theirs.value} for the twin{mine.tail}): {CONSEQUENCES[mine.check]}")
     mine = _listed(candidate) or "TFMA's checks"
     return f"neither model is fit to serve: the candidate misses {mine}; the unweighted twin misses {_listed(twin)}"

@@ -74,6 +74,9 @@ def test_worse_candidate_is_not_pushed_and_the_served_version_is_untouched(tiny_
         served_dir=served.path, served_threshold=served.threshold))
     assert not summary["blessed"]
     assert any("pr_auc change vs the reference" in f for f in summary["failures"]), summary["failures"]
+    # With a model served, the change check blocks as before: no twin to fall back on.
+    assert summary["gate"]["twin"] is None
+    assert summary["decision"] == {"serve": None, "reason": None, "first_execution": False}
     result = push(run_dir, broken, {"execution": "0002", "threshold": 0.5}, blessed=summary["blessed"])
     assert not result["pushed"] and "version 2 stays served" in result["reason"]
     assert tree_digest(os.path.join(run_dir, "serving_model")) == before
@@ -132,3 +135,24 @@ def test_a_model_predicting_the_prior_fails_on_value_thresholds_alone(tiny_run, 
     assert not summary["blessed"]
     assert summary["failures"] and not any("change" in f for f in summary["failures"])
     assert any("pr_auc" in f for f in summary["failures"])  # PR-AUC = the positive rate < 2x that rate
+    # A first execution: the twin (the run's real baseline) is served instead if it passes the same floors,
+    # judged in Python on TFMA's metrics of the twin.
+    from evaluation.decision import Decision, shortfalls
+    from evaluation.gate import ValueFloors
+
+    twin = ValueFloors(**summary["gate"]["twin"])
+    assert twin.model == "baseline" and twin.held_out_flagged is not None  # run.json's held-out count is used
+    # The gate's own counts at the threshold are TFMA's (TFMA and NumPy count score > threshold alike).
+    assert twin.precision == pytest.approx(summary["metrics"]["baseline"]["precision"], abs=1e-9)
+    assert twin.recall == pytest.approx(summary["metrics"]["baseline"]["recall"], abs=1e-9)
+    twin_fit = not shortfalls(twin, summary["metrics"]["baseline"])
+    decision = summary["decision"]
+    assert decision["first_execution"] and decision["serve"] == ("baseline" if twin_fit else None)
+    if twin_fit:  # the prior model flags nobody at 0.5 and ranks at random
+        assert decision["reason"].startswith("the unweighted twin: the candidate misses recall ≥ 0.1")
+        assert "precision ≥ 0.5 at its threshold (nothing flagged on test)" in decision["reason"]
+        assert "PR-AUC ≥" in decision["reason"]
+    else:
+        assert decision["reason"].startswith("neither model")
+    with open(os.path.join(run_dir, "report", "index.html"), encoding="utf-8") as handle:
+        assert f"First execution: {Decision(**decision).in_words()}"[:60] in handle.read()
