@@ -97,7 +97,13 @@ def test_each_make_tune_is_an_execution_gated_against_what_is_served(tuned, tmp_
     assert task.main([*arguments, "--push-anyway"]) == 0
     second = json.load(open(os.path.join(run_dir, "executions", "0002", "run.json")))
     assert second["push"]["pushed"] and second["push"]["version"] == 1
-    assert second["push"]["push_anyway"] == (second["evaluation"]["verdict"] == "NOT_BLESSED")
+    # Nothing was served: the gate's decision serves the candidate (BLESSED, or fit while its twin is not)
+    # or the twin, or nothing; --push-anyway forces the candidate whenever the decision does not serve it.
+    decision = second["evaluation"]["decision"]
+    assert decision["first_execution"] and second["push"]["model"] == "candidate"
+    assert second["push"]["push_anyway"] == (decision["serve"] != "candidate")
+    if second["evaluation"]["verdict"] == "BLESSED":
+        assert decision["serve"] == "candidate" and not second["push"]["push_anyway"]
     assert "the unweighted baseline" in second["evaluation"]["compared_with"]
     served_before = _tree(os.path.join(run_dir, "serving_model"))
 
