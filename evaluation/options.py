@@ -21,10 +21,13 @@ class EvaluationOptions:
         named here are sliced by buckets of their training z-score.
       max_slice_vocabulary: Vocabulary limit for the default slices.
       min_recall: Value threshold: the candidate's minority recall at its own
-        threshold on the overall test split must be at least this.
+        threshold on the overall test split must be at least this, judged
+        with the test split's uncertainty (it fails only when the one-sided
+        95% Wilson upper bound of the recall is below it).
       min_precision: Value threshold on precision at the candidate's
         threshold. None follows the run's objective: for
-        `recall_at_precision:P`, P less the test set's one-sided 95% margin.
+        `recall_at_precision:P`, P less the one-sided 95% margin of the test
+        and held-out precision combined (`evaluation.gate`).
       min_pr_auc: Value threshold on the candidate's PR-AUC; None uses
         `min_pr_auc_lift`.
       min_pr_auc_lift: PR-AUC must be at least this times the test positive
@@ -64,10 +67,11 @@ class EvaluationOptions:
                 "with at most 20 values and the two most informative numerics", split="commas"))
     max_slice_vocabulary: int = 20
     min_recall: float = field(default=0.1, metadata=flag(
-        "gate", "bless only if the candidate's minority recall at its threshold is at least this"))
+        "gate", "bless only if the candidate's minority recall at its threshold is at least this (fails only "
+                "if the one-sided 95%% Wilson upper bound of the test recall is below it)"))
     min_precision: float | None = field(default=None, metadata=flag(
         "gate", "bless only if precision at the threshold is at least this (default: P of "
-                "recall_at_precision:P, less the test set's 95%% margin)"))
+                "recall_at_precision:P, less the 95%% margin of the test and held-out precision combined)"))
     min_pr_auc: float | None = field(default=None, metadata=flag(
         "gate", "bless only if PR-AUC is at least this (default: --min-pr-auc-lift x positive rate)"))
     min_pr_auc_lift: float = field(default=2.0, metadata=flag(
