@@ -79,8 +79,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = sorted(set(args.contenders.split(",")) - set(CONTENDERS))
     if unknown:
         parser.error(f"unknown contenders {', '.join(unknown)}; choose from {', '.join(CONTENDERS)}")
-    if args.datasets and set(args.datasets.split(",")) - set(registry.CONFIRMATION):
-        parser.error(f"not confirmation sets: {', '.join(sorted(set(args.datasets.split(',')) - set(registry.CONFIRMATION)))}")
+    foreign = sorted(set(args.datasets.split(",")) - set(registry.CONFIRMATION)) if args.datasets else []
+    if foreign:  # a development set here would mix the two roles in one file
+        parser.error(f"not confirmation sets: {', '.join(foreign)}")
     if args.trials is not None and (not args.quick or args.trials < 1):
         parser.error("--trials is for --quick runs only (the full protocol uses the package tuner's budget), >= 1")
     return args

@@ -10,7 +10,7 @@ import numpy as np
 
 from benchmarks import paired, registry
 from benchmarks.contenders import PACKAGE_TUNED
-from benchmarks.quality import aggregate, common_datasets, ranks
+from benchmarks.quality import aggregate, ranks
 from benchmarks.summary import MISSING, mean_std, table
 
 CHEAP_COMMAND = ("`.venv/bin/python -m benchmarks.confirm --contenders lightgbm_default,lightgbm_300_spw,"
@@ -129,7 +129,8 @@ def confirmation_section(payload: dict, results_name: str, development: list[dic
              f"`benchmarks/results/{results_name}` (mode `{payload.get('mode')}`). {len(table_)} confirmation sets; "
              f"{payload.get('seeds_rule', '')} (stratified 70/15/15, `assign_splits(labels, split, seed)`); tuned "
              f"contenders get {payload.get('trials', '?')} trials. Every number below is on confirmation sets only; "
-             "the development sets' results are in \"Model quality\" further down and never enter these means.", ""]
+             "the development sets' results are in \"Model quality (development sets)\" further down and never "
+             "enter these means.", ""]
     if complete and table_:
         parts += [f"Over the {len(table_)} confirmation sets (each cell a mean over datasets of the per-dataset "
                   "mean over seeds; rank 1 = best PR-AUC on a dataset, datasets won in brackets; wall time per "

@@ -81,7 +81,7 @@ def quality_section(payload: dict, results_name: str) -> str:
     table_ = aggregate(records, [d["name"] for d in payload["datasets"]]) if records else payload.get("table", {})
     budgets = trial_budgets(records)
     ran = {c for cells in table_.values() for c in cells}
-    parts = ["## Model quality", "",
+    parts = ["## Model quality (development sets: defaults were chosen on them)", "",
              f"Mode `{payload['mode']}`: {seeds} seed(s) ({', '.join(map(str, payload['seeds']))}); every contender "
              "trains on the same stratified 70/15/15 split (`trainer.data.split.assign_splits(labels, split, seed)`; "
              "the package's own split was checked to be identical: per-split class counts and a feature "
