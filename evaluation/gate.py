@@ -203,12 +203,7 @@ def resolve_gate(options: EvaluationOptions, threshold_objective: str, reference
         return _value_floors(name, options, objective, min_pr_auc, labels, predictions[name]["scores"],
                              thresholds[name], held_out.get(name), indices)
 
-    precision_floor, recall_floor = options.precision_floor, options.recall_floor
-    operating_metric = "precision_at_recall" if objective.kind == "precision_at_recall" else "recall_at_precision"
-    if objective.kind == "recall_at_precision":
-        precision_floor = objective.value
-    elif objective.kind == "precision_at_recall":
-        recall_floor = objective.value
+    operating_metric, precision_floor, recall_floor = _operating_point_of(objective, options)
     pr_auc_tolerance, operating_tolerance = options.pr_auc_tolerance, options.operating_tolerance
     if reference is not None:
         floor = precision_floor if operating_metric == "recall_at_precision" else recall_floor
@@ -222,6 +217,17 @@ def resolve_gate(options: EvaluationOptions, threshold_objective: str, reference
                 pr_auc_tolerance=pr_auc_tolerance, operating_tolerance=operating_tolerance,
                 operating_metric=operating_metric, precision_floor=precision_floor, recall_floor=recall_floor,
                 num_thresholds=options.num_thresholds, intervals=resolve_intervals(options.intervals, labels.size))
+
+
+def _operating_point_of(objective: Objective, options: EvaluationOptions) -> tuple[str, float, float]:
+    """The objective's operating metric, with its precision and recall floors (the objective's P or R)."""
+    precision_floor, recall_floor = options.precision_floor, options.recall_floor
+    if objective.kind == "recall_at_precision":
+        precision_floor = objective.value
+    elif objective.kind == "precision_at_recall":
+        recall_floor = objective.value
+        return "precision_at_recall", precision_floor, recall_floor
+    return "recall_at_precision", precision_floor, recall_floor
 
 
 def _value_floors(name: str, options: EvaluationOptions, objective: Objective, min_pr_auc: float | None,
