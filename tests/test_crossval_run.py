@@ -41,7 +41,8 @@ def test_final_model_is_the_fold_ensemble_thresholded_out_of_fold(tuned):
     data = prepare_data(config)
     weighted = summary["weighted"]
     assert weighted["selection"] == "cross_validation"
-    assert len(weighted["cross_validation"]["fold_scores"]) == 2
+    for member in weighted.get("members") or [weighted]:  # an ensemble's members, or the single model
+        assert len(member["cross_validation"]["fold_scores"]) == 2
     held_out = sum(data.counts["train"]) + sum(data.counts["validation"])
     assert weighted["threshold"]["held_out_examples"] == held_out  # every train + validation example, once
     # (That the served probability averages every fold member is tested in test_crossval.)

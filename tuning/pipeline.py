@@ -1,9 +1,13 @@
-"""`make tune`: one execution of split -> search -> retrain best -> baseline -> evaluate -> push.
+"""`make tune`: one execution of split -> portfolio + search -> ensemble selection -> retrain the
+members (and their unweighted twin) -> evaluate -> push.
 
 Each call is an execution under `RUN/executions/<id>/` (`tuning.executions`):
 an unfinished execution is resumed (prepared data and completed trials are
-kept), a finished one is followed by a new one. The candidate is pushed to
-`RUN/serving_model/` only when TFMA blesses it (`tuning.push`).
+kept), a finished one is followed by a new one. What is pushed to
+`RUN/serving_model/` is decided by the evaluation (`evaluation.decision`):
+with a model served, the candidate only when TFMA blesses it; on a first
+execution the candidate or its unweighted twin, whichever is fit to serve
+and not beaten beyond noise (`tuning.push`).
 """
 
 from __future__ import annotations
