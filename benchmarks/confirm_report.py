@@ -146,8 +146,8 @@ def confirmation_section(payload: dict, results_name: str, development: list[dic
     parts += ["", served_line(records), ""]
     for reference in REFERENCES:
         parts += [f"Paired over datasets, `{reference}` against each contender (per-dataset means over the seeds "
-                  f"both ran; Wilcoxon signed-rank and sign test, two-sided; a difference within ±{paired.TIE_BAND} "
-                  "PR-AUC is a tie):", "", paired_block(records, reference, [c for c in present if c != reference],
+                  f"both ran; Wilcoxon signed-rank test of the differences, two-sided; a difference within "
+                  f"±{paired.TIE_BAND} PR-AUC is a tie, and the two-sided sign test counts wins against losses):", "", paired_block(records, reference, [c for c in present if c != reference],
                                                         list(table_)), ""]
     parts += ["### Confirmation contenders", "",
               table(["contender", "what it is"], [[f"`{c}`", LABELS[c]] for c in CONTENDERS], "ll"), "",

@@ -9,9 +9,10 @@ small sets is several times larger, so a smaller lead is noise.
 - Wilcoxon: `scipy.stats.wilcoxon(first, second)` (two-sided; zero
   differences dropped, scipy's default `zero_method="wilcox"`); None when
   every difference is zero.
-- Sign test: `scipy.stats.binomtest(k, n, 0.5)` (two-sided), k = datasets where
-  `first` is higher, n = datasets where the two differ (exact zeros dropped,
-  as in the Wilcoxon test; the tie band is for the counts only).
+- Sign test: `scipy.stats.binomtest(wins, wins + losses, 0.5)` (two-sided) on
+  the win / tie / loss counts: a lead within the tie band is noise, so it is
+  neither a win nor a loss here either (ties dropped, as the Wilcoxon test
+  drops zero differences); None when every dataset is a tie.
 """
 
 from __future__ import annotations
@@ -40,15 +41,15 @@ def wilcoxon_p(first, second) -> float | None:
     return float(wilcoxon(first, second).pvalue)
 
 
-def sign_test_p(first, second) -> float | None:
-    """Two-sided sign-test p-value: binomial(k higher of n differing, 1/2) (None when none differ)."""
+def sign_test_p(first, second, band: float = TIE_BAND) -> float | None:
+    """Two-sided sign-test p-value: binomial(wins of wins + losses, 1/2) (None when all are ties)."""
     from scipy.stats import binomtest
 
-    difference = np.asarray(first, dtype=np.float64) - np.asarray(second, dtype=np.float64)
-    differing = int(np.sum(difference != 0))
-    if differing == 0:
+    counts = win_tie_loss(first, second, band)
+    decided = counts["wins"] + counts["losses"]
+    if decided == 0:
         return None
-    return float(binomtest(int(np.sum(difference > 0)), differing, 0.5).pvalue)
+    return float(binomtest(counts["wins"], decided, 0.5).pvalue)
 
 
 def compare(first, second, band: float = TIE_BAND) -> dict:
@@ -56,7 +57,7 @@ def compare(first, second, band: float = TIE_BAND) -> dict:
     first, second = np.asarray(first, dtype=np.float64), np.asarray(second, dtype=np.float64)
     return {"datasets": int(first.size), "mean_first": float(first.mean()), "mean_second": float(second.mean()),
             "mean_difference": float(np.mean(first - second)), **win_tie_loss(first, second, band),
-            "wilcoxon_p": wilcoxon_p(first, second), "sign_test_p": sign_test_p(first, second)}
+            "wilcoxon_p": wilcoxon_p(first, second), "sign_test_p": sign_test_p(first, second, band)}
 
 
 def paired_means(records: list[dict], first: str, second: str, datasets, metric: str = "pr_auc"):

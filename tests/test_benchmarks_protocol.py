@@ -83,18 +83,21 @@ OTHER = np.array([0.80, 0.58, 0.57, 0.84, 0.30, 0.47, 0.66, 0.52])
 
 def test_wilcoxon_and_sign_test_agree_with_scipy():
     assert paired.wilcoxon_p(PACKAGE, OTHER) == pytest.approx(stats.wilcoxon(PACKAGE, OTHER).pvalue)
-    # sign test: 6 of the 7 non-zero differences are positive
-    assert paired.sign_test_p(PACKAGE, OTHER) == pytest.approx(stats.binomtest(6, 7, 0.5).pvalue)
-    assert paired.sign_test_p(PACKAGE, OTHER) == pytest.approx(2 * (7 + 1) / 2**7)  # by hand: 0.125
+    # sign test on wins / losses beyond the tie band: 5 wins, 1 loss (+0.01 and 0 are ties)
+    assert paired.sign_test_p(PACKAGE, OTHER) == pytest.approx(stats.binomtest(5, 6, 0.5).pvalue)
+    assert paired.sign_test_p(PACKAGE, OTHER) == pytest.approx(2 * (6 + 1) / 2**6)  # by hand: 0.21875
+    # without a band, every non-zero difference counts: 6 of 7
+    assert paired.sign_test_p(PACKAGE, OTHER, band=0.0) == pytest.approx(stats.binomtest(6, 7, 0.5).pvalue)
 
 
 def test_statistics_by_hand_on_a_clean_case():
     second = np.array([0.2, 0.3, 0.4, 0.5, 0.6, 0.7])
-    first = second + np.array([0.01, 0.02, 0.03, 0.04, 0.05, 0.06])  # 6 distinct differences, all positive
+    first = second + np.array([0.02, 0.03, 0.04, 0.05, 0.06, 0.07])  # 6 distinct wins beyond the tie band
     # exact two-sided Wilcoxon with every difference positive: 2 / 2**6; sign test the same
     assert paired.wilcoxon_p(first, second) == pytest.approx(2 / 64)
     assert paired.sign_test_p(first, second) == pytest.approx(2 / 64)
     assert paired.wilcoxon_p(first, first) is None and paired.sign_test_p(first, first) is None
+    assert paired.sign_test_p(first, first + 0.005) is None  # every dataset a tie: no decided pair
 
 
 def test_win_tie_loss_uses_the_tie_band():
