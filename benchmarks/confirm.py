@@ -150,7 +150,8 @@ def save_split(path: str, mode: str, info: dict, seed: int, contenders, records,
         payload = load_previous(path, mode) or {"mode": mode, "datasets": [], "records": [], "failures": []}
         payload.update(meta)
         known = {d["name"]: d for d in payload["datasets"]}
-        known[info["name"]] = info
+        seeds = set(known.get(info["name"], {}).get("seeds", [])) | set(info["seeds"])  # runs may add seeds
+        known[info["name"]] = {**info, "seeds": sorted(seeds)}
         payload["datasets"] = [known[n] for n in registry.CONFIRMATION if n in known]
         merge(payload, info["name"], seed, contenders, records, failures)
         order = {n: i for i, n in enumerate(registry.CONFIRMATION)}
