@@ -64,8 +64,13 @@ def served_dir(run_dir: str, push: dict) -> str | None:
     return next((c for c in candidates if c and os.path.isdir(c)), None)
 
 
-def decision_threshold(weighted: dict, model_dir: str) -> float | None:
-    """The threshold the package chose: run.json's `weighted.threshold(.value)`, else the push record's."""
+def decision_threshold(weighted: dict, model_dir: str, pushed: bool) -> float | None:
+    """The threshold of the scored model: a pushed copy's own record (the candidate's, or the unweighted
+    twin's when the first execution served the twin), else run.json's `weighted.threshold(.value)`."""
+    record = os.path.join(model_dir, PUSH_RECORD)
+    if pushed and os.path.exists(record):
+        with open(record) as handle:
+            return float(json.load(handle)["threshold"])
     threshold = weighted.get("threshold")
     if isinstance(threshold, dict):
         threshold = threshold.get("value")
@@ -88,7 +93,8 @@ def gate_outcome(run_dir: str, run: dict) -> dict:
                            f"{weighted.get('version_dir')!r}")
     evaluation = _section(run, "evaluation")
     return {"served": pushed, "push_reason": push.get("reason"), "verdict": evaluation.get("verdict"),
-            "model_dir": model_dir, "threshold": decision_threshold(weighted, model_dir),
+            "pushed_model": push.get("model"),
+            "model_dir": model_dir, "threshold": decision_threshold(weighted, model_dir, pushed),
             "execution": _section(run, "execution"), "weighted": weighted}
 
 
@@ -119,8 +125,10 @@ def run_package_cli(dataset: Dataset, assignment: np.ndarray, seed: int, workdir
     return {"labels": predicted["labels"], "scores": predicted["scores"], "threshold": threshold,
             "train_seconds": seconds, "make_tune_seconds": round(seconds, 1), "exit_status": code,
             "trials": trials, "served": outcome["served"], "push_reason": outcome["push_reason"],
-            "verdict": outcome["verdict"], "scored_model": os.path.relpath(outcome["model_dir"], run_dir),
+            "verdict": outcome["verdict"], "pushed_model": outcome["pushed_model"], "scored_model": os.path.relpath(outcome["model_dir"], run_dir),
             "search_seconds": tuning.get("search_seconds"), "hyperparameters": weighted.get("hyperparameters"),
             "model_family": weighted.get("model_family"), "selection": weighted.get("selection"),
             "package_test_pr_auc": _section(weighted, "test").get("pr_auc"), "split_check": check,
-            "execution_id": outcome["execution"].get("id")}
+            "execution_id": outcome["execution"].get("id"),
+            "members": [{"name": m.get("name"), "family": m.get("model_family"), "weight": m.get("weight"),
+                         "weight_ratio": m.get("weight_ratio")} for m in weighted.get("members") or []]}
