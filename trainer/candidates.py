@@ -106,34 +106,42 @@ def train_candidate(hp, settings, data: PreparedData, config: RunConfig, epochs:
     from trainer.train import EVAL_BATCH, compile_and_fit
 
     validation = splits.validation
-    model = model or _built(hp, data, config.seed)
+    model = model or built(hp, data, config.seed)
     history = compile_and_fit(model, settings, data, config, callbacks=callbacks,
                               validation=validation.dataset(EVAL_BATCH), epochs=epochs, **fit_kwargs)
-    info = {"epochs_run": len(history.epoch)}
+    info = {"epochs_run": len(history.epoch), "best_epochs": [best_epoch(_as_dict(history), config)]}
     return _candidate(model, predict_margin(model, validation), validation.labels, config, _as_dict(history), info)
+
+
+def best_epoch(history: dict, config: RunConfig) -> int:
+    """The epoch (1-based) early stopping restored: the best of the monitored validation metric."""
+    values = history.get(f"val_{config.early_stopping}") or [0.0]
+    pick = np.argmin if config.early_stopping == "log_loss" else np.argmax
+    return int(pick(values)) + 1
 
 
 def _cross_validated(hp, settings, data, config, epochs, arrays: Arrays) -> Candidate:
     from trainer.train import EVAL_BATCH, compile_and_fit
 
     margins = np.zeros(len(arrays.labels), np.float64)
-    models, scores, runs, history = [], [], [], {}
+    models, scores, runs, best, history = [], [], [], [], {}
     folds = selection_folds(arrays.labels, config.cv_folds, config.seed)
     for fold, (train_index, held_index) in enumerate(folds):
         train, held = arrays.take(train_index), arrays.take(held_index)
-        model = _built(hp, data, config.seed + fold)
+        model = built(hp, data, config.seed + fold)
         fitted = compile_and_fit(model, settings, data, config, epochs=epochs,
                                  train=train.dataset(settings.batch_size, shuffle=True, seed=config.seed + fold),
                                  validation=held.dataset(EVAL_BATCH))
         margins[held_index] = predict_margin(model, held)
         runs.append(len(fitted.epoch))
+        best.append(best_epoch(_as_dict(fitted), config))
         history = history or _as_dict(fitted)  # the first fold's curves, for the report
         scores.append(objective_value(held.labels, margins[held_index], config.objective))
         models.append(model)
     info = {"folds": config.cv_folds, "fold_scores": scores, "mean": float(np.mean(scores)), "epochs_run": runs}
     held_out = [held for _, held in folds]
     return Candidate(fold_ensemble(models, data.schema), margins, arrays.labels, float(np.mean(scores)),
-                     history, {"cross_validation": info}, held_out)
+                     history, {"cross_validation": info, "best_epochs": best}, held_out)
 
 
 def _trees(hp, settings, data, config, splits: Splits, refit: bool) -> Candidate:
@@ -175,7 +183,8 @@ def _refit_trees(params, settings, data, config, splits: Splits, rounds: int):
     return to_keras(booster, data.schema, rounds)
 
 
-def _built(hp, data: PreparedData, seed: int) -> keras.Model:
+def built(hp, data: PreparedData, seed: int) -> keras.Model:
+    """`build_model(hp)` for the data's schema and priors, with every random draw seeded."""
     keras.utils.set_random_seed(seed)
     return build_model(hp, data.schema, priors=class_priors(data.train_counts))
 

@@ -66,6 +66,9 @@ class RunConfig:
       max_trials: Tuner budget in trials.
       time_budget: Seconds of search after which no new trial starts (None:
         only `max_trials` bounds the search).
+      refit_full: Push the judged model's members trained again on train +
+        validation + test (`trainer.refit`), with the judged calibration and
+        threshold, instead of the judged version itself.
       tuner: `bayesian`, `random` or `hyperband`.
       objective: Tuning objective: `pr_auc` or `recall_at_precision:P`.
       tuning_epochs: Epochs per tuning trial.
@@ -133,6 +136,9 @@ class RunConfig:
     time_budget: float | None = field(default=None, metadata=flag(
         "tuning", "stop starting new trials after this many seconds of search (the running one finishes; "
                   "--max-trials still caps the count)"))
+    refit_full: bool = field(default=False, metadata=flag(
+        "tuning", "after the gate has judged the model it pushes, train its members again on every row (test "
+                  "included) and push that instead (AutoGluon's refit_full; run.json records the rows it saw)"))
     tuner: str = field(default="bayesian", metadata=flag("tuning", "keras-tuner's search algorithm", choices=TUNERS))
     objective: str = field(default="pr_auc", metadata=flag("tuning", "pr_auc | recall_at_precision:P"))
     tuning_epochs: int = field(default=8, metadata=flag("tuning", "epochs per trial (Hyperband: max epochs)"))

@@ -108,7 +108,7 @@ def _describe_member(member: Member, hp, settings, candidate) -> dict:
     return {"weight": member.weight, "trial": member.trial, "name": member.name,
             "model_family": hparams_lib.declare_family(hp), "hyperparameters": dict(hp.values),
             "weight_ratio": settings.ratio, "loss": settings.family, "held_out_score": candidate.score,
-            **{k: v for k, v in candidate.info.items() if k in ("rounds", "refit_rows", "epochs_run", "cross_validation")}}
+            **{k: v for k, v in candidate.info.items() if k in ("rounds", "refit_rows", "epochs_run", "best_epochs", "cross_validation")}}
 
 
 def _rows_seen(data: PreparedData, config: RunConfig, splits, candidate) -> dict:

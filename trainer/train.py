@@ -109,12 +109,7 @@ def compile_and_fit(model: keras.Model, settings: FitSettings, data: PreparedDat
             train, validation = vocabulary_ids(train, lookups), vocabulary_ids(validation, lookups)
             model = with_vocabulary_ids(model, data.schema)
         build_from_spec(model, train.element_spec)
-    model.compile(
-        # AdamW: decoupled weight decay, a tuned regularizer (TabM's recipe).
-        optimizer=keras.optimizers.AdamW(settings.learning_rate, weight_decay=settings.weight_decay),
-        loss=settings.loss(),
-        metrics=training_metrics(floor),
-    )
+    compile_model(model, settings, floor)
     stopping = keras.callbacks.EarlyStopping(
         monitor=f"val_{config.early_stopping}", mode="max" if config.early_stopping == "pr_auc" else "min",
         patience=config.patience, restore_best_weights=True
@@ -125,6 +120,22 @@ def compile_and_fit(model: keras.Model, settings: FitSettings, data: PreparedDat
     for ignored in ("x", "y", "validation_data", "batch_size"):  # the data comes from `data`
         fit_kwargs.pop(ignored, None)
     return model.fit(train, validation_data=validation, callbacks=[stopping, *callbacks], **fit_kwargs)
+
+
+def compile_model(model: keras.Model, settings: FitSettings, recall_precision_floor: float | None) -> None:
+    """Compiles with the imbalance-aware loss, AdamW and the logged metrics (trials and final fits alike)."""
+    model.compile(
+        # AdamW: decoupled weight decay, a tuned regularizer (TabM's recipe).
+        optimizer=keras.optimizers.AdamW(settings.learning_rate, weight_decay=settings.weight_decay),
+        loss=settings.loss(),
+        metrics=training_metrics(recall_precision_floor),
+    )
+
+
+def fit_for_epochs(model: keras.Model, settings: FitSettings, config: RunConfig, train, epochs: int):
+    """Fits for exactly `epochs` epochs, with no held-out data (a refit on every row; `trainer.refit`)."""
+    compile_model(model, settings, parse_tuning_objective(config.objective)[1])
+    return model.fit(train, epochs=epochs, verbose=config.verbose, shuffle=False)
 
 
 class EpochProgress(keras.callbacks.Callback):

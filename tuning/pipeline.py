@@ -26,6 +26,7 @@ from trainer.data.prepare import prepare_data
 from trainer.hparams import declare_all
 from trainer.layout import CANDIDATE_DIR, COMPLETE, TUNING_DIR, read_run_json
 from trainer.pipeline import train_and_export, update_run_json
+from trainer.refit import refit_full
 from tuning import tensorboard_hparams
 from tuning.ensemble import Selection, load_held_out, select_ensemble
 from tuning.executions import begin_execution, describe_data, now, write_history
@@ -70,7 +71,8 @@ def run_tuning(config: RunConfig, evaluate=None, push_anyway: bool = False) -> d
         return summary
     if evaluate is not None:
         summary["evaluation"] = evaluate(config, served_model(run_dir))
-    summary["push"] = _push(run_dir, execution.id, summary, push_anyway)
+    refit = (lambda section, weighted: refit_full(config, data, section, weighted)) if config.refit_full else None
+    summary["push"] = _push(run_dir, execution.id, summary, push_anyway, refit)
     record = update_run_json_sections(config, summary)
     summary["history"] = write_history(run_dir)
     summary["execution"].update(record)
@@ -115,8 +117,13 @@ def select_members(tuner, data, config: RunConfig) -> tuple[Selection, list[Memb
     return selection, members
 
 
-def _push(run_dir: str, execution_id: str, summary: dict, push_anyway: bool) -> dict:
-    """Pushes what the evaluation's decision serves (the candidate, or on a first execution maybe its twin)."""
+def _push(run_dir: str, execution_id: str, summary: dict, push_anyway: bool, refit=None) -> dict:
+    """Pushes what the evaluation's decision serves (the candidate, or on a first execution maybe its twin).
+
+    With `refit` (`--refit-full`), what is pushed is that model's members
+    trained again on every row (`trainer.refit`), called as
+    `refit(section, weighted)` only once the decision is to push.
+    """
     from evaluation.run_files import CANDIDATE, RUN_KEYS
 
     evaluation = summary.get("evaluation")
@@ -130,14 +137,25 @@ def _push(run_dir: str, execution_id: str, summary: dict, push_anyway: bool) -> 
     section = summary[RUN_KEYS[model]]
     record = {"execution": execution_id, "model": model, "threshold": section["threshold"]["value"],
               "verdict": evaluation["verdict"] if evaluation else "NOT_EVALUATED", "pushed_at": now()}
-    return push(run_dir, section["version_dir"], record, blessed=serve is not None and not forced,
-                push_anyway=forced, why=None if forced else decision.get("reason"))
+    version_dir = section["version_dir"]
+    if refit is not None and (serve is not None or forced):
+        refitted = refit(section, model == CANDIDATE)
+        version_dir, record["refit_full"] = refitted["version_dir"], {"rows": refitted["rows"]}
+        summary["refit_full"] = refitted
+    result = push(run_dir, version_dir, record, blessed=serve is not None and not forced,
+                  push_anyway=forced, why=None if forced else decision.get("reason"))
+    if "refit_full" in record and result["pushed"]:
+        result["refit_full"] = record["refit_full"]
+        result["reason"] += f"; refit on all {record['refit_full']['rows']} rows (--refit-full)"
+    return result
 
 
 def update_run_json_sections(config: RunConfig, summary: dict) -> dict:
     """Marks the execution complete in its run.json; returns its `execution` record."""
     record = {**read_run_json(config.output_dir).get("execution", {}), "finished": now()}
     sections = {"tuning": summary["tuning"], "push": summary["push"], "status": COMPLETE, "execution": record}
+    if "refit_full" in summary:
+        sections["refit_full"] = summary["refit_full"]
     if "evaluation" in summary:
         sections["evaluation"] = summary["evaluation"]
     update_run_json(config, sections)
