@@ -150,9 +150,7 @@ def _model_card(inputs: ReportInputs) -> str:
             f"(label {html.escape(str(config.get('label') or 'label'))} = 1) and flag those at or above the "
             f"threshold {_fmt(weighted.get('threshold', {}).get('value'))}, chosen for "
             f"{html.escape(str(config.get('threshold_objective', '')))}</td></tr>"
-            f"<tr><td class='name'>model</td><td class='name'>{html.escape(str(weighted.get('model_family', '')))}"
-            f", loss {html.escape(str(weighted.get('loss', '')))}, class weight ratio "
-            f"{_fmt(weighted.get('weight_ratio'), 3)}</td></tr>"
+            f"<tr><td class='name'>model</td><td class='name'>{html.escape(_model_in_words(weighted))}</td></tr>"
             f"<tr><td class='name'>data</td><td class='name'>{html.escape(str(config.get('data', '')))}</td></tr>"
             f"<tr><td class='name'>test metrics (TFMA)</td><td class='name'>PR-AUC {with_interval('pr_auc')}; "
             f"recall {with_interval('recall')} and precision {with_interval('precision')} at the threshold</td></tr>"
@@ -161,6 +159,17 @@ def _model_card(inputs: ReportInputs) -> str:
             "</td></tr></table>"
             "<table><tr><th class='name'>split</th><th>class 0</th><th>class 1</th><th>positive rate</th></tr>"
             f"{rows}</table>")
+
+
+def _model_in_words(summary: dict) -> str:
+    """Every member of the candidate with its weight, and the rows each was trained on."""
+    from trainer.description import describe_model
+
+    if "test" not in summary:  # a run.json without a trained model
+        return str(summary.get("model_family", ""))
+    seen = summary.get("rows_seen") or []
+    rows = "; ".join(f"{r['rows']:,} rows ({r['how']})" for r in seen)
+    return describe_model(summary) + (f"; trained on {rows}" if rows else "")
 
 
 def _cost_ratio(run_json: dict) -> float | None:

@@ -179,3 +179,17 @@ def test_majority_histogram_matches_the_histogram_of_one_minus_p():
     for a, b in zip(got, expected, strict=True):
         assert (a.weighted_labels, a.weighted_examples) == (b.weighted_labels, b.weighted_examples)
         assert a.weighted_predictions == pytest.approx(b.weighted_predictions)
+
+
+def test_the_model_card_names_every_member_its_weight_and_the_rows_it_saw():
+    from evaluation.report import _model_in_words
+
+    summary = {"test": {}, "loss": "weighted_ce", "weight_ratio": 3.0, "model_family": "ensemble",
+               "members": [{"weight": 0.6, "weight_ratio": 3.0, "hyperparameters": {"model_family": "trees"}},
+                           {"weight": 0.4, "weight_ratio": 1.0,
+                            "hyperparameters": {"model_family": "neural", "body": "linear",
+                                                "numeric_encoding": "standard"}}],
+               "rows_seen": [{"rows": 1870, "how": "refit on train + validation"}, {"rows": 1540, "how": "train split"}]}
+    assert _model_in_words(summary) == (
+        "0.6 x boosted trees (w1/w0 = 3) + 0.4 x logistic regression on standard inputs (w1/w0 = 1); "
+        "trained on 1,870 rows (refit on train + validation); 1,540 rows (train split)")

@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     start_tensorflow(show_native_logs=tensorflow_logs_requested(argv))
     progress.use_display(progress.terminal_display())
-    from trainer.pipeline import describe_model, headline, train_and_export
+    from trainer.description import describe_model, headline
+    from trainer.pipeline import train_and_export
 
     summary = reporting_user_errors(lambda: train_and_export(config))
     if summary is None:

@@ -112,7 +112,7 @@ def log_to_wandb(config: RunConfig, execution_dir: str) -> None:
 
 
 def print_summary(config: RunConfig, summary: dict) -> None:
-    from trainer.pipeline import describe_model, headline
+    from trainer.description import describe_model, headline
 
     execution = summary["execution"]
     print(f"\nexecution {execution['id']}{' (resumed)' if execution['resumed'] else ''}: {execution['path']}")
