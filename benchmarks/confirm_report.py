@@ -10,7 +10,7 @@ import numpy as np
 
 from benchmarks import paired, registry
 from benchmarks.contenders import PACKAGE_TUNED
-from benchmarks.quality import aggregate, ranks
+from benchmarks.quality import aggregate, common_datasets, ranks
 from benchmarks.summary import MISSING, mean_std, table
 
 CHEAP_COMMAND = ("`.venv/bin/python -m benchmarks.confirm --contenders lightgbm_default,lightgbm_300_spw,"
@@ -61,6 +61,34 @@ def summary_rows(table_: dict, records: list[dict], contenders: list[str], datas
                      f"{r['mean_rank']:.2f} ({wins})", f"{means[name]['roc_auc']:.3f}", f"{means[name]['brier']:.4f}",
                      f"{times[name]['mean']:.1f}", f"{times[name]['total']:,.1f}", str(times[name]["splits"])])
     return rows
+
+
+def summary_block(table_: dict, records: list[dict], present: list[str], contenders: tuple) -> str:
+    """The summary over the sets every cheap contender ran; the package joins once it ran all of those.
+
+    Keeping the package out until it is complete keeps every mean of the
+    table over the same datasets (its paired tests use whatever it ran).
+    """
+    core = [c for c in present if c != PACKAGE_TUNED] or present
+    datasets = common_datasets(table_, core)
+    shown = core + [c for c in present if c not in core and datasets and all(c in table_[d] for d in datasets)]
+    if not datasets:
+        return "No confirmation set has results for every contender yet."
+    left_out = [d for d in table_ if d not in datasets]
+    parts = [f"Over the {len(datasets)} confirmation sets every contender below ran"
+             + (f" (left out: {', '.join(left_out)})" if left_out else "")
+             + "; each cell a mean over datasets of the per-dataset mean over seeds; rank 1 = best PR-AUC on a "
+             "dataset, datasets won in brackets; wall time per split includes the whole search for tuned "
+             "contenders and the whole `make tune` job for the package:", "",
+             table(["contender", "mean PR-AUC", "PR-AUC mean rank (wins)", "mean ROC-AUC", "mean Brier",
+                    "wall s per split", "wall s total", "splits"],
+                   summary_rows(table_, [r for r in records if r["dataset"] in datasets], shown, datasets),
+                   "lrrrrrrr")]
+    missing = [c for c in contenders if c not in shown]
+    if missing:
+        parts += ["", "Not in these means (results on fewer of these sets): " + ", ".join(
+            f"`{c}` ({sum(c in cells for cells in table_.values())} of {len(table_)} sets)" for c in missing) + "."]
+    return "\n".join(parts)
 
 
 def paired_block(records: list[dict], reference: str, others: list[str], datasets: list[str]) -> str:
@@ -120,7 +148,6 @@ def confirmation_section(payload: dict, results_name: str, development: list[dic
     records = [r for r in payload["records"] if r["dataset"] in names]
     table_ = aggregate(records, names)
     present = ordered({r["contender"] for r in records}, CONTENDERS)
-    complete = [c for c in present if all(c in table_.get(d, {}) for d in table_)]
     command = ("`make bench-confirm-quick` (`.venv/bin/python -m benchmarks.confirm --quick`)" if quick else
                "`make bench-confirm` (`.venv/bin/python -m benchmarks.confirm`: every contender, the package "
                f"included); the cheap contenders alone: {CHEAP_COMMAND}")
@@ -131,24 +158,14 @@ def confirmation_section(payload: dict, results_name: str, development: list[dic
              f"contenders get {payload.get('trials', '?')} trials. Every number below is on confirmation sets only; "
              "the development sets' results are in \"Model quality (development sets)\" further down and never "
              "enter these means.", ""]
-    if complete and table_:
-        parts += [f"Over the {len(table_)} confirmation sets (each cell a mean over datasets of the per-dataset "
-                  "mean over seeds; rank 1 = best PR-AUC on a dataset, datasets won in brackets; wall time per "
-                  "split includes the whole search for tuned contenders and the whole `make tune` job for the "
-                  "package):", ""]
-        parts.append(table(["contender", "mean PR-AUC", "PR-AUC mean rank (wins)", "mean ROC-AUC", "mean Brier",
-                            "wall s per split", "wall s total", "splits"],
-                           summary_rows(table_, records, complete, list(table_)), "lrrrrrrr"))
-    missing = [c for c in CONTENDERS if c not in complete]
-    if missing:
-        parts += ["", "Not in these means (results on fewer than all sets): " + ", ".join(
-            f"`{c}` ({sum(c in cells for cells in table_.values())} of {len(table_)})" for c in missing) + "."]
-    parts += ["", served_line(records), ""]
+    parts += [summary_block(table_, records, present, CONTENDERS), "", served_line(records), ""]
     for reference in REFERENCES:
+        # the package is compared with every peer; the second reference only with the cheap contenders
+        others = [c for c in present if c != reference and (reference == PACKAGE_TUNED or c != PACKAGE_TUNED)]
         parts += [f"Paired over datasets, `{reference}` against each contender (per-dataset means over the seeds "
-                  f"both ran; Wilcoxon signed-rank test of the differences, two-sided; a difference within "
-                  f"±{paired.TIE_BAND} PR-AUC is a tie, and the two-sided sign test counts wins against losses):", "", paired_block(records, reference, [c for c in present if c != reference],
-                                                        list(table_)), ""]
+                  "both ran; Wilcoxon signed-rank test of the differences, two-sided; a difference within "
+                  f"±{paired.TIE_BAND} PR-AUC is a tie, and the two-sided sign test counts wins against losses):",
+                  "", paired_block(records, reference, others, list(table_)), ""]
     parts += ["### Confirmation contenders", "",
               table(["contender", "what it is"], [[f"`{c}`", LABELS[c]] for c in CONTENDERS], "ll"), "",
               "### Test PR-AUC per confirmation set (mean ± sd over seeds)", "",

@@ -71,7 +71,7 @@ def load_keel_set(name: str) -> Dataset:
     if missing_levels:
         source += f", level {'/'.join(missing_levels)} read as missing"
     if name == "fars_possible_injury":
-        source += f", {FARS_ROWS:,} rows drawn with numpy seed {FARS_SUBSET_SEED}"
+        source += f", rows of unknown class dropped, {FARS_ROWS:,} drawn with numpy seed {FARS_SUBSET_SEED}"
     return Dataset(name, features, labels, source)
 
 
