@@ -8,9 +8,13 @@ number before TFMA runs (`evaluation.gate`):
   successes. A recall floor fails only when the one-sided 95% upper bound of
   the measured recall is below it; with n test positives that is "fewer than
   k of n found", k the smallest count whose upper bound reaches the floor.
-* precision floor: a binomial standard error sqrt(p(1 - p) / n) of the
-  precision measured on the n examples a threshold flagged on the held-out
-  data it was chosen on.
+* precision floor: the test precision's standard error read off its Wilson
+  upper bound ((upper - p) / z: about sqrt(p(1 - p) / n) for many flagged
+  examples, and not 0 at 0 of n, where a bootstrap or the normal
+  approximation says "no uncertainty": 0 true positives among 2 flagged test
+  examples is not evidence that precision is below 0.5), combined with a
+  binomial standard error sqrt(p(1 - p) / n) of the precision measured on the
+  n examples the threshold flagged on the held-out data it was chosen on.
 """
 
 from __future__ import annotations
@@ -56,3 +60,13 @@ def binomial_standard_error(proportion: float, trials: int) -> float | None:
     if trials <= 0 or proportion is None or not math.isfinite(proportion):
         return None
     return math.sqrt(proportion * (1 - proportion) / trials)
+
+
+def wilson_standard_error(successes: int, trials: int, z: float = ONE_SIDED_95) -> float | None:
+    """(Wilson upper bound - p) / z: a standard error of successes / trials that stays positive at 0 of n.
+
+    None without trials (the proportion is undefined).
+    """
+    if trials <= 0:
+        return None
+    return float((wilson_upper(successes, trials, z) - successes / trials) / z)

@@ -26,10 +26,12 @@ runs:
   passes a floor of 0.1, 0 of 100 does not.
 * precision: P - 1.645 sqrt(se_test² + se_held²). The threshold was chosen
   on held-out data and moves on test, so both splits' noise counts: se_test
-  is a paired bootstrap's standard error of precision at the threshold on
-  test, se_held the binomial one of the held-out precision over the examples
-  the threshold flagged there (run.json's `held_out_flagged`; without it,
-  se_test alone).
+  is the standard error of the test precision read off its Wilson bound
+  (`evaluation.bounds.wilson_standard_error`: unlike a bootstrap's it is not
+  0 when none or all of the few flagged test examples are positives), se_held
+  the binomial one of the held-out precision over the examples the threshold
+  flagged there (run.json's `held_out_flagged`; without it, se_test alone).
+  With nothing flagged on test the precision is undefined and not judged.
 * change tolerances: the larger of the flag's value and a one-sided 95%
   margin (1.645 standard errors) of a paired bootstrap of the difference
   over the same test predictions TFMA sees.
@@ -46,7 +48,13 @@ import math
 import numpy as np
 from sklearn.metrics import average_precision_score, precision_recall_curve
 
-from evaluation.bounds import ONE_SIDED_95, binomial_standard_error, min_successes, wilson_upper
+from evaluation.bounds import (
+    ONE_SIDED_95,
+    binomial_standard_error,
+    min_successes,
+    wilson_standard_error,
+    wilson_upper,
+)
 from evaluation.options import AUTO_INTERVALS_MAX_EXAMPLES, EvaluationOptions
 from evaluation.run_files import BASELINE, CANDIDATE, HeldOutPoint
 from trainer.threshold import Objective, parse_objective
@@ -69,8 +77,8 @@ class ValueFloors:
       min_precision: Lower bound on precision at the threshold (None: off).
       precision_target: P of `recall_at_precision:P` when `min_precision` was
         derived from it (None: the user's `--min-precision`, or no floor).
-      precision_se_test: Paired-bootstrap standard error of precision at the
-        threshold on test (None when not derived).
+      precision_se_test: Wilson standard error of precision at the threshold
+        on test (None when not derived, or nothing was flagged on test).
       precision_se_held: Binomial standard error of the held-out precision at
         the threshold (None: unknown, so test noise only).
       held_out_flagged: Held-out examples the threshold flagged (None: unknown).
@@ -110,6 +118,9 @@ class ValueFloors:
         if self.min_precision is not None:
             checks.append(f"{who} precision at its own threshold ≥ {self.min_precision:.3g}"
                           + self._precision_origin() + f"; measured on test {self.precision:.3f}")
+        elif self.precision_target is not None:
+            checks.append(f"{who} precision at its own threshold: not judged, nothing flagged on test "
+                          f"(precision is undefined there; the recall check judges such a model)")
         if self.min_pr_auc is not None:
             checks.append(f"{who} PR-AUC ≥ {self.min_pr_auc:.3g}; measured {self.pr_auc:.3f}")
         return checks
@@ -201,7 +212,7 @@ def resolve_gate(options: EvaluationOptions, threshold_objective: str, reference
 
     def floors(name: str) -> ValueFloors:
         return _value_floors(name, options, objective, min_pr_auc, labels, predictions[name]["scores"],
-                             thresholds[name], held_out.get(name), indices)
+                             thresholds[name], held_out.get(name))
 
     operating_metric, precision_floor, recall_floor = _operating_point_of(objective, options)
     pr_auc_tolerance, operating_tolerance = options.pr_auc_tolerance, options.operating_tolerance
@@ -231,8 +242,8 @@ def _operating_point_of(objective: Objective, options: EvaluationOptions) -> tup
 
 
 def _value_floors(name: str, options: EvaluationOptions, objective: Objective, min_pr_auc: float | None,
-                  labels: np.ndarray, scores: np.ndarray, threshold: float, held_out: HeldOutPoint | None,
-                  indices: _Resamples) -> ValueFloors:
+                  labels: np.ndarray, scores: np.ndarray, threshold: float,
+                  held_out: HeldOutPoint | None) -> ValueFloors:
     """One model's value thresholds, from its test predictions and where its threshold was chosen."""
     flagged = scores > threshold  # TFMA's count at an explicit threshold
     positives, true_positives = int(labels.sum()), int((flagged & (labels == 1)).sum())
@@ -240,9 +251,12 @@ def _value_floors(name: str, options: EvaluationOptions, objective: Objective, m
     min_precision, target, se_test, se_held = options.min_precision, None, None, None
     if min_precision is None and objective.kind == "recall_at_precision":
         target = objective.value
-        se_test = _standard_error(indices, lambda i: _precision(labels[i], scores[i] > threshold))
+        se_test = wilson_standard_error(int((flagged & (labels == 1)).sum()), int(flagged.sum()))
         se_held = binomial_standard_error(held_out.precision, held_out.flagged) if held_out else None
-        min_precision = max(target - ONE_SIDED_95 * math.sqrt(se_test ** 2 + (se_held or 0.0) ** 2), 0.0)
+        # Nothing flagged on test: precision is undefined (TFMA's NaN would fail any floor), so it is not
+        # judged; the recall floor judges such a model.
+        min_precision = None if se_test is None else max(
+            target - ONE_SIDED_95 * math.sqrt(se_test ** 2 + (se_held or 0.0) ** 2), 0.0)
     return ValueFloors(
         model=name, min_pr_auc=min_pr_auc, min_recall=options.min_recall, min_true_positives=k,
         recall_threshold=k / positives if positives else 0.0, min_precision=min_precision,

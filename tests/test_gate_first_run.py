@@ -361,3 +361,38 @@ def print_tuning_summary(summary: dict, capsys) -> str:
     capsys.readouterr()
     print_summary(None, summary)
     return capsys.readouterr().out
+
+
+# ---- precision on few flagged test examples (cm1: 7 test positives) -------------------------------------------------
+
+@pytest.mark.parametrize("k,n", [(0, 2), (1, 3), (3, 3), (40, 100), (177, 400)])
+def test_the_test_precisions_standard_error_is_read_off_scipys_wilson_bound(k, n):
+    from scipy.stats import binomtest
+
+    from evaluation.bounds import wilson_standard_error
+
+    upper = binomtest(k, n).proportion_ci(confidence_level=0.90, method="wilson").high  # one-sided 95%
+    z = stats.norm.ppf(0.95)  # scipy's exact z; the gate rounds it to 1.645
+    assert wilson_standard_error(k, n, z) == pytest.approx((upper - k / n) / z, rel=1e-9)
+    if k < n:  # at 0 of n a bootstrap's is 0; at n of n the upper bound is 1, and precision passes anyway
+        assert wilson_standard_error(k, n) > 0
+
+
+def _precision_gate(flagged_positives, flagged_negatives, held_out):
+    """A candidate whose threshold flags `flagged_positives` + `flagged_negatives` of 500 test examples."""
+    labels = np.zeros(500, np.int64)
+    labels[:20] = 1
+    scores = np.full(500, 0.1)
+    scores[:flagged_positives] = 0.9
+    scores[20:20 + flagged_negatives] = 0.9
+    return resolve_gate(EvaluationOptions(), OBJECTIVE, None, {"candidate": {"labels": labels, "scores": scores}},
+                        {"candidate": 0.5}, {"candidate": held_out}).candidate
+
+
+def test_none_of_two_flagged_test_examples_positive_is_no_evidence_against_a_precision_of_half():
+    floors = _precision_gate(0, 2, HeldOutPoint(precision=0.75, flagged=8))  # cm1's first run
+    assert floors.precision == 0.0 and floors.min_precision == 0.0  # passes: 0 of 2 says little
+    many = _precision_gate(0, 200, HeldOutPoint(precision=0.75, flagged=8))
+    assert many.min_precision > 0.0 and many.precision < many.min_precision  # 0 of 200 does fail
+    nothing = _precision_gate(0, 0, HeldOutPoint(precision=0.75, flagged=8))
+    assert nothing.min_precision is None and "not judged, nothing flagged on test" in " ".join(nothing.in_words())

@@ -38,7 +38,7 @@ from trainer.trees import feature_matrix, fit_trees, fit_trees_cross_validated, 
 
 @dataclasses.dataclass
 class Candidate:
-    model: keras.Model  # raw features -> logits [N, 2] or members [N, M, 2]
+    model: keras.Model | None  # raw features -> logits [N, 2] or members [N, M, 2]; None for a trial's trees
     margins: np.ndarray  # held-out single logits [N]
     labels: np.ndarray  # held-out labels [N]
     score: float  # the objective on held-out data (mean over folds in cross-validation)
@@ -95,6 +95,8 @@ def train_candidate(hp, settings, data: PreparedData, config: RunConfig, epochs:
         train + validation row for the round count held-out data chose
         (AutoGluon's refit); the held-out margins still come from models that
         did not see those rows (calibration and threshold are fit on them).
+        Without it (a tuning trial) a tree candidate has no model: only its
+        held-out margins are used.
       **fit_kwargs: Forwarded to a neural model's `fit` in validation mode
         (Hyperband's `initial_epoch`, verbosity).
     """
@@ -159,7 +161,6 @@ def _trees(hp, settings, data, config, splits: Splits, refit: bool) -> Candidate
         scores = [objective_value(labels[i], margins[i], config.objective) for i in held_out]
         info = {"cross_validation": {"folds": config.cv_folds, "fold_scores": scores, "mean": float(np.mean(scores)),
                                      "rounds": [rounds] * len(folds)}, "rounds": rounds}
-        model = fold_ensemble([to_keras(b, data.schema, rounds) for b in boosters], data.schema) if not refit else None
     else:
         train, validation = splits.train, splits.validation
         held_x = feature_matrix(validation.features, data.schema)
@@ -167,7 +168,7 @@ def _trees(hp, settings, data, config, splits: Splits, refit: bool) -> Candidate
                                     params, config.seed, valid=(held_x, validation.labels))
         margins = np.asarray(booster.predict(held_x, raw_score=True, num_iteration=rounds), np.float64)
         labels, held_out, info = validation.labels, None, {"rounds": rounds}
-        model = None if refit else to_keras(booster, data.schema, rounds)
+    model = None  # a trial's trees are judged by their held-out margins alone: no TensorFlow model to build
     if refit:
         model = _refit_trees(params, settings, data, config, splits, rounds)
         info["refit_rows"] = int(len(splits.train_and_validation.labels))
