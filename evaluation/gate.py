@@ -111,9 +111,11 @@ class ValueFloors:
     def in_words(self) -> list[str]:
         """The value checks with their measured values, for the report and the command line."""
         who = self.model
+        fails = (f"fewer than {self.min_true_positives} found" if self.min_true_positives > 0 else
+                 "it cannot fail: even 0 found has an upper bound above the floor")
         checks = [f"{who} minority recall at its own threshold ≥ {self.min_recall:.3g} unless within the test "
                   f"split's noise (it fails only if its one-sided 95% Wilson upper bound, with {self.positives} "
-                  f"test positives, is below that: fewer than {self.min_true_positives} found); measured "
+                  f"test positives, is below that: {fails}); measured "
                   f"{self.recall:.3f} ({self.true_positives} of {self.positives}, upper bound {self.recall_upper:.3f})"]
         if self.min_precision is not None:
             checks.append(f"{who} precision at its own threshold ≥ {self.min_precision:.3g}"

@@ -396,3 +396,5 @@ def test_none_of_two_flagged_test_examples_positive_is_no_evidence_against_a_pre
     assert many.min_precision > 0.0 and many.precision < many.min_precision  # 0 of 200 does fail
     nothing = _precision_gate(0, 0, HeldOutPoint(precision=0.75, flagged=8))
     assert nothing.min_precision is None and "not judged, nothing flagged on test" in " ".join(nothing.in_words())
+    # 0 of 20 positives found still has a Wilson upper bound (0.119) above the 0.1 floor: the check says it cannot fail.
+    assert nothing.min_true_positives == 0 and "it cannot fail" in nothing.in_words()[0]
