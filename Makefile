@@ -63,7 +63,7 @@ bench-serving: install
 	$(PY) -m benchmarks.serving
 
 bench-tune: install
-	$(PY) -m benchmarks.make_tune
+	$(PY) -m benchmarks.make_tune --time-budget $(TIME_BUDGET)
 
 # The data step and one training epoch at 0.5M, 2M and 5M synthetic CSV rows (docs/benchmarks.md, "Scale");
 # CSVs under /tmp/imbalance-scale (about 1.3 GB at 5M rows), removed at the end.

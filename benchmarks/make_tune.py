@@ -7,11 +7,12 @@ after 120 s), retrain of the ensemble's members for the candidate and its
 unweighted twin, TFMA evaluation, report) in a fresh interpreter, and writes
 `benchmarks/results/make_tune.json`.
 
-    .venv/bin/python -m benchmarks.make_tune      (also: make bench-tune)
+    make bench-tune      (.venv/bin/python -m benchmarks.make_tune --time-budget $(TIME_BUDGET))
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -21,15 +22,14 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULT = os.path.join(ROOT, "benchmarks", "results", "make_tune.json")
-MAKE_TUNE_TIME_BUDGET = 120  # the Makefile's TIME_BUDGET default
 
 
-def measure() -> dict:
+def measure(time_budget: str) -> dict:
     with tempfile.TemporaryDirectory() as scratch:
         run = os.path.join(scratch, "run")
         started = time.time()
         done = subprocess.run([sys.executable, "-m", "tuning.task", "--data", "sylva", "--output-dir", run,
-                               "--time-budget", str(MAKE_TUNE_TIME_BUDGET), "--verbose", "0"], cwd=ROOT, check=False, stdout=subprocess.DEVNULL,
+                               "--time-budget", time_budget, "--verbose", "0"], cwd=ROOT, check=False, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
         if done.returncode not in (0, 1):  # 1: the candidate was NOT_BLESSED, which is a result too
             raise RuntimeError(f"make tune failed with exit status {done.returncode}")
@@ -48,8 +48,10 @@ def measure() -> dict:
     }
 
 
-def main() -> int:
-    result = measure()
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--time-budget", required=True, help="make tune's TIME_BUDGET (the Makefile passes it)")
+    result = measure(parser.parse_args(argv).time_budget)
     with open(RESULT, "w") as handle:
         json.dump(result, handle, indent=1)
     print(json.dumps(result, indent=1))
