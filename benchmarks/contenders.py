@@ -165,26 +165,43 @@ class SplitMismatch(AssertionError):
 def verify_split(data, dataset: Dataset, assignment: np.ndarray) -> dict:
     """Checks that `prepare_data` split the rows exactly as `assignment` does.
 
-    Compares per-split class counts, and the sum of the first numeric feature
-    over the test split's TFRecords against the same rows of the DataFrame.
+    Compares per-split class counts, and a checksum of the test split's
+    TFRecords against the same rows of the DataFrame: the sum of the first
+    numeric feature, or, for data with categorical features only, how often
+    the first column's most common value occurs.
     """
-    import tensorflow as tf
-
-    from trainer.data.dataset import list_files
     from trainer.data.split import class_counts
 
     expected = class_counts(dataset.labels, assignment)
     if {k: list(v) for k, v in data.counts.items()} != expected:
         raise SplitMismatch(f"{dataset.name}: package split counts {data.counts} != benchmark's {expected}")
-    numeric, _ = _columns(dataset.features)
-    column = numeric[0]
-    spec = {column: tf.io.FixedLenFeature([], tf.float32, default_value=0.0)}
-    records = tf.data.TFRecordDataset(list_files(data.pattern("test")), compression_type="GZIP").batch(8192)
-    total = sum(float(tf.reduce_sum(tf.io.parse_example(batch, spec)[column])) for batch in records)
-    frame_total = float(np.nansum(dataset.features[column].to_numpy()[assignment == TEST]))
-    if not np.isclose(total, frame_total, rtol=1e-4, atol=1e-3 * max(1.0, float(np.sum(assignment == TEST)))):
-        raise SplitMismatch(f"{dataset.name}: test-split sum of {column}: TFRecords {total} != DataFrame {frame_total}")
+    numeric, categorical = _columns(dataset.features)
+    test = assignment == TEST
+    if numeric:
+        column = numeric[0]
+        total = _test_records_total(data, column, lambda values: values, "float")
+        frame_total = float(np.nansum(dataset.features[column].to_numpy()[test]))
+    else:  # e.g. car, nursery, chess: strings only
+        column = categorical[0]
+        value = str(dataset.features[column].mode().iloc[0])
+        total = _test_records_total(data, column, lambda values: values == value.encode(), "string")
+        frame_total = float((dataset.features[column][test].astype(str) == value).sum())
+    if not np.isclose(total, frame_total, rtol=1e-4, atol=1e-3 * max(1.0, float(np.sum(test)))):
+        raise SplitMismatch(f"{dataset.name}: test-split checksum of {column}: TFRecords {total} != DataFrame "
+                            f"{frame_total}")
     return {"counts": expected, "checksum_feature": column, "checksum": round(frame_total, 4)}
+
+
+def _test_records_total(data, column: str, transform, kind: str) -> float:
+    """Sum over the test TFRecords of `transform(column's values)` (a missing value: 0.0 or "")."""
+    import tensorflow as tf
+
+    from trainer.data.dataset import list_files
+
+    spec = {column: tf.io.FixedLenFeature([], tf.float32, default_value=0.0) if kind == "float" else
+            tf.io.FixedLenFeature([], tf.string, default_value="")}
+    records = tf.data.TFRecordDataset(list_files(data.pattern("test")), compression_type="GZIP").batch(8192)
+    return float(sum(np.sum(transform(tf.io.parse_example(batch, spec)[column].numpy())) for batch in records))
 
 
 def write_parquet(dataset: Dataset, workdir: str) -> str:

@@ -246,3 +246,23 @@ def test_command_line_refuses_development_sets_and_full_run_trials():
         confirm.parse_args(["--trials", "3"])
     args = confirm.parse_args(["--quick", "--trials", "3", "--contenders", "package_tuned", "--datasets", "cm1"])
     assert args.quick and args.trials == 3 and args.contenders == "package_tuned"
+
+
+@pytest.mark.slow  # the package's data step (Beam) on a tiny file
+def test_split_check_works_on_categorical_only_data(tmp_path):
+    from benchmarks.contenders import SplitMismatch, verify_split, write_parquet
+    from trainer.config import RunConfig
+    from trainer.data.prepare import prepare_data
+
+    rng = np.random.default_rng(0)
+    labels = (rng.random(400) < 0.15).astype(np.int64)
+    features = pd.DataFrame({"a": rng.choice(["x", "y", "z"], size=400).astype(object),
+                             "b": rng.choice(["u", "v"], size=400).astype(object)})
+    data = Dataset("strings", features, labels, "test")
+    path = write_parquet(data, str(tmp_path))
+    prepared = prepare_data(RunConfig(data=path, label="target", output_dir=str(tmp_path / "run"), seed=1))
+    assignment = assign_splits(labels, SPLIT, 1)
+    check = verify_split(prepared, data, assignment)
+    assert check["checksum_feature"] == "a" and check["checksum"] > 0
+    with pytest.raises(SplitMismatch):  # another seed's test rows have other counts or another checksum
+        verify_split(prepared, data, assign_splits(labels, SPLIT, 2))
