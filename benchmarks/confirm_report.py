@@ -42,7 +42,7 @@ def served_line(records: list[dict]) -> str:
     served = sum(bool(r["served"]) for r in runs)
     reasons = sorted({str(r.get("push_reason")) for r in runs if not r["served"]})
     text = f"First runs that served a model: **{served} of {len(runs)}** (`{PACKAGE_TUNED}`, one fresh run per split)"
-    return text + (f"; not pushed: {'; '.join(reasons)}." if reasons else ".")
+    return text + (f". The gate's reason where it pushed nothing: {'; '.join(reasons)}" if reasons else ".")
 
 
 def summary_rows(table_: dict, records: list[dict], contenders: list[str], datasets: list[str]) -> list[list]:
