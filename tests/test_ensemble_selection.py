@@ -158,3 +158,21 @@ def test_keras_tuner_can_leave_the_range_and_the_search_cannot(tmp_path):
     for trial in _run(oracle, 3):
         for hp in numeric:
             assert hp.min_value <= trial.hyperparameters.values[hp.name] <= hp.max_value, hp.name
+
+
+def test_an_execution_without_saved_held_out_predictions_exports_its_best_trial(tmp_path):
+    """A search resumed from a version that kept no held-out predictions: the best trial alone, not a crash."""
+    from types import SimpleNamespace
+
+    from trainer.config import RunConfig
+    from tuning.pipeline import select_members
+
+    def trial(trial_id, score, family):
+        values = {**declare_all(COUNTS).values, "model_family": family}
+        return SimpleNamespace(trial_id=trial_id, status="COMPLETED", score=score,
+                               hyperparameters=SimpleNamespace(values=values))
+
+    tuner = SimpleNamespace(oracle=SimpleNamespace(trials={"0": trial("0", 0.4, "neural"), "1": trial("1", 0.6, "trees")}))
+    data = SimpleNamespace(train_counts=COUNTS)
+    selection, members = select_members(tuner, data, RunConfig(output_dir=str(tmp_path)))
+    assert selection.weights == {"1": 1.0} and [(m.trial, m.weight, m.name) for m in members] == [("1", 1.0, "trees")]

@@ -78,6 +78,8 @@ def save_held_out(tuning_dir: str, trial_id: str, margins: np.ndarray, labels: n
 def load_held_out(tuning_dir: str, trial_ids: list[str]) -> HeldOut:
     """The held-out predictions of `trial_ids` (those without a saved file are left out)."""
     directory = os.path.join(tuning_dir, HELD_OUT_DIR)
+    if not os.path.exists(os.path.join(directory, LABELS_FILE)):
+        return HeldOut(np.zeros(0, np.int64), None, {})
     with np.load(os.path.join(directory, LABELS_FILE)) as saved:
         labels, fold_of = saved["labels"], saved["fold_of"]
     folds = None if fold_of.max() < 0 else [np.flatnonzero(fold_of == f) for f in range(fold_of.max() + 1)]

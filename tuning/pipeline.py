@@ -108,7 +108,12 @@ def select_members(tuner, data, config: RunConfig) -> tuple[Selection, list[Memb
     """Ensemble selection over the completed trials' held-out predictions (`tuning.ensemble`)."""
     completed = {t.trial_id: t for t in tuner.oracle.trials.values() if t.status == "COMPLETED"}
     held_out = load_held_out(os.path.join(config.output_dir, TUNING_DIR), sorted(completed))
-    selection = select_ensemble(held_out, config.objective)
+    if held_out.margins:
+        selection = select_ensemble(held_out, config.objective)
+    else:  # an execution resumed from a version that kept no held-out predictions: its best trial alone
+        best = max((t for t in completed.values() if t.score is not None), key=lambda t: t.score)
+        selection = Selection({best.trial_id: 1.0}, float(best.score), {best.trial_id: float(best.score)},
+                              [float(best.score)])
     defaults = declare_all(data.train_counts).values
     members = []
     for trial_id, weight in selection.weights.items():
