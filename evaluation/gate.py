@@ -3,9 +3,10 @@
 The defaults follow the run's operating objective and the test set's size
 (docs/design.md §9):
 
-* value thresholds, always: PR-AUC at least `min_pr_auc_lift` times the test
-  positive rate (a model that ranks at random, or predicts the prior for
-  everyone, has PR-AUC equal to that rate); minority recall at the model's
+* value thresholds, always, each judged with the test split's noise (below):
+  PR-AUC at least `min_pr_auc_lift` times the test positive rate (a model
+  that ranks at random, or predicts the prior for everyone, has PR-AUC equal
+  to that rate); minority recall at the model's
   threshold at least `min_recall` unless within noise; and, for
   `recall_at_precision:P`, precision at the threshold not significantly
   below P.
@@ -32,6 +33,9 @@ runs:
   the binomial one of the held-out precision over the examples the threshold
   flagged there (run.json's `held_out_flagged`; without it, se_test alone).
   With nothing flagged on test the precision is undefined and not judged.
+* PR-AUC: the floor (`--min-pr-auc`, or the lift times the positive rate)
+  less 1.645 paired-bootstrap standard errors of the model's test PR-AUC: on
+  7 test positives PR-AUC moves by several hundredths between resamples.
 * change tolerances: the larger of the flag's value and a one-sided 95%
   margin (1.645 standard errors) of a paired bootstrap of the difference
   over the same test predictions TFMA sees.
@@ -89,6 +93,9 @@ class ValueFloors:
       precision, recall: Measured on test at the threshold, as TFMA counts
         (score > threshold); precision is NaN when nothing is flagged.
       recall_upper: One-sided 95% Wilson upper bound of `recall`.
+      pr_auc_target: The PR-AUC floor asked for (`--min-pr-auc`, or the lift
+        times the positive rate); `min_pr_auc` is it less 1.645 bootstrap
+        standard errors of the model's test PR-AUC (`pr_auc_se`).
     """
 
     model: str
@@ -107,6 +114,8 @@ class ValueFloors:
     precision: float
     recall: float
     recall_upper: float
+    pr_auc_target: float | None = None
+    pr_auc_se: float | None = None
 
     def in_words(self) -> list[str]:
         """The value checks with their measured values, for the report and the command line."""
@@ -124,7 +133,10 @@ class ValueFloors:
             checks.append(f"{who} precision at its own threshold: not judged, nothing flagged on test "
                           f"(precision is undefined there; the recall check judges such a model)")
         if self.min_pr_auc is not None:
-            checks.append(f"{who} PR-AUC ≥ {self.min_pr_auc:.3g}; measured {self.pr_auc:.3f}")
+            origin = (f" = {self.pr_auc_target:.3g} less 1.645 × its test standard error ({self.pr_auc_se:.3f}): it "
+                      f"fails only if the floor is above its one-sided 95% upper bound"
+                      if self.pr_auc_se is not None else "")
+            checks.append(f"{who} PR-AUC ≥ {self.min_pr_auc:.3g}{origin}; measured {self.pr_auc:.3f}")
         return checks
 
     def _precision_origin(self) -> str:
@@ -214,7 +226,7 @@ def resolve_gate(options: EvaluationOptions, threshold_objective: str, reference
 
     def floors(name: str) -> ValueFloors:
         return _value_floors(name, options, objective, min_pr_auc, labels, predictions[name]["scores"],
-                             thresholds[name], held_out.get(name))
+                             thresholds[name], held_out.get(name), indices)
 
     operating_metric, precision_floor, recall_floor = _operating_point_of(objective, options)
     pr_auc_tolerance, operating_tolerance = options.pr_auc_tolerance, options.operating_tolerance
@@ -245,7 +257,7 @@ def _operating_point_of(objective: Objective, options: EvaluationOptions) -> tup
 
 def _value_floors(name: str, options: EvaluationOptions, objective: Objective, min_pr_auc: float | None,
                   labels: np.ndarray, scores: np.ndarray, threshold: float,
-                  held_out: HeldOutPoint | None) -> ValueFloors:
+                  held_out: HeldOutPoint | None, indices: _Resamples) -> ValueFloors:
     """One model's value thresholds, from its test predictions and where its threshold was chosen."""
     flagged = scores > threshold  # TFMA's count at an explicit threshold
     positives, true_positives = int(labels.sum()), int((flagged & (labels == 1)).sum())
@@ -259,8 +271,12 @@ def _value_floors(name: str, options: EvaluationOptions, objective: Objective, m
         # judged; the recall floor judges such a model.
         min_precision = None if se_test is None else max(
             target - ONE_SIDED_95 * math.sqrt(se_test ** 2 + (se_held or 0.0) ** 2), 0.0)
+    pr_auc_target, pr_auc_se = min_pr_auc, None
+    if min_pr_auc is not None:  # judged with the test split's noise, as the other floors (few positives: wide)
+        pr_auc_se = _standard_error(indices, lambda i: _pr_auc(labels[i], scores[i]))
+        min_pr_auc = max(min_pr_auc - ONE_SIDED_95 * pr_auc_se, 0.0)
     return ValueFloors(
-        model=name, min_pr_auc=min_pr_auc, min_recall=options.min_recall, min_true_positives=k,
+        pr_auc_target=pr_auc_target, pr_auc_se=pr_auc_se, model=name, min_pr_auc=min_pr_auc, min_recall=options.min_recall, min_true_positives=k,
         recall_threshold=k / positives if positives else 0.0, min_precision=min_precision,
         precision_target=target, precision_se_test=se_test, precision_se_held=se_held,
         held_out_flagged=held_out.flagged if held_out and se_held is not None else None,

@@ -398,3 +398,34 @@ def test_none_of_two_flagged_test_examples_positive_is_no_evidence_against_a_pre
     assert nothing.min_precision is None and "not judged, nothing flagged on test" in " ".join(nothing.in_words())
     # 0 of 20 positives found still has a Wilson upper bound (0.119) above the 0.1 floor: the check says it cannot fail.
     assert nothing.min_true_positives == 0 and "it cannot fail" in nothing.in_words()[0]
+
+
+def test_the_pr_auc_floor_is_judged_with_the_test_splits_noise():
+    """cm1 seed 1: PR-AUC 0.18 against a floor of 0.19 with 7 test positives is noise, not evidence; the
+    same shortfall on 700 positives is."""
+    from sklearn.metrics import average_precision_score
+
+    def floors_for(copies):
+        """7 positives among 74 ranked 3rd, 20th, 35th, ... (PR-AUC about 0.13, the rate 0.095), `copies` times."""
+        ranks = np.concatenate([np.arange(74) * copies + c for c in range(copies)])  # interleaved copies
+        labels = np.tile(np.isin(np.arange(74), [2, 19, 34, 44, 54, 64, 73]).astype(np.int64), copies)
+        scores = 1.0 - ranks / ranks.size
+        gate = resolve_gate(EvaluationOptions(), OBJECTIVE, None, {"candidate": {"labels": labels, "scores": scores}},
+                            {"candidate": 0.9})
+        return gate.candidate, labels, scores
+
+    small, labels, scores = floors_for(1)
+    assert small.pr_auc_target == pytest.approx(2 * 7 / 74)
+    assert small.pr_auc == pytest.approx(average_precision_score(labels, scores))
+    # The bootstrap's own standard error, recomputed with NumPy and scikit-learn on the same resamples.
+    resamples = np.random.default_rng(EvaluationOptions().bootstrap_seed)
+    values = []
+    for _ in range(200):
+        i = resamples.integers(0, 74, 74)
+        if labels[i].any():
+            values.append(average_precision_score(labels[i], scores[i]))
+    assert small.pr_auc_se == pytest.approx(np.std(values, ddof=1), rel=1e-9)
+    assert small.min_pr_auc == pytest.approx(max(small.pr_auc_target - 1.645 * small.pr_auc_se, 0.0))
+    assert small.pr_auc < small.pr_auc_target and small.pr_auc >= small.min_pr_auc  # below 2x the rate, within noise
+    large, _, _ = floors_for(100)
+    assert large.pr_auc < large.min_pr_auc  # the same weak ranking on 100x the rows fails
