@@ -159,7 +159,8 @@ def _trees(hp, settings, data, config, splits: Splits, refit: bool) -> Candidate
             margins[held_index] = booster.predict(x[held_index], raw_score=True, num_iteration=rounds)
         labels, held_out = arrays.labels, [held for _, held in folds]
         scores = [objective_value(labels[i], margins[i], config.objective) for i in held_out]
-        info = {"cross_validation": {"folds": config.cv_folds, "fold_scores": scores, "mean": float(np.mean(scores)),
+        score = float(np.mean(scores))  # held_out_score's value, from the fold scores already computed
+        info = {"cross_validation": {"folds": config.cv_folds, "fold_scores": scores, "mean": score,
                                      "rounds": [rounds] * len(folds)}, "rounds": rounds}
     else:
         train, validation = splits.train, splits.validation
@@ -168,19 +169,23 @@ def _trees(hp, settings, data, config, splits: Splits, refit: bool) -> Candidate
                                     params, config.seed, valid=(held_x, validation.labels))
         margins = np.asarray(booster.predict(held_x, raw_score=True, num_iteration=rounds), np.float64)
         labels, held_out, info = validation.labels, None, {"rounds": rounds}
+        score = objective_value(labels, margins, config.objective)
+        x = None
     model = None  # a trial's trees are judged by their held-out margins alone: no TensorFlow model to build
     if refit:
-        model = _refit_trees(params, settings, data, config, splits, rounds)
+        model = _refit_trees(params, settings, data, config, splits, rounds, x)
         info["refit_rows"] = int(len(splits.train_and_validation.labels))
-    score = held_out_score(labels, margins, held_out, config.objective)
     return Candidate(model, margins, labels, score, {"rounds": [rounds]}, info, held_out)
 
 
-def _refit_trees(params, settings, data, config, splits: Splits, rounds: int):
-    """The trees grown again for `rounds` rounds on every train + validation row, as a TensorFlow model."""
+def _refit_trees(params, settings, data, config, splits: Splits, rounds: int, x: np.ndarray | None = None):
+    """The trees grown again for `rounds` rounds on every train + validation row, as a TensorFlow model.
+
+    `x`: those rows' feature matrix when the caller already built it (cross-validation).
+    """
     arrays = splits.train_and_validation
-    booster, _ = fit_trees(feature_matrix(arrays.features, data.schema), arrays.labels, settings.weights, params,
-                           config.seed, rounds=rounds)
+    x = feature_matrix(arrays.features, data.schema) if x is None else x
+    booster, _ = fit_trees(x, arrays.labels, settings.weights, params, config.seed, rounds=rounds)
     return to_keras(booster, data.schema, rounds)
 
 
