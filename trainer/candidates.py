@@ -35,6 +35,19 @@ from trainer.hparams import declare_family, declare_tree_hparams
 from trainer.model import build_model, class_priors
 from trainer.trees import feature_matrix, fit_trees, fit_trees_cross_validated, to_keras
 
+# The history key of a tree candidate's held-out average precision per boosting round
+# (a neural candidate's per-epoch Keras metrics use Keras' names: `val_pr_auc`, ...).
+TREE_CURVE = "round_val_pr_auc"
+
+
+def merge_histories(histories: list[dict]) -> dict:
+    """One history for a blend: each curve from the first member that has it (a tree's and a neural one's)."""
+    merged: dict = {}
+    for history in histories:
+        for key, values in history.items():
+            merged.setdefault(key, values)
+    return merged
+
 
 @dataclasses.dataclass
 class Candidate:
@@ -149,11 +162,13 @@ def _cross_validated(hp, settings, data, config, epochs, arrays: Arrays) -> Cand
 def _trees(hp, settings, data, config, splits: Splits, refit: bool) -> Candidate:
     """A tree candidate: held-out margins from the validation split or the folds; refit on request."""
     params = declare_tree_hparams(hp)
+    curve: list[float] = []  # held-out average precision per boosting round
     if splits.cross_validation:
         arrays = splits.train_and_validation
         x = feature_matrix(arrays.features, data.schema)
         folds = selection_folds(arrays.labels, config.cv_folds, config.seed)
-        boosters, rounds = fit_trees_cross_validated(x, arrays.labels, settings.weights, params, config.seed, folds)
+        boosters, rounds = fit_trees_cross_validated(x, arrays.labels, settings.weights, params, config.seed, folds,
+                                                     curve=curve)
         margins = np.zeros(len(arrays.labels), np.float64)
         for booster, (_, held_index) in zip(boosters, folds, strict=True):
             margins[held_index] = booster.predict(x[held_index], raw_score=True, num_iteration=rounds)
@@ -166,7 +181,7 @@ def _trees(hp, settings, data, config, splits: Splits, refit: bool) -> Candidate
         train, validation = splits.train, splits.validation
         held_x = feature_matrix(validation.features, data.schema)
         booster, rounds = fit_trees(feature_matrix(train.features, data.schema), train.labels, settings.weights,
-                                    params, config.seed, valid=(held_x, validation.labels))
+                                    params, config.seed, valid=(held_x, validation.labels), curve=curve)
         margins = np.asarray(booster.predict(held_x, raw_score=True, num_iteration=rounds), np.float64)
         labels, held_out, info = validation.labels, None, {"rounds": rounds}
         score = objective_value(labels, margins, config.objective)
@@ -175,7 +190,7 @@ def _trees(hp, settings, data, config, splits: Splits, refit: bool) -> Candidate
     if refit:
         model = _refit_trees(params, settings, data, config, splits, rounds, x)
         info["refit_rows"] = int(len(splits.train_and_validation.labels))
-    return Candidate(model, margins, labels, score, {"rounds": [rounds]}, info, held_out)
+    return Candidate(model, margins, labels, score, {"rounds": [rounds], TREE_CURVE: curve}, info, held_out)
 
 
 def _refit_trees(params, settings, data, config, splits: Splits, rounds: int, x: np.ndarray | None = None):
@@ -269,7 +284,7 @@ def combine(candidates: list[Candidate], weights: list[float], config: RunConfig
     p = np.clip(mixed, 1e-12, 1 - 1e-12)
     margins = np.log(p) - np.log1p(-p)
     model = Blend([c.model for c in candidates], list(weights), name="blend")
-    history = next((c.history for c in candidates if c.history), {})
+    history = merge_histories([c.history for c in candidates])
     score = held_out_score(first.labels, margins, first.folds, config.objective)
     return Candidate(model, margins, first.labels, score, history, {"members": [c.info for c in candidates]},
                      first.folds)

@@ -124,7 +124,8 @@ class GradientBoostedTrees(keras.Model):
 
 
 def fit_trees(train_x: np.ndarray, train_y: np.ndarray, weights: tuple[float, float], params: dict, seed: int,
-              valid: tuple[np.ndarray, np.ndarray] | None = None, rounds: int | None = None):
+              valid: tuple[np.ndarray, np.ndarray] | None = None, rounds: int | None = None,
+              curve: list | None = None):
     """Trains LightGBM on class-weighted binary log-loss.
 
     Args:
@@ -134,6 +135,8 @@ def fit_trees(train_x: np.ndarray, train_y: np.ndarray, weights: tuple[float, fl
       seed: LightGBM's seed (deterministic mode).
       valid: Held-out rows for early stopping on average precision.
       rounds: Fixed number of rounds (no early stopping) when `valid` is None.
+      curve: When given (with `valid`), receives the held-out average
+        precision of every round grown (the report's training curve).
 
     Returns:
       (booster, rounds used).
@@ -147,14 +150,18 @@ def fit_trees(train_x: np.ndarray, train_y: np.ndarray, weights: tuple[float, fl
         booster = lightgbm.train(settings, dataset, num_boost_round=rounds or MAX_ROUNDS)
         return booster, booster.current_iteration()
     held = lightgbm.Dataset(valid[0], valid[1], reference=dataset)
-    booster = lightgbm.train(settings, dataset, num_boost_round=MAX_ROUNDS, valid_sets=[held],
-                             callbacks=[lightgbm.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)])
+    recorded: dict = {}
+    booster = lightgbm.train(settings, dataset, num_boost_round=MAX_ROUNDS, valid_sets=[held], valid_names=["held_out"],
+                             callbacks=[lightgbm.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False),
+                                        lightgbm.record_evaluation(recorded)])
+    if curve is not None:
+        curve.extend(float(v) for v in recorded["held_out"]["average_precision"])
     best = booster.best_iteration or booster.current_iteration()
     return booster, best
 
 
 def fit_trees_cross_validated(x: np.ndarray, y: np.ndarray, weights: tuple[float, float], params: dict, seed: int,
-                              folds: list[tuple[np.ndarray, np.ndarray]]):
+                              folds: list[tuple[np.ndarray, np.ndarray]], curve: list | None = None):
     """One booster per fold, grown in lockstep and stopped at one shared round count.
 
     Each fold alone would early-stop on its own held-out rows; with a handful
@@ -163,6 +170,9 @@ def fit_trees_cross_validated(x: np.ndarray, y: np.ndarray, weights: tuple[float
     one that maximizes the folds' mean held-out average precision (as
     `lightgbm.cv` chooses it, but with unweighted held-out metrics, as
     `fit_trees` uses), with the same patience.
+
+    `curve`, when given, receives the folds' mean held-out average precision
+    of every round grown (the report's training curve).
 
     Returns:
       (boosters, rounds): one booster per fold, and the shared best round count.
@@ -183,6 +193,8 @@ def fit_trees_cross_validated(x: np.ndarray, y: np.ndarray, weights: tuple[float
         for booster in boosters:
             booster.update()
             scores.append(booster.eval_valid()[0][2])  # (name, metric, value, higher is better)
+        if curve is not None:
+            curve.append(float(np.mean(scores)))
         if np.mean(scores) > best_score:
             best_score, best_round = float(np.mean(scores)), round_
         elif round_ - best_round >= EARLY_STOPPING_ROUNDS:
