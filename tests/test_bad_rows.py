@@ -304,6 +304,33 @@ def test_numbers_stored_as_numbers_next_to_text_stay_a_mix():
     assert ingest.column_kind(typed=0, numeric_text=50, other_text=1, tolerate=True) == "numeric"
     assert ingest.column_kind(typed=0, numeric_text=50, other_text=1, tolerate=False) == "mixed"
     assert ingest.column_kind(typed=0, numeric_text=5, other_text=5, tolerate=True) == "mixed"  # no majority
+    assert ingest.column_kind(typed=0, numeric_text=5, other_text=5, tolerate=False, few_numbers=True) == "categorical"
+    assert ingest.column_kind(typed=50, numeric_text=0, other_text=1, tolerate=False, few_numbers=True) == "mixed"
+
+
+@pytest.mark.slow
+def test_levels_that_look_like_numbers_beside_words_are_categorical_on_both_engines(tmp_path):
+    """A count capped in words ("2", "3", "4", "5more", as in UCI's car data) is a column of levels: categorical
+    on both engines, every value kept as its text; a column of many distinct numbers with a word stays refused."""
+    from trainer.data.prepare import prepare_data
+
+    rng = np.random.default_rng(0)
+    n = 400
+    doors = rng.choice(["2", "3", "4", "5more"], n)
+    frame = pd.DataFrame({"id": np.arange(n, dtype=np.float64), "doors": doors,
+                          "target": (rng.random(n) < 0.2).astype(int)})
+    path = write_csv(frame, tmp_path / "d.csv")
+    prepared = [prepare_data(RunConfig(data=path, label="target", output_dir=str(tmp_path / engine)), engine=engine)
+                for engine in ("beam", "in_memory")]
+    for data in prepared:
+        written = _sorted(_split_frame(data))
+        assert written["doors"].tolist() == doors[written["id"].to_numpy().astype(int)].tolist()
+    measured = frame.assign(doors=np.where(np.arange(n) == 7, "abc", rng.normal(size=n).round(3).astype(str)))
+    path = write_csv(measured, tmp_path / "m.csv")
+    with pytest.raises(DataError, match="column 'doors' mixes numbers"):
+        plan_of(path, max_bad_rows=0)
+    with pytest.raises(DataError, match="column 'doors' mixes numbers"):
+        ingest.load(path, "target", None)
 
 
 @pytest.mark.slow

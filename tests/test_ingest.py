@@ -60,7 +60,9 @@ BAD_CASES = {
     "three classes": (pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": [0, 1, 2]}), "y", "found 3"),
     "strings without positive": (pd.DataFrame({"x": [1.0, 2.0], "y": ["a", "b"]}), "y", "--positive-label"),
     "infinite": (pd.DataFrame({"x": [1.0, np.inf], "y": [0, 1]}), "y", "infinite"),
-    "mixed types": (pd.DataFrame({"x": ["1.5", "abc"], "y": [0, 1]}), "y", "mixes numbers"),
+    # Many distinct numbers and a word: a measurement with stray text (few numbers beside words are levels).
+    "mixed types": (pd.DataFrame({"x": [f"{v}.5" for v in range(30)] + ["abc"], "y": [0, 1] * 15 + [0]}), "y",
+                    "mixes numbers"),
     "mixed python types": (pd.DataFrame({"x": [1, "abc"], "y": [0, 1]}), "y", "mixes numbers"),
     "missing labels": (pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": [0, None, 1]}), "y", "missing values"),
     "no features": (pd.DataFrame({"y": [0, 1]}), "y", "no feature columns"),

@@ -208,7 +208,8 @@ def _positive_text(profile: Profile, label: str, positive_label: str | None, ski
 
 def _kind(name: str, column: ColumnProfile, ranges: list[Range], bad: _BadRowCollector | None = None) -> str:
     """`numeric` or `categorical`, by `ingest.column_kind` over all records; collects bad cells when skipping."""
-    kind = column_kind(column.typed, column.numeric_text.count, column.other_text.count, bad is not None)
+    kind = column_kind(column.typed, column.numeric_text.count, column.other_text.count, bad is not None,
+                       few_numbers=column.few_numbers)
     if kind == "mixed":
         numbers = [item[2] for item in column.numeric_text.first[:2]] or ["(stored as numbers)"]
         words = column.other_text.first or column.numeric_text.first

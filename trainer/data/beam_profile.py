@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from trainer.data import beam_values
 from trainer.data.beam_files import Range, ReadError, read_range
-from trainer.data.ingest import MAX_LABEL_VALUES, SHOWN_BAD_ROWS, is_class_text
+from trainer.data.ingest import FEW_NUMBERS, MAX_LABEL_VALUES, SHOWN_BAD_ROWS, is_class_text
 
 KEEP = SHOWN_BAD_ROWS  # offending records kept per problem, in record order (more with --max-bad-rows)
 
@@ -104,9 +104,16 @@ class ColumnProfile:
     numeric_text: Samples = dataclasses.field(default_factory=Samples)
     other_text: Samples = dataclasses.field(default_factory=Samples)
     infinite: Samples = dataclasses.field(default_factory=Samples)
+    numbers: frozenset = frozenset()  # distinct numeric texts, at most FEW_NUMBERS + 1 (ingest.column_kind)
+
+    @property
+    def few_numbers(self) -> bool:
+        """Its numeric text takes at most `FEW_NUMBERS` distinct values."""
+        return len(self.numbers) <= FEW_NUMBERS
 
     def merge(self, other: ColumnProfile) -> None:
         self.typed += other.typed
+        self.numbers = _capped(self.numbers | other.numbers)
         for name in ("numeric_text", "other_text", "infinite"):
             getattr(self, name).merge(getattr(other, name))
 
@@ -235,8 +242,14 @@ def _column_profile(cells: beam_values.Cells, range_index: int, ordinal: int, la
         column.typed = int(numeric.sum())
     else:
         column.numeric_text = samples(numeric, KEEP)  # only ever named in a message
+        column.numbers = _capped(frozenset(np.unique(values[numeric].astype(str))[:FEW_NUMBERS + 1]))
         column.other_text = samples(cells.present & ~numeric)
     return column
+
+
+def _capped(numbers: frozenset) -> frozenset:
+    """At most FEW_NUMBERS + 1 values: enough to tell "few" from "many", whatever the rows."""
+    return numbers if len(numbers) <= FEW_NUMBERS + 1 else frozenset(sorted(numbers)[:FEW_NUMBERS + 1])
 
 
 def _profile_label(profile: Profile, array: pa.Array, range_index: int, ordinal: int, seed: int,

@@ -20,6 +20,9 @@ from trainer.config import SYNTHETIC_ROWS
 BUILTIN_DATASETS = ("sylva", "synthetic")
 MAX_LABEL_VALUES = 64  # enough to say "found N classes" for any plausible label column
 SHOWN_BAD_ROWS = 5  # bad rows named in a message or in run.json
+# A text column mixing words with at most this many distinct numbers is categorical (levels such as "2", "4",
+# "more"); with more, the numbers are a measurement and the words stray text (see `column_kind`).
+FEW_NUMBERS = 20
 
 
 class DataError(ValueError):
@@ -136,7 +139,7 @@ def readable_labels(values: list[str], positive_label: str | None) -> list[str]:
     return readable if readable in (["0", "1"], ["false", "true"]) else values
 
 
-def column_kind(typed: int, numeric_text: int, other_text: int, tolerate: bool) -> str:
+def column_kind(typed: int, numeric_text: int, other_text: int, tolerate: bool, few_numbers: bool = False) -> str:
     """`numeric`, `categorical` or `mixed` (refused) from a column's present cells, as both engines decide.
 
     Args:
@@ -147,7 +150,15 @@ def column_kind(typed: int, numeric_text: int, other_text: int, tolerate: bool) 
         its other cells is numeric, and those cells are bad rows. Values
         stored as numbers next to text stay a mix (the Beam step's TFRecord
         decoder refuses them within a batch, and it is a column's problem).
+      few_numbers: The text cells that read as numbers take at most
+        `FEW_NUMBERS` distinct values. Beside words, that is a column of
+        levels such as "2", "4", "more" (a count capped in words, a size
+        code): categorical, whatever `tolerate` says. Many distinct numbers
+        beside words is a numeric column with stray text: refused, or bad
+        rows when tolerated, as before.
     """
+    if not typed and numeric_text and other_text and few_numbers:
+        return "categorical"
     if tolerate and other_text and not typed and numeric_text > other_text:
         return "numeric"
     if typed and (numeric_text or other_text) or numeric_text and other_text:
@@ -536,7 +547,9 @@ def _tolerant_column(column: pd.Series, name: str, reasons: dict[int, str]) -> p
         readable = numbers.notna().to_numpy()
         typed = int((present & ~is_text).sum())
         other_text = is_text & ~readable
-        kind = column_kind(typed, int((is_text & readable).sum()), int(other_text.sum()), tolerate=True)
+        few = pd.Series(text[is_text & readable]).nunique() <= FEW_NUMBERS
+        kind = column_kind(typed, int((is_text & readable).sum()), int(other_text.sum()), tolerate=True,
+                           few_numbers=few)
         if kind == "mixed":
             return _feature_column(column, name)  # raises, in the usual words
         if kind == "categorical":
@@ -608,6 +621,9 @@ def _feature_column(column: pd.Series, name: str) -> pd.Series:
     is_text = present.map(lambda v: isinstance(v, (str, bytes)))
     if numeric_share == 1.0 and (is_text.all() or not is_text.any()):
         return _checked_numeric(pd.to_numeric(column, errors="coerce").astype(np.float64), name)
+    numbers_only = present[as_numbers.notna()]
+    if is_text.all() and numbers_only.nunique() <= FEW_NUMBERS:  # levels such as "2", "4", "more" (column_kind)
+        numeric_share = 0.0
     if numeric_share > 0.0 or (0 < is_text.sum() < len(present)):
         numbers = present[as_numbers.notna()].head(2).tolist()
         words = present[as_numbers.isna()].head(2).tolist()
