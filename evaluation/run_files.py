@@ -13,8 +13,8 @@ import json
 import os
 
 from trainer.data.schema import Schema, load_schema
-from trainer.export import list_versions
-from trainer.layout import MODEL_DIRS, RUN_JSON, read_run_json
+from trainer.layout import DATA_DIR, MODEL_DIRS, RUN_JSON, history_path, list_versions, read_run_json, trials_path
+from trainer.layout import split_pattern as _split_pattern
 
 # TFMA model names: the weighted candidate, its unweighted twin and the model
 # being served (the push gate's reference, docs/design.md §10).
@@ -111,18 +111,18 @@ def held_out_point(record: dict) -> HeldOutPoint | None:
 
 def split_pattern(run_dir: str, split: str = "test") -> str:
     """Glob of a split's gzipped tf.Example shards."""
-    return os.path.join(run_dir, "data", split, "data-*.tfrecord.gz")
+    return _split_pattern(run_dir, split)
 
 
 def run_schema(run_dir: str) -> Schema:
-    return load_schema(os.path.join(run_dir, "data"))
+    return load_schema(os.path.join(run_dir, DATA_DIR))
 
 
 def load_histories(run_dir: str) -> dict[str, dict[str, list[float]]]:
     """`{"weighted": {...}, "baseline": {...}}` per-epoch Keras metrics (missing ones skipped)."""
     histories = {}
     for key in RUN_KEYS.values():
-        path = os.path.join(run_dir, "history", f"{key}.json")
+        path = history_path(run_dir, key)
         if os.path.exists(path):
             with open(path) as handle:
                 histories[key] = json.load(handle)
@@ -131,7 +131,7 @@ def load_histories(run_dir: str) -> dict[str, dict[str, list[float]]]:
 
 def load_trials(run_dir: str) -> list[dict[str, str]]:
     """Rows of `RUN/tuning/trials.csv`, or [] when the run was not tuned."""
-    path = os.path.join(run_dir, "tuning", "trials.csv")
+    path = trials_path(run_dir)
     if not os.path.exists(path):
         return []
     with open(path, newline="") as handle:

@@ -19,7 +19,7 @@ import numpy as np
 
 from serving.errors import ServingError, invalid_argument
 from serving.servable import DEFAULT_SIGNATURE, Servable, Signature
-from trainer.export import CLASSIFY_METHOD  # one home: the exporter marks its classify signature with it
+from trainer.layout import CLASSIFY_METHOD  # one home: the exporter marks its classify signature with it
 
 REGRESS_METHOD = "tensorflow/serving/regress"
 INPUTS = "inputs"  # kClassifyInputs and kRegressInputs

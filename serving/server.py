@@ -15,10 +15,9 @@ import logging
 import os
 import sys
 
-from serving.app import ServerOptions, serve
-from serving.batching import BatchingOptions
-
-DEFAULTS = ServerOptions(model_name="default", model_base_path="")  # every default is ServerOptions'
+# serving.app is imported when the server starts, not with this module: TF Serving's protos live in the
+# tensorflow package, so importing them loads TensorFlow (and Keras) — seconds a script that only imports
+# `serving.server` (or the tests that check this, tests/test_layout.py) should not pay.
 
 
 def _boolean(text: str) -> bool:
@@ -30,6 +29,10 @@ def _boolean(text: str) -> bool:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from serving.app import ServerOptions
+    from serving.batching import BatchingOptions
+
+    DEFAULTS = ServerOptions(model_name="default", model_base_path="")  # every default is ServerOptions'
     parser = argparse.ArgumentParser(prog="python -m serving.server", description=__doc__.split("\n")[0])
     parser.add_argument("--model_name", default=DEFAULTS.model_name,
                         help="Name clients address the model by (ignored with --model_config_file).")
@@ -76,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from serving.app import ServerOptions, serve
+    from serving.batching import BatchingOptions
+
     batching = (BatchingOptions(args.max_batch_size, args.batch_timeout_micros, args.max_enqueued_batches)
                 if args.enable_batching else None)
     options = ServerOptions(

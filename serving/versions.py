@@ -23,7 +23,7 @@ from tensorflow_serving.apis import get_model_status_pb2
 from serving.errors import invalid_argument, not_found
 from serving.model_config import VersionPolicy
 from serving.servable import Servable
-from trainer.export import list_versions  # the exporter owns the layout
+from trainer.layout import list_versions  # one home of the version directories
 
 State = get_model_status_pb2.ModelVersionStatus.State
 

@@ -23,7 +23,7 @@ from serving.grpc_api import serialized_examples, tensor_to_array  # the gRPC la
 from serving.inference import Task
 from serving.servable import Servable
 from serving.service import ModelService
-from trainer.export import WARMUP_FILE  # one home: the exporter writes it
+from trainer.layout import WARMUP_FILE  # one home: the exporter writes it
 
 MAX_RECORDS = 1000  # WarmupConsts::kMaxNumRecords
 

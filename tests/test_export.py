@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from trainer.data.dataset import read_labels, read_serialized
 from trainer.data.prepare import prepare_data
-from trainer.export import CLASSIFY_METHOD, next_version
+from trainer.layout import CLASSIFY_METHOD, next_version
 
 pytestmark = pytest.mark.slow
 

@@ -96,7 +96,7 @@ def test_kill_9_during_export_leaves_no_visible_half_version(tmp_path, tiny_run,
         assert post(rest_url(server, ":predict"), payload).status_code == 200
 
     # The next export after the crash takes the next number; the leftover staging dir does not get in the way.
-    from trainer.export import next_version
+    from trainer.layout import next_version
     assert next_version(str(base)) == numbered[-1] + 1
 
 

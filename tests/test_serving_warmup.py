@@ -22,7 +22,7 @@ from serving import warmup
 from serving.app import ServerOptions, start
 from serving.errors import ServingError
 from tests.test_serving_models import CLASSIFY, REGRESS, example
-from trainer.export import WARMUP_FILE
+from trainer.layout import WARMUP_FILE
 
 EXAMPLES = tf.TensorSpec([None], tf.string, name="inputs")
 

@@ -5,8 +5,8 @@ the target (atomic on one filesystem). A reader sees the old file or the new
 one, never half of either; a failure (a full disk, an interrupt) removes the
 temporary file and leaves the old one in place. Directories are published
 the same way: filled in a hidden staging sibling (`staging_directory`), then
-renamed into place (`replace_directory`, or the next version number in
-`trainer.export`).
+renamed into place (`replace_directory`, or the next version number:
+`rename_to_next_version`, `publish_version`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from typing import Any
+
+from trainer.layout import SAVED_MODEL_FILE, next_version
 
 
 def write_text_atomically(path: str, text: str) -> None:
@@ -74,3 +76,48 @@ def replace_directory(staging: str, target: str) -> None:
     if os.path.exists(target):
         shutil.rmtree(target)
     os.rename(staging, target)
+
+
+def rename_to_next_version(staging: str, base: str) -> str:
+    """Renames a filled staging directory to the next version under `base`; returns its path.
+
+    Another exporter may take the same number first: then the rename fails
+    with the target in place, and the next number is tried.
+    """
+    while True:
+        target = os.path.join(base, str(next_version(base)))
+        try:
+            os.rename(staging, target)  # atomic on one filesystem
+            return target
+        except OSError:
+            if not os.path.exists(target):
+                raise  # not a lost race with another exporter
+
+
+def publish_version(version_dir: str, base: str, extra_files: dict[str, str] | None = None) -> str:
+    """Copies an exported version under `base` as its next version, atomically.
+
+    This is the push of a blessed candidate (docs/design.md §9): the copy is
+    made in a hidden staging sibling and renamed into place, so a server
+    polling `base` never loads a half-copied model, and the versions already
+    there are never touched.
+
+    Args:
+      version_dir: The exported version to copy.
+      base: The served model's base path (TF Serving's `--model_base_path`).
+      extra_files: Relative path -> text, written into the copy before it
+        appears (e.g. `assets.extra/push.json`, which TF Serving ignores).
+
+    Returns:
+      The path of the new version directory.
+    """
+    if not os.path.isfile(os.path.join(version_dir, SAVED_MODEL_FILE)):
+        raise FileNotFoundError(f"{version_dir} is not an exported SavedModel version")
+    with staging_directory(base) as staging:
+        shutil.copytree(version_dir, staging)
+        for relative, text in (extra_files or {}).items():
+            path = os.path.join(staging, relative)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(text)
+        return rename_to_next_version(staging, base)

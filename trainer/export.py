@@ -21,18 +21,14 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 
 import tensorflow as tf
 
-from trainer.atomic import staging_directory
+from trainer.atomic import rename_to_next_version, staging_directory
 from trainer.bodies import ensemble_logits
 from trainer.calibration import Calibration
 from trainer.data.schema import Schema
-from trainer.layout import parse_version
-
-CLASSIFY_METHOD = "tensorflow/serving/classify"
-SIGNATURES = ("serving_default", "predict_features", "classification")
+from trainer.layout import CLASSIFY_METHOD, SAVED_MODEL_FILE, WARMUP_FILE
 
 
 class ServingModule(tf.Module):
@@ -87,36 +83,6 @@ class ServingModule(tf.Module):
         }
 
 
-def list_versions(base_path: str) -> dict[int, str]:
-    """Complete versions under `base_path`: version -> directory.
-
-    Ignores names that are not plain non-negative integers (the exporter's
-    hidden `.staging-*` directories, stray files) and directories without a
-    `saved_model.pb` (still being copied by hand).
-    """
-    try:
-        names = os.listdir(base_path)
-    except OSError:
-        return {}
-    versions = {}
-    for name in names:
-        version = parse_version(name)
-        path = os.path.join(base_path, name)
-        if version is not None and os.path.isfile(os.path.join(path, "saved_model.pb")):
-            versions[version] = path
-    return versions
-
-
-def next_version(base: str) -> int:
-    """One more than the highest integer version under `base` (1 if none)."""
-    versions = [v for v in map(parse_version, _listdir(base)) if v is not None]
-    return max(versions, default=0) + 1
-
-
-def _listdir(path: str) -> list[str]:
-    return os.listdir(path) if os.path.isdir(path) else []
-
-
 def export_version(module: ServingModule, base: str) -> str:
     """Saves `module` as the next version under `base`, atomically.
 
@@ -133,47 +99,7 @@ def export_version(module: ServingModule, base: str) -> str:
             raise storage from None
         mark_classify_signature(staging, "classification")
         write_warmup_requests(staging, module.feature_dtypes())
-        return _rename_to_next_version(staging, base)
-
-
-def publish_version(version_dir: str, base: str, extra_files: dict[str, str] | None = None) -> str:
-    """Copies an exported version under `base` as its next version, atomically.
-
-    This is the push of a blessed candidate (docs/design.md §9): the copy is
-    made in a hidden staging sibling and renamed into place, so a server
-    polling `base` never loads a half-copied model, and the versions already
-    there are never touched.
-
-    Args:
-      version_dir: The exported version to copy.
-      base: The served model's base path (TF Serving's `--model_base_path`).
-      extra_files: Relative path -> text, written into the copy before it
-        appears (e.g. `assets.extra/push.json`, which TF Serving ignores).
-
-    Returns:
-      The path of the new version directory.
-    """
-    if not os.path.isfile(os.path.join(version_dir, "saved_model.pb")):
-        raise FileNotFoundError(f"{version_dir} is not an exported SavedModel version")
-    with staging_directory(base) as staging:
-        shutil.copytree(version_dir, staging)
-        for relative, text in (extra_files or {}).items():
-            path = os.path.join(staging, relative)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path, "w", encoding="utf-8") as handle:
-                handle.write(text)
-        return _rename_to_next_version(staging, base)
-
-
-def _rename_to_next_version(staging: str, base: str) -> str:
-    while True:
-        target = os.path.join(base, str(next_version(base)))
-        try:
-            os.rename(staging, target)  # atomic on one filesystem
-            return target
-        except OSError:
-            if not os.path.exists(target):
-                raise  # not a lost race with another exporter
+        return rename_to_next_version(staging, base)
 
 
 STORAGE_FAILURES = ("No space left on device", "Read-only file system", "Permission denied",
@@ -202,9 +128,6 @@ def storage_error(error: BaseException, where: str | None = None) -> OSError | N
                 where = named[1].rstrip(";:,") if named and not named[1].startswith("{{") else "the output"
             return OSError(f"cannot write {where}: {reason}")
     return None
-
-
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 
 
 def write_warmup_requests(saved_model_dir: str, feature_dtypes: dict[str, tf.DType]) -> None:
@@ -244,7 +167,7 @@ def mark_classify_signature(saved_model_dir: str, key: str) -> None:
     """
     from tensorflow.core.protobuf import saved_model_pb2
 
-    path = os.path.join(saved_model_dir, "saved_model.pb")
+    path = os.path.join(saved_model_dir, SAVED_MODEL_FILE)
     proto = saved_model_pb2.SavedModel()
     with open(path, "rb") as handle:
         proto.ParseFromString(handle.read())

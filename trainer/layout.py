@@ -13,6 +13,15 @@ sequence of executions under one directory, as TFX pipeline runs are:
 
 Execution ids are zero-padded counters (`0001`, `0002`, ...), so they sort
 by age as text and as numbers.
+
+A trainer-style run (a `trainer.task` run, or one execution) holds
+`data/<split>/data-*.tfrecord.gz` (the split's shards, with `schema.json`...),
+`history/<model>.json` (per-epoch metrics), `logs/<model>/` (TensorBoard),
+`tuning/trials.csv`, `evaluation/` and `report/`. A model directory holds
+`<version>/saved_model.pb` versions, as TF Serving reads them.
+
+This module imports neither TensorFlow nor Keras: the server, the readers and
+the push list directories without loading a model.
 """
 
 from __future__ import annotations
@@ -30,8 +39,36 @@ TUNING_DIR = "tuning"  # an execution's keras-tuner project, trials.csv, best_hy
 # keras-tuner writes one TensorBoard run per trial under it (<trial id>/execution0/), with the
 # trial's hyperparameters for the HParams dashboard: `tensorboard --logdir` this directory.
 TUNING_TENSORBOARD_DIR = os.path.join(TUNING_DIR, "tensorboard")
-WANDB_DIR = "wandb"  # `wandb.init(dir=execution)` keeps its run files in execution/wandb/
+TRIALS_FILE = "trials.csv"  # in TUNING_DIR: one row per trial
+DATA_DIR = "data"  # the split's shards, schema, statistics, class counts and source
+SHARD_PREFIX, SHARD_SUFFIX = "data", ".tfrecord.gz"  # DATA_DIR/<split>/data-00000-of-00002.tfrecord.gz
+HISTORY_DIR = "history"  # <model>.json: per-epoch metrics (the report's training curves)
+LOGS_DIR = "logs"  # <model>/: TensorBoard logs of the final training
+EVALUATION_DIR = "evaluation"  # TFMA's output and summary.json
+REPORT_DIR = "report"  # index.html, the HTML report
+RUN_HISTORY_JSON, RUN_HISTORY_HTML = "history.json", "history.html"  # a tuning run's executions
+# In DATA_DIR: the training split's statistics, a tensorflow_metadata DatasetFeatureStatisticsList (binary; a
+# text copy beside it with the suffix `txt`): the reference of `evaluation.drift` (trainer/data/statistics.py).
+TRAIN_STATISTICS = "train_statistics.pb"
 MAX_VERSION = 2**63 - 1  # versions are int64 in TF Serving's protos
+SAVED_MODEL_FILE = "saved_model.pb"  # a version directory is complete once it holds this
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")  # TF Serving's warm-up records
+CLASSIFY_METHOD = "tensorflow/serving/classify"  # the method name TF Serving's Classify API requires
+
+
+def split_pattern(run_dir: str, split: str) -> str:
+    """Glob of one split's gzipped tf.Example shards in a run."""
+    return os.path.join(run_dir, DATA_DIR, split, f"{SHARD_PREFIX}-*{SHARD_SUFFIX}")
+
+
+def history_path(run_dir: str, model: str) -> str:
+    """`RUN/history/<model>.json`: the model's per-epoch metrics."""
+    return os.path.join(run_dir, HISTORY_DIR, f"{model}.json")
+
+
+def trials_path(run_dir: str) -> str:
+    """`RUN/tuning/trials.csv`: one row per trial of the search."""
+    return os.path.join(run_dir, TUNING_DIR, TRIALS_FILE)
 
 
 def parse_version(name: str) -> int | None:
@@ -44,6 +81,32 @@ def parse_version(name: str) -> int | None:
     if not (name.isascii() and name.isdigit()) or int(name) > MAX_VERSION:
         return None
     return int(name)
+
+
+def list_versions(base_path: str) -> dict[int, str]:
+    """Complete versions under `base_path`: version -> directory.
+
+    Ignores names that are not plain non-negative integers (the exporter's
+    hidden `.staging-*` directories, stray files) and directories without a
+    `saved_model.pb` (still being copied by hand).
+    """
+    try:
+        names = os.listdir(base_path)
+    except OSError:
+        return {}
+    versions = {}
+    for name in names:
+        version = parse_version(name)
+        path = os.path.join(base_path, name)
+        if version is not None and os.path.isfile(os.path.join(path, SAVED_MODEL_FILE)):
+            versions[version] = path
+    return versions
+
+
+def next_version(base: str) -> int:
+    """One more than the highest integer version under `base` (1 if none), complete or not."""
+    names = os.listdir(base) if os.path.isdir(base) else []
+    return max((v for v in map(parse_version, names) if v is not None), default=0) + 1
 
 
 def execution_ids(run_dir: str) -> list[str]:

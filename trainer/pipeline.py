@@ -17,7 +17,7 @@ from trainer.config import RunConfig
 from trainer.data.prepare import PreparedData, prepare_data, run_record
 from trainer.distribute import check_supported, make_strategy, output_dir_of, strategy_scope, worker_count
 from trainer.finalize import finalize
-from trainer.layout import MODEL_DIRS, RUN_JSON, read_run_json
+from trainer.layout import LOGS_DIR, MODEL_DIRS, RUN_JSON, history_path, read_run_json
 from trainer.losses import prior_shift
 from trainer.train import EpochProgress, fit_settings, save_history
 
@@ -69,7 +69,7 @@ def _train_and_export(config, data, strategy, members: list[Member], weighted, e
     keras.utils.set_random_seed(config.seed)
     started = time.time()
     splits = Splits(data, config)
-    tensorboard = keras.callbacks.TensorBoard(log_dir=os.path.join(config.output_dir, "logs", name))
+    tensorboard = keras.callbacks.TensorBoard(log_dir=os.path.join(config.output_dir, LOGS_DIR, name))
     trained = []
     with strategy_scope(strategy):  # variables and train steps replicated across devices
         for index, member in enumerate(members):
@@ -85,7 +85,7 @@ def _train_and_export(config, data, strategy, members: list[Member], weighted, e
     candidate = combine([c for _, _, c in trained], [m.weight for m in members], config)
     # A mix has no closed-form shift: `auto` calibration then fits Platt scaling.
     shift = closed_form_shift(hp, settings) if len(members) == 1 else None
-    save_history(candidate.history, os.path.join(config.output_dir, "history", f"{name}.json"))
+    save_history(candidate.history, history_path(config.output_dir, name))
     export_dir = export_dir or MODEL_DIRS[name]
     summary = finalize(candidate.model, settings, data, config, os.path.join(config.output_dir, export_dir),
                        held_out=(candidate.margins, candidate.labels), shift=shift)

@@ -7,12 +7,12 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 
 import keras
 import keras_tuner as kt
 
+from trainer.atomic import write_json_atomically
 from trainer.config import RunConfig, parse_tuning_objective
 from trainer.data.dataset import make_dataset
 from trainer.data.prepare import PreparedData
@@ -154,6 +154,4 @@ class EpochProgress(keras.callbacks.Callback):
 def save_history(history: dict, path: str) -> None:
     """Per-epoch metrics ({name: [value per epoch]}) as JSON (the report's training curves)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    payload = {name: [float(v) for v in values] for name, values in history.items()}
-    with open(path, "w") as handle:
-        json.dump(payload, handle, indent=1)
+    write_json_atomically(path, {name: [float(v) for v in values] for name, values in history.items()})

@@ -21,8 +21,8 @@ import dataclasses
 import json
 import os
 
-from trainer.export import list_versions, publish_version
-from trainer.layout import SERVING_DIR
+from trainer.atomic import publish_version
+from trainer.layout import SERVING_DIR, list_versions
 
 PUSH_FILE = os.path.join("assets.extra", "push.json")
 DEFAULT_THRESHOLD = 0.5
