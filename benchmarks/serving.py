@@ -56,6 +56,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 
+from trainer.layout import SERVING_DIR, list_versions
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results", "serving.json")
 DOC = os.path.join(ROOT, "docs", "benchmarks.md")
@@ -92,8 +94,8 @@ sys.exit(server.main(sys.argv[1:]))
 
 def train_tiny_model(run_dir: str) -> str:
     """Trains (or reuses) the tiny model; returns its serving_model base path."""
-    base = os.path.join(run_dir, "serving_model")
-    if os.path.isdir(base) and any(name.isdigit() for name in os.listdir(base)):
+    base = os.path.join(run_dir, SERVING_DIR)
+    if list_versions(base):
         return base
     from trainer.config import RunConfig
     from trainer.pipeline import train_and_export
@@ -104,7 +106,8 @@ def train_tiny_model(run_dir: str) -> str:
 
 
 def latest_version(base: str) -> str:
-    return os.path.join(base, max((name for name in os.listdir(base) if name.isdigit()), key=int))
+    versions = list_versions(base)
+    return versions[max(versions)]
 
 
 def sample_instance(base: str) -> dict:

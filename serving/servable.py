@@ -20,6 +20,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
 from serving.errors import ServingError, from_tf_error, invalid_argument
+from trainer.layout import SAVED_MODEL_FILE
 
 DEFAULT_SIGNATURE = "serving_default"
 PREDICT_METHOD = "tensorflow/serving/predict"
@@ -27,9 +28,6 @@ PREDICT_METHOD = "tensorflow/serving/predict"
 # missing value (NaN for numbers, "" for text) exactly as it does an absent
 # tf.Example feature, so REST requests may leave features out.
 FEATURES_SIGNATURE = "predict_features"
-# Internal to the SavedModel format; TF Serving lists it in metadata but it is
-# not callable as a signature.
-INIT_OP_KEY = "__saved_model_init_op"
 
 log = logging.getLogger(__name__)
 
@@ -272,7 +270,7 @@ def _shape_text(shape: tf.TensorShape) -> str:
 def _read_signature_defs(path: str) -> dict[str, meta_graph_pb2.SignatureDef]:
     """The `serve`-tagged meta graph's SignatureDefs from saved_model.pb."""
     proto = saved_model_pb2.SavedModel()
-    with open(os.path.join(path, "saved_model.pb"), "rb") as handle:
+    with open(os.path.join(path, SAVED_MODEL_FILE), "rb") as handle:
         proto.ParseFromString(handle.read())
     for meta_graph in proto.meta_graphs:
         if "serve" in meta_graph.meta_info_def.tags:

@@ -13,7 +13,6 @@ import math
 
 import keras
 import keras_tuner as kt
-import numpy as np
 from keras import layers, ops
 
 from trainer import bodies
@@ -169,8 +168,3 @@ def training_metrics(recall_precision_floor: float | None = None) -> list:
 def class_priors(counts: tuple[int, int]) -> tuple[float, float]:
     total = float(sum(counts))
     return counts[0] / total, counts[1] / total
-
-
-def logit_margin(logits: np.ndarray) -> np.ndarray:
-    """Single logit s = z1 - z0 from two logits [N, 2] -> [N]."""
-    return logits[:, 1] - logits[:, 0]
