@@ -45,8 +45,8 @@ SHARD_PREFIX, SHARD_SUFFIX = "data", ".tfrecord.gz"  # DATA_DIR/<split>/data-000
 HISTORY_DIR = "history"  # <model>.json: per-epoch metrics (the report's training curves)
 LOGS_DIR = "logs"  # <model>/: TensorBoard logs of the final training
 EVALUATION_DIR = "evaluation"  # TFMA's output and summary.json
-REPORT_DIR = "report"  # index.html, the HTML report
-RUN_HISTORY_JSON, RUN_HISTORY_HTML = "history.json", "history.html"  # a tuning run's executions
+REPORT_DIR, REPORT_PAGE = "report", "index.html"  # the HTML report: REPORT_DIR/REPORT_PAGE
+HISTORY_JSON, HISTORY_HTML = "history.json", "history.html"  # a tuning run's executions, at its top
 # In DATA_DIR: the training split's statistics, a tensorflow_metadata DatasetFeatureStatisticsList (binary; a
 # text copy beside it with the suffix `txt`): the reference of `evaluation.drift` (trainer/data/statistics.py).
 TRAIN_STATISTICS = "train_statistics.pb"

@@ -21,9 +21,17 @@ import os
 from trainer.atomic import write_json_atomically, write_text_atomically
 from trainer.config import RunConfig
 from trainer.data.ingest import BUILTIN_DATASETS
-from trainer.layout import EXECUTIONS_DIR, execution_dir, execution_ids, is_complete, read_run_json
-
-HISTORY_JSON, HISTORY_HTML = "history.json", "history.html"
+from trainer.layout import (
+    EXECUTIONS_DIR,
+    HISTORY_HTML,
+    HISTORY_JSON,
+    REPORT_DIR,
+    REPORT_PAGE,
+    execution_dir,
+    execution_ids,
+    is_complete,
+    read_run_json,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,7 +101,7 @@ def history_row(run_dir: str, execution_id: str) -> dict:
             "pushed_model": push.get("model") or ("candidate" if push.get("pushed") else None),
             "push_reason": push.get("reason"),
             "metrics": {key: test.get(key) for key in ("pr_auc", "recall", "precision", "threshold")},
-            "report": os.path.join(EXECUTIONS_DIR, execution_id, "report", "index.html") if evaluation else None}
+            "report": os.path.join(EXECUTIONS_DIR, execution_id, REPORT_DIR, REPORT_PAGE) if evaluation else None}
 
 
 def _history_page(rows: list[dict]) -> str:
