@@ -1,0 +1,164 @@
+"""The batch-scoring pipeline: read ranges, score with RunInference, write per range.
+
+    Create(ranges) -> ReadRange -> rows: Blocks  --RunInference-->  Scored -> WritePredictions
+                                -> errors: RowErrors ------------------------> WriteErrors
+
+Everything is checked in the driver before the pipeline starts (the model
+version and its signatures, the input files, their columns, the output
+directory), so a bad argument ends the job with one line and nothing
+written. The workers write into a hidden staging directory next to
+`--output`, renamed to `--output` only when the pipeline has succeeded.
+No step shuffles rows, so the driver holds no rows whatever the input size;
+the counts come back through Beam metrics.
+"""
+
+from __future__ import annotations
+
+import os
+
+import apache_beam as beam
+from apache_beam.metrics.metric import MetricsFilter
+
+from serving.batch_config import BatchConfig, BatchResult
+from serving.batch_handlers import (
+    METRICS_NAMESPACE,
+    FeatureModelHandler,
+    ModelRef,
+    example_handler,
+    keyed_examples,
+    scored_example,
+)
+from serving.batch_rows import ModelInputs, RowError, _Locator, check_columns, read_part
+from serving.batch_write import ERRORS_COUNTER, SCORED_COUNTER, WriteErrors, WritePredictions
+from serving.servable import DEFAULT_SIGNATURE, FEATURES_SIGNATURE, _read_signature_defs
+from trainer.atomic import staging_directory
+from trainer.beam_runner import make_pipeline
+from trainer.data.beam_files import Range, plan_ranges
+from trainer.data.ingest import DataError
+from trainer.layout import SAVED_MODEL_FILE, list_versions
+
+
+class BatchError(ValueError):
+    """A bad argument or input, found before anything is written; the message is one line."""
+
+
+def resolve_model(config: BatchConfig) -> tuple[ModelRef, ModelInputs]:
+    """The version to score with and the raw features it reads, from its saved_model.pb (no TensorFlow load)."""
+    if not os.path.isdir(config.model_base_path):
+        raise BatchError(f"--model_base_path {config.model_base_path!r} is not a directory")
+    versions = list_versions(config.model_base_path)
+    if not versions:
+        raise BatchError(f"no SavedModel version (<version>/{SAVED_MODEL_FILE}) under {config.model_base_path}")
+    version = max(versions) if config.model_version is None else config.model_version
+    if version not in versions:
+        raise BatchError(f"--model_version {version} is not under {config.model_base_path} "
+                         f"(versions: {', '.join(map(str, sorted(versions)))})")
+    signatures = _read_signature_defs(versions[version])
+    missing = [name for name in (FEATURES_SIGNATURE, DEFAULT_SIGNATURE) if name not in signatures]
+    if missing:
+        raise BatchError(f"{versions[version]} has no {' or '.join(missing)} signature; export it with this package")
+    inputs = signatures[FEATURES_SIGNATURE].inputs
+    numeric = tuple(sorted(name for name, info in inputs.items() if info.dtype != _DT_STRING))
+    text = tuple(sorted(name for name, info in inputs.items() if info.dtype == _DT_STRING))
+    return ModelRef(versions[version], version, config.model_name), ModelInputs(numeric, text)
+
+
+_DT_STRING = 7  # types_pb2.DT_STRING, without importing TensorFlow in the driver's checks
+
+
+def _plan(config: BatchConfig, inputs: ModelInputs) -> list[Range]:
+    try:
+        ranges = plan_ranges(config.data)
+        check_columns(ranges, inputs, config.id_column)
+    except DataError as error:
+        raise BatchError(str(error)) from None
+    return ranges
+
+
+def _check_output(output: str) -> None:
+    if os.path.isfile(output) or (os.path.isdir(output) and os.listdir(output)):
+        raise BatchError(f"--output {output} exists and is not an empty directory; choose a new one")
+
+
+class _ReadRange(beam.DoFn):
+    def __init__(self, inputs: ModelInputs, id_column: str | None):
+        self._inputs, self._id_column = inputs, id_column
+
+    def process(self, part: Range):
+        for item in read_part(part, self._inputs, self._id_column):
+            yield beam.pvalue.TaggedOutput("errors", item) if isinstance(item, RowError) else item
+
+
+def _failed_rows(failed: tuple, ranges: list[Range]):
+    """A batch the model refused: every row of it is an error, with the model's reason."""
+    batch, error = failed
+    reason = f"the model refused the batch holding this row: {str(error).strip().splitlines()[0]}"
+    for block in batch:
+        locator = _Locator(ranges[block.part])
+        for ordinal in block.ordinals.tolist():
+            yield RowError(block.part, ordinal, ranges[block.part].path, locator.where(ordinal), reason)
+
+
+def _failed_examples(failed: tuple, ranges: list[Range]):
+    """A batch of tf.Examples the model refused: every example of it is an error."""
+    batch, error = failed
+    reason = f"the model refused the batch holding this example: {str(error).strip().splitlines()[0]}"
+    for (part, ordinal, _), _ in batch:
+        yield RowError(part, ordinal, ranges[part].path, _Locator(ranges[part]).where(ordinal), reason)
+
+
+def build(pipeline: beam.Pipeline, config: BatchConfig, model: ModelRef, inputs: ModelInputs,
+          ranges: list[Range], directory: str) -> None:
+    """Adds the scoring steps to `pipeline`, writing into `directory`."""
+    from apache_beam.ml.inference.base import RunInference
+
+    with_logs = config.output_format == "prediction_log"
+    read = (pipeline | "Ranges" >> beam.Create(ranges)
+            | "Read ranges" >> beam.ParDo(_ReadRange(inputs, config.id_column)).with_outputs("errors", main="rows"))
+    errors = [read.errors]
+    if ranges[0].kind == "tfrecord":
+        main, other = (read.rows
+                       | "Examples" >> beam.FlatMap(keyed_examples)
+                       | "RunInference serving_default" >> RunInference(example_handler(model)
+                                                                        ).with_exception_handling())
+        scored = main | "As scores" >> beam.Map(scored_example, model, with_logs)
+        refused = other.failed_inferences | "Refused examples" >> beam.FlatMap(_failed_examples, ranges)
+    else:
+        main, other = read.rows | "RunInference predict_features" >> RunInference(
+            FeatureModelHandler(model, with_logs)).with_exception_handling()
+        scored = main
+        refused = other.failed_inferences | "Refused rows" >> beam.FlatMap(_failed_rows, ranges)
+    errors.append(refused)
+    _ = scored | "Write predictions" >> beam.ParDo(
+        WritePredictions(directory, config.output_format, config.id_column, model.version))
+    _ = tuple(errors) | "All errors" >> beam.Flatten() | "Write errors" >> beam.ParDo(WriteErrors(directory))
+
+
+def score(config: BatchConfig) -> BatchResult:
+    """Scores `config.data` into `config.output`.
+
+    Raises:
+      BatchError: a bad argument or input, before anything is written.
+    """
+    model, inputs = resolve_model(config)
+    ranges = _plan(config, inputs)
+    output = os.path.abspath(config.output)
+    _check_output(output)
+    parent = os.path.dirname(output)
+    with staging_directory(parent, prefix=f"{os.path.basename(output)}.staging") as staging:
+        os.makedirs(staging)
+        pipeline = make_pipeline(config.beam_pipeline_args)
+        build(pipeline, config, model, inputs, ranges, staging)
+        result = pipeline.run()
+        result.wait_until_finish()
+        scored, errors = (_counter(result, name) for name in (SCORED_COUNTER, ERRORS_COUNTER))
+        if os.path.isdir(output):
+            os.rmdir(output)  # empty (checked above)
+        os.rename(staging, output)
+    return BatchResult(scored, errors, model.version, output)
+
+
+def _counter(result, name: str) -> int:
+    found = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE).with_name(name))["counters"]
+    return int(sum(counter.committed or 0 for counter in found))
+

@@ -1,0 +1,159 @@
+"""Output files of batch scoring, one per input range, written by the worker that scored it.
+
+A worker keeps one file open per range it sees in a bundle and publishes it
+(renames it from a temporary name) when the bundle ends, so a retried bundle
+rewrites the same name and no reader sees half a file; rows reach the files
+without a shuffle, so the runner (and, with the in-process runner, the
+driver) holds no rows. Names are `predictions-<range>.parquet`,
+`prediction_logs-<range>.tfrecord.gz` (`--format prediction_log`) and
+`errors-<range>.jsonl`, with ranges numbered in input order, so reading the
+files in name order gives the rows in input order.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import uuid
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+
+from serving.batch_handlers import METRICS_NAMESPACE, Scored
+from serving.batch_rows import RowError
+from trainer.data.beam_files import frame_records
+
+PARQUET, PREDICTION_LOG = "parquet", "prediction_log"
+FORMATS = (PARQUET, PREDICTION_LOG)
+ROW_GROUP_ROWS = 65_536
+PROBABILITY, CLASS_ID, MODEL_VERSION = "probability", "class_id", "model_version"
+SCORED_COUNTER, ERRORS_COUNTER = "rows_scored", "row_errors"
+
+
+def predictions_name(part: int, output_format: str) -> str:
+    if output_format == PREDICTION_LOG:
+        return f"prediction_logs-{part:05d}.tfrecord.gz"
+    return f"predictions-{part:05d}.parquet"
+
+
+def errors_name(part: int) -> str:
+    return f"errors-{part:05d}.jsonl"
+
+
+class _Temporary:
+    """A file written under a hidden temporary name and renamed into place on `publish`."""
+
+    def __init__(self, directory: str, name: str):
+        self.final = os.path.join(directory, name)
+        self.path = os.path.join(directory, f".tmp-{uuid.uuid4().hex}-{name}")
+
+    def publish(self) -> None:
+        os.replace(self.path, self.final)
+
+
+class _ParquetPart:
+    """One range's predictions as Parquet: [id,] probability, class_id, model_version."""
+
+    def __init__(self, directory: str, part: int, id_column: str | None, version: int):
+        self._file = _Temporary(directory, predictions_name(part, PARQUET))
+        self._id_column, self._version = id_column, version
+        self._pending: list[Scored] = []
+        self._writer = None
+
+    def write(self, scored: Scored) -> None:
+        self._pending.append(scored)
+        if sum(s.ordinals.size for s in self._pending) >= ROW_GROUP_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        import pyarrow.parquet as pq
+
+        if not self._pending:
+            return
+        columns = {}
+        if self._id_column is not None:
+            columns[self._id_column] = pa.array(np.concatenate([s.ids for s in self._pending]).tolist())
+        columns[PROBABILITY] = pa.array(np.concatenate([s.probability for s in self._pending]), pa.float64())
+        columns[CLASS_ID] = pa.array(np.concatenate([s.class_id for s in self._pending]), pa.int64())
+        columns[MODEL_VERSION] = pa.array(np.full(len(columns[PROBABILITY]), self._version, np.int64))
+        table = pa.table(columns)
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self._file.path, table.schema)
+        elif table.schema != self._writer.schema:  # e.g. an id column all null in this row group
+            table = table.cast(self._writer.schema)
+        self._writer.write_table(table)
+        self._pending = []
+
+    def close(self) -> None:
+        self._flush()
+        if self._writer is not None:
+            self._writer.close()
+            self._file.publish()
+
+
+class _LogPart:
+    """One range's PredictionLogs as a gzipped TFRecord file, as TFX's BulkInferrer writes them."""
+
+    def __init__(self, directory: str, part: int):
+        self._file = _Temporary(directory, predictions_name(part, PREDICTION_LOG))
+        self._handle = gzip.GzipFile(self._file.path, "wb", compresslevel=1, mtime=0)
+
+    def write(self, scored: Scored) -> None:
+        self._handle.write(frame_records(list(scored.logs)))
+
+    def close(self) -> None:
+        self._handle.close()
+        self._file.publish()
+
+
+class WritePredictions(beam.DoFn):
+    """Writes Scored rows to their range's file; counts them."""
+
+    def __init__(self, directory: str, output_format: str, id_column: str | None, version: int):
+        self._directory, self._format = directory, output_format
+        self._id_column, self._version = id_column, version
+        self._scored = beam.metrics.Metrics.counter(METRICS_NAMESPACE, SCORED_COUNTER)
+
+    def start_bundle(self):
+        self._parts = {}
+
+    def process(self, scored: Scored):
+        part = self._parts.get(scored.part)
+        if part is None:
+            part = self._parts[scored.part] = (
+                _LogPart(self._directory, scored.part) if self._format == PREDICTION_LOG
+                else _ParquetPart(self._directory, scored.part, self._id_column, self._version))
+        part.write(scored)
+        self._scored.inc(int(scored.ordinals.size))
+
+    def finish_bundle(self):
+        for part in self._parts.values():
+            part.close()
+        self._parts = {}
+
+
+class WriteErrors(beam.DoFn):
+    """Writes RowErrors to their range's JSON-lines file; counts them."""
+
+    def __init__(self, directory: str):
+        self._directory = directory
+        self._errors = beam.metrics.Metrics.counter(METRICS_NAMESPACE, ERRORS_COUNTER)
+
+    def start_bundle(self):
+        self._parts = {}
+
+    def process(self, error: RowError):
+        entry = self._parts.get(error.part)
+        if entry is None:
+            file = _Temporary(self._directory, errors_name(error.part))
+            entry = self._parts[error.part] = (file, open(file.path, "w", encoding="utf-8"))
+        entry[1].write(json.dumps(error.to_json(), default=str) + "\n")
+        self._errors.inc()
+
+    def finish_bundle(self):
+        for file, handle in self._parts.values():
+            handle.close()
+            file.publish()
+        self._parts = {}
