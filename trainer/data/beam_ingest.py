@@ -39,6 +39,7 @@ from trainer.data.beam_write import Written, write_boundary, write_range
 from trainer.data.ingest import DataError
 from trainer.data.schema import MAX_VOCABULARY, Schema
 from trainer.data.split import SPLITS, _os_error, _QuietOSErrors
+from trainer.data.statistics import save_training_statistics
 
 RESULT_FILE = ".data-step-result.pkl"
 
@@ -78,7 +79,8 @@ def run_data_step(settings: Settings, directory: str, beam_pipeline_args: Sequen
       range_bytes: CSV files are cut into ranges of this many bytes.
 
     Returns:
-      (the plan, the training split's schema, {split: [N_0, N_1]}).
+      (the plan, the training split's schema, {split: [N_0, N_1]}); the training
+      split's statistics are written into `directory` (`layout.TRAIN_STATISTICS`).
 
     Raises:
       DataError: bad input (one line: the case, counts and first locations);
@@ -114,7 +116,10 @@ def run_data_step(settings: Settings, directory: str, beam_pipeline_args: Sequen
     os.remove(result)
     if outcome.refusal is not None:
         raise DataError(outcome.refusal)
-    return _finish(outcome.plan, outcome.written, settings)
+    plan, schema, counts = _finish(outcome.plan, outcome.written, settings)
+    save_training_statistics(outcome.written.stats, [(name, kind) for _, name, kind in plan.features],
+                             plan.label_name, counts["train"], directory)
+    return plan, schema, counts
 
 
 def _finish(plan: Plan, written: Written, settings: Settings) -> tuple[Plan, Schema, dict]:

@@ -54,16 +54,22 @@ class QuantileSketch:
             self.add(values, level)
         return self
 
-    def quantiles(self) -> tuple[float, ...]:
-        levels = np.linspace(0.0, 1.0, QUANTILE_LEVELS)
+    def weighted(self) -> tuple[np.ndarray, np.ndarray]:
+        """(values sorted, their weights): every value seen, exactly, until the first compaction."""
+        values = np.concatenate(self.levels) if self.levels else np.empty(0)
+        weights = np.concatenate([np.full(v.size, 2.0 ** h) for h, v in enumerate(self.levels)]) \
+            if self.levels else np.empty(0)
+        order = np.argsort(values, kind="stable")
+        return values[order], weights[order]
+
+    def quantiles(self, count: int = QUANTILE_LEVELS) -> tuple[float, ...]:
+        """Quantiles at `count` evenly spaced levels, 0 and 1 included."""
+        levels = np.linspace(0.0, 1.0, count)
         if not any(v.size for v in self.levels):
-            return (0.0,) * QUANTILE_LEVELS
+            return (0.0,) * count
         if len(self.levels) == 1:  # nothing compacted: exact
             return tuple(float(q) for q in np.quantile(self.levels[0], levels))
-        values = np.concatenate(self.levels)
-        weights = np.concatenate([np.full(v.size, 2.0 ** h) for h, v in enumerate(self.levels)])
-        order = np.argsort(values, kind="stable")
-        values, weights = values[order], weights[order]
+        values, weights = self.weighted()
         ends = np.cumsum(weights)
         centers = ends - (weights + 1.0) / 2.0  # each value's mean rank, 0-based
         result = np.interp(levels * (ends[-1] - 1.0), centers, values)
@@ -101,6 +107,7 @@ class TrainStats:
     sketches: dict[str, QuantileSketch] = dataclasses.field(default_factory=dict)
     vocabularies: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
     present: dict[str, int] = dataclasses.field(default_factory=dict)
+    zeros: dict[str, int] = dataclasses.field(default_factory=dict)  # numeric values equal to 0 (statistics' num_zeros)
 
     def add(self, rows: int, numeric: dict[str, np.ndarray], categorical: dict[str, np.ndarray]) -> None:
         """Adds records: numeric float64 columns (NaN = missing), categorical object columns (None = missing)."""
@@ -110,6 +117,7 @@ class TrainStats:
             self.moments.setdefault(name, Moments()).add(values)
             self.sketches.setdefault(name, QuantileSketch()).add(values)
             self.present[name] = self.present.get(name, 0) + int(values.size)
+            self.zeros[name] = self.zeros.get(name, 0) + int((values == 0).sum())
         for name, column in categorical.items():
             counts = self.vocabularies.setdefault(name, {})
             frequencies = pc.value_counts(pa.array(column, pa.string()).drop_null())
@@ -131,6 +139,8 @@ class TrainStats:
                 mine[value] = mine.get(value, 0) + count
         for name, count in other.present.items():
             self.present[name] = self.present.get(name, 0) + count
+        for name, count in other.zeros.items():
+            self.zeros[name] = self.zeros.get(name, 0) + count
         return self
 
     def schema(self, features: list[tuple[str, str]], label: str, vocabulary_size: int = MAX_VOCABULARY,

@@ -10,6 +10,10 @@ both split a file identically, bad rows skipped under `--max-bad-rows`
 included. `--data-engine` chooses: `beam` reads a built-in dataset from a
 temporary Parquet copy, `in_memory` reads a file into pandas.
 
+Both engines keep the training split's statistics beside the schema
+(`layout.TRAIN_STATISTICS`, TFDV's format: `trainer.data.statistics`), the
+reference `evaluation.drift` compares served data with.
+
 All validation happens before the first byte is written; the directory is
 built under a temporary name and renamed into place, so an interrupted run
 leaves either a complete `RUN/data/` or none. A rerun with the same data
@@ -27,7 +31,8 @@ import sys
 
 from trainer.atomic import staging_directory
 from trainer.config import DATA_ENGINES, VOCABULARY_SIZE, RunConfig
-from trainer.data import ingest, split
+from trainer.data import ingest, split, statistics
+from trainer.data.beam_stats import TrainStats
 from trainer.data.ingest import BadRows, DataError
 from trainer.data.schema import Schema, infer_schema, load_schema, save_schema
 
@@ -155,6 +160,11 @@ def _in_memory_step(config: RunConfig):
     def write(staging: str) -> tuple[Schema, dict, dict]:
         split.write_splits(frame.features, frame.labels, frame.label_name, assignment, staging,
                            config.beam_pipeline_args)
+        train = statistics.frame_columns(frame.features[assignment == 0])
+        base = TrainStats()
+        base.add(train.rows, train.numeric, train.categorical)
+        statistics.save_training_statistics(base, [(f.name, f.kind) for f in schema.features], frame.label_name,
+                                            counts["train"], staging)
         return schema, counts, {"positive_value": frame.positive_value, "renamed_columns": frame.renamed,
                                 "bad_rows": frame.bad_rows.to_json()}
 

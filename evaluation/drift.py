@@ -1,0 +1,263 @@
+"""`python -m evaluation.drift`: has what is served moved away from what the model learned from?
+
+    python -m evaluation.drift --run RUN --data 'scored/*.csv' --output DIR
+    python -m evaluation.drift --reference 'week1/*.parquet' --data 'week2/*.parquet' --output DIR
+
+With `--run` alone the reference is the served version's training
+statistics (`RUN/data/train_statistics.pb`, kept by the data step; computed
+from its training split for a run made before) and the comparison is TFDV's
+*skew* (training vs serving); with `--reference` (data files, or a
+DatasetFeatureStatisticsList `.pb`/`.pbtxt`) it is TFDV's *drift* (previous
+vs current). With a run the served model also scores both sides (the
+reference side is the served execution's validation and test splits when the
+reference is its training statistics) and its score distribution, its
+predicted positive rate and the label rate are compared too
+(`evaluation.score_drift`).
+
+Writes into DIR: `statistics.pb` (and `.pbtxt`) of the data,
+`reference_statistics.pb` (and `.pbtxt`), `anomalies.pb` and
+`anomalies.pbtxt` (a tensorflow_metadata Anomalies with `drift_skew_info`
+for every comparison), `schema.pbtxt` (the comparators used: edit and pass
+back with `--schema`) and `drift.json` (every comparison with n and status).
+
+Exit status: 1 when a threshold is breached (one line per breach), 0
+otherwise; 2 on bad input (one line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shlex
+import sys
+
+from google.protobuf import text_format
+from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
+
+from evaluation import skew
+from evaluation.drift_data import Reading, compute_statistics, infer_kinds
+from evaluation.score_drift import label_rate
+from trainer.atomic import write_json_atomically, write_text_atomically
+from trainer.data.ingest import DataError, sanitize_name
+from trainer.data.statistics import load_statistics, save_statistics, to_proto
+from trainer.layout import DATA_DIR, TRAIN_STATISTICS, execution_dir, resolve_run
+
+STATISTICS_SUFFIXES = (".pb", ".pbtxt")
+
+
+@dataclasses.dataclass(frozen=True)
+class DriftOptions:
+    """What `evaluation.drift` compares (see the module docstring)."""
+
+    data: str
+    output: str
+    run: str | None = None
+    reference: str | None = None
+    schema: str | None = None
+    label: str | None = None
+    min_rows: int = skew.MIN_ROWS
+    score: bool = True
+    beam_pipeline_args: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class DriftResult:
+    mode: str  # skew.SKEW or skew.DRIFT
+    comparisons: tuple[skew.Comparison, ...]
+    version: int | None  # the served version that scored the rows (None: no model compared)
+
+    @property
+    def breaches(self) -> tuple[skew.Comparison, ...]:
+        return tuple(c for c in self.comparisons if c.breached)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Served:
+    version: int
+    path: str
+    threshold: float
+    data_dir: str  # the served execution's prepared data
+
+
+def _served(run: str) -> _Served:
+    from trainer.data.prepare import SOURCE_FILE
+    from tuning.push import PUSH_FILE, served_model
+
+    if not os.path.isdir(run):
+        raise DataError(f"--run {run}: no such run directory")
+    model = served_model(run)
+    if model is None:
+        raise DataError(f"--run {run}: nothing is served (no version under serving_model/)")
+    push = os.path.join(model.path, PUSH_FILE)
+    execution = resolve_run(run)
+    if os.path.exists(push):
+        with open(push) as handle:
+            recorded = json.load(handle).get("execution")
+        execution = execution_dir(run, str(recorded)) if recorded else execution
+    data_dir = os.path.join(execution, DATA_DIR)
+    if not os.path.exists(os.path.join(data_dir, SOURCE_FILE)):
+        raise DataError(f"--run {run}: the served version's data directory {data_dir} is missing")
+    return _Served(model.version, model.path, model.threshold, data_dir)
+
+
+def _run_reading(data_dir: str) -> tuple[Reading, str]:
+    """(how to read raw files for this run, the label's raw positive text)."""
+    from trainer.data.prepare import SOURCE_FILE
+    from trainer.data.schema import load_schema
+
+    schema = load_schema(data_dir)
+    with open(os.path.join(data_dir, SOURCE_FILE)) as handle:
+        source = json.load(handle)
+    kinds = {feature.name: feature.kind for feature in schema.features}
+    return Reading(kinds, schema.label, str(source.get("positive_value", "1"))), schema.label
+
+
+def _statistics(pattern: str, reading: Reading, options: DriftOptions) -> statistics_pb2.DatasetFeatureStatisticsList:
+    if pattern.endswith(STATISTICS_SUFFIXES) and os.path.isfile(pattern):
+        return load_statistics(pattern)
+    stats = compute_statistics(pattern, reading, options.beam_pipeline_args)
+    order = list(reading.kinds) + ([reading.label] if reading.label in stats.kinds else [])
+    return to_proto(stats, os.path.basename(pattern), order)
+
+
+def _training_statistics(served: _Served, reading: Reading, options: DriftOptions
+                         ) -> statistics_pb2.DatasetFeatureStatisticsList:
+    path = os.path.join(served.data_dir, TRAIN_STATISTICS)
+    if os.path.exists(path):
+        return load_statistics(path)
+    print(f"note: {path} is missing (a run made before it was kept); computing it from the training split",
+          file=sys.stderr)
+    tfrecords = dataclasses.replace(reading, positive_value="1")
+    proto = _statistics(os.path.join(served.data_dir, "train", "data-*.tfrecord.gz"), tfrecords, options)
+    proto.datasets[0].name = "train"
+    return proto
+
+
+def _load_schema(path: str | None) -> schema_pb2.Schema | None:
+    if path is None:
+        return None
+    try:
+        with open(path) as handle:
+            return text_format.Parse(handle.read(), schema_pb2.Schema())
+    except (OSError, text_format.ParseError) as error:
+        raise DataError(f"--schema {path}: {error}") from None
+
+
+def run_drift(options: DriftOptions) -> DriftResult:
+    """Computes the statistics, compares them, writes the outputs into `options.output`.
+
+    Raises:
+      DataError: bad input (missing files or run, unreadable data or statistics).
+    """
+    served = _served(options.run) if options.run else None
+    if served is not None:
+        reading, label = _run_reading(served.data_dir)
+    else:
+        label = sanitize_name(options.label) if options.label else None
+        kinds_from = options.reference if options.reference and not options.reference.endswith(
+            STATISTICS_SUFFIXES) else options.data
+        reading = Reading(infer_kinds(kinds_from, label), label, "1")
+    mode = skew.DRIFT if options.reference else skew.SKEW
+    try:
+        reference = (_statistics(options.reference, reading, options) if options.reference
+                     else _training_statistics(served, reading, options))
+        current = _statistics(options.data, reading, options)
+    except ValueError as error:
+        raise DataError(str(error)) from None
+    schema = skew.comparators_schema(reference.datasets[0], _load_schema(options.schema), mode,
+                                     skip=(label,) if label else ())
+    comparisons = skew.compare(reference.datasets[0], current.datasets[0], schema, mode, options.min_rows)
+    if label is not None:
+        rate = label_rate(reference.datasets[0], current.datasets[0], label)
+        comparisons += [rate] if rate is not None else []
+    if served is not None and options.score:
+        comparisons += _score_comparisons(served, reading, options)
+    result = DriftResult(mode, tuple(comparisons), served.version if served and options.score else None)
+    _write(options.output, reference, current, schema, result)
+    return result
+
+
+def _score_comparisons(served: _Served, reading: Reading, options: DriftOptions) -> list[skew.Comparison]:
+    from evaluation.score_drift import ServedScorer, compare_scores
+
+    scorer = ServedScorer(served.path)
+    if options.reference:
+        reference = scorer.score([options.reference], reading)
+    else:  # the served execution's held-out rows: TFRecords whose label is 0/1
+        reference = scorer.score([os.path.join(served.data_dir, split, "data-*.tfrecord.gz")
+                                  for split in ("validation", "test")], dataclasses.replace(reading, positive_value="1"))
+    current = scorer.score([options.data], reading)
+    return compare_scores(reference, current, served.threshold, options.min_rows)
+
+
+def _write(output: str, reference, current, schema: schema_pb2.Schema, result: DriftResult) -> None:
+    os.makedirs(output, exist_ok=True)
+    save_statistics(current, os.path.join(output, "statistics.pb"))
+    save_statistics(reference, os.path.join(output, "reference_statistics.pb"))
+    anomalies = skew.to_anomalies(list(result.comparisons), result.mode)
+    with open(os.path.join(output, "anomalies.pb.staging"), "wb") as handle:
+        handle.write(anomalies.SerializeToString())
+    os.replace(os.path.join(output, "anomalies.pb.staging"), os.path.join(output, "anomalies.pb"))
+    write_text_atomically(os.path.join(output, "anomalies.pbtxt"), text_format.MessageToString(anomalies))
+    write_text_atomically(os.path.join(output, "schema.pbtxt"), text_format.MessageToString(schema))
+    write_json_atomically(os.path.join(output, "drift.json"), {
+        "mode": result.mode, "served_version": result.version,
+        "comparisons": [{**dataclasses.asdict(c), "name": c.name, "type": skew.Measurement.Type.Name(c.type)}
+                        for c in result.comparisons]})
+
+
+def line(comparison: skew.Comparison) -> str:
+    """The one line of a breached (or unjudged) comparison."""
+    metric = skew.Measurement.Type.Name(comparison.type)
+    if comparison.value is None:
+        return f"{comparison.name}: {comparison.status}"
+    detail = f"; {comparison.detail}" if comparison.detail else ""
+    return (f"{comparison.name}: {metric} {comparison.value:.4g} > {comparison.threshold:.4g} "
+            f"(n {comparison.reference_n} vs {comparison.current_n}{detail})")
+
+
+def parse_args(argv: list[str] | None) -> DriftOptions:
+    parser = argparse.ArgumentParser(prog="python -m evaluation.drift", description=__doc__.splitlines()[0])
+    parser.add_argument("--run", help="a trainer.task or tuning.task run directory: its served version")
+    parser.add_argument("--reference", help="data FILE|GLOB, or statistics .pb/.pbtxt (default: the run's "
+                                            "training statistics)")
+    parser.add_argument("--data", help="the data to judge: FILE|GLOB (CSV, Parquet, TFRecord)")
+    parser.add_argument("--logs", help="request logs (PredictionLog TFRecords): not supported yet")
+    parser.add_argument("--output", required=True, help="directory for statistics, anomalies and drift.json")
+    parser.add_argument("--schema", help="a tensorflow_metadata Schema (text) with skew/drift comparators")
+    parser.add_argument("--label", help="the label column, without --run")
+    parser.add_argument("--min-rows", type=int, default=skew.MIN_ROWS,
+                        help=f"values on each side below which a distance is not judged (default {skew.MIN_ROWS})")
+    parser.add_argument("--no-score", action="store_true", help="do not load the served model")
+    parser.add_argument("--beam-pipeline-args", default="", help="Beam options (default: in-process runner)")
+    args = parser.parse_args(argv)
+    if args.logs:
+        parser.exit(2, "error: --logs is not supported yet: pass the logged rows as --data files\n")
+    if not args.data or not (args.run or args.reference):
+        parser.exit(2, "error: --data and one of --run or --reference are required\n")
+    return DriftOptions(args.data, args.output, args.run, args.reference, args.schema, args.label, args.min_rows,
+                        not args.no_score, tuple(shlex.split(args.beam_pipeline_args)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse_args(argv)
+    from trainer.startup import start_tensorflow
+
+    start_tensorflow(show_native_logs=False)
+    try:
+        result = run_drift(options)
+    except (DataError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for comparison in result.breaches:
+        print(line(comparison))
+    unjudged = sum(c.status == skew.TOO_FEW for c in result.comparisons)
+    print(f"{result.mode}: {len(result.comparisons)} comparisons, {len(result.breaches)} breached, "
+          f"{unjudged} {skew.TOO_FEW}; {options.output}", file=sys.stderr)
+    return 1 if result.breaches else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
