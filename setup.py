@@ -60,6 +60,7 @@ setup(
             "imbalance-train=trainer.task:main",
             "imbalance-tune=tuning.task:main",
             "imbalance-evaluate=evaluation.task:main",
+            "imbalance-drift=evaluation.drift:main",
             "imbalance-serve=serving.server:main",
         ]
     },
