@@ -17,7 +17,9 @@ from serving import model_config, monitoring, warmup
 from serving.batching import BatchingOptions
 from serving.errors import ServingError
 from serving.grpc_api import make_grpc_server
+from serving.log_collector import CollectorOptions
 from serving.models import ModelRegistry
+from serving.request_log import RequestLoggers
 from serving.rest import RestServer
 from serving.servable import Servable
 from serving.service import ModelService
@@ -55,6 +57,8 @@ class ServerOptions:
       monitoring_config_file: A text-format MonitoringConfig; with
         `prometheus_config { enable: true }` the REST port serves request
         metrics at its path.
+      request_log: Queue and file sizes of the request logs the model
+        config's `logging_config`s ask for (serving/request_log.py).
     """
 
     model_name: str
@@ -75,6 +79,7 @@ class ServerOptions:
     model_config_file_poll_wait_seconds: float = 0.0
     allow_version_labels_for_unavailable_models: bool = False
     monitoring_config_file: str | None = None
+    request_log: CollectorOptions = CollectorOptions()
 
 
 def _default_threads() -> int:
@@ -93,9 +98,10 @@ class ModelServer:
 
     def __init__(self, options: ServerOptions):
         self.options = options
+        self.request_log = RequestLoggers(options.request_log)  # realized from each config's logging_configs
         self.models = ModelRegistry(self._load, options.max_num_load_retries,
-                                    options.allow_version_labels_for_unavailable_models)
-        self.service = ModelService(self.models, options.batching)
+                                    options.allow_version_labels_for_unavailable_models, self.request_log)
+        self.service = ModelService(self.models, options.batching, self.request_log)
         # Warm-up requests run unbatched: the version is not serving yet, nothing could join them.
         self._warmup_service = ModelService(self.models)
         self.metrics: monitoring.Metrics | None = None
@@ -157,6 +163,7 @@ class ModelServer:
         self._metrics_path = monitoring.prometheus_path(text)
         if self._metrics_path is not None:
             self.metrics = monitoring.Metrics()
+            self.metrics.add_section(self.request_log.prometheus_lines)
             if self.options.rest_api_port is None:  # as TF Serving: the page needs the REST port
                 log.warning("Prometheus metrics need --rest_api_port; they are not served")
 
@@ -168,6 +175,7 @@ class ModelServer:
         if self._grpc is not None:
             self._grpc.stop(grace=1).wait()
             self._grpc = None
+        self.request_log.close()  # last: requests answered while stopping are written too
 
     def __enter__(self) -> ModelServer:
         return self

@@ -27,6 +27,7 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
+from serving import prediction_log
 from serving.errors import ServingError, as_serving_error, invalid_argument
 from serving.inference import Task
 from serving.monitoring import Metrics
@@ -62,29 +63,31 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             response = predict_pb2.PredictResponse(model_spec=result.model_spec(ref.name))
             for name, value in result.outputs.items():
                 response.outputs[name].CopyFrom(output_tensor_proto(value))
+            self._service.log(ref.name, prediction_log.PREDICT, lambda: (request, response))
             return response
 
     def Classify(self, request: classification_pb2.ClassificationRequest,  # noqa: N802
                  context) -> classification_pb2.ClassificationResponse:
-        return self._on_examples("Classify", request, context, self._service.classify,
+        return self._on_examples(prediction_log.CLASSIFY, request, context, self._service.classify,
                                  classification_pb2.ClassificationResponse,
                                  lambda result, outputs: fill_classifications(result, outputs["rows"]))
 
     def Regress(self, request: regression_pb2.RegressionRequest,  # noqa: N802
                 context) -> regression_pb2.RegressionResponse:
-        return self._on_examples("Regress", request, context, self._service.regress,
+        return self._on_examples(prediction_log.REGRESS, request, context, self._service.regress,
                                  regression_pb2.RegressionResponse,
                                  lambda result, outputs: result.regressions.extend(
                                      regression_pb2.Regression(value=value) for value in outputs["values"]))
 
-    def _on_examples(self, method: str, request, context, run, response_type, fill):
+    def _on_examples(self, kind: str, request, context, run, response_type, fill):
         """Classify and Regress: one signature run on the request's tf.Examples, its rows filled into `result`."""
-        with _errors_to_status(context, self._metrics, method, request.model_spec.name):
+        with _errors_to_status(context, self._metrics, kind.capitalize(), request.model_spec.name):
             ref = model_ref(request.model_spec)
             servable = self._service.resolve(ref)
             result = run(servable, request.model_spec.signature_name, serialized_examples(request.input))
             response = response_type(model_spec=result.model_spec(ref.name))
             fill(response.result, result.outputs)
+            self._service.log(ref.name, kind, lambda: (request, response))
             return response
 
     def MultiInference(self, request: inference_pb2.MultiInferenceRequest,  # noqa: N802
@@ -109,6 +112,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                         entry.regression_result.regressions.add(value=value)
                 else:
                     fill_classifications(entry.classification_result, result.outputs["rows"])
+            self._service.log(ref.name, prediction_log.MULTI_INFERENCE, lambda: (request, response))
             return response
 
     def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest,  # noqa: N802

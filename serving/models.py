@@ -26,6 +26,7 @@ from tensorflow_serving.apis import get_model_status_pb2
 
 from serving import model_config
 from serving.errors import ServingError, not_found
+from serving.request_log import RequestLoggers
 from serving.servable import Servable
 from serving.versions import VersionManager
 
@@ -40,10 +41,13 @@ class ModelRegistry:
       max_num_load_retries: Per version, as VersionManager's.
       allow_version_labels_for_unavailable_models: TF Serving's flag of the
         same name: a new label may name a version not loaded (yet).
+      request_log: The request loggers each config's `logging_config`s update, or None.
     """
 
     def __init__(self, loader: Callable[[int, str], Servable], max_num_load_retries: int = 5,
-                 allow_version_labels_for_unavailable_models: bool = False):
+                 allow_version_labels_for_unavailable_models: bool = False,
+                 request_log: RequestLoggers | None = None):
+        self._request_log = request_log
         self._loader = loader
         self._max_retries = max_num_load_retries
         self._allow_unavailable_labels = allow_version_labels_for_unavailable_models
@@ -72,6 +76,7 @@ class ModelRegistry:
                 log.info("taking no action for an empty model server config")
                 return
             wanted = model_config.models(config)
+            RequestLoggers.check(config)  # a bad logging_config changes nothing
             self._config = config
             managers = dict(self._managers)
             for entry in wanted:
@@ -91,6 +96,8 @@ class ModelRegistry:
             for entry in wanted:
                 managers[entry.name].poll_once()
             self._update_labels(wanted)
+            if self._request_log is not None:  # after the models, as ServerCore::MaybeUpdateServerRequestLogger
+                self._request_log.update(config)
 
     def _update_labels(self, wanted: list[model_config.ModelConfig]) -> None:
         new_labels = {}

@@ -24,6 +24,7 @@ from __future__ import annotations
 import bisect
 import collections
 import threading
+from collections.abc import Callable
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 
@@ -85,6 +86,11 @@ class Metrics:
         self._lock = threading.Lock()
         self._counts: collections.Counter[tuple[str, str]] = collections.Counter()
         self._latencies: dict[tuple[str, str, str], _Histogram] = {}
+        self._sections: list[Callable[[], list[str]]] = []  # other parts' metrics (serving/request_log.py)
+
+    def add_section(self, lines: Callable[[], list[str]]) -> None:
+        """Adds the lines `lines()` returns, at each render, to the page."""
+        self._sections.append(lines)
 
     def record(self, model_name: str, api: str, entrypoint: str, status: str, micros: float) -> None:
         """One request: counted by status; its latency kept if it succeeded (as TF Serving)."""
@@ -115,6 +121,8 @@ class Metrics:
                 lines.append(f'{REQUEST_LATENCY}_bucket{{{labels},le="{bound}"}} {cumulative}')
             lines.append(f"{REQUEST_LATENCY}_sum{{{labels}}} {total!r}")
             lines.append(f"{REQUEST_LATENCY}_count{{{labels}}} {cumulative}")
+        for section in self._sections:
+            lines.extend(section())
         return "\n".join(lines) + "\n"
 
 
@@ -132,6 +140,11 @@ class _Histogram:
 
     def snapshot(self) -> tuple[list[int], float]:
         return list(self.buckets), self.total
+
+
+def counter_lines(metric: str, values: list[tuple[dict[str, str], int]]) -> list[str]:
+    """A counter family in the page's format: its TYPE line, then one line per (labels, value)."""
+    return [f"# TYPE {metric} counter", *(f"{metric}{{{_labels(**labels)}}} {value}" for labels, value in values)]
 
 
 def _labels(**labels: str) -> str:

@@ -29,7 +29,7 @@ import grpc
 from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2
 
-from serving import codec, example_json, inference, monitoring
+from serving import codec, example_json, inference, monitoring, prediction_log
 from serving.errors import ServingError, as_serving_error, invalid_argument
 from serving.servable import Servable, Signature
 from serving.service import SIGNATURE_DEF_FIELD, ModelRef, ModelService, example_inputs
@@ -180,16 +180,27 @@ def _infer(service: ModelService, ref: ModelRef, action: str, request: dict) -> 
         signature = servable.predict_signature(signature_name, codec.named_inputs(request))
         inputs, row_format = codec.decode_predict(request, signature)
         outputs = yield ModelCall(servable, signature, inputs)  # as service.predict without an output filter
-        return codec.encode_predict(outputs, row_format)
+        answer = codec.encode_predict(outputs, row_format)
+        service.log(ref.name, prediction_log.PREDICT, lambda: prediction_log.rest_predict(
+            ref.name, servable.version, signature.name, inputs, outputs))  # logged once answered, as over gRPC
+        return answer
     # As service.classify / service.regress (the signature checked before the examples), the call yielded.
     examples = example_json.examples_from_json(request)
     if action == ":classify":
         signature = inference.classify_signature(servable, signature_name)
         outputs = yield ModelCall(servable, signature, example_inputs(examples))
-        return example_json.encode_classify(inference.classification_rows(outputs, len(examples)))
+        rows = inference.classification_rows(outputs, len(examples))
+        answer = example_json.encode_classify(rows)
+        service.log(ref.name, prediction_log.CLASSIFY, lambda: prediction_log.rest_classify(
+            ref.name, servable.version, signature.name, examples, rows))
+        return answer
     signature = inference.regress_signature(servable, signature_name)
     outputs = yield ModelCall(servable, signature, example_inputs(examples))
-    return example_json.encode_regress(inference.regression_values(outputs, len(examples)))
+    values = inference.regression_values(outputs, len(examples))
+    answer = example_json.encode_regress(values)
+    service.log(ref.name, prediction_log.REGRESS, lambda: prediction_log.rest_regress(
+        ref.name, servable.version, signature.name, examples, values))
+    return answer
 
 
 def _model_ref(match: re.Match) -> ModelRef:

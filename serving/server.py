@@ -66,6 +66,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--rest_api_num_threads", type=int, default=DEFAULTS.rest_api_num_threads,
                         help="Threads running REST requests' models (connections share one event loop).")
     parser.add_argument("--max_num_load_retries", type=int, default=DEFAULTS.max_num_load_retries)
+    parser.add_argument("--request_log_queue_size", type=int, default=DEFAULTS.request_log.queue_size,
+                        help="Logged requests waiting to be written (per logging_config); more are dropped "
+                             "and counted, never waited for.")
+    parser.add_argument("--request_log_max_file_bytes", type=int, default=DEFAULTS.request_log.max_file_bytes,
+                        help="A request log file is closed and the next one started past this size.")
     return parser
 
 
@@ -78,9 +83,13 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --max_batch_size and --max_request_bytes must be >= 1, --batch_timeout_micros >= 0",
               file=sys.stderr)
         return 2
+    if args.request_log_queue_size < 1 or args.request_log_max_file_bytes < 1:
+        print("error: --request_log_queue_size and --request_log_max_file_bytes must be >= 1", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from serving.app import ServerOptions, serve
     from serving.batching import BatchingOptions
+    from serving.log_collector import CollectorOptions
 
     batching = (BatchingOptions(args.max_batch_size, args.batch_timeout_micros, args.max_enqueued_batches)
                 if args.enable_batching else None)
@@ -100,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         model_config_file_poll_wait_seconds=args.model_config_file_poll_wait_seconds,
         allow_version_labels_for_unavailable_models=args.allow_version_labels_for_unavailable_models,
         monitoring_config_file=os.path.abspath(args.monitoring_config_file) if args.monitoring_config_file else None,
+        request_log=CollectorOptions(args.request_log_queue_size, args.request_log_max_file_bytes),
     )
     return serve(options)
 

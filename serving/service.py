@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
+from google.protobuf.message import Message
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, model_pb2
 
 from serving import inference, model_config
 from serving.batching import BatchingOptions, BatchScheduler
 from serving.errors import invalid_argument
 from serving.models import ModelRegistry
+from serving.request_log import RequestLoggers
 from serving.servable import Servable, Signature
 
 SIGNATURE_DEF_FIELD = "signature_def"  # the only metadata field TF Serving knows
@@ -51,11 +54,20 @@ class ModelService:
     Args:
       models: The models and their versions.
       batching: Batching parameters; None calls each request on its own.
+      request_log: Where answered requests are offered for logging, or None.
     """
 
-    def __init__(self, models: ModelRegistry, batching: BatchingOptions | None = None):
+    def __init__(self, models: ModelRegistry, batching: BatchingOptions | None = None,
+                 request_log: RequestLoggers | None = None):
         self.models = models
         self._scheduler = BatchScheduler(batching) if batching else None
+        self._request_log = request_log
+
+    def log(self, model_name: str, kind: str, build: Callable[[], tuple[Message, Message]]) -> None:
+        """Offers an answered request to its model's request logger: sampled there; `build` makes its
+        (request, response) protos later, in the logger's writer thread (serving/request_log.py)."""
+        if self._request_log is not None:
+            self._request_log.log(model_name, kind, build)
 
     def resolve(self, ref: ModelRef) -> Servable:
         """The servable `ref` addresses.
