@@ -243,9 +243,10 @@ def parse_args(argv: list[str] | None) -> DriftOptions:
 
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
-    from trainer.startup import start_tensorflow
+    if options.run and options.score:  # the served model will be loaded: TensorFlow's start-up lines held back
+        from trainer.startup import start_tensorflow
 
-    start_tensorflow(show_native_logs=False)
+        start_tensorflow(show_native_logs=False)
     try:
         result = run_drift(options)
     except (DataError, OSError) as error:

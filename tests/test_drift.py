@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 import pytest
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from evaluation import comparators
+from trainer.data import statistics
 
 
 def _feature(text: str) -> statistics_pb2.FeatureNameStatistics:
@@ -99,3 +102,87 @@ def test_tfdv_comparator_vectors():
     # serving {a: 3, b: 1, c: 6} against training {a: 1, b: 2, c: 7}.
     assert comparators.l_infinity({"a": 1, "b": 1}, {"a": 3, "b": 1}) == ("b", pytest.approx(0.25))
     assert comparators.l_infinity({"a": 1, "b": 2, "c": 7}, {"a": 3, "b": 1, "c": 6}) == ("a", pytest.approx(0.2))
+
+
+def _frame(rows: int, seed: int) -> pd.DataFrame:
+    """Numbers with missing values, zeros and infinities; text with missing values and ties."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({"amount": np.exp(rng.normal(size=rows)), "count": rng.integers(0, 4, rows).astype(float),
+                          "color": rng.choice(["red", "green", "blue", "teal"], rows, p=[0.4, 0.3, 0.2, 0.1])})
+    frame.loc[rng.random(rows) < 0.05, "amount"] = np.nan
+    frame.loc[rng.random(rows) < 0.01, "count"] = np.inf
+    frame.loc[rng.random(rows) < 0.05, "color"] = None
+    return frame
+
+
+def _assert_same(first, second) -> None:
+    """Two protos equal up to float rounding (merge order changes the last bits of a mean)."""
+    from google.protobuf import json_format
+
+    def close(a, b, where):
+        if isinstance(a, dict):
+            assert a.keys() == b.keys(), where
+            for key in a:
+                close(a[key], b[key], f"{where}.{key}")
+        elif isinstance(a, list):
+            assert len(a) == len(b), where
+            for index, (x, y) in enumerate(zip(a, b, strict=True)):
+                close(x, y, f"{where}[{index}]")
+        elif isinstance(a, float):
+            assert a == pytest.approx(b, rel=1e-12, abs=1e-12), where
+        else:
+            assert a == b, where
+
+    close(json_format.MessageToDict(first), json_format.MessageToDict(second), "")
+
+
+def _by_name(proto) -> dict:
+    return {feature.path.step[0]: feature for feature in proto.datasets[0].features}
+
+
+def test_statistics_merge_agree_with_numpy_and_round_trip(tmp_path):
+    from evaluation.drift_data import Reading, compute_statistics
+
+    frame = _frame(3000, 3)
+    whole = statistics.to_proto(statistics.DataStatistics().add(statistics.frame_columns(frame)))
+    merged = statistics.DataStatistics()
+    for part in np.array_split(np.arange(len(frame)), 3):  # three accumulators merged, as Beam's combiner does
+        merged.merge(statistics.DataStatistics().add(statistics.frame_columns(frame.iloc[part])))
+    _assert_same(statistics.to_proto(merged), whole)
+    for index, part in enumerate(np.array_split(np.arange(len(frame)), 3)):  # a file in three parts, by Beam
+        frame.iloc[part].to_csv(tmp_path / f"part-{index}.csv", index=False)
+    frame.to_csv(tmp_path / "whole.csv", index=False)
+    reading = Reading({"amount": "numeric", "count": "numeric", "color": "categorical"})
+    _assert_same(statistics.to_proto(compute_statistics(str(tmp_path / "part-*.csv"), reading)),
+                 statistics.to_proto(compute_statistics(str(tmp_path / "whole.csv"), reading)))
+    _assert_same(statistics.to_proto(compute_statistics(str(tmp_path / "whole.csv"), reading)), whole)
+
+    features = _by_name(whole)
+    amount, values = features["amount"].num_stats, frame["amount"].dropna().to_numpy()
+    assert amount.common_stats.num_missing == frame["amount"].isna().sum()
+    assert (amount.mean, amount.std_dev) == (pytest.approx(values.mean()), pytest.approx(values.std()))
+    assert (amount.min, amount.median, amount.max) == (values.min(), pytest.approx(np.median(values)), values.max())
+    standard, quantiles = amount.histograms
+    counts, edges = np.histogram(values, 10)
+    assert [b.sample_count for b in standard.buckets] == pytest.approx(counts)
+    assert [b.low_value for b in standard.buckets] == pytest.approx(edges[:-1])
+    assert [b.high_value for b in quantiles.buckets] == pytest.approx(np.quantile(values, np.linspace(0.1, 1, 10)))
+    assert [b.sample_count for b in quantiles.buckets] == pytest.approx([values.size / 10] * 10)
+    count = features["count"].num_stats
+    finite = frame["count"][np.isfinite(frame["count"])]
+    assert count.num_zeros == (finite == 0).sum() and count.max == np.inf
+    assert count.common_stats.num_non_missing == len(frame)  # an infinite value is present
+    assert count.histograms[0].buckets[-1].low_value == np.inf
+    assert count.histograms[0].buckets[-1].sample_count == np.isinf(frame["count"]).sum()
+    color = features["color"].string_stats
+    expected = frame["color"].value_counts()
+    assert color.unique == expected.size and color.common_stats.num_missing == frame["color"].isna().sum()
+    assert [(v.value, v.frequency) for v in color.top_values] == list(expected.items())
+    assert [(b.label, b.sample_count) for b in color.rank_histogram.buckets] == list(expected.items())
+
+    for proto in (whole, statistics.to_proto(merged)):
+        assert text_format.Parse(text_format.MessageToString(proto), type(proto)()) == proto
+        assert type(proto).FromString(proto.SerializeToString()) == proto
+    statistics.save_statistics(whole, str(tmp_path / "stats.pb"))
+    assert statistics.load_statistics(str(tmp_path / "stats.pb")) == whole
+    assert statistics.load_statistics(str(tmp_path / "stats.pbtxt")) == whole
