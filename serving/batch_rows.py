@@ -172,7 +172,7 @@ def _checked(part: Range, locator: _Locator, inputs: ModelInputs, id_column: str
     ids = None
     if id_column is not None:
         raw = batch.column(id_column) if id_column in batch.schema.names else pa.nulls(n)
-        ids = np.asarray(_scalars(raw, id_column, {}).to_pylist(), dtype=object)
+        ids = np.asarray(_id_values(_scalars(raw, id_column, {})), dtype=object)
     for row in sorted(reasons):
         yield RowError(part.index, first + row, part.path, locator.where(first + row), reasons[row])
     good = np.setdiff1d(np.arange(n), np.fromiter(reasons, np.int64, len(reasons)))
@@ -181,6 +181,13 @@ def _checked(part: Range, locator: _Locator, inputs: ModelInputs, id_column: str
         yield Block(part.index, first + rows, None if ids is None else ids[rows],
                     {name: values[rows] for name, values in features.items()},
                     None if records is None else tuple(records[i] for i in rows))
+
+
+def _id_values(array: pa.Array) -> list:
+    """Ids as read; a tf.Example's bytes_list id as text (invalid UTF-8 replaced, as the data step's reader)."""
+    if pa.types.is_binary(array.type) or pa.types.is_large_binary(array.type):
+        array = beam_values._decoded(array)
+    return array.to_pylist()
 
 
 def _scalars(array: pa.Array, name: str, reasons: dict[int, str]) -> pa.Array:
