@@ -12,7 +12,7 @@ from evaluation.decision import decide
 from evaluation.gate import resolve_gate
 from evaluation.options import EvaluationOptions
 from evaluation.predictions import predict_test, reliability
-from evaluation.results import load_model_result
+from evaluation.results import OVERALL, load_model_result
 from evaluation.run_files import (
     BASELINE,
     CANDIDATE,
@@ -74,7 +74,10 @@ def run_evaluation(run_dir: str, options: EvaluationOptions | None = None) -> di
       words, with the measured values), `gate`, `decision` (`serve`:
       `candidate`, `baseline` or None; `reason`: one line or None;
       `first_execution`), `evaluation_dir`, `report`, `tfma_seconds` (None
-      with `report_only`), and `metrics`: {model name: overall-slice metrics}.
+      with `report_only`), `metrics`: {model name: overall-slice metrics},
+      `intervals` ({model: {metric: [lower, upper]}}, inside each metric's
+      range), `interval_methods` ({model: {metric: method}},
+      `evaluation.intervals.METHODS`) and `tfma_intervals` (TFMA's own).
 
     Raises:
       FileNotFoundError: the run lacks models, run.json or the test split
@@ -116,7 +119,10 @@ def run_evaluation(run_dir: str, options: EvaluationOptions | None = None) -> di
                "report": report_path, "tfma_seconds": None if seconds is None else round(seconds, 1),
                "models": {m.name: {"path": m.path, "threshold": m.threshold} for m in models},
                "metrics": {name: result.overall for name, result in results.items()},
-               "intervals": {name: result.overall_intervals for name, result in results.items()}}
+               # Shown intervals, inside each metric's range, how each was made, and TFMA's own.
+               "intervals": {name: result.overall_intervals for name, result in results.items()},
+               "interval_methods": {name: result.overall_interval_methods for name, result in results.items()},
+               "tfma_intervals": {name: result.tfma_intervals.get(OVERALL, {}) for name, result in results.items()}}
     write_json_atomically(os.path.join(eval_dir, SUMMARY_FILE), summary)
     return summary
 

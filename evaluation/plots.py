@@ -6,6 +6,7 @@ predictions or the run's files) and saves it; none computes a metric itself.
 
 from __future__ import annotations
 
+import json
 import math
 
 import matplotlib
@@ -18,11 +19,48 @@ COLORS = {"candidate": "#c0392b", "baseline": "#2c3e50", "served": "#27ae60"}
 DPI = 110
 
 
-def _save(figure, path: str) -> str:
+REFERENCE = "reference"  # gid of guide lines (diagonals, the chosen threshold): drawn, but not data
+POINTS_KEY = "Data points"  # PNG text chunk: JSON {axis title: finite points drawn}
+
+
+def _save(figure, path: str) -> str | None:
+    """Saves the figure without its empty axes; None (nothing written) when no axis has data.
+
+    The number of finite data points of each axis is written into the PNG's
+    `Data points` text chunk, so a reader (and the tests) can check that
+    no figure of the report is empty.
+    """
+    points = {}
+    for index, axis in enumerate(list(figure.axes)):
+        count = drawn_points(axis)
+        if count == 0:
+            figure.delaxes(axis)
+        else:
+            points[axis.get_title() or f"axis {index + 1}"] = count
+    if not points:
+        plt.close(figure)
+        return None
     figure.tight_layout()
-    figure.savefig(path, dpi=DPI)
+    figure.savefig(path, dpi=DPI, metadata={POINTS_KEY: json.dumps(points)})
     plt.close(figure)
     return path
+
+
+def drawn_points(axis) -> int:
+    """Finite data points on an axis: line vertices, scatter offsets and image cells (guide lines excluded)."""
+    import numpy as np
+
+    count = 0
+    for line in axis.lines:
+        if line.get_gid() != REFERENCE:
+            x, y = np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float)
+            count += int(np.sum(np.isfinite(x) & np.isfinite(y)))
+    for collection in axis.collections:
+        offsets = np.asarray(collection.get_offsets(), float).reshape(-1, 2)
+        count += int(np.sum(np.isfinite(offsets).all(axis=1)))
+    for image in axis.images:
+        count += int(np.asarray(image.get_array()).size)
+    return count
 
 
 def pr_roc_curves(curves: dict[str, dict], operating: dict[str, dict], labels: dict[str, str], path: str) -> str:
@@ -43,7 +81,7 @@ def pr_roc_curves(curves: dict[str, dict], operating: dict[str, dict], labels: d
         if point:
             pr_axis.plot(point["recall"], point["precision"], "o", color=color, markersize=7)
             roc_axis.plot(point["fpr"], point["recall"], "o", color=color, markersize=7)
-    roc_axis.plot([0, 1], [0, 1], ":", color="grey", linewidth=1)
+    roc_axis.plot([0, 1], [0, 1], ":", color="grey", linewidth=1, gid=REFERENCE)
     pr_axis.set(xlabel="recall (minority)", ylabel="precision (minority)", title="Precision-recall (test)",
                 xlim=(0, 1), ylim=(0, 1.02))
     roc_axis.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (test)",
@@ -89,7 +127,7 @@ def threshold_explorer(curve: dict[str, list[float]], chosen: float, cost_ratio:
     for values, name, color in ((precision, "precision", "#2980b9"), (recall, "recall", "#c0392b"),
                                 (f1, "F1", "#27ae60")):
         axis.plot(t, values, color=color, label=name)
-    axis.axvline(chosen, color="black", linestyle="--", linewidth=1, label=f"threshold {chosen:.3f}")
+    axis.axvline(chosen, color="black", linestyle="--", linewidth=1, label=f"threshold {chosen:.3f}", gid=REFERENCE)
     axis.set_xlabel("threshold on the minority probability")
     axis.set_ylim(0, 1.02)
     axis.set_xlim(0, 1)
@@ -111,7 +149,7 @@ def reliability(tables: dict[str, dict[str, dict]], labels: dict[str, str], path
     """
     figure, axes = plt.subplots(1, len(tables), figsize=(5 * len(tables), 4.3), squeeze=False)
     for axis, (name, table) in zip(axes[0], tables.items(), strict=False):
-        axis.plot([0, 1], [0, 1], ":", color="grey", linewidth=1, label="perfect")
+        axis.plot([0, 1], [0, 1], ":", color="grey", linewidth=1, label="perfect", gid=REFERENCE)
         for stage, style in (("before", "s--"), ("after", "o-")):
             bins = table.get(stage)
             if bins and bins["mean_prediction"]:
@@ -150,21 +188,55 @@ def _is_number(value) -> bool:
         return False
 
 
-def training_curves(histories: dict[str, dict[str, list[float]]], path: str) -> str:
-    """Did the weighting help? Loss, accuracy, minority recall per epoch, weighted vs not."""
-    metrics = [("loss", "loss"), ("accuracy", "accuracy"), ("minority_recall", "minority recall (at 0.5)")]
-    figure, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+# (history key, panel title, x axis): what a training curve panel shows, if any history has it.
+TRAINING_PANELS = [
+    ("pr_auc", "neural: PR-AUC per epoch", "epoch"),
+    ("round_val_pr_auc", "trees: validation PR-AUC per boosting round", "boosting round"),
+    ("loss", "neural: loss per epoch", "epoch"),
+    ("minority_recall", "neural: minority recall (at 0.5) per epoch", "epoch"),
+]
+
+
+def training_curves(histories: dict[str, dict[str, list[float]]], path: str) -> str | None:
+    """Did the weighting help? Weighted vs unweighted on the same axes, per epoch and per boosting round.
+
+    A panel is drawn for each curve some history has: neural members log
+    per-epoch Keras metrics (train solid, validation dashed); tree members
+    log LightGBM's held-out average precision per boosting round
+    (`round_val_pr_auc`), with a dot at the round kept. A blend has both.
+
+    Args:
+      histories: run.json key (`weighted`, `baseline`) -> history (`RUN/history/`).
+      path: Output PNG.
+
+    Returns:
+      `path`, or None when no history has any curve.
+    """
+    panels = [p for p in TRAINING_PANELS if any(_series(h, p[0]) for h in histories.values())]
+    if not panels:
+        return None
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.8), squeeze=False)
     colors = {"weighted": COLORS["candidate"], "baseline": COLORS["baseline"]}
-    for axis, (key, title) in zip(axes, metrics, strict=False):
+    for axis, (key, title, x_label) in zip(axes[0], panels, strict=True):
         for run_key, history in histories.items():
-            for prefix, style, split in (("", "-", "train"), ("val_", "--", "validation")):
-                values = history.get(prefix + key)
-                if values:
-                    epochs = range(1, len(values) + 1)
-                    label = f"{'weighted' if run_key == 'weighted' else 'unweighted'} {split}"
-                    axis.plot(epochs, values, style, color=colors.get(run_key), label=label, marker=".")
-        axis.set(xlabel="epoch", title=title)
+            name = "weighted" if run_key == "weighted" else "unweighted"
+            for series_key, style, split in _series(history, key):
+                values = history[series_key]
+                axis.plot(range(1, len(values) + 1), values, style, color=colors.get(run_key),
+                          label=f"{name} {split}", marker="." if len(values) < 60 else None)
+            if key == "round_val_pr_auc" and history.get("rounds") and history.get(key):
+                kept = min(int(history["rounds"][0]), len(history[key]))
+                axis.plot([kept], [history[key][kept - 1]], "o", color=colors.get(run_key))
+        axis.set(xlabel=x_label, title=title)
         axis.grid(alpha=0.3)
-    if axes[0].get_legend_handles_labels()[0]:  # tree models have no per-epoch curves
-        axes[0].legend(fontsize=7)
+        axis.legend(fontsize=7)
     return _save(figure, path)
+
+
+def _series(history: dict, key: str) -> list[tuple[str, str, str]]:
+    """(history key, line style, split) of the curves of `key` a history has."""
+    if key == "round_val_pr_auc":
+        candidates = [(key, "--", "validation")]
+    else:
+        candidates = [(key, "-", "train"), (f"val_{key}", "--", "validation")]
+    return [c for c in candidates if history.get(c[0])]

@@ -16,13 +16,18 @@ import os
 
 from evaluation import plots
 from evaluation.blessing import Verdict
+from evaluation.intervals import METHODS
 from evaluation.results import MIN_RANKED_POSITIVES, OVERALL, ModelResult, has_positives, worst_first
 from evaluation.run_files import BASELINE, CANDIDATE, SERVED, EvaluatedModel
+from evaluation.slicing import readable_slice
 from trainer.atomic import write_text_atomically
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1150px;
-color:#222;padding:0 1em}
+color:#222;padding:0 1em;overflow-wrap:break-word}
+.scroll{overflow-x:auto;max-width:100%;border:1px solid #eee} .scroll table{margin:0}
+td{white-space:nowrap} td.name,td.slice{white-space:normal}
+td.slice{text-align:left;min-width:12em;max-width:22em} .scroll td.slice,.scroll th.name{position:sticky;left:0;background:#fff;z-index:1}
 h1{font-size:1.6em} h2{margin-top:1.8em;border-bottom:1px solid #ddd;padding-bottom:.2em}
 table{border-collapse:collapse;font-size:.88em;margin:.6em 0}
 th,td{border:1px solid #ccc;padding:.25em .5em;text-align:right} th{background:#f3f3f3}
@@ -85,28 +90,35 @@ def write_report(inputs: ReportInputs, out_dir: str) -> str:
     body += _headline(inputs, names, labels)
     body.append(_model_card(inputs))
     images = _figures(inputs, names, labels, out_dir)
-    body.append("<h2>Precision-recall and ROC curves (test split, TFMA)</h2>")
-    body.append(_img(images["curves"], "PR and ROC curves"))
+    if "curves" in images:
+        body.append("<h2>Precision-recall and ROC curves (test split, TFMA)</h2>")
+        body.append(_img(images["curves"], "PR and ROC curves"))
     body.append("<h2>Threshold explorer: the weighted model on the test split (TFMA)</h2>"
                 "<p class='note'>Precision, recall and F1 at every threshold; the dashed line is the threshold"
                 " chosen on held-out data. With a cost objective (<code>--cost-fn/--cost-fp</code>) the dotted"
                 " line is the expected cost.</p>")
-    body.append(_img(images["thresholds"], "threshold explorer"))
-    body.append("<h2>Confusion matrices at each model's threshold (TFMA)</h2>")
-    body.append(_img(images["confusion"], "confusion matrices"))
+    if "thresholds" in images:
+        body.append(_img(images["thresholds"], "threshold explorer"))
+    if "confusion" in images:
+        body.append("<h2>Confusion matrices at each model's threshold (TFMA)</h2>")
+        body.append(_img(images["confusion"], "confusion matrices"))
     body.append("<h2>Calibration (reliability on test)</h2>"
                 "<p class='note'>Before = sigmoid of the raw logit; after = the exported, corrected probability."
+                " The correction is chosen among none, the weighting's closed-form prior shift, Platt and isotonic"
+                " by cross-fitted log-loss on held-out data, and stays none unless another beats it."
                 " Brier score and ECE are from run.json.</p>")
     body.append(_calibration_table(inputs, names, labels))
-    body.append(_img(images["reliability"], "reliability diagrams"))
+    if "reliability" in images:
+        body.append(_img(images["reliability"], "reliability diagrams"))
     body.append(_slice_table(inputs, names, labels))
     if "trials" in images:
         body.append("<h2>Tuner trials</h2>" + _img(images["trials"], "objective vs weight ratio"))
     if "training" in images:
         body.append("<h2>Did the weighting help? Training curves, weighted vs unweighted</h2>"
-                    "<p class='note'>Per epoch, train (solid) and validation (dashed). Losses of differently"
-                    " weighted objectives are on different scales; accuracy rewards predicting the majority,"
-                    " minority recall (at 0.5) is what weighting buys.</p>" + _img(images["training"], "training"))
+                    "<p class='note'>Neural members: per epoch, train (solid) and validation (dashed). Tree members:"
+                    " LightGBM's held-out average precision per boosting round, the dot at the round kept. A blend"
+                    " shows both. Losses of differently weighted objectives are on different scales; minority"
+                    " recall at 0.5 is what weighting moves most.</p>" + _img(images["training"], "training"))
     timing = f" TFMA pipeline: {inputs.tfma_seconds:.1f} s." if inputs.tfma_seconds is not None else ""
     body.append(f"<p class='note'>Generated from RUN/evaluation (TFMA) and the run's files.{timing}</p>")
     page = ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Evaluation report</title>"
@@ -130,7 +142,7 @@ def _model_card(inputs: ReportInputs) -> str:
 
     def with_interval(key: str) -> str:
         low_high = intervals.get(key)
-        suffix = f" (95% interval {_fmt(low_high[0], 3)}–{_fmt(low_high[1], 3)})" if low_high else ""
+        suffix = f" (95% interval {_fmt(low_high[0], 3)}–{_fmt(low_high[1], 3)})" if low_high else ""  # in [0, 1]
         return _fmt(overall.get(key)) + suffix
 
     limits = [f"The test split holds {test_positives:,} minority examples; metrics on slices with fewer than "
@@ -147,7 +159,7 @@ def _model_card(inputs: ReportInputs) -> str:
         decision += f" First execution: {inputs.decision}."
     return ("<h2>Model card</h2><table>"
             f"<tr><td class='name'>intended use</td><td class='name'>score examples for the minority class "
-            f"(label {html.escape(str(config.get('label') or 'label'))} = 1) and flag those at or above the "
+            f"({html.escape(str(config.get('label') or 'the label'))} = 1) and flag those at or above the "
             f"threshold {_fmt(weighted.get('threshold', {}).get('value'))}, chosen for "
             f"{html.escape(str(config.get('threshold_objective', '')))}</td></tr>"
             f"<tr><td class='name'>model</td><td class='name'>{html.escape(_model_in_words(weighted))}</td></tr>"
@@ -215,21 +227,43 @@ def _headline(inputs: ReportInputs, names: list[str], labels: dict[str, str]) ->
             cells.append(f"<td>{text}</td>")
         rows.append(f"<tr><td class='name'>{html.escape(title)}</td>{''.join(cells)}</tr>")
     return ["<h2>Minority class (1) on the test split</h2>",
-            "<p class='note'>In brackets: TFMA's 95% confidence interval (jackknife or Poisson bootstrap), "
-            "where computed. Intervals of two models overlap far more than their paired difference varies: "
-            "the gate tests the difference.</p>",
+            f"<p class='note'>In brackets: 95% confidence intervals, where TFMA computed them, kept inside each"
+            f" metric's range. {html.escape(_interval_methods(inputs, names))} Intervals of two models overlap far"
+            " more than their paired difference varies: the gate tests the difference.</p>",
             f"<table><tr><th class='name'>metric (TFMA, overall slice)</th>{head}</tr>{''.join(rows)}</table>"]
+
+
+def _interval_methods(inputs: ReportInputs, names: list[str]) -> str:
+    """How the shown intervals were made, in words, with the metrics of each method (`evaluation.intervals`)."""
+    metrics_by_method: dict[str, list[str]] = {}
+    for key, title in HEADLINE:
+        for method in {inputs.results[n].overall_interval_methods.get(key) for n in names} - {None}:
+            metrics_by_method.setdefault(method, []).append(title)
+    words = [f"{text} ({', '.join(metrics_by_method[method])})" for method, text in METHODS.items()
+             if method in metrics_by_method]
+    return ("Method: " + "; ".join(words) + ".") if words else "No intervals were computed (--intervals none)."
 
 
 def _calibration_table(inputs: ReportInputs, names: list[str], labels: dict[str, str]) -> str:
     rows = []
     for name in names:
-        test = inputs.run_json.get("weighted" if name == CANDIDATE else "baseline", {}).get("test", {})
-        rows.append(f"<tr><td class='name'>{html.escape(labels[name])}</td><td>{_fmt(test.get('brier_before'))}</td>"
+        section = inputs.run_json.get("weighted" if name == CANDIDATE else "baseline", {})
+        test = section.get("test", {})
+        rows.append(f"<tr><td class='name'>{html.escape(labels[name])}</td>"
+                    f"<td class='name'>{html.escape(_calibration_choice(section.get('calibration', {})))}</td>"
+                    f"<td>{_fmt(test.get('brier_before'))}</td>"
                     f"<td>{_fmt(test.get('brier'))}</td><td>{_fmt(test.get('ece_before'))}</td>"
                     f"<td>{_fmt(test.get('ece'))}</td></tr>")
-    return ("<table><tr><th class='name'>model</th><th>Brier before</th><th>Brier after</th><th>ECE before</th>"
+    return ("<table><tr><th class='name'>model</th><th class='name'>correction (cross-fitted held-out log-loss)</th>"
+            "<th>Brier before</th><th>Brier after</th><th>ECE before</th>"
             f"<th>ECE after</th></tr>{''.join(rows)}</table>")
+
+
+def _calibration_choice(record: dict) -> str:
+    """`platt (none 0.0412, prior_shift 0.0420, platt 0.0398, isotonic 0.0405)`: the map and what it beat."""
+    losses = record.get("held_out_log_loss") or {}
+    scores = ", ".join(f"{kind} {_fmt(loss)}" for kind, loss in losses.items())
+    return str(record.get("kind", "–")) + (f" ({scores})" if scores else "")
 
 
 CLASS0_AT_THRESHOLD = ("specificity", "negative_predictive_value")
@@ -248,17 +282,21 @@ def _slice_table(inputs: ReportInputs, names: list[str], labels: dict[str, str])
              f"<th colspan='{3 * span}'>majority class 0</th></tr>")
     head2 = "<tr>" + "".join(f"<th>{title} {short[n]}</th>" for _, title in SLICE_COLUMNS for n in names) + "</tr>"
     rows = []
+    label = inputs.run_json.get("config", {}).get("label")
     for slice_name in worst_first(candidate):
         metrics = {n: inputs.results[n].slices.get(slice_name, {}) for n in names}
         count = metrics[names[0]].get("example_count", math.nan)
         positives = count * metrics[names[0]].get("mean_label", math.nan)
-        cells = [f"<td class='name'>{html.escape(slice_name)}</td><td>{_count(count)}</td><td>{_count(positives)}</td>"]
+        # The readable name, and TFMA's own slice (feature and bucket) on hover.
+        readable = html.escape(readable_slice(candidate.slice_keys.get(slice_name, ()), label))
+        name_cell = f"<td class='slice' title='{html.escape(slice_name)}'>{readable}"
+        cells = [f"{name_cell}</td><td>{_count(count)}</td><td>{_count(positives)}</td>"]
         # Without positives (or negatives) a class's metrics are undefined, whatever TFMA wrote;
         # with a handful of positives they are noise: shown, but marked and not ranked.
         defined = {"class1": has_positives(metrics[names[0]]), "class0": positives < count - 0.5}
         if defined["class1"] and not has_positives(metrics[names[0]], MIN_RANKED_POSITIVES):
-            cells[0] = (f"<td class='name'>{html.escape(slice_name)} <span class='note'>(too few positives to "
-                        "rank)</span></td><td>" + _count(count) + f"</td><td>{_count(positives)}</td>")
+            cells[0] = (f"{name_cell} <span class='note'>(too few positives to rank)</span></td><td>"
+                        + _count(count) + f"</td><td>{_count(positives)}</td>")
         for key, _ in SLICE_COLUMNS:
             owner = "class0" if key.startswith("class0") or key in CLASS0_AT_THRESHOLD else "class1"
             values = [metrics[n].get(key, math.nan) if defined[owner] else math.nan for n in names]
@@ -270,8 +308,8 @@ def _slice_table(inputs: ReportInputs, names: list[str], labels: dict[str, str])
     return ("<h2>Slices (TFMA), worst first by the weighted model's minority PR-AUC</h2>"
             f"<p class='note'>{legend}. Red: the weighted model is below the next column's model. A slice without"
             f" positives has undefined minority metrics (–); one with fewer than {MIN_RANKED_POSITIVES} is marked;"
-            " both are listed last, unranked.</p>"
-            f"<table>{head1}{head2}{''.join(rows)}</table>")
+            " both are listed last, unranked. A numeric feature's slices are its training quartile ranges.</p>"
+            f"<div class='scroll'><table>{head1}{head2}{''.join(rows)}</table></div>")
 
 
 def _figures(inputs: ReportInputs, names: list[str], labels: dict[str, str], out_dir: str) -> dict[str, str]:
@@ -283,7 +321,7 @@ def _figures(inputs: ReportInputs, names: list[str], labels: dict[str, str], out
         overall = inputs.results[n].overall
         operating[n] = {"precision": overall.get("precision", math.nan), "recall": overall.get("recall", math.nan),
                         "fpr": 1.0 - overall.get("specificity", math.nan)}
-    files = {
+    files: dict[str, str | None] = {
         "curves": plots.pr_roc_curves({n: inputs.results[n].curve for n in names}, operating, labels,
                                       target("pr_roc.png")),
         "confusion": plots.confusion_matrices({n: inputs.results[n].overall for n in names}, labels,
@@ -296,4 +334,4 @@ def _figures(inputs: ReportInputs, names: list[str], labels: dict[str, str], out
         files["trials"] = plots.trials(inputs.trials, target("trials.png"))
     if inputs.histories:
         files["training"] = plots.training_curves(inputs.histories, target("training.png"))
-    return {key: os.path.basename(path) for key, path in files.items()}
+    return {key: os.path.basename(path) for key, path in files.items() if path is not None}  # None: nothing to draw

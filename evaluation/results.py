@@ -15,6 +15,7 @@ import math
 import tensorflow_model_analysis as tfma
 
 from evaluation.eval_config import MAJORITY, SCORES
+from evaluation.intervals import bounded_intervals
 
 OVERALL = "overall"
 # A slice with fewer positives than this has minority metrics too noisy to
@@ -39,8 +40,13 @@ class ModelResult:
         `precision`, `recall`, `fpr`.
       calibration: Overall slice's CalibrationPlot buckets: lists `mean_prediction`,
         `mean_label`, `count` (non-empty buckets only).
-      intervals: slice name -> {metric -> [lower, upper]}: TFMA's 95%
-        confidence intervals, where it computed them (same metric names).
+      intervals: slice name -> {metric -> [lower, upper]}: 95% confidence
+        intervals where TFMA computed them, rebuilt inside each metric's
+        range (`evaluation.intervals`; same metric names).
+      interval_methods: slice name -> {metric -> method}: how each interval
+        was made (a key of `evaluation.intervals.METHODS`).
+      tfma_intervals: slice name -> {metric -> [lower, upper]}: TFMA's own
+        normal-approximation intervals, which may leave [0, 1].
     """
 
     slices: dict[str, dict[str, float]]
@@ -48,6 +54,8 @@ class ModelResult:
     curve: dict[str, list[float]]
     calibration: dict[str, list[float]]
     intervals: dict[str, dict[str, list[float]]] = dataclasses.field(default_factory=dict)
+    interval_methods: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
+    tfma_intervals: dict[str, dict[str, list[float]]] = dataclasses.field(default_factory=dict)
 
     @property
     def overall(self) -> dict[str, float]:
@@ -56,6 +64,10 @@ class ModelResult:
     @property
     def overall_intervals(self) -> dict[str, list[float]]:
         return self.intervals.get(OVERALL, {})
+
+    @property
+    def overall_interval_methods(self) -> dict[str, str]:
+        return self.interval_methods.get(OVERALL, {})
 
 
 def slice_name(slice_key: tuple) -> str:
@@ -68,18 +80,22 @@ def slice_name(slice_key: tuple) -> str:
 def load_model_result(eval_dir: str, model_name: str) -> ModelResult:
     """Reads one model's metrics and overall plots from TFMA's output directory."""
     result = tfma.load_eval_result(eval_dir, model_name=model_name)
-    slices, keys, intervals = {}, {}, {}
+    slices, keys, intervals, methods, raw = {}, {}, {}, {}, {}
     for slice_key, metrics in result.slicing_metrics:
         name = slice_name(slice_key)
         slices[name], keys[name] = flatten_metrics(metrics), slice_key
-        intervals[name] = flatten_intervals(metrics)
+        raw[name] = flatten_intervals(metrics)
+        bounded = bounded_intervals(slices[name], raw[name])
+        intervals[name] = {metric: [i.lower, i.upper] for metric, i in bounded.items()}
+        methods[name] = {metric: i.method for metric, i in bounded.items()}
     curve, calibration = {}, {}
     for slice_key, plots in result.plots:
         if not slice_key:
             overall = plots.get(SCORES, {}).get("", {})
             curve = _curve(overall.get("confusionMatrixAtThresholds", {}))
             calibration = _calibration(overall.get("calibrationHistogramBuckets", {}))
-    return ModelResult(slices=slices, slice_keys=keys, curve=curve, calibration=calibration, intervals=intervals)
+    return ModelResult(slices=slices, slice_keys=keys, curve=curve, calibration=calibration, intervals=intervals,
+                       interval_methods=methods, tfma_intervals=raw)
 
 
 def flatten_metrics(metrics: dict) -> dict[str, float]:

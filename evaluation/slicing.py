@@ -129,3 +129,42 @@ def add_buckets(serialized: bytes, numeric: dict[str, tuple[float, ...]]) -> byt
         bucket = bucket_name(values[0] if values else None, edges)
         features[name + BUCKET_SUFFIX].bytes_list.value.append(bucket.encode())
     return example.SerializeToString()
+
+
+def readable_feature(name: str) -> str:
+    """A short display name: the last part of a pipeline-prefixed name (`a__b__54` -> `feature 54`)."""
+    short = name.split("__")[-1] or name
+    return f"feature {short}" if short.isdigit() else short
+
+
+def readable_slice(slice_key: tuple, label: str | None = None) -> str:
+    """A slice as people read it: `x54 < 470`, `470 ≤ x54 < 512`, `x54 ≥ 600`, `x54 missing`, `label = 1 (minority)`.
+
+    Bucketed numeric features (`<name>_bucket`, values from `bucket_name`)
+    show the feature's short name and the bucket's range; other features
+    show `name = value`. The empty key is `overall`.
+    """
+    if not slice_key:
+        return "overall"
+    parts = []
+    for feature, value in slice_key:
+        value = value.decode() if isinstance(value, bytes) else str(value)
+        if feature == label:
+            parts.append(f"{feature} = {value} ({'minority' if value == '1' else 'majority'})")
+        elif feature.endswith(BUCKET_SUFFIX):
+            parts.append(_bucket_range(readable_feature(feature[:-len(BUCKET_SUFFIX)]), value))
+        else:
+            parts.append(f"{readable_feature(feature)} = {value}")
+    return ", ".join(parts)
+
+
+def _bucket_range(name: str, bucket: str) -> str:
+    """`bucket_name`'s label turned into a range of the feature."""
+    if bucket == MISSING:
+        return f"{name} missing"
+    if bucket.startswith("< "):
+        return f"{name} < {bucket[2:]}"
+    if bucket.startswith(">= "):
+        return f"{name} ≥ {bucket[3:]}"
+    low, _, high = bucket.partition("..")
+    return f"{low} ≤ {name} < {high}" if high else f"{name} = {bucket}"

@@ -208,9 +208,11 @@ def test_tfma_intervals_agree_with_a_numpy_bootstrap(evaluated):
     samples = [rng.integers(0, labels.size, labels.size) for _ in range(2000)]
     t = stats.t.ppf(0.975, df=19)
     for name, statistic in statistics.items():
-        low, high = summary["intervals"]["candidate"][name]
+        low, high = summary["tfma_intervals"]["candidate"][name]
         point = summary["metrics"]["candidate"][name]
         assert low <= point <= high
+        shown_low, shown_high = summary["intervals"]["candidate"][name]  # rebuilt inside [0, 1]
+        assert 0.0 <= shown_low <= point <= shown_high <= 1.0
         tfma_se = (high - low) / (2 * t)
         numpy_se = np.std([statistic(labels[i], scores[i], decided[i]) for i in samples], ddof=1)
         assert 0.55 <= tfma_se / numpy_se <= 1.55, (name, tfma_se, numpy_se)
