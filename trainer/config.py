@@ -18,7 +18,7 @@ LOSSES = ("weighted_ce", "focal", "logit_adjusted")
 WEIGHT_SCHEMES = ("other_class_share", "balanced", "effective_number", "none")
 # Old spellings still accepted (with a deprecation message at the command line).
 RENAMED_WEIGHT_SCHEMES = {"seed": "other_class_share"}
-CALIBRATIONS = ("auto", "prior_shift", "platt", "none")
+CALIBRATIONS = ("auto", "prior_shift", "platt", "isotonic", "none")
 TUNERS = ("bayesian", "random", "hyperband")
 DISTRIBUTE = ("none", "mirrored", "multi_worker")
 SELECTIONS = ("auto", "validation", "cross_validation")
@@ -59,8 +59,10 @@ class RunConfig:
       hparams: Path of a `best_hyperparameters.json` to train with.
       threshold_objective: `recall_at_precision:P`, `f1`, `fbeta:B` or
         `precision_at_recall:R`; chooses the decision threshold on validation.
-      calibration: `auto` (closed form where one exists, else Platt),
-        `prior_shift`, `platt` or `none`.
+      calibration: `auto` (of none, the closed-form prior shift where one
+        exists, Platt and isotonic, the lowest cross-fitted held-out
+        log-loss; none unless beaten: `trainer.calibration`), or one of
+        `prior_shift`, `platt`, `isotonic`, `none`.
       synthetic_rows: Size of the `synthetic` dataset (negatives, positives).
       beam_pipeline_args: Options passed through to Apache Beam.
       max_trials: Tuner budget in trials.

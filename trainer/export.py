@@ -26,7 +26,7 @@ import tensorflow as tf
 
 from trainer.atomic import rename_to_next_version, staging_directory
 from trainer.bodies import ensemble_logits
-from trainer.calibration import Calibration
+from trainer.calibration import Calibration, calibrate_graph
 from trainer.data.schema import Schema
 from trainer.layout import CLASSIFY_METHOD, SAVED_MODEL_FILE, WARMUP_FILE
 
@@ -40,6 +40,11 @@ class ServingModule(tf.Module):
         self._spec = schema.feature_spec(with_label=False)
         self.calibration_scale = tf.Variable(calibration.scale, dtype=tf.float32, trainable=False)
         self.calibration_offset = tf.Variable(calibration.offset, dtype=tf.float32, trainable=False)
+        # An isotonic map's knots and values (empty for an affine map); any length can be assigned.
+        self.calibration_knots = tf.Variable(tf.constant(calibration.knots, tf.float32, [len(calibration.knots)]),
+                                             trainable=False, shape=tf.TensorShape([None]))
+        self.calibration_values = tf.Variable(tf.constant(calibration.values, tf.float32, [len(calibration.values)]),
+                                              trainable=False, shape=tf.TensorShape([None]))
         self.threshold = tf.Variable(threshold, dtype=tf.float32, trainable=False)
         feature_specs = {
             f.name: tf.TensorSpec([None], tf.float32 if f.kind == "numeric" else tf.string, name=f.name)
@@ -54,13 +59,21 @@ class ServingModule(tf.Module):
     def _predict(self, features: dict) -> dict:
         logits = ensemble_logits(self.model(features, training=False))  # [N, 2] (members averaged)
         margin = logits[:, 1] - logits[:, 0]  # [N] single logit, before calibration
-        score = tf.sigmoid(self.calibration_scale * margin + self.calibration_offset)  # [N]
+        score = calibrate_graph(margin, self.calibration_scale, self.calibration_offset, self.calibration_knots,
+                                self.calibration_values)  # [N]
         return {
             "probabilities": tf.stack([1.0 - score, score], axis=1),  # [N, 2]
             "scores": score,
             "class_ids": tf.cast(score >= self.threshold, tf.int64),  # [N]
             "logits": margin,
         }
+
+    def set_calibration(self, calibration: Calibration) -> None:
+        """Replaces the exported calibration map (before `export_version`)."""
+        self.calibration_scale.assign(calibration.scale)
+        self.calibration_offset.assign(calibration.offset)
+        self.calibration_knots.assign(tf.constant(calibration.knots, tf.float32, [len(calibration.knots)]))
+        self.calibration_values.assign(tf.constant(calibration.values, tf.float32, [len(calibration.values)]))
 
     def _serve_examples(self, examples):  # examples: [N] string
         return self._predict(tf.io.parse_example(examples, self._spec))

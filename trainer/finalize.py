@@ -12,7 +12,14 @@ import warnings
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from trainer.calibration import Calibration, brier_score, expected_calibration_error, fit_calibration, sigmoid
+from trainer.calibration import (
+    Calibration,
+    brier_score,
+    expected_calibration_error,
+    fit_calibration,
+    served_probability,
+    sigmoid,
+)
 from trainer.config import RunConfig
 from trainer.data.dataset import read_labels, read_serialized
 from trainer.data.prepare import PreparedData
@@ -54,11 +61,10 @@ def finalize(model, settings: FitSettings, data: PreparedData, config: RunConfig
     """
     module = ServingModule(model, data.schema, Calibration("none"), threshold=0.5)
     val_margin, val_y = held_out
-    calibration = fit_calibration(config.calibration, val_margin, val_y, shift)
-    module.calibration_scale.assign(calibration.scale)
-    module.calibration_offset.assign(calibration.offset)
+    calibration = fit_calibration(config.calibration, val_margin, val_y, shift, seed=config.seed)
+    module.set_calibration(calibration)
     # The exported function's own float32 arithmetic, so validation and serving agree.
-    val_scores = sigmoid_float32(calibration, val_margin)
+    val_scores = served_probability(calibration, val_margin)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ThresholdWarning)
         choice = choose_threshold(val_y, val_scores, config.threshold_objective)
@@ -75,7 +81,7 @@ def finalize(model, settings: FitSettings, data: PreparedData, config: RunConfig
         "weights": list(settings.weights),
         "weight_ratio": settings.ratio,
         "weight_source": settings.source,
-        "calibration": {"kind": calibration.kind, "scale": calibration.scale, "offset": calibration.offset},
+        "calibration": calibration.to_json(),
         "threshold": {"value": choice.threshold, "objective": choice.objective, "fallback": choice.fallback,
                       "validation_precision": choice.precision, "validation_recall": choice.recall,
                       "held_out_examples": int(len(val_y)),
@@ -84,15 +90,6 @@ def finalize(model, settings: FitSettings, data: PreparedData, config: RunConfig
                       "held_out_flagged": int((val_scores >= choice.threshold).sum())},
         "test": test_metrics(test_y, test, choice.threshold),
     }
-
-
-def sigmoid_float32(calibration: Calibration, margin: np.ndarray) -> np.ndarray:
-    """The served score, sigmoid(a * s + b), computed in float32 as the graph does."""
-    import tensorflow as tf
-
-    margin = tf.constant(np.asarray(margin, np.float32))
-    return tf.sigmoid(tf.constant(calibration.scale, tf.float32) * margin
-                      + tf.constant(calibration.offset, tf.float32)).numpy()
 
 
 def test_metrics(labels: np.ndarray, outputs: dict, threshold: float) -> dict:

@@ -52,8 +52,7 @@ def refit_full(config: RunConfig, data: PreparedData, judged: dict, weighted: bo
         facts.append(fact)
     model = models[0] if len(models) == 1 else Blend(models, [m["weight"] for m in members], name="blend")
     calibration = judged["calibration"]
-    module = ServingModule(model, data.schema, Calibration(calibration["kind"], calibration["scale"],
-                                                           calibration["offset"]), judged["threshold"]["value"])
+    module = ServingModule(model, data.schema, Calibration.from_json(calibration), judged["threshold"]["value"])
     version_dir = export_version(module, os.path.join(config.output_dir, REFIT_FULL_DIR))
     return {"version_dir": version_dir, "rows": int(len(rows.labels)), "members": facts,
             "calibration": calibration, "threshold": judged["threshold"]["value"]}
