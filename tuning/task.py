@@ -62,7 +62,9 @@ def _evaluator(args: argparse.Namespace):
                 "verdict_file": os.path.join(summary["evaluation_dir"], verdict),
                 "compared_with": f"served version {served.version}" if served else "the unweighted baseline",
                 "report": summary["report"], "failures": summary["failures"], "checks": summary["checks"],
-                "decision": summary["decision"], "tfma_seconds": summary["tfma_seconds"]}
+                "decision": summary["decision"], "tfma_seconds": summary["tfma_seconds"],
+                # 95% intervals of the overall test slice, inside each metric's range (evaluation/intervals.py).
+                "intervals": summary["intervals"], "interval_methods": summary["interval_methods"]}
 
     return evaluate
 
