@@ -186,3 +186,105 @@ def test_statistics_merge_agree_with_numpy_and_round_trip(tmp_path):
     statistics.save_statistics(whole, str(tmp_path / "stats.pb"))
     assert statistics.load_statistics(str(tmp_path / "stats.pb")) == whole
     assert statistics.load_statistics(str(tmp_path / "stats.pbtxt")) == whole
+
+
+SIGNAL_SHIFT = 2.0  # x0 carries the label's signal: moves the score distribution, not only x0
+
+
+@pytest.fixture(scope="module")
+def traffic(tmp_path_factory) -> dict[str, str]:
+    """CSV files of 3,000 synthetic rows: a reference, an unshifted sample, one with x0 and channel shifted, 100 rows."""
+    from trainer.data.synthetic import make_synthetic
+
+    directory = tmp_path_factory.mktemp("traffic")
+    shifted = make_synthetic(2700, 300, seed=23)
+    shifted["x0"] += SIGNAL_SHIFT
+    moved = shifted["channel"].notna().to_numpy() & (np.random.default_rng(5).random(len(shifted)) < 0.5)
+    shifted.loc[moved, "channel"] = "app"
+    frames = {"reference": make_synthetic(2700, 300, seed=21), "unshifted": make_synthetic(2700, 300, seed=22),
+              "shifted": shifted, "small": make_synthetic(90, 10, seed=24)}
+    paths = {}
+    for name, frame in frames.items():
+        paths[name] = str(directory / f"{name}.csv")
+        frame.to_csv(paths[name], index=False)
+    return paths
+
+
+def _drift(capsys, *args: str) -> tuple[int, list[str], dict]:
+    """Runs the command in this process: (exit status, stdout lines, drift.json by comparison name)."""
+    import json
+    import os
+
+    from evaluation.drift import main
+
+    output = args[args.index("--output") + 1]
+    status = main(list(args))
+    lines = capsys.readouterr().out.splitlines()
+    with open(os.path.join(output, "drift.json")) as handle:
+        return status, lines, {c["name"]: c for c in json.load(handle)["comparisons"]}
+
+
+def _flagged(comparisons: dict) -> set[str]:
+    return {name for name, c in comparisons.items() if c["status"] == "breach"}
+
+
+def test_drift_flags_exactly_the_shifted_features(traffic, tmp_path, capsys):
+    from tensorflow_metadata.proto.v0 import anomalies_pb2
+
+    reference = ("--reference", traffic["reference"], "--label", "target")
+    status, lines, comparisons = _drift(capsys, *reference, "--data", traffic["shifted"], "--output",
+                                        str(tmp_path / "shifted"))
+    assert status == 1 and _flagged(comparisons) == {"x0", "channel"}
+    assert sorted(line.split(":")[0] for line in lines) == ["channel", "x0"]
+    assert len(comparisons) == 12 + 3 + 1  # every feature, and the label rate
+    anomalies = anomalies_pb2.Anomalies.FromString((tmp_path / "shifted" / "anomalies.pb").read_bytes())
+    assert set(anomalies.anomaly_info) == {"x0", "channel"}
+    assert len(anomalies.drift_skew_info) == len(comparisons)  # breach or not
+    assert all(info.drift_measurements for info in anomalies.drift_skew_info)
+    assert text_format.Parse((tmp_path / "shifted" / "anomalies.pbtxt").read_text(), anomalies_pb2.Anomalies()) \
+        == anomalies
+
+    status, lines, comparisons = _drift(capsys, *reference, "--data", traffic["unshifted"], "--output",
+                                        str(tmp_path / "unshifted"))
+    assert (status, lines, _flagged(comparisons)) == (0, [], set())
+    status, lines, comparisons = _drift(capsys, *reference, "--data", traffic["small"], "--output",
+                                        str(tmp_path / "small"))
+    assert (status, lines) == (0, [])
+    assert {c["status"] for c in comparisons.values()} == {"too few rows to judge"}
+
+
+def test_drift_bad_input_is_one_line(traffic, tmp_path, capsys):
+    from evaluation.drift import main
+
+    assert main(["--reference", traffic["reference"], "--data", str(tmp_path / "none*.csv"),
+                 "--output", str(tmp_path / "out")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and len(captured.err.strip().splitlines()) == 1
+    (tmp_path / "broken.pb").write_bytes(b"\xff\x00 not a proto")
+    assert main(["--reference", str(tmp_path / "broken.pb"), "--data", traffic["small"],
+                 "--output", str(tmp_path / "out")]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_drift_of_a_served_run_compares_its_scores(tiny_run, traffic, tmp_path, capsys):
+    run = tiny_run[0].output_dir
+    reference = ("--run", run, "--reference", traffic["reference"])
+    status, lines, comparisons = _drift(capsys, *reference, "--data", traffic["shifted"], "--output",
+                                        str(tmp_path / "shifted"))
+    assert status == 1
+    assert _flagged(comparisons) == {"x0", "channel", "served_model.score", "served_model.predicted_positive_rate"}
+    assert comparisons["label_rate.target"]["status"] == "ok"
+    status, lines, comparisons = _drift(capsys, *reference, "--data", traffic["unshifted"], "--output",
+                                        str(tmp_path / "unshifted"))
+    assert (status, _flagged(comparisons)) == (0, set())
+    # Skew against the training statistics the data step kept; the scores' reference is the held-out splits.
+    status, lines, comparisons = _drift(capsys, "--run", run, "--data", traffic["unshifted"], "--output",
+                                        str(tmp_path / "skew"))
+    assert (status, _flagged(comparisons)) == (0, set())
+    train = statistics.load_statistics(f"{run}/data/train_statistics.pb").datasets[0]
+    assert comparisons["x1"]["reference_n"] == _by_name_dataset(train)["x1"].num_stats.common_stats.num_non_missing
+    assert comparisons["served_model.score"]["reference_n"] > 0
+
+
+def _by_name_dataset(dataset) -> dict:
+    return {feature.path.step[0]: feature for feature in dataset.features}
