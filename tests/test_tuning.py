@@ -68,6 +68,43 @@ def test_outputs_of_a_search(tuned):
     assert run["baseline"]["weight_ratio"] == 1.0
 
 
+def test_every_execution_studies_the_weighting(tuned):
+    """Three variants really trained (their saved weights differ), numbers recomputed from the saved predictions
+    with scikit-learn, both splits, an answer (issue: "did weighting help?" in every run)."""
+    import numpy as np
+    from sklearn.metrics import average_precision_score
+
+    from tests.test_weighting_study import brute_recall_at_precision
+    from trainer.weighting_study import load_predictions
+
+    config, summary = tuned
+    execution = summary["execution"]["path"]
+    study = json.load(open(os.path.join(execution, "run.json")))["weighting_study"]
+    counts = prepare_data(config.replace(output_dir=execution)).train_counts
+    saved = {v: load_predictions(execution, v) for v in ("unweighted", "tuned", "formula")}
+    assert saved["unweighted"].ratios == (1.0,) * len(saved["tuned"].ratios)
+    assert all(w[0] == w[1] for w in saved["unweighted"].weights)
+    assert saved["formula"].ratios == pytest.approx([counts[0] / counts[1]] * len(saved["tuned"].ratios))
+    members = json.load(open(os.path.join(execution, "run.json")))["weighted"].get("members")
+    tuned_ratios = [m["weight_ratio"] for m in members] if members else [summary["weighted"]["weight_ratio"]]
+    assert list(saved["tuned"].ratios) == pytest.approx(tuned_ratios)
+    for split in ("validation", "test"):
+        rows = {row["source"]: row for row in study[split]}
+        assert set(rows) == {"unweighted", "tuned", "formula"}
+        for variant, row in rows.items():
+            labels, margins = saved[variant].labels[split], saved[variant].margins[split]
+            probability = 1 / (1 + np.exp(-margins))
+            assert row["pr_auc"] == pytest.approx(average_precision_score(labels, probability), abs=1e-12)
+            assert row["brier"] == pytest.approx(np.mean((probability - labels) ** 2), abs=1e-12)
+            assert row["recall_at_precision"] == pytest.approx(
+                brute_recall_at_precision(labels, probability, study["operating_precision"]))
+        assert rows["formula"]["weight_ratio"] == pytest.approx(counts[0] / counts[1])
+        for metric, value in rows["tuned"]["vs_unweighted"].items():
+            assert value["difference"] == pytest.approx(rows["tuned"][metric] - rows["unweighted"][metric])
+            assert value["interval"][0] <= value["interval"][1]
+    assert "PR-AUC" in study["answer"] and study["answer"].startswith("The search chose")
+
+
 def test_best_trial_reproduces_from_the_json(tuned, tmp_path):
     """Retraining the best values (same epochs) reproduces the trial's objective."""
     from trainer.pipeline import train_and_export

@@ -41,7 +41,7 @@ def run_signature(function, serialized: list[bytes], batch: int = EVAL_BATCH) ->
 
 
 def finalize(model, settings: FitSettings, data: PreparedData, config: RunConfig, export_base: str,
-             held_out: tuple[np.ndarray, np.ndarray], shift: float | None) -> dict:
+             held_out: tuple[np.ndarray, np.ndarray], shift: float | None) -> tuple[dict, tuple]:
     """Calibrates, thresholds, evaluates on test and exports a new version.
 
     Args:
@@ -57,7 +57,9 @@ def finalize(model, settings: FitSettings, data: PreparedData, config: RunConfig
         none, Platt scaling in `auto` mode).
 
     Returns:
-      A JSON-able summary: version path, calibration, threshold, metrics.
+      A JSON-able summary (version path, calibration, threshold, metrics),
+      and the test split's (raw logits s [N], labels [N]) before calibration
+      (`trainer.weighting_study` keeps them).
     """
     module = ServingModule(model, data.schema, Calibration("none"), threshold=0.5)
     val_margin, val_y = held_out
@@ -72,10 +74,9 @@ def finalize(model, settings: FitSettings, data: PreparedData, config: RunConfig
         print(f"warning: {warning.message}")
     module.threshold.assign(choice.threshold)
 
-    test_x, test_y = read_serialized(data.pattern("test")), read_labels(data.pattern("test"), data.schema)
-    test = run_signature(module.serve_examples, test_x)
+    test, test_y = _test_outputs(module, data)
     version_dir = export_version(module, export_base)
-    return {
+    summary = {
         "version_dir": version_dir,
         "loss": settings.family,
         "weights": list(settings.weights),
@@ -90,6 +91,19 @@ def finalize(model, settings: FitSettings, data: PreparedData, config: RunConfig
                       "held_out_flagged": int((val_scores >= choice.threshold).sum())},
         "test": test_metrics(test_y, test, choice.threshold),
     }
+    return summary, (test["logits"], test_y)
+
+
+def raw_test_predictions(model, data: PreparedData) -> tuple[np.ndarray, np.ndarray]:
+    """A model's raw logits s [N] on the test split and the labels [N], through the exported function's graph
+    (without calibration), for a model that is not exported (the weighting study's third variant)."""
+    test, test_y = _test_outputs(ServingModule(model, data.schema, Calibration("none"), threshold=0.5), data)
+    return test["logits"], test_y
+
+
+def _test_outputs(module: ServingModule, data: PreparedData) -> tuple[dict, np.ndarray]:
+    test_x, test_y = read_serialized(data.pattern("test")), read_labels(data.pattern("test"), data.schema)
+    return run_signature(module.serve_examples, test_x), test_y
 
 
 def test_metrics(labels: np.ndarray, outputs: dict, threshold: float) -> dict:

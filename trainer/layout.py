@@ -46,6 +46,7 @@ HISTORY_DIR = "history"  # <model>.json: per-epoch metrics (the report's trainin
 LOGS_DIR = "logs"  # <model>/: TensorBoard logs of the final training
 EVALUATION_DIR = "evaluation"  # TFMA's output and summary.json
 REPORT_DIR, REPORT_PAGE = "report", "index.html"  # the HTML report: REPORT_DIR/REPORT_PAGE
+WEIGHTING_STUDY_DIR = "weighting_study"  # <variant>.npz: raw predictions of the weighting study's variants
 HISTORY_JSON, HISTORY_HTML = "history.json", "history.html"  # a tuning run's executions, at its top
 # In DATA_DIR: the training split's statistics, a tensorflow_metadata DatasetFeatureStatisticsList (binary; a
 # text copy beside it with the suffix `txt`): the reference of `evaluation.drift` (trainer/data/statistics.py).

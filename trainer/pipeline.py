@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import time
 
@@ -16,15 +17,16 @@ from trainer.candidates import Member, Splits, combine, train_candidate
 from trainer.config import RunConfig
 from trainer.data.prepare import PreparedData, prepare_data, run_record
 from trainer.distribute import check_supported, make_strategy, output_dir_of, strategy_scope, worker_count
-from trainer.finalize import finalize
+from trainer.finalize import finalize, raw_test_predictions
 from trainer.layout import LOGS_DIR, MODEL_DIRS, RUN_JSON, history_path, read_run_json
 from trainer.losses import prior_shift
 from trainer.train import EpochProgress, fit_settings, save_history
+from trainer.weighting_study import TUNED, UNWEIGHTED, save_predictions
 
 
 def train_and_export(config: RunConfig, data: PreparedData | None = None, values: dict | None = None,
                      weighted: bool = True, members: list[Member] | None = None,
-                     export_dir: str | None = None) -> dict:
+                     export_dir: str | None = None, study_variant: str | None = None) -> dict:
     """Trains one model (or an ensemble of members) and exports it as the next version.
 
     Args:
@@ -42,6 +44,11 @@ def train_and_export(config: RunConfig, data: PreparedData | None = None, values
         default `serving_model/` (weighted) or `baseline_model/`. A tuning
         execution exports its candidate to `candidate_model/`, because only
         the push gate may write what is served (docs/design.md §10).
+      study_variant: Train for the weighting study only
+        (`trainer.weighting_study`, e.g. its N0/N1 variant): nothing is
+        exported or written to run.json; the raw predictions are kept under
+        this name. Otherwise the weighted model's are kept as `tuned`, the
+        baseline's as `unweighted`.
 
     Returns:
       The summary also written under run.json's "weighted"/"baseline" key.
@@ -60,11 +67,11 @@ def train_and_export(config: RunConfig, data: PreparedData | None = None, values
     members = [dataclasses.replace(m, values={**file_values, **m.values}) for m in members]
     with output_dir_of(strategy, config.output_dir) as output_dir:  # only the chief writes the run
         return _train_and_export(config.replace(output_dir=output_dir), data, strategy, members, weighted,
-                                 export_dir)
+                                 export_dir, study_variant)
 
 
-def _train_and_export(config, data, strategy, members: list[Member], weighted, export_dir) -> dict:
-    name = "weighted" if weighted else "baseline"
+def _train_and_export(config, data, strategy, members: list[Member], weighted, export_dir, study_variant) -> dict:
+    name = study_variant or ("weighted" if weighted else "baseline")
     counts = data.train_counts
     keras.utils.set_random_seed(config.seed)
     started = time.time()
@@ -83,12 +90,19 @@ def _train_and_export(config, data, strategy, members: list[Member], weighted, e
     heaviest = max(range(len(members)), key=lambda i: members[i].weight)
     hp, settings, _ = trained[heaviest]  # the single model, or the ensemble's heaviest member
     candidate = combine([c for _, _, c in trained], [m.weight for m in members], config)
+    keep = functools.partial(save_predictions, config.output_dir, study_variant or (TUNED if weighted else UNWEIGHTED),
+                             (candidate.margins, candidate.labels), ratios=[st.ratio for _, st, _ in trained],
+                             weights=[st.weights for _, st, _ in trained])
+    if study_variant:
+        keep(raw_test_predictions(candidate.model, data))
+        return {"variant": study_variant, "weight_ratios": [st.ratio for _, st, _ in trained]}
     # A mix has no closed-form shift: `auto` calibration then fits Platt scaling.
     shift = closed_form_shift(hp, settings) if len(members) == 1 else None
     save_history(candidate.history, history_path(config.output_dir, name))
     export_dir = export_dir or MODEL_DIRS[name]
-    summary = finalize(candidate.model, settings, data, config, os.path.join(config.output_dir, export_dir),
-                       held_out=(candidate.margins, candidate.labels), shift=shift)
+    summary, test = finalize(candidate.model, settings, data, config, os.path.join(config.output_dir, export_dir),
+                             held_out=(candidate.margins, candidate.labels), shift=shift)
+    keep(test)
     summary.update({"export_dir": export_dir, "hyperparameters": dict(hp.values),
                     "model_family": hparams_lib.declare_family(hp) if len(members) == 1 else "ensemble",
                     "selection": "cross_validation" if splits.cross_validation else "validation",

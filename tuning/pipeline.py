@@ -14,19 +14,22 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import time
 
 from keras_tuner.src.distribute import utils as distribute
 
-from trainer import progress
+from trainer import progress, weighting_study
 from trainer.candidates import Member
 from trainer.config import RunConfig
 from trainer.data.ingest import DataError
 from trainer.data.prepare import prepare_data
 from trainer.hparams import declare_all
-from trainer.layout import CANDIDATE_DIR, COMPLETE, TUNING_DIR, read_run_json
+from trainer.layout import CANDIDATE_DIR, COMPLETE, TUNING_DIR, WEIGHTING_STUDY_DIR, read_run_json
 from trainer.pipeline import train_and_export, update_run_json
 from trainer.refit import refit_full
+from trainer.threshold import parse_objective
+from trainer.weighting_study import DEFAULT_OPERATING_PRECISION, FORMULA, TUNED
 from tuning import tensorboard_hparams
 from tuning.ensemble import Selection, load_held_out, select_ensemble
 from tuning.executions import begin_execution, describe_data, now, write_history
@@ -94,6 +97,7 @@ def _search_and_export(config: RunConfig, data) -> dict:
     selection, members = select_members(tuner, data, config)
     weighted = train_and_export(config, data, members=members, export_dir=CANDIDATE_DIR)
     baseline = train_and_export(config, data, members=members, weighted=False)
+    study = study_weighting(config, data, members)
     return {
         "tuning": {"trials": trial_count, "search_seconds": search_seconds, "best": dict(best.values),
                    "best_file": os.path.join(tuning_dir, BEST_FILE), "objective": config.objective,
@@ -101,7 +105,28 @@ def _search_and_export(config: RunConfig, data) -> dict:
                    "ensemble": {**selection.to_dict(), "members": [dataclasses.asdict(m) for m in members]}},
         "weighted": weighted,
         "baseline": baseline,
+        "weighting_study": study,
     }
+
+
+def study_weighting(config: RunConfig, data, members: list[Member]) -> dict:
+    """`trainer.weighting_study` for this execution: trains the members at N0/N1 (unless the candidate already
+    is that model), compares the three variants, writes run.json's `weighting_study`."""
+    n0, n1 = data.train_counts
+    formula_ratio = n0 / n1
+    tuned = weighting_study.load_predictions(config.output_dir, TUNED).ratios
+    study_dir = os.path.join(config.output_dir, WEIGHTING_STUDY_DIR)
+    if all(abs(r - formula_ratio) <= 1e-9 * formula_ratio for r in tuned):  # the same model: not trained twice
+        shutil.copyfile(os.path.join(study_dir, f"{TUNED}.npz"), os.path.join(study_dir, f"{FORMULA}.npz"))
+    else:
+        train_and_export(config.replace(weight_ratio=None, weight_scheme="other_class_share"), data,
+                         members=members, study_variant=FORMULA)
+    objective = parse_objective(config.threshold_objective)
+    precision = objective.value if objective.kind == "recall_at_precision" else DEFAULT_OPERATING_PRECISION
+    with progress.step("weighting study", "paired bootstrap"):
+        section = weighting_study.study(config.output_dir, precision, formula_ratio)
+    update_run_json(config, {"weighting_study": section})
+    return section
 
 
 def select_members(tuner, data, config: RunConfig) -> tuple[Selection, list[Member]]:
