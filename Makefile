@@ -6,7 +6,7 @@ RUN ?= runs/sylva
 DATA ?= sylva
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install tune train evaluate report serve test test-fast bench bench-quick bench-confirm bench-confirm-quick bench-serving bench-tune bench-scale lint clean
+.PHONY: install tune train evaluate report serve test test-fast bench bench-quick bench-confirm bench-confirm-quick bench-serving bench-tune bench-scale bench-batch lint clean
 
 install: $(VENV)/.installed
 
@@ -69,6 +69,12 @@ bench-tune: install
 # CSVs under /tmp/imbalance-scale (about 1.3 GB at 5M rows), removed at the end.
 bench-scale: install
 	$(PY) -m benchmarks.scale
+
+# Batch scoring (`python -m serving.batch`) at 0.5M and 5M synthetic CSV rows, one and two direct-runner
+# workers, against the model's signature alone (docs/benchmarks.md, "Batch scoring"); CSVs under
+# /tmp/imbalance-batch, removed at the end.
+bench-batch: install
+	$(PY) -m benchmarks.batch_scoring
 
 lint: install
 	$(VENV)/bin/ruff check .

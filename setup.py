@@ -62,6 +62,7 @@ setup(
             "imbalance-evaluate=evaluation.task:main",
             "imbalance-drift=evaluation.drift:main",
             "imbalance-serve=serving.server:main",
+            "imbalance-predict=serving.batch:main",
         ]
     },
 )
