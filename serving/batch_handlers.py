@@ -1,20 +1,24 @@
-"""Beam model handlers for batch scoring.
+"""Beam model handlers for batch scoring, both run by Beam's `RunInference`.
 
-* Raw features (CSV, Parquet): `FeatureModelHandler`, a Beam `ModelHandler`
-  of the package's own on the `predict_features` signature. Beam's TensorFlow
-  handlers cannot load a Keras 3 SavedModel with dict inputs (apache/beam#30616);
-  this one loads the version with `serving.servable.Servable`, the server's
-  own loader, and calls the signature exactly as a REST request does, so batch
-  and served scores agree. Each element is a `Block` of up to BLOCK_ROWS rows;
-  Beam's `BatchElements` (inside `RunInference`) groups blocks into one model call.
-* tf.Example (TFRecord): tfx-bsl's `RunInference` on `serving_default`, the
-  TFX BulkInferrer's transform. tfx-bsl loads a SavedModel with the TF1
-  loader (`tf.compat.v1.saved_model.loader.load` into a `Session`), which
-  cannot restore this package's Keras 3 SavedModels ("Could not find variable
-  logits/kernel_1"); its own `load_override_fn` hook is given a loader that
-  answers the handler's `Session.run(fetches, feed_dict)` from the same
-  TF2-loaded signature (`SignatureSession`). Everything else (batching,
-  PredictionLog building) is tfx-bsl's.
+* Raw features (CSV, Parquet): `FeatureModelHandler`, a `ModelHandler` of
+  the package's own on the `predict_features` signature (Beam's TensorFlow
+  handlers call a model on one tensor, not on the dict of per-feature
+  tensors this signature takes). It loads the version with
+  `serving.servable.Servable`, the server's own loader, and calls the
+  signature as a REST Predict request does, so batch and served scores
+  agree. Each element is a `Block` of up to BLOCK_ROWS rows; Beam's
+  `BatchElements` (inside `RunInference`) groups blocks into one model call.
+* tf.Example (TFRecord): tfx-bsl's saved-model handler on `serving_default`
+  (`example_handler`), the handler of tfx-bsl's `RunInference` and so of
+  TFX's BulkInferrer. tfx-bsl loads a SavedModel with the TF1 loader
+  (`tf.compat.v1.saved_model.loader.load` into a `Session`), which cannot
+  restore this package's Keras 3 SavedModels (FailedPrecondition "Could not
+  find variable ensemble_dense_0/s", with tfx-bsl 1.21 and TensorFlow 2.21,
+  on a `trainer.task` and a `tuning.task` export). tfx-bsl's own
+  `load_override_fn` hook is given a loader whose object answers the
+  handler's `Session.run(fetches, feed_dict)` from the same TF2-loaded
+  signature (`SignatureSession`); batching and PredictionLog building stay
+  tfx-bsl's.
 
 Either way the model is loaded once per worker process (Beam's shared handle).
 """

@@ -14,6 +14,7 @@ the counts come back through Beam metrics.
 
 from __future__ import annotations
 
+import logging
 import os
 
 import apache_beam as beam
@@ -36,6 +37,18 @@ from trainer.beam_runner import make_pipeline
 from trainer.data.beam_files import Range, plan_ranges
 from trainer.data.ingest import DataError
 from trainer.layout import SAVED_MODEL_FILE, list_versions
+
+
+class _BeamMemoryProbeNoise(logging.Filter):
+    """Drops Beam's "Resource module is not available" warning (two a model load, on Linux).
+
+    apache_beam.ml.inference.base imports `resource` in one `try` with a
+    module that needs PyTorch, so without PyTorch its memory probe, which only
+    feeds a metric, is missing and warns on every load.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Resource module is not available" not in record.getMessage()
 
 
 class BatchError(ValueError):
@@ -145,6 +158,7 @@ def score(config: BatchConfig) -> BatchResult:
     output = os.path.abspath(config.output)
     _check_output(output)
     parent = os.path.dirname(output)
+    logging.getLogger().addFilter(_BeamMemoryProbeNoise())
     with staging_directory(parent, prefix=f"{os.path.basename(output)}.staging") as staging:
         os.makedirs(staging)
         pipeline = make_pipeline(config.beam_pipeline_args)
