@@ -2,6 +2,7 @@
 
     python -m evaluation.drift --run RUN --data 'scored/*.csv' --output DIR
     python -m evaluation.drift --reference 'week1/*.parquet' --data 'week2/*.parquet' --output DIR
+    python -m evaluation.drift --run RUN --logs 'logs/requests-*' --output DIR
 
 With `--run` alone the reference is the served version's training
 statistics (`RUN/data/train_statistics.pb`, kept by the data step; computed
@@ -12,7 +13,10 @@ vs current). With a run the served model also scores both sides (the
 reference side is the served execution's validation and test splits when the
 reference is its training statistics) and its score distribution, its
 predicted positive rate and the label rate are compared too
-(`evaluation.score_drift`).
+(`evaluation.score_drift`). `--logs` reads request logs (PredictionLog
+TFRecords: the server's request logger, `serving.batch`'s PredictionLog
+output) instead of data files: the rows are the logged requests and the
+current scores the logged responses (`evaluation.drift_logs`).
 
 Writes into DIR: `statistics.pb` (and `.pbtxt`) of the data,
 `reference_statistics.pb` (and `.pbtxt`), `anomalies.pb` and
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import shlex
@@ -37,7 +42,7 @@ from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
 from evaluation import skew
-from evaluation.drift_data import Reading, compute_statistics, infer_kinds
+from evaluation.drift_data import Reading, compute_statistics, infer_kinds, statistics_of
 from evaluation.score_drift import label_rate
 from trainer.atomic import write_json_atomically, write_text_atomically
 from trainer.data.ingest import DataError, sanitize_name
@@ -51,7 +56,7 @@ STATISTICS_SUFFIXES = (".pb", ".pbtxt")
 class DriftOptions:
     """What `evaluation.drift` compares (see the module docstring)."""
 
-    data: str
+    data: str | None
     output: str
     run: str | None = None
     reference: str | None = None
@@ -59,6 +64,7 @@ class DriftOptions:
     label: str | None = None
     min_rows: int = skew.MIN_ROWS
     score: bool = True
+    logs: str | None = None  # request logs (PredictionLog TFRecords) instead of `data`
     beam_pipeline_args: tuple[str, ...] = ()
 
 
@@ -156,14 +162,14 @@ def run_drift(options: DriftOptions) -> DriftResult:
         reading, label = _run_reading(served.data_dir)
     else:
         label = sanitize_name(options.label) if options.label else None
-        kinds_from = options.reference if options.reference and not options.reference.endswith(
-            STATISTICS_SUFFIXES) else options.data
+        kinds_from = options.reference if not options.reference.endswith(STATISTICS_SUFFIXES) else options.data
         reading = Reading(infer_kinds(kinds_from, label), label, "1")
     mode = skew.DRIFT if options.reference else skew.SKEW
     try:
         reference = (_statistics(options.reference, reading, options) if options.reference
                      else _training_statistics(served, reading, options))
-        current = _statistics(options.data, reading, options)
+        current = (_log_statistics(options.logs, reading, served.threshold, options) if options.logs
+                   else _statistics(options.data, reading, options))
     except ValueError as error:
         raise DataError(str(error)) from None
     schema = skew.comparators_schema(reference.datasets[0], _load_schema(options.schema), mode,
@@ -173,14 +179,16 @@ def run_drift(options: DriftOptions) -> DriftResult:
         rate = label_rate(reference.datasets[0], current.datasets[0], label)
         comparisons += [rate] if rate is not None else []
     if served is not None and options.score:
-        comparisons += _score_comparisons(served, reading, options)
+        comparisons += _score_comparisons(served, reading, options, current.datasets[0])
     result = DriftResult(mode, tuple(comparisons), served.version if served and options.score else None)
     _write(options.output, reference, current, schema, result)
     return result
 
 
-def _score_comparisons(served: _Served, reading: Reading, options: DriftOptions) -> list[skew.Comparison]:
-    from evaluation.score_drift import ServedScorer, compare_scores
+def _score_comparisons(served: _Served, reading: Reading, options: DriftOptions,
+                       current: statistics_pb2.DatasetFeatureStatistics) -> list[skew.Comparison]:
+    from evaluation.drift_logs import FLAGGED, SCORE
+    from evaluation.score_drift import ServedScorer, compare_scores, logged_summary, summarize
 
     scorer = ServedScorer(served.path)
     if options.reference:
@@ -188,8 +196,23 @@ def _score_comparisons(served: _Served, reading: Reading, options: DriftOptions)
     else:  # the served execution's held-out rows: TFRecords whose label is 0/1
         reference = scorer.score([os.path.join(served.data_dir, split, "data-*.tfrecord.gz")
                                   for split in ("validation", "test")], dataclasses.replace(reading, positive_value="1"))
-    current = scorer.score([options.data], reading)
-    return compare_scores(reference, current, served.threshold, options.min_rows)
+    if options.logs:  # the scores the server logged with each request
+        now = logged_summary(current, SCORE, FLAGGED)
+    else:
+        now = summarize(scorer.score([options.data], reading), served.threshold)
+    return compare_scores(summarize(reference, served.threshold), now, options.min_rows)
+
+
+def _log_statistics(pattern: str, reading: Reading, threshold: float, options: DriftOptions
+                    ) -> statistics_pb2.DatasetFeatureStatisticsList:
+    from evaluation.drift_logs import FLAGGED, SCORE, log_files, read_log_columns
+
+    stats = statistics_of(log_files(pattern), functools.partial(read_log_columns, reading=reading,
+                                                                threshold=threshold), pattern,
+                          options.beam_pipeline_args)
+    for name, kind in reading.kinds.items():
+        stats.kinds.setdefault(name, kind)
+    return to_proto(stats, os.path.basename(pattern), [*reading.kinds, SCORE, FLAGGED])
 
 
 def _write(output: str, reference, current, schema: schema_pb2.Schema, result: DriftResult) -> None:
@@ -224,7 +247,9 @@ def parse_args(argv: list[str] | None) -> DriftOptions:
     parser.add_argument("--reference", help="data FILE|GLOB, or statistics .pb/.pbtxt (default: the run's "
                                             "training statistics)")
     parser.add_argument("--data", help="the data to judge: FILE|GLOB (CSV, Parquet, TFRecord)")
-    parser.add_argument("--logs", help="request logs (PredictionLog TFRecords): not supported yet")
+    parser.add_argument("--logs", help="request logs instead of --data: PREFIX* of PredictionLog TFRecord files "
+                                       "(the server's request logger, serving.batch's PredictionLog output); "
+                                       "needs --run")
     parser.add_argument("--output", required=True, help="directory for statistics, anomalies and drift.json")
     parser.add_argument("--schema", help="a tensorflow_metadata Schema (text) with skew/drift comparators")
     parser.add_argument("--label", help="the label column, without --run")
@@ -233,12 +258,14 @@ def parse_args(argv: list[str] | None) -> DriftOptions:
     parser.add_argument("--no-score", action="store_true", help="do not load the served model")
     parser.add_argument("--beam-pipeline-args", default="", help="Beam options (default: in-process runner)")
     args = parser.parse_args(argv)
-    if args.logs:
-        parser.exit(2, "error: --logs is not supported yet: pass the logged rows as --data files\n")
-    if not args.data or not (args.run or args.reference):
-        parser.exit(2, "error: --data and one of --run or --reference are required\n")
+    if bool(args.data) == bool(args.logs):
+        parser.exit(2, "error: one of --data or --logs is required\n")
+    if args.logs and not args.run:
+        parser.exit(2, "error: --logs needs --run (the served model's features and threshold)\n")
+    if not (args.run or args.reference):
+        parser.exit(2, "error: one of --run or --reference is required\n")
     return DriftOptions(args.data, args.output, args.run, args.reference, args.schema, args.label, args.min_rows,
-                        not args.no_score, tuple(shlex.split(args.beam_pipeline_args)))
+                        not args.no_score, args.logs, tuple(shlex.split(args.beam_pipeline_args)))
 
 
 def main(argv: list[str] | None = None) -> int:

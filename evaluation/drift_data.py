@@ -12,10 +12,11 @@ combiner, whose merged value comes back through a file.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import pickle
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import apache_beam as beam
 import numpy as np
@@ -111,23 +112,33 @@ def compute_statistics(pattern: str, reading: Reading, beam_pipeline_args: Seque
     Raises:
       DataError: no file matches, or a file cannot be read.
     """
-    ranges = ranges_of(pattern)
+    stats = statistics_of(ranges_of(pattern), functools.partial(read_columns, reading=reading), pattern,
+                          beam_pipeline_args)
+    for name, kind in reading.kinds.items():  # a feature no batch had still has statistics (all missing)
+        stats.kinds.setdefault(name, kind)
+    return stats
+
+
+def statistics_of(parts: list, read: Callable[[object], Iterable[Columns]], what: str,
+                  beam_pipeline_args: Sequence[str] = ()) -> DataStatistics:
+    """One Beam pass: `read` turns each part into `Columns` batches, `StatisticsFn` merges them.
+
+    Raises:
+      DataError: a part cannot be read (`what` names the input in the message).
+    """
     with tempfile.TemporaryDirectory(prefix="drift-stats-") as scratch:
         result = os.path.join(scratch, "statistics.pkl")
         try:
             with make_pipeline(beam_pipeline_args) as pipeline:
                 _ = (pipeline
-                     | "Ranges" >> beam.Create(ranges)
-                     | "Read" >> beam.FlatMap(read_columns, reading)
+                     | "Parts" >> beam.Create(parts)
+                     | "Read" >> beam.FlatMap(read)
                      | "Statistics" >> beam.CombineGlobally(StatisticsFn())
                      | "Hand back" >> beam.Map(_dump, result))
         except Exception as error:  # a worker's read failure: one line
-            raise DataError(f"cannot read {pattern}: {str(error).strip().splitlines()[-1]}") from None
+            raise DataError(f"cannot read {what}: {str(error).strip().splitlines()[-1]}") from None
         with open(result, "rb") as handle:
-            stats = pickle.load(handle)
-    for name, kind in reading.kinds.items():  # a feature no batch had still has statistics (all missing)
-        stats.kinds.setdefault(name, kind)
-    return stats
+            return pickle.load(handle)
 
 
 def _dump(stats: DataStatistics, path: str) -> None:

@@ -67,13 +67,33 @@ def _model_input(columns: Columns, name: str, start: int) -> np.ndarray:
     return np.array(["" if v is None else v for v in values], dtype=object).astype(bytes)
 
 
+Summary = tuple  # (the scores' FeatureNameStatistics, (predicted positive rate, rows))
+
+
 def score_statistics(scores: np.ndarray) -> statistics_pb2.FeatureNameStatistics:
-    """The scores' statistics as a numeric feature named `served_model.score`."""
+    """The scores' statistics as a numeric feature at `SCORE_PATH`."""
     stats = DataStatistics().add(Columns(scores.size, {"score": scores}, {}))
-    feature = to_proto(stats).datasets[0].features[0]
+    return _at_score_path(to_proto(stats).datasets[0].features[0])
+
+
+def _at_score_path(feature: statistics_pb2.FeatureNameStatistics) -> statistics_pb2.FeatureNameStatistics:
     feature.path.ClearField("step")
     feature.path.step.extend(SCORE_PATH)
     return feature
+
+
+def summarize(scores: np.ndarray, threshold: float) -> Summary:
+    """The scores' statistics and the share of them at or above `threshold`."""
+    rate = float((scores >= threshold).mean()) if scores.size else 0.0
+    return score_statistics(scores), (rate, int(scores.size))
+
+
+def logged_summary(dataset: statistics_pb2.DatasetFeatureStatistics, score: str, flagged: str) -> Summary:
+    """The summary of scores logged with the rows: the statistics' `score` and 0/1 `flagged` features."""
+    by_name = {".".join(f.path.step): f for f in dataset.features}
+    scores, flags = statistics_pb2.FeatureNameStatistics(), by_name[flagged].num_stats
+    scores.CopyFrom(by_name[score])
+    return _at_score_path(scores), (flags.mean, int(flags.common_stats.num_non_missing))
 
 
 def rate_comparison(path: tuple[str, ...], reference: tuple[float, int], current: tuple[float, int],
@@ -105,14 +125,9 @@ def label_rate(reference: statistics_pb2.DatasetFeatureStatistics, current: stat
     return rate_comparison(("label_rate", label), *pair, tolerance) if None not in pair else None
 
 
-def compare_scores(reference: np.ndarray, current: np.ndarray, threshold: float, min_rows: int = MIN_ROWS,
+def compare_scores(reference: Summary, current: Summary, min_rows: int = MIN_ROWS,
                    tolerance: float = RATE_TOLERANCE) -> list[Comparison]:
-    """The score distributions and the predicted positive rates at `threshold` of two sets of scores."""
-    reference_stats, current_stats = score_statistics(reference), score_statistics(current)
-    results = compare_feature(reference_stats, current_stats, default_comparator(reference_stats), min_rows)
-
-    def flagged(scores: np.ndarray) -> tuple[float, int]:
-        return (float((scores >= threshold).mean()) if scores.size else 0.0), int(scores.size)
-
-    results.append(rate_comparison(POSITIVE_RATE_PATH, flagged(reference), flagged(current), tolerance))
+    """The score distributions and the predicted positive rates of two summaries (`summarize`)."""
+    results = compare_feature(reference[0], current[0], default_comparator(reference[0]), min_rows)
+    results.append(rate_comparison(POSITIVE_RATE_PATH, reference[1], current[1], tolerance))
     return results

@@ -288,3 +288,51 @@ def test_drift_of_a_served_run_compares_its_scores(tiny_run, traffic, tmp_path, 
 
 def _by_name_dataset(dataset) -> dict:
     return {feature.path.step[0]: feature for feature in dataset.features}
+
+
+def _write_request_log(path: str, frame: pd.DataFrame, version_dir: str) -> None:
+    """The rows as the server's request logger writes them: half Predict on predict_features, half Classify."""
+    import tensorflow as tf
+    from tensorflow_serving.config import logging_config_pb2
+
+    from serving import prediction_log
+    from tests.conftest import serialized_example
+    from trainer.data.beam_files import frame_records
+
+    features = frame.drop(columns=["target"])
+    inputs = {name: (features[name].to_numpy(np.float32) if features[name].dtype.kind == "f"
+                     else features[name].fillna("").to_numpy(object).astype(bytes)) for name in features}
+    scores = tf.saved_model.load(version_dir).signatures["predict_features"](
+        **{name: tf.constant(values) for name, values in inputs.items()})["scores"].numpy()
+    half = len(frame) // 2
+    predicts = prediction_log.rest_predict("imbalance", 1, "predict_features",
+                                           {name: values[:half] for name, values in inputs.items()},
+                                           {"scores": scores[:half]})
+    examples = [serialized_example(row) for row in features.iloc[half:].to_dict(orient="records")]
+    classifies = prediction_log.rest_classify("imbalance", 1, "classification", examples,
+                                              [[("0", 1.0 - s), ("1", s)] for s in scores[half:].tolist()])
+    sampling = logging_config_pb2.SamplingConfig(sampling_rate=1.0)
+    records = [*prediction_log.records(prediction_log.Entry("predict", lambda: predicts, 0), sampling),
+               *prediction_log.records(prediction_log.Entry("classify", lambda: classifies, 0), sampling)]
+    with open(path, "wb") as handle:
+        handle.write(frame_records(records))
+
+
+def test_drift_reads_request_logs(tiny_run, traffic, tmp_path, capsys):
+    """Logged requests give the statistics of the same rows read from a file, and the scores the model gave."""
+    config, weighted, _ = tiny_run
+    _write_request_log(str(tmp_path / "requests-0001.tfrecord"), pd.read_csv(traffic["shifted"]),
+                       weighted["version_dir"])
+    common = ("--run", config.output_dir, "--reference", traffic["reference"])
+    status, lines, logged = _drift(capsys, *common, "--logs", str(tmp_path / "requests-*"), "--output",
+                                   str(tmp_path / "logs"))
+    _, _, read = _drift(capsys, *common, "--data", traffic["shifted"], "--output", str(tmp_path / "files"))
+    assert status == 1 and _flagged(logged) == _flagged(read) - {"label_rate.target"}
+    for name, comparison in read.items():
+        if name != "label_rate.target":
+            assert logged[name]["value"] == pytest.approx(comparison["value"], rel=1e-4, abs=1e-6), name
+            assert logged[name]["current_n"] == comparison["current_n"], name
+    from_logs = _by_name(statistics.load_statistics(str(tmp_path / "logs" / "statistics.pb")))
+    from_file = _by_name(statistics.load_statistics(str(tmp_path / "files" / "statistics.pb")))
+    assert from_logs["channel"].string_stats == from_file["channel"].string_stats
+    assert from_logs["x4"].num_stats.mean == pytest.approx(from_file["x4"].num_stats.mean, rel=1e-6)
