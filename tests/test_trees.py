@@ -93,3 +93,44 @@ def test_cross_validated_trees_stop_all_folds_at_the_round_of_best_mean_held_out
     assert all(mean[expected - 1] >= mean[r] for r in range(min(expected + EARLY_STOPPING_ROUNDS, 400)))
     for booster in boosters:
         assert booster.current_iteration() >= rounds  # each fold grew at least the shared count
+
+
+@pytest.mark.slow  # trains LightGBM for 2,000 rounds
+def test_trees_at_the_search_edge_export_small_and_predict_as_lightgbm(tmp_path):
+    """128 leaves x MAX_ROUNDS trees: saved_model.pb stays small, the served margins are LightGBM's.
+
+    Node arrays kept as constants inside the depth loop made the graph grow
+    with depth x nodes x traced signatures (about 1 GB here).
+    """
+    import os
+
+    import lightgbm
+
+    from trainer.calibration import Calibration
+    from trainer.export import ServingModule, export_version
+    from trainer.hparams import declare_tree_hparams, with_values
+    from trainer.trees import MAX_ROUNDS, _settings
+
+    space = with_values((100, 10), {}).space  # the search space: the largest num_leaves
+    leaves = next(p.max_value for p in space if p.name == "num_leaves")
+    params = {**declare_tree_hparams(with_values((100, 10), {})), "num_leaves": leaves, "tree_learning_rate": 0.01,
+              "min_child_samples": 2, "feature_fraction": 1.0, "bagging_fraction": 1.0}
+    generator = np.random.default_rng(0)
+    x = generator.normal(size=(600, 4))
+    x[generator.random(x.shape) < 0.1] = np.nan
+    labels = (generator.random(600) < 1 / (1 + np.exp(-(np.nan_to_num(x[:, 0]) - 2)))).astype(np.int64)
+    settings = {**_settings(params, 0), "num_threads": 1}  # one thread: far faster on a busy 2-core machine
+    booster = lightgbm.train(settings, lightgbm.Dataset(x, labels), num_boost_round=MAX_ROUNDS)
+    trees = flatten(booster.dump_model())
+    assert len(trees.roots) == MAX_ROUNDS and len(trees.feature) > 200_000 and trees.depth > 20
+
+    schema = Schema(tuple(Feature(f"x{i}", "numeric") for i in range(4)), "y")
+    module = ServingModule(to_keras(booster, schema), schema, Calibration("platt", 1.0, 0.0), threshold=0.5)
+    path = export_version(module, str(tmp_path))
+    assert os.path.getsize(os.path.join(path, "saved_model.pb")) < 1_000_000
+
+    rows = np.concatenate([x[:200], generator.normal(size=(50, 4))])
+    served = tf.saved_model.load(path).signatures["predict_features"](
+        **{f"x{i}": tf.constant(rows[:, i], tf.float32) for i in range(4)})["logits"].numpy()
+    expected = booster.predict(rows.astype(np.float32).astype(np.float64), raw_score=True)
+    np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-5)

@@ -218,12 +218,16 @@ def _as_dict(history) -> dict:
     return {name: [float(v) for v in values] for name, values in history.history.items()}
 
 
-@keras.saving.register_keras_serializable(package="imbalance")
 class Blend(keras.Model):
     """A weighted mean of models' probabilities: raw features -> logits [N, 2].
 
     log(sum_i w_i p_i), computed as a logsumexp of log w_i + log p_i so that
     no probability underflows to log(0).
+
+    Not Keras-serializable (no `get_config`, not registered), like
+    `trainer.crossval.FoldEnsemble` and `trainer.trees.GradientBoostedTrees`:
+    it holds trained models, and is exported only as a SavedModel
+    (trainer/export.py); nothing saves or loads it in Keras' format.
     """
 
     def __init__(self, models: list, weights: list[float], **kwargs):

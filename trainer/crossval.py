@@ -106,6 +106,9 @@ class FoldEnsemble(keras.Model):
 
     An MLP contributes one member, a TabM model its k members; the exported
     probability is the mean over all of them (`ensemble_logits`).
+
+    Not Keras-serializable (no `get_config`, not registered), as
+    `trainer.candidates.Blend`: it is exported only as a SavedModel.
     """
 
     def __init__(self, models: list, **kwargs):

@@ -88,15 +88,31 @@ def flatten(dump: dict) -> FlatTrees:
                      np.array(table[6], np.float64), np.array(roots, np.int32), depth)
 
 
-@keras.saving.register_keras_serializable(package="imbalance")
+NODE_ARRAYS = ("feature", "threshold", "left", "right", "default_left", "missing_type", "value", "roots")
+
+
 class GradientBoostedTrees(keras.Model):
-    """Raw features -> logits [N, 2] = [0, LightGBM raw score], in TensorFlow ops."""
+    """Raw features -> logits [N, 2] = [0, LightGBM raw score], in TensorFlow ops.
+
+    Each of `FlatTrees`' node arrays is one non-trainable variable, created
+    here: a SavedModel keeps it once, in `variables/`. (Constants gathered
+    inside the depth loop were copied into `saved_model.pb` for every level
+    and every traced signature, which at 128 leaves x 2,000 rounds heads for
+    protobuf's 2 GB limit; tests/test_trees.py bounds the size.)
+
+    Not Keras-serializable (no `get_config`, not registered): it is built
+    from a booster and exported only as a SavedModel (trainer/export.py);
+    nothing saves or loads it in Keras' format.
+    """
 
     def __init__(self, schema: Schema, trees: FlatTrees, **kwargs):
         super().__init__(**kwargs)
-        self.schema, self.trees = schema, trees
+        self.schema, self.depth = schema, trees.depth
         self.lookups = {f.name: layers.StringLookup(vocabulary=list(f.vocabulary) or ["<none>"], num_oov_indices=1)
                         for f in schema.categorical}
+        self.nodes = [self.add_weight(shape=getattr(trees, name).shape, dtype=getattr(trees, name).dtype.name,
+                                      initializer=_constant(getattr(trees, name)), trainable=False, name=name)
+                      for name in NODE_ARRAYS]
 
     def call(self, features, training=False):
         columns = []
@@ -109,18 +125,29 @@ class GradientBoostedTrees(keras.Model):
         return tf.cast(self.raw_score(x), tf.float32)
 
     def raw_score(self, x):  # x: [N, F] float64 -> [N, 2]
-        t = self.trees
-        node = tf.tile(tf.constant(t.roots)[None, :], [tf.shape(x)[0], 1])  # [N, T]
-        for _ in range(t.depth):
-            value = tf.gather(x, tf.gather(t.feature, node), batch_dims=1)  # [N, T]
-            missing_type = tf.gather(t.missing_type, node)
+        # Each variable is read once per call, and the levels are one tf.while_loop rather than a Python loop,
+        # so a traced graph's size depends on neither the node count nor the depth (up to 127 at 128 leaves).
+        feature, threshold, left, right, default_left, missing_type, leaf, roots = (
+            tf.convert_to_tensor(v) for v in self.nodes)
+
+        def descend(node):  # node: [N, T] -> each tree's child on x's path (a leaf stays itself)
+            value = tf.gather(x, tf.gather(feature, node), batch_dims=1)  # [N, T]
+            kind = tf.gather(missing_type, node)
             is_nan = tf.math.is_nan(value)
-            value = tf.where(is_nan & (missing_type != NAN), tf.zeros_like(value), value)  # NaN -> 0 unless NaN-aware
-            missing = ((missing_type == ZERO) & (tf.abs(value) <= ZERO_THRESHOLD)) | ((missing_type == NAN) & is_nan)
-            go_left = tf.where(missing, tf.gather(t.default_left, node), value <= tf.gather(t.threshold, node))
-            node = tf.where(go_left, tf.gather(t.left, node), tf.gather(t.right, node))
-        score = tf.reduce_sum(tf.gather(t.value, node), axis=1)  # [N]
+            value = tf.where(is_nan & (kind != NAN), tf.zeros_like(value), value)  # NaN -> 0 unless NaN-aware
+            missing = ((kind == ZERO) & (tf.abs(value) <= ZERO_THRESHOLD)) | ((kind == NAN) & is_nan)
+            go_left = tf.where(missing, tf.gather(default_left, node), value <= tf.gather(threshold, node))
+            return (tf.where(go_left, tf.gather(left, node), tf.gather(right, node)),)
+
+        node = tf.tile(roots[None, :], [tf.shape(x)[0], 1])  # [N, T]
+        (node,) = tf.while_loop(lambda node: True, descend, (node,), maximum_iterations=self.depth)
+        score = tf.reduce_sum(tf.gather(leaf, node), axis=1)  # [N]
         return tf.stack([tf.zeros_like(score), score], axis=1)
+
+
+def _constant(array: np.ndarray):
+    """A Keras initializer returning `array` (shape and dtype already match)."""
+    return lambda shape, dtype=None: tf.constant(array)
 
 
 def fit_trees(train_x: np.ndarray, train_y: np.ndarray, weights: tuple[float, float], params: dict, seed: int,
