@@ -11,12 +11,12 @@ reason type and description.
 Defaults (docs/design.md, "Skew and drift"): categorical features
 L-infinity 0.1; numeric ones Jensen-Shannon 0.1 over the quantiles
 histograms (TFDV's own default source, the equal-width histogram, reads a
-heavy-tailed feature's range: two samples of one log-normal differ by 0.06
-to 0.28 at any size, so it alarms on noise); both sides need `MIN_ROWS`
-values, else the comparison is reported as "too few rows to judge" and
-never alarms (two samples of 500 from one distribution: JSD 99th
-percentile 0.07 (normal) to 0.08 (log-normal), L-infinity over 5 values
-0.09).
+heavy-tailed feature's range: two samples of one log-normal differ by 0.21
+to 0.34 at the 99th percentile at any size, so it alarms on noise); both
+sides need `MIN_ROWS` values, else the comparison is reported as "too few
+rows to judge" and never alarms (two samples of 500 from one distribution:
+JSD 99th percentile 0.069 (normal) to 0.087 (log-normal), L-infinity over 5
+values 0.076; `python -m benchmarks.drift_noise`).
 """
 
 from __future__ import annotations
