@@ -90,7 +90,10 @@ def test_examples_merge_context_and_types():
 
 
 def test_parse_body_rejects_non_objects():
-    assert codec.parse_body(b'{"a": NaN}')["a"] != 0
-    for body in (b"", b"[]", b"\xff", b"[" * 100000):
-        with pytest.raises(ServingError):
+    # NaN and Infinity (JSON extensions) are read as those floats, not as some other number or an error.
+    parsed = codec.parse_body(b'{"a": NaN, "b": -Infinity}')
+    assert np.isnan(parsed["a"]) and parsed["b"] == -np.inf
+    for body, message in ((b"", "JSON Parse error"), (b"[]", "must be a JSON object, got list"),
+                          (b"\xff", "JSON Parse error"), (b"[" * 100000, "JSON Parse error")):
+        with pytest.raises(ServingError, match=message):
             codec.parse_body(body)

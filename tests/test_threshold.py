@@ -68,9 +68,15 @@ def test_unreachable_floor_falls_back_to_f1_with_warning(rng):
         max(f for *_, f in _brute_force(labels, scores)))
 
 
-@pytest.mark.parametrize("spec", ["recall", "recall_at_precision", "recall_at_precision:1.5", "fbeta:-1", "f2"])
-def test_bad_objective_is_rejected(spec):
-    with pytest.raises(ConfigError):
+@pytest.mark.parametrize("spec,message", [
+    ("recall", "unknown threshold objective 'recall': use recall_at_precision:P"),
+    ("recall_at_precision", "unknown threshold objective 'recall_at_precision':"),  # P missing
+    ("recall_at_precision:1.5", r"1\.5 must be in \(0, 1\]"),
+    ("fbeta:-1", "unknown threshold objective 'fbeta:-1':"),  # beta must be > 0
+    ("f2", "unknown threshold objective 'f2':"),  # spelled fbeta:2
+])
+def test_bad_objective_is_rejected(spec, message):
+    with pytest.raises(ConfigError, match=message):
         parse_objective(spec)
 
 
