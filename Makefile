@@ -37,8 +37,9 @@ serve: install
 # Two pytest workers (pytest-xdist): most tests are single-threaded Python (Beam, TFMA, keras-tuner),
 # so the 2 cores run two at once. worksteal balances test by test (a worker may rebuild a module
 # fixture the other also built); measured 7:44 against 11:23 for whole files per worker (README).
+# --durations=15 prints the slowest tests, so a test that grows past its budget shows in every run.
 test: install
-	$(PY) -m pytest tests -n 2 --dist worksteal
+	$(PY) -m pytest tests -n 2 --dist worksteal --durations=15
 
 # Unit tests only: no training, Beam, TFMA or server (tests/conftest.py marks users of such fixtures `slow`).
 test-fast: install
