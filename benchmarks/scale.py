@@ -3,7 +3,7 @@
     python -m benchmarks.scale [--workdir /tmp/imbalance-scale] [--multiples 1 4 10] [--keep]
     python -m benchmarks.scale train RUN_DIR [--input auto|cache|stream] [--validation-input auto|cache|stream]
 
-Per size, a multiple of the seed scale (500,000 negatives + 31,000 positives,
+Per size, a multiple of the reference scale (500,000 negatives + 31,000 positives,
 the synthetic set's 94% / 6% mix): 531,000, 2,124,000 and 5,310,000 rows.
 
 1. The CSV: `benchmarks.data_step write-csv` in a child process, kept in
@@ -43,7 +43,7 @@ import sys
 import tempfile
 import time
 
-from trainer.config import SYNTHETIC_ROWS as FULL_SYNTHETIC  # the seed scale: 500,000 + 31,000
+from trainer.config import SYNTHETIC_ROWS as FULL_SYNTHETIC  # the reference scale: 500,000 + 31,000
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results", "scale.json")

@@ -1,4 +1,4 @@
-"""Speed and scale on the synthetic seed-scale data, at 1/10, 1/4 and 1/1 of a size.
+"""Speed and scale on the synthetic reference-scale data, at 1/10, 1/4 and 1/1 of a size.
 
 Per size:
   * prepare: `prepare_data` (Beam split to TFRecords) wall time;
@@ -32,7 +32,7 @@ import numpy as np
 
 from benchmarks.datasets import FULL_SYNTHETIC
 
-QUICK_BASE = (10_000, 620)  # 1/50 of the seed scale, same 5.8% positive rate
+QUICK_BASE = (10_000, 620)  # 1/50 of the reference scale, same 5.8% positive rate
 GROWTH = (10, 4, 1)  # divisors of the base size
 
 

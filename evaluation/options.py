@@ -18,7 +18,7 @@ class EvaluationOptions:
     Attributes:
       slice_features: Features to slice by. None = every categorical feature of
         the schema with at most `max_slice_vocabulary` values. Numeric features
-        named here are sliced by buckets of their training z-score.
+        named here are sliced by their training quartiles (evaluation/slicing.py).
       max_slice_vocabulary: Vocabulary limit for the default slices.
       min_recall: Value threshold: the candidate's minority recall at its own
         threshold on the overall test split must be at least this, judged

@@ -23,7 +23,7 @@ def batch(rng):
 def test_weighted_ce_matches_seed_formula(batch):
     logits, labels = batch
     weights = (0.0615, 0.9385)
-    # The seed's formula: w[y] * (-z[y] + log(sum_j exp z[j])), averaged over the batch.
+    # The original design's formula: w[y] * (-z[y] + log(sum_j exp z[j])), averaged over the batch.
     z = logits.astype(np.float64)
     expected = np.mean([weights[y] * (-z[i, y] + np.log(np.exp(z[i]).sum())) for i, y in enumerate(labels)])
     got = float(WeightedCrossEntropy(weights)(labels, logits))

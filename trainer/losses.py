@@ -3,7 +3,7 @@
 Notation (docs/design.md §3): classes 0 = majority, 1 = minority; N_c
 training examples of class c; logits z [N, 2]; single logit s = z1 - z0.
 Every loss returns the per-example value [N]; Keras averages it over the
-batch, which is the founding design's "averaged over the batch". For an ensemble's
+batch, which is the original design's "averaged over the batch". For an ensemble's
 per-member logits [N, k, 2] it returns [N * k]: each member is trained on its
 own loss, and the mean runs over members too.
 """
@@ -28,7 +28,7 @@ def class_weights(counts: tuple[int, int], scheme: str = "balanced", ratio: floa
     Args:
       counts: (N_0, N_1).
       scheme: `other_class_share` ([N1/N, N0/N]: each class weighted by
-        the other class's share, the founding design's formula), `balanced` (N / (2 N_c)),
+        the other class's share, the original design's formula), `balanced` (N / (2 N_c)),
         `effective_number` ((1 - beta) / (1 - beta^N_c), Cui et al. 2019,
         scaled so the mean example weight is 1) or `none`.
       ratio: An explicit r = w1 / w0, overriding `scheme`; scaled so the mean
@@ -59,7 +59,7 @@ def _one_hot(y_true, dtype) -> keras.KerasTensor:
 
 
 class WeightedCrossEntropy(keras.losses.Loss):
-    """`w[y] * (-z[y] + log(sum_j exp z[j]))` per example (the founding design's loss)."""
+    """`w[y] * (-z[y] + log(sum_j exp z[j]))` per example (the original design's loss)."""
 
     def __init__(self, weights=(1.0, 1.0), name="weighted_ce", **kwargs):
         super().__init__(name=name, **kwargs)

@@ -1,4 +1,4 @@
-"""A synthetic dataset at the founding problem's scale (500,000 vs 31,000).
+"""A synthetic dataset at the reference problem's scale (500,000 vs 31,000).
 
 Numeric and categorical features with missing values; positives differ from
 negatives in a few numeric directions and in their category mix, so the task is
