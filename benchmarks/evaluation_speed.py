@@ -28,6 +28,7 @@ import time
 
 from benchmarks.datasets import FULL_SYNTHETIC
 from benchmarks.speed import prepare, run_worker
+from trainer.layout import RUN_JSON
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "evaluation_speed.json")
 TWO_WORKERS = "--direct_num_workers=2 --direct_running_mode=multi_processing"
@@ -37,7 +38,7 @@ VARIANTS = (("default", ("--intervals", "auto")), ("no_intervals", ("--intervals
 
 def ensure_run(run_dir: str, divisor: int, log) -> dict:
     """Prepares and trains the run at 1/divisor of the reference scale unless `run_dir` already holds it."""
-    if os.path.exists(os.path.join(run_dir, "run.json")):
+    if os.path.exists(os.path.join(run_dir, RUN_JSON)):
         return {"reused": True}
     rows = (FULL_SYNTHETIC[0] // divisor, FULL_SYNTHETIC[1] // divisor)
     _, _, seconds = prepare(rows, run_dir)

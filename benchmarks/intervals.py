@@ -17,6 +17,8 @@ import json
 import os
 import time
 
+from trainer.layout import DATA_DIR, RUN_JSON
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN = os.path.join(ROOT, "benchmarks", "results", "intervals-run")
 RESULT = os.path.join(ROOT, "benchmarks", "results", "intervals.json")
@@ -29,9 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from evaluation import EvaluationOptions, run_evaluation
     from trainer.config import RunConfig
+    from trainer.data.split import load_counts
     from trainer.pipeline import train_and_export
 
-    if not os.path.exists(os.path.join(RUN, "run.json")):
+    if not os.path.exists(os.path.join(RUN, RUN_JSON)):
         config = RunConfig(data="synthetic", synthetic_rows=tuple(args.rows), output_dir=RUN, epochs=2, verbose=0,
                            selection="validation")
         train_and_export(config)
@@ -47,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     base = results.get("none", next(iter(results.values())))["tfma_seconds"]
     for value in results.values():
         value["tfma_ratio_to_none"] = round(value["tfma_seconds"] / base, 2)
-    test = json.load(open(os.path.join(RUN, "data", "class_counts.json")))["test"]
+    test = load_counts(os.path.join(RUN, DATA_DIR))["test"]
     payload = {"rows": list(args.rows), "test_examples": sum(test), "cpus": os.cpu_count(), "results": results}
     with open(RESULT, "w") as handle:
         json.dump(payload, handle, indent=1)

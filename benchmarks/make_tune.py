@@ -20,6 +20,8 @@ import sys
 import tempfile
 import time
 
+from trainer.layout import execution_dir, execution_ids, read_run_json
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULT = os.path.join(ROOT, "benchmarks", "results", "make_tune.json")
 
@@ -34,8 +36,7 @@ def measure(time_budget: str) -> dict:
         if done.returncode not in (0, 1):  # 1: the candidate was NOT_BLESSED, which is a result too
             raise RuntimeError(f"make tune failed with exit status {done.returncode}")
         total = time.time() - started
-        with open(os.path.join(run, "executions", "0001", "run.json")) as handle:
-            summary = json.load(handle)
+        summary = read_run_json(execution_dir(run, execution_ids(run)[0]))
     tuning = summary["tuning"]
     return {
         "dataset": "sylva", "trials": tuning["trials"], "tuning_epochs": summary["config"]["tuning_epochs"],

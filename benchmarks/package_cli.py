@@ -25,10 +25,8 @@ import numpy as np
 
 from benchmarks.contenders import verify_split, write_parquet
 from benchmarks.datasets import Dataset
-
-EXECUTIONS = "executions"  # RUN/executions/<id>/ (docs: tuning.task's help)
-SERVING = "serving_model"  # RUN/serving_model/<version>/, what `make serve` loads
-PUSH_RECORD = os.path.join("assets.extra", "push.json")  # a pushed copy's own record of its threshold
+from trainer.layout import EXECUTIONS_DIR, RUN_JSON, SERVING_DIR, execution_dir, execution_ids
+from tuning.push import PUSH_FILE  # a pushed copy's own record of its threshold
 
 
 def tune_argv(data_path: str, run_dir: str, seed: int, trials: int) -> list[str]:
@@ -39,12 +37,11 @@ def tune_argv(data_path: str, run_dir: str, seed: int, trials: int) -> list[str]
 
 def first_execution(run_dir: str) -> tuple[str, dict]:
     """The first execution's directory and its run.json ({} if it wrote none)."""
-    root = os.path.join(run_dir, EXECUTIONS)
-    ids = sorted((name for name in os.listdir(root) if name.isdigit()), key=int) if os.path.isdir(root) else []
+    ids = execution_ids(run_dir)
     if not ids:
-        raise RuntimeError(f"tuning.task left no execution under {root}")
-    path = os.path.join(root, ids[0])
-    run_json = os.path.join(path, "run.json")
+        raise RuntimeError(f"tuning.task left no execution under {os.path.join(run_dir, EXECUTIONS_DIR)}")
+    path = execution_dir(run_dir, ids[0])
+    run_json = os.path.join(path, RUN_JSON)
     if not os.path.exists(run_json):
         return path, {}
     with open(run_json) as handle:
@@ -60,14 +57,14 @@ def served_dir(run_dir: str, push: dict) -> str | None:
     """The pushed copy's directory, from `push.path` or `push.version`, if it exists."""
     candidates = [push.get("path")]
     if push.get("version") is not None:
-        candidates.append(os.path.join(run_dir, SERVING, str(push["version"])))
+        candidates.append(os.path.join(run_dir, SERVING_DIR, str(push["version"])))
     return next((c for c in candidates if c and os.path.isdir(c)), None)
 
 
 def decision_threshold(weighted: dict, model_dir: str, pushed: bool) -> float | None:
     """The threshold of the scored model: a pushed copy's own record (the candidate's, or the unweighted
     twin's when the first execution served the twin), else run.json's `weighted.threshold(.value)`."""
-    record = os.path.join(model_dir, PUSH_RECORD)
+    record = os.path.join(model_dir, PUSH_FILE)
     if pushed and os.path.exists(record):
         with open(record) as handle:
             return float(json.load(handle)["threshold"])
@@ -76,7 +73,7 @@ def decision_threshold(weighted: dict, model_dir: str, pushed: bool) -> float | 
         threshold = threshold.get("value")
     if isinstance(threshold, (int, float)):
         return float(threshold)
-    record = os.path.join(model_dir, PUSH_RECORD)
+    record = os.path.join(model_dir, PUSH_FILE)
     if os.path.exists(record):
         with open(record) as handle:
             return float(json.load(handle)["threshold"])

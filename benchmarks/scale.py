@@ -44,6 +44,7 @@ import tempfile
 import time
 
 from trainer.config import SYNTHETIC_ROWS as FULL_SYNTHETIC  # the reference scale: 500,000 + 31,000
+from trainer.layout import DATA_DIR
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results", "scale.json")
@@ -105,7 +106,7 @@ def train_epoch(run_dir: str, input_path: str, validation_path: str = "auto") ->
     from trainer.model import build_model, class_priors
     from trainer.train import EVAL_BATCH, compile_and_fit, fit_settings
 
-    directory = os.path.join(run_dir, "data")
+    directory = os.path.join(run_dir, DATA_DIR)
     with open(os.path.join(directory, SOURCE_FILE)) as handle:
         source = json.load(handle)
     data = PreparedData(directory, load_schema(directory), load_counts(directory), source)

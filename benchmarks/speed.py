@@ -31,6 +31,7 @@ import time
 import numpy as np
 
 from benchmarks.datasets import FULL_SYNTHETIC
+from trainer.layout import DATA_DIR
 
 QUICK_BASE = (10_000, 620)  # 1/50 of the reference scale, same 5.8% positive rate
 GROWTH = (10, 4, 1)  # divisors of the base size
@@ -248,7 +249,7 @@ def throughput_of_run(run_dir: str, epochs: int = 3) -> dict:
     from trainer.data.schema import load_schema
     from trainer.data.split import load_counts
 
-    directory = os.path.join(run_dir, "data")
+    directory = os.path.join(run_dir, DATA_DIR)
     with open(os.path.join(directory, SOURCE_FILE)) as handle:
         source = json.load(handle)
     data = PreparedData(directory, load_schema(directory), load_counts(directory), source)

@@ -57,6 +57,8 @@ import tempfile
 import threading
 import time
 
+from trainer.layout import DATA_DIR
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results", "statistics_engines.json")
 SIZES = {"531k": (500_000, 31_000), "133k": (125_000, 7_750)}
@@ -385,7 +387,7 @@ def compare(truth: dict, package: dict | None, tft: dict | None, features) -> di
 # ---------------------------------------------------------------- the driver
 
 def _features(run_dir: str) -> list[tuple[str, str]]:
-    with open(os.path.join(run_dir, "data", "schema.json")) as handle:
+    with open(os.path.join(run_dir, DATA_DIR, "schema.json")) as handle:
         return [(f["name"], f["kind"]) for f in json.load(handle)["features"]]
 
 

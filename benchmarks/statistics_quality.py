@@ -30,6 +30,7 @@ import numpy as np
 from benchmarks.contenders import write_parquet
 from benchmarks.datasets import load_sylva, load_synthetic
 from trainer.atomic import write_json_atomically
+from trainer.layout import DATA_DIR
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULT = os.path.join(ROOT, "benchmarks", "results", "statistics_quality.json")
@@ -46,7 +47,7 @@ def run_one(path: str, name: str, seed: int, engine: str, workdir: str) -> tuple
     shutil.rmtree(output_dir, ignore_errors=True)
     config = RunConfig(data=path, label="target", output_dir=output_dir, seed=seed, data_engine=engine)
     summary = train_and_export(config, values={"model_family": "neural"})
-    schema = load_schema(os.path.join(output_dir, "data"))
+    schema = load_schema(os.path.join(output_dir, DATA_DIR))
     shutil.rmtree(output_dir, ignore_errors=True)
     row = {"dataset": name, "seed": seed, "engine": engine, "test_pr_auc": summary["test"]["pr_auc"],
            "train_seconds": summary["train_seconds"]}

@@ -27,14 +27,15 @@ import sys
 import time
 
 from trainer.config import SYNTHETIC_ROWS
+from trainer.layout import DATA_DIR
 
 
 def train(run_dir: str, epochs: int) -> dict:
     from trainer.config import RunConfig
-    from trainer.data.prepare import prepare_data
+    from trainer.data.prepare import SOURCE_FILE, prepare_data
     from trainer.pipeline import train_and_export
 
-    with open(os.path.join(run_dir, "data", "source.json")) as handle:
+    with open(os.path.join(run_dir, DATA_DIR, SOURCE_FILE)) as handle:
         source = json.load(handle)
     config = RunConfig(data=source["data"], seed=source["seed"], output_dir=run_dir, epochs=epochs,
                        patience=epochs + 1, verbose=0,
@@ -130,15 +131,17 @@ def tune(run_dir: str, trials: int, tuning_epochs: int, epochs: int) -> dict:
     import shutil
 
     from trainer.config import RunConfig
+    from trainer.data.prepare import SOURCE_FILE
+    from trainer.data.split import load_counts
     from trainer.layout import execution_dir
     from tuning.pipeline import run_tuning
 
-    with open(os.path.join(run_dir, "data", "source.json")) as handle:
+    with open(os.path.join(run_dir, DATA_DIR, SOURCE_FILE)) as handle:
         source = json.load(handle)
     tune_dir = run_dir + "-tune"
     shutil.rmtree(tune_dir, ignore_errors=True)
     execution = execution_dir(tune_dir, "0001")  # the first execution finds its data prepared
-    shutil.copytree(os.path.join(run_dir, "data"), os.path.join(execution, "data"))
+    shutil.copytree(os.path.join(run_dir, DATA_DIR), os.path.join(execution, DATA_DIR))
     config = RunConfig(data=source["data"], synthetic_rows=tuple(source["synthetic_rows"]), seed=source["seed"],
                        output_dir=tune_dir, max_trials=trials, tuning_epochs=tuning_epochs, epochs=epochs,
                        patience=epochs + 1, verbose=0)
@@ -146,8 +149,7 @@ def tune(run_dir: str, trials: int, tuning_epochs: int, epochs: int) -> dict:
     summary = run_tuning(config)
     total = time.time() - started
     search, done = summary["tuning"]["search_seconds"], summary["tuning"]["trials"]
-    with open(os.path.join(execution, "data", "class_counts.json")) as handle:
-        train_examples = sum(json.load(handle)["train"])
+    train_examples = sum(load_counts(os.path.join(execution, DATA_DIR))["train"])
     shutil.rmtree(tune_dir, ignore_errors=True)
     return {"trials": done, "tuning_epochs": tuning_epochs, "retrain_epochs": epochs, "search_seconds": search,
             "seconds_per_trial": search / max(done, 1),
