@@ -28,7 +28,7 @@ from trainer.atomic import rename_to_next_version, staging_directory
 from trainer.bodies import ensemble_logits
 from trainer.calibration import Calibration, calibrate_graph
 from trainer.data.schema import Schema
-from trainer.layout import CLASSIFY_METHOD, SAVED_MODEL_FILE, WARMUP_FILE
+from trainer.layout import CLASSIFY_METHOD, SAVED_MODEL_FILE, TREES_FILE, WARMUP_FILE
 
 
 class ServingModule(tf.Module):
@@ -112,6 +112,10 @@ def export_version(module: ServingModule, base: str) -> str:
             raise storage from None
         mark_classify_signature(staging, "classification")
         write_warmup_requests(staging, module.feature_dtypes())
+        booster_text = getattr(module.model, "booster_text", None)  # a trees-only model (trainer.trees.to_keras)
+        if booster_text is not None:
+            with open(os.path.join(staging, TREES_FILE), "w", encoding="utf-8") as handle:
+                handle.write(booster_text)
         return rename_to_next_version(staging, base)
 
 

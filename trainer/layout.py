@@ -54,6 +54,9 @@ TRAIN_STATISTICS = "train_statistics.pb"
 MAX_VERSION = 2**63 - 1  # versions are int64 in TF Serving's protos
 SAVED_MODEL_FILE = "saved_model.pb"  # a version directory is complete once it holds this
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")  # TF Serving's warm-up records
+# A trees-only model's LightGBM booster as text, beside its SavedModel (TF Serving ignores assets.extra):
+# exact TreeSHAP at evaluation (evaluation/attributions.py) on the trees that are served.
+TREES_FILE = os.path.join("assets.extra", "lightgbm_model.txt")
 CLASSIFY_METHOD = "tensorflow/serving/classify"  # the method name TF Serving's Classify API requires
 
 

@@ -239,5 +239,13 @@ def _settings(params: dict, seed: int) -> dict:
 
 
 def to_keras(booster, schema: Schema, rounds: int | None = None) -> GradientBoostedTrees:
-    """The booster's first `rounds` trees as a TensorFlow model."""
-    return GradientBoostedTrees(schema, flatten(booster.dump_model(num_iteration=rounds)), name="gradient_boosted_trees")
+    """The booster's first `rounds` trees as a TensorFlow model.
+
+    The model keeps the booster's text (`booster_text`): the export writes it
+    beside the SavedModel (`trainer.layout.TREES_FILE`), so the evaluation's
+    TreeSHAP (LightGBM's `pred_contrib`, evaluation/attributions.py) runs on
+    the very trees that are served.
+    """
+    model = GradientBoostedTrees(schema, flatten(booster.dump_model(num_iteration=rounds)), name="gradient_boosted_trees")
+    model.booster_text = booster.model_to_string(num_iteration=rounds)
+    return model

@@ -1,0 +1,148 @@
+"""Feature attributions: sampled Shapley against closed forms, TreeSHAP against the exported trees, TFMA's output."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from evaluation.attributions import (
+    COMPLETENESS_TOLERANCE,
+    SAMPLED_SHAPLEY,
+    TREESHAP,
+    AttributionOptions,
+    feature_columns,
+    sample_rows,
+    sampled_shapley,
+    tree_shap,
+)
+from trainer.data.schema import infer_schema
+
+
+def linear(weights: dict[str, float], levels: dict[str, float], bias: float = 0.3):
+    """f(z) = bias + sum_k w_k z_k over numerics + the level of the categorical `c`."""
+    def f(columns: dict) -> np.ndarray:
+        total = np.full(len(columns["c"]), bias)
+        for name, w in weights.items():
+            total = total + w * columns[name].astype(np.float64)
+        return total + np.array([levels[v] for v in columns["c"]])
+    return f
+
+
+def test_sampled_shapley_of_a_linear_function_is_w_times_x_minus_the_background_mean(rng):
+    """phi_k = w_k (x_k - mean_b b_k) exactly (any permutation), and a weight-0 feature gets exactly 0."""
+    weights = {"a": 2.0, "b": -0.5, "noise": 0.0}
+    levels = {"p": 0.0, "q": 1.5, "r": -1.0}
+    rows = {"a": rng.normal(size=7), "b": rng.normal(size=7), "noise": rng.normal(size=7),
+            "c": rng.choice(list(levels), size=7).astype(object)}
+    background = {"a": rng.normal(size=5), "b": rng.normal(size=5), "noise": rng.normal(size=5),
+                  "c": rng.choice(list(levels), size=5).astype(object)}
+    f = linear(weights, levels)
+    result = sampled_shapley(f, rows, background, seed=3)
+    assert result.method == SAMPLED_SHAPLEY and result.features == ("a", "b", "noise", "c")
+    for k, name in enumerate(("a", "b", "noise")):
+        np.testing.assert_allclose(result.values[:, k], weights[name] * (rows[name] - background[name].mean()),
+                                   rtol=0, atol=1e-12)
+    c_level = np.array([levels[v] for v in rows["c"]]) - np.mean([levels[v] for v in background["c"]])
+    np.testing.assert_allclose(result.values[:, 3], c_level, rtol=0, atol=1e-12)
+    assert np.all(result.values[:, 2] == 0.0)
+    # Completeness: sum = f(x) - mean_b f(b).
+    np.testing.assert_allclose(result.margins, f(rows), atol=1e-12)
+    assert result.expected == pytest.approx(f(background).mean(), abs=1e-12)
+    assert result.max_completeness_error < 1e-12
+    result.check_completeness()
+
+
+def test_sampled_shapley_completeness_holds_for_an_interaction_and_equals_exact_shapley_of_a_product(rng):
+    """f = a * b: in walk (x, b_j), a is credited (a_x - a_j) b_j when it switches first and (a_x - a_j) b_x
+    when second, so its value lies between those means; the sum is f(x) - mean f(b) whatever the orders."""
+    rows = {"a": rng.normal(size=4), "b": rng.normal(size=4)}
+    background = {"a": rng.normal(size=6), "b": rng.normal(size=6)}
+
+    def f(columns):
+        return columns["a"] * columns["b"]
+
+    result = sampled_shapley(f, rows, background, seed=0)
+    sums = result.values.sum(axis=1)
+    np.testing.assert_allclose(sums, f(rows) - f(background).mean(), atol=1e-12)
+    # With both orders weighted equally, a's value against b_j is ((a_x - a_j) b_j + (a_x - a_j) b_x) / 2:
+    # check the sample mean lies within the span of the two orders' credits.
+    low = np.minimum((rows["a"][:, None] - background["a"]) * background["b"],
+                     (rows["a"][:, None] - background["a"]) * rows["b"][:, None]).mean(axis=1)
+    high = np.maximum((rows["a"][:, None] - background["a"]) * background["b"],
+                      (rows["a"][:, None] - background["a"]) * rows["b"][:, None]).mean(axis=1)
+    assert np.all((low - 1e-12 <= result.values[:, 0]) & (result.values[:, 0] <= high + 1e-12))
+
+
+def test_sample_rows_takes_half_positives_and_weights_to_the_class_counts():
+    labels = np.array([1] * 80 + [0] * 920)
+    indices, weights = sample_rows(labels, AttributionOptions(max_rows=100, background=4), width=3)
+    assert len(indices) == 100 and (labels[indices] == 1).sum() == 50 and len(set(indices)) == 100
+    np.testing.assert_allclose(weights[labels[indices] == 1], 80 / 50)
+    np.testing.assert_allclose(weights[labels[indices] == 0], 920 / 50)
+    assert weights.sum() == pytest.approx(len(labels))  # weighted totals estimate the whole test split's
+    # Fewer positives than half: all of them, and negatives fill the rest.
+    scarce, _ = sample_rows(np.array([1] * 30 + [0] * 970), AttributionOptions(max_rows=100), width=3)
+    assert len(scarce) == 100 and scarce[:30].tolist() == list(range(30))
+    # Wide data lowers the row count: 4 background rows x 1,000 + 1 steps over a 20,000 budget -> 4 rows.
+    few, _ = sample_rows(labels, AttributionOptions(max_rows=100, background=4, max_evaluations=20_000), width=1000)
+    assert len(few) == 4
+
+
+@pytest.fixture(scope="module")
+def exported_trees(tmp_path_factory):
+    """A tiny LightGBM model (column `noise` has no effect on the label) exported as this package exports trees."""
+    from trainer.calibration import Calibration
+    from trainer.export import ServingModule, export_version
+    from trainer.trees import feature_matrix, fit_trees, to_keras
+
+    rng = np.random.default_rng(5)
+    n = 600
+    frame = pd.DataFrame({"x0": rng.normal(size=n), "x1": rng.normal(size=n), "noise": rng.normal(size=n),
+                          "colour": rng.choice(["red", "green", "blue"], size=n)})
+    frame.loc[rng.random(n) < 0.1, "x1"] = np.nan
+    margin = 2.0 * frame["x0"] - 1.5 * frame["x1"].fillna(0.0) + (frame["colour"] == "red") * 1.0
+    frame["y"] = (margin + 0.3 * rng.normal(size=n) > 1.0).astype(int)
+    schema = infer_schema(frame.drop(columns="y"), "y")
+    features = {name: frame[name].to_numpy() for name in ("x0", "x1", "noise", "colour")}
+    params = {"tree_learning_rate": 0.1, "num_leaves": 8, "min_child_samples": 20, "feature_fraction": 1.0,
+              "bagging_fraction": 1.0, "tree_l2": 1.0}
+    booster, rounds = fit_trees(feature_matrix(features, schema), frame["y"].to_numpy(), (1.0, 1.0), params,
+                                seed=0, rounds=40)
+    module = ServingModule(to_keras(booster, schema, rounds), schema, Calibration("none"), threshold=0.5)
+    version = export_version(module, str(tmp_path_factory.mktemp("trees") / "model"))
+    rows = feature_columns({name: values[:200] for name, values in features.items()}, schema)
+    return version, schema, booster, rows
+
+
+def test_tree_shap_sums_to_the_exported_trees_margin(exported_trees):
+    """pred_contrib's row sums equal the SavedModel's `logits` (and LightGBM's raw score)."""
+    import tensorflow as tf
+
+    from trainer.trees import feature_matrix
+
+    version, schema, booster, rows = exported_trees
+    result = tree_shap(version, rows, schema)
+    assert result.method == TREESHAP and result.features == ("x0", "x1", "noise", "colour")
+    served = tf.saved_model.load(version).signatures["predict_features"](
+        **{name: tf.constant(values) for name, values in rows.items()})["logits"].numpy()
+    sums = result.values.sum(axis=1) + result.expected
+    np.testing.assert_allclose(sums, served, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(sums, booster.predict(feature_matrix(rows, schema), raw_score=True), atol=1e-9)
+    assert result.max_completeness_error < COMPLETENESS_TOLERANCE
+    assert np.abs(result.values[:, 0]).mean() > 0.3  # x0 drives the label
+
+
+def test_a_feature_with_no_effect_gets_about_zero(exported_trees):
+    """TreeSHAP and sampled Shapley (on the exported function) agree that `noise` hardly matters."""
+    from evaluation.attributions import margin_function
+
+    version, schema, _, rows = exported_trees
+    trees = tree_shap(version, rows, schema)
+    few = {name: values[:20] for name, values in rows.items()}
+    background = {name: values[100:116] for name, values in rows.items()}
+    sampled = sampled_shapley(margin_function(version, schema), few, background, seed=1)
+    sampled.check_completeness()
+    for result in (trees, sampled):
+        importance = np.abs(result.values).mean(axis=0)
+        assert importance[2] < 0.05 * importance[0], (result.method, importance)
