@@ -63,7 +63,8 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             response = predict_pb2.PredictResponse(model_spec=result.model_spec(ref.name))
             for name, value in result.outputs.items():
                 response.outputs[name].CopyFrom(output_tensor_proto(value))
-            self._service.log(ref.name, prediction_log.PREDICT, lambda: (request, response))
+            self._service.log(ref.name, prediction_log.PREDICT,
+                              lambda: prediction_log.split(prediction_log.PREDICT, request, response))
             return response
 
     def Classify(self, request: classification_pb2.ClassificationRequest,  # noqa: N802
@@ -87,7 +88,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             result = run(servable, request.model_spec.signature_name, serialized_examples(request.input))
             response = response_type(model_spec=result.model_spec(ref.name))
             fill(response.result, result.outputs)
-            self._service.log(ref.name, kind, lambda: (request, response))
+            self._service.log(ref.name, kind, lambda: prediction_log.split(kind, request, response))
             return response
 
     def MultiInference(self, request: inference_pb2.MultiInferenceRequest,  # noqa: N802
@@ -112,7 +113,8 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                         entry.regression_result.regressions.add(value=value)
                 else:
                     fill_classifications(entry.classification_result, result.outputs["rows"])
-            self._service.log(ref.name, prediction_log.MULTI_INFERENCE, lambda: (request, response))
+            self._service.log(ref.name, prediction_log.MULTI_INFERENCE,
+                              lambda: prediction_log.split(prediction_log.MULTI_INFERENCE, request, response))
             return response
 
     def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest,  # noqa: N802

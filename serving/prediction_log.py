@@ -20,22 +20,24 @@ tensors do not share a batch dimension is logged whole.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
 from google.protobuf.message import Message
-from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import (
     classification_pb2,
     inference_pb2,
     logging_pb2,
     model_pb2,
     predict_pb2,
-    prediction_log_pb2,
     regression_pb2,
 )
 from tensorflow_serving.config import logging_config_pb2
+
+from serving import wire
 
 PREDICT, CLASSIFY, REGRESS, MULTI_INFERENCE = "predict", "classify", "regress", "multi_inference"
 SAVED_MODEL_TAGS = ("serve",)  # the tag set every version is loaded with (serving/servable.py)
@@ -49,39 +51,54 @@ _FAST = {np.dtype(np.float32): (types_pb2.DT_FLOAT, "float_val"),
          np.dtype(np.bool_): (types_pb2.DT_BOOL, "bool_val")}
 
 
+Logged = tuple[model_pb2.ModelSpec, list[tuple[bytes, bytes]]]  # what answered; (request, response) per example
+
+
 @dataclasses.dataclass(frozen=True)
 class Entry:
     """One sampled request, waiting for the writer thread.
 
     Attributes:
       kind: PREDICT, CLASSIFY, REGRESS or MULTI_INFERENCE.
-      build: Returns (request, response) protos of the kind (called in the writer thread).
+      build: Returns the ModelSpec that answered and the serialized (request, response) of the kind, one
+        pair per example (called in the writer thread: `split` for gRPC's messages, `rest_predict` & co.
+        for REST's arrays).
       timestamp_secs: When the request was answered (seconds since the epoch).
       model_name: The model the request addressed (for the counters).
     """
 
     kind: str
-    build: Callable[[], tuple[Message, Message]]
+    build: Callable[[], Logged]
     timestamp_secs: int
     model_name: str = ""
 
 
-def tensor_proto(value: np.ndarray) -> tensor_pb2.TensorProto:
-    """An array as a TensorProto in typed fields (TF Serving's default wire form)."""
+def fill_tensor(proto: tensor_pb2.TensorProto, value: np.ndarray) -> None:
+    """Writes an array into `proto` in typed fields (TF Serving's default wire form), in place: building
+    and then copying a TensorProto costs twice, and this runs once per logged tensor."""
     array = np.asarray(value)
-    shape = tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=size)
-                                                   for size in array.shape])
     fast = _FAST.get(array.dtype)
-    if fast is not None:
-        proto = tensor_pb2.TensorProto(dtype=fast[0], tensor_shape=shape)
-        getattr(proto, fast[1]).extend(array.reshape(-1).tolist())
-        return proto
-    if array.dtype == object or array.dtype.kind in ("S", "U"):
-        values = [item.encode("utf-8") if isinstance(item, str) else bytes(item) for item in array.reshape(-1)]
-        return tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, tensor_shape=shape, string_val=values)
-    from serving.grpc_api import output_tensor_proto  # half, complex, small ints: as the gRPC answer writes them
+    if fast is None and not (array.dtype == object or array.dtype.kind in ("S", "U")):
+        from serving.grpc_api import output_tensor_proto  # half, complex, small ints: as the gRPC answer
 
-    return output_tensor_proto(array)
+        proto.CopyFrom(output_tensor_proto(array))
+        return
+    for size in array.shape:
+        proto.tensor_shape.dim.add().size = size
+    if fast is not None:
+        proto.dtype = fast[0]
+        getattr(proto, fast[1]).extend(array.reshape(-1).tolist())
+    else:
+        proto.dtype = types_pb2.DT_STRING
+        proto.string_val.extend(item.encode("utf-8") if isinstance(item, str) else bytes(item)
+                                for item in array.reshape(-1))
+
+
+def tensor_proto(value: np.ndarray) -> tensor_pb2.TensorProto:
+    """An array as a new TensorProto (see `fill_tensor`)."""
+    proto = tensor_pb2.TensorProto()
+    fill_tensor(proto, value)
+    return proto
 
 
 def model_spec(name: str, version: int, signature_name: str) -> model_pb2.ModelSpec:
@@ -91,20 +108,43 @@ def model_spec(name: str, version: int, signature_name: str) -> model_pb2.ModelS
 
 
 def rest_predict(name: str, version: int, signature_name: str, inputs: dict[str, np.ndarray],
-                 outputs: dict[str, np.ndarray]) -> tuple[predict_pb2.PredictRequest, predict_pb2.PredictResponse]:
-    """A REST :predict as the gRPC Predict it is equivalent to (all outputs: REST has no output filter)."""
+                 outputs: dict[str, np.ndarray]) -> Logged:
+    """A REST :predict as the gRPC Predicts it is equivalent to, one per row (all outputs: REST has no filter).
+
+    The hot path of request logging: assembled as wire bytes (serving/wire.py); a dtype the wire
+    module does not write is built with the protobuf library instead.
+    """
     spec = model_spec(name, version, signature_name)
-    request, response = predict_pb2.PredictRequest(model_spec=spec), predict_pb2.PredictResponse(model_spec=spec)
-    for key, value in inputs.items():
-        request.inputs[key].CopyFrom(tensor_proto(value))
-    for key, value in outputs.items():
-        response.outputs[key].CopyFrom(tensor_proto(value))
-    return request, response
+    spec_bytes = spec.SerializeToString()
+    rows = _batch_size([array.shape for array in (*inputs.values(), *outputs.values())])
+    parts = [slice(row, row + 1) for row in range(rows)] if rows is not None and rows > 1 else [None]
+    pairs = []
+    for part in parts:  # None: the request whole (one row, or not batched alike), no slicing
+        request = b"".join(_entry(wire.INPUTS, key, value if part is None else value[part])
+                           for key, value in inputs.items())
+        response = b"".join(_entry(wire.OUTPUTS, key, value if part is None else value[part])
+                            for key, value in outputs.items())
+        pairs.append(wire.predict_pair(spec_bytes, request, response))
+    return spec, pairs
+
+
+def _entry(map_key: bytes, name: str, array: np.ndarray) -> bytes:
+    encoded = wire.tensor_entry(map_key, name, array)
+    if encoded is None:  # a dtype the wire module does not write: the protobuf library's bytes
+        encoded = wire.field(map_key, wire.field(wire.MAP_KEY, name.encode("utf-8"))
+                             + wire.field(wire.MAP_VALUE, tensor_proto(array).SerializeToString()))
+    return encoded
+
+
+def _batch_size(shapes: list) -> int | None:
+    """The leading dimension every tensor shares, or None (not batched alike: logged whole)."""
+    sizes = {shape[0] if len(shape) else None for shape in shapes}
+    return next(iter(sizes)) if len(sizes) == 1 and None not in sizes else None
 
 
 def rest_classify(name: str, version: int, signature_name: str, examples: list[bytes], rows: list
-                  ) -> tuple[classification_pb2.ClassificationRequest, classification_pb2.ClassificationResponse]:
-    """A REST :classify as the gRPC Classify it is equivalent to."""
+                  ) -> Logged:
+    """A REST :classify as the gRPC Classifies it is equivalent to, one per example."""
     from serving.grpc_api import fill_classifications  # the gRPC layer owns the answer's layout
 
     spec = model_spec(name, version, signature_name)
@@ -112,34 +152,40 @@ def rest_classify(name: str, version: int, signature_name: str, examples: list[b
     request.input.example_list.examples.extend(tf.train.Example.FromString(data) for data in examples)
     response = classification_pb2.ClassificationResponse(model_spec=spec)
     fill_classifications(response.result, rows)
-    return request, response
+    return split(CLASSIFY, request, response)
 
 
 def rest_regress(name: str, version: int, signature_name: str, examples: list[bytes], values: list[float]
-                 ) -> tuple[regression_pb2.RegressionRequest, regression_pb2.RegressionResponse]:
-    """A REST :regress as the gRPC Regress it is equivalent to."""
+                 ) -> Logged:
+    """A REST :regress as the gRPC Regresses it is equivalent to, one per example."""
     spec = model_spec(name, version, signature_name)
     request = regression_pb2.RegressionRequest(model_spec=spec)
     request.input.example_list.examples.extend(tf.train.Example.FromString(data) for data in examples)
     response = regression_pb2.RegressionResponse(model_spec=spec)
     response.result.regressions.extend(regression_pb2.Regression(value=value) for value in values)
-    return request, response
+    return split(REGRESS, request, response)
 
 
 def records(entry: Entry, sampling: logging_config_pb2.SamplingConfig) -> list[bytes]:
     """The entry's serialized PredictionLog records, one per example (see the module doc)."""
-    request, response = entry.build()
-    metadata = logging_pb2.LogMetadata(model_spec=_answered_spec(entry.kind, request, response),
-                                       sampling_config=sampling, saved_model_tags=SAVED_MODEL_TAGS,
-                                       timestamp_secs=entry.timestamp_secs)
-    logs = []
-    for one_request, one_response in _SPLIT[entry.kind](request, response):
-        log = prediction_log_pb2.PredictionLog(log_metadata=metadata)
-        target = getattr(log, f"{entry.kind}_log")
-        target.request.CopyFrom(one_request)
-        target.response.CopyFrom(one_response)
-        logs.append(log.SerializeToString())
-    return logs
+    spec, pairs = entry.build()
+    metadata = _metadata(spec.SerializeToString(), sampling.SerializeToString(), entry.timestamp_secs)
+    return [wire.prediction_log(metadata, entry.kind, request, response) for request, response in pairs]
+
+
+@functools.lru_cache(maxsize=64)  # consecutive requests share the model, the sampling and the second
+def _metadata(spec: bytes, sampling: bytes, timestamp_secs: int) -> bytes:
+    return logging_pb2.LogMetadata(model_spec=model_pb2.ModelSpec.FromString(spec),
+                                   sampling_config=logging_config_pb2.SamplingConfig.FromString(sampling),
+                                   saved_model_tags=SAVED_MODEL_TAGS, timestamp_secs=timestamp_secs
+                                   ).SerializeToString()
+
+
+def split(kind: str, request: Message, response: Message) -> Logged:
+    """A gRPC request and its response: the ModelSpec that answered, and one serialized pair per example."""
+    return _answered_spec(kind, request, response), [
+        (one_request.SerializeToString(), one_response.SerializeToString())
+        for one_request, one_response in _SPLIT[kind](request, response)]
 
 
 def _answered_spec(kind: str, request, response) -> model_pb2.ModelSpec:
@@ -150,20 +196,20 @@ def _answered_spec(kind: str, request, response) -> model_pb2.ModelSpec:
 
 
 def _split_predict(request: predict_pb2.PredictRequest, response: predict_pb2.PredictResponse):
+    tensors = [*request.inputs.values(), *response.outputs.values()]
+    rows = _batch_size([[dim.size for dim in proto.tensor_shape.dim] for proto in tensors])
+    if rows is None or rows <= 1:
+        return [(request, response)]  # unbatched, or one row: logged as it came
     inputs = {name: tf.make_ndarray(proto) for name, proto in request.inputs.items()}
     outputs = {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
-    sizes = {array.shape[0] if array.ndim else None for array in (*inputs.values(), *outputs.values())}
-    if len(sizes) != 1 or None in sizes or sizes == {1} or sizes == {0}:
-        return [(request, response)]  # unbatched (or one row): logged as it came
-    (rows,) = sizes
     pairs = []
     for row in range(rows):
         one_request = predict_pb2.PredictRequest(model_spec=request.model_spec, output_filter=request.output_filter)
         for name, array in inputs.items():
-            one_request.inputs[name].CopyFrom(tensor_proto(array[row:row + 1]))
+            fill_tensor(one_request.inputs[name], array[row:row + 1])
         one_response = predict_pb2.PredictResponse(model_spec=response.model_spec)
         for name, array in outputs.items():
-            one_response.outputs[name].CopyFrom(tensor_proto(array[row:row + 1]))
+            fill_tensor(one_response.outputs[name], array[row:row + 1])
         pairs.append((one_request, one_response))
     return pairs
 

@@ -125,7 +125,7 @@ class RequestLoggers:
 
     # --- requests -------------------------------------------------------------------------------------
 
-    def log(self, model_name: str, kind: str, build: Callable[[], tuple[Message, Message]]) -> None:
+    def log(self, model_name: str, kind: str, build: Callable[[], list[tuple[Message, Message]]]) -> None:
         """Samples one answered request of `model_name`; if drawn, queues it (`build` runs in the writer thread)."""
         logger = self._by_model.get(model_name)
         if logger is None or not logger.sampler.sample(logger.rate):

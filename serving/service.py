@@ -63,7 +63,7 @@ class ModelService:
         self._scheduler = BatchScheduler(batching) if batching else None
         self._request_log = request_log
 
-    def log(self, model_name: str, kind: str, build: Callable[[], tuple[Message, Message]]) -> None:
+    def log(self, model_name: str, kind: str, build: Callable[[], list[tuple[Message, Message]]]) -> None:
         """Offers an answered request to its model's request logger: sampled there; `build` makes its
         (request, response) protos later, in the logger's writer thread (serving/request_log.py)."""
         if self._request_log is not None:
