@@ -62,6 +62,7 @@ bench-confirm-quick: install
 
 bench-serving: install
 	$(PY) -m benchmarks.serving
+	$(PY) -m benchmarks.serving_logging
 
 bench-tune: install
 	$(PY) -m benchmarks.make_tune --time-budget $(TIME_BUDGET)
