@@ -7,7 +7,9 @@ import dataclasses
 import shlex
 from collections.abc import Sequence
 
-from serving.batch_write import FORMATS, PARQUET
+from serving.batch_write import FORMATS, PARQUET, PREDICTION_LOG
+
+TF_EXAMPLE = "tf_example"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,6 +23,8 @@ class BatchConfig:
       output: The directory to create (absent or empty).
       id_column: An input column copied to the output, or None.
       output_format: `parquet` or `prediction_log`.
+      data_format: TFRecord records are `tf_example`s or `prediction_log`s
+        (a request log, re-scored).
       model_name: Written into PredictionLogs' model_spec.
       beam_pipeline_args: Options for Beam (runner, workers).
     """
@@ -31,6 +35,7 @@ class BatchConfig:
     model_version: int | None = None
     id_column: str | None = None
     output_format: str = PARQUET
+    data_format: str = TF_EXAMPLE
     model_name: str = "imbalance"
     beam_pipeline_args: tuple[str, ...] = ()
 
@@ -64,11 +69,15 @@ def parse_args(argv: Sequence[str] | None = None) -> BatchConfig:
                         help="Input column copied to every output row.")
     parser.add_argument("--format", dest="output_format", choices=FORMATS, default=PARQUET,
                         help="parquet (default) or prediction_log (TFRecord of tensorflow.serving.PredictionLog).")
+    parser.add_argument("--data-format", "--data_format", dest="data_format", choices=(TF_EXAMPLE, PREDICTION_LOG),
+                        default=TF_EXAMPLE, help="TFRecord input: tf.Examples (default) or PredictionLogs (a request "
+                                                 "log of the server, re-scored).")
     parser.add_argument("--beam-pipeline-args", "--beam_pipeline_args", dest="beam_pipeline_args", default="",
                         help="Beam options in one string, e.g. '--direct_num_workers=2 "
                              "--direct_running_mode=multi_processing' or '--runner=DataflowRunner ...'.")
     args = parser.parse_args(argv)
     return BatchConfig(model_base_path=args.model_base_path, data=args.data, output=args.output,
                        model_version=args.model_version, id_column=args.id_column,
-                       output_format=args.output_format, model_name=args.model_name,
+                       output_format=args.output_format, data_format=args.data_format,
+                       model_name=args.model_name,
                        beam_pipeline_args=tuple(shlex.split(args.beam_pipeline_args)))

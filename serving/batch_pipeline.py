@@ -30,7 +30,7 @@ from serving.batch_handlers import (
     scored_example,
 )
 from serving.batch_rows import ModelInputs, RowError, _Locator, check_columns, read_part
-from serving.batch_write import ERRORS_COUNTER, SCORED_COUNTER, WriteErrors, WritePredictions
+from serving.batch_write import ERRORS_COUNTER, PREDICTION_LOG, SCORED_COUNTER, WriteErrors, WritePredictions
 from serving.servable import DEFAULT_SIGNATURE, FEATURES_SIGNATURE, _read_signature_defs
 from trainer.atomic import staging_directory
 from trainer.beam_runner import make_pipeline
@@ -83,6 +83,8 @@ def _plan(config: BatchConfig, inputs: ModelInputs) -> list[Range]:
     try:
         ranges = plan_ranges(config.data)
         check_columns(ranges, inputs, config.id_column)
+        if config.data_format == PREDICTION_LOG and ranges[0].kind != "tfrecord":
+            raise DataError(f"--data-format {PREDICTION_LOG} reads TFRecord files; {ranges[0].path} is {ranges[0].kind}")
     except DataError as error:
         raise BatchError(str(error)) from None
     return ranges
@@ -94,11 +96,11 @@ def _check_output(output: str) -> None:
 
 
 class _ReadRange(beam.DoFn):
-    def __init__(self, inputs: ModelInputs, id_column: str | None):
-        self._inputs, self._id_column = inputs, id_column
+    def __init__(self, inputs: ModelInputs, id_column: str | None, logs: bool):
+        self._inputs, self._id_column, self._logs = inputs, id_column, logs
 
     def process(self, part: Range):
-        for item in read_part(part, self._inputs, self._id_column):
+        for item in read_part(part, self._inputs, self._id_column, self._logs):
             yield beam.pvalue.TaggedOutput("errors", item) if isinstance(item, RowError) else item
 
 
@@ -125,9 +127,10 @@ def build(pipeline: beam.Pipeline, config: BatchConfig, model: ModelRef, inputs:
     """Adds the scoring steps to `pipeline`, writing into `directory`."""
     from apache_beam.ml.inference.base import RunInference
 
-    with_logs = config.output_format == "prediction_log"
+    with_logs = config.output_format == PREDICTION_LOG
+    logs = config.data_format == PREDICTION_LOG
     read = (pipeline | "Ranges" >> beam.Create(ranges)
-            | "Read ranges" >> beam.ParDo(_ReadRange(inputs, config.id_column)).with_outputs("errors", main="rows"))
+            | "Read ranges" >> beam.ParDo(_ReadRange(inputs, config.id_column, logs)).with_outputs("errors", main="rows"))
     errors = [read.errors]
     if ranges[0].kind == "tfrecord":
         main, other = (read.rows

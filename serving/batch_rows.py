@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from serving.batch_logs import NotARow, log_example
 from trainer.data import beam_values
 from trainer.data.beam_files import (
     BATCH_ROWS,
@@ -112,8 +113,13 @@ def check_columns(ranges: list[Range], inputs: ModelInputs, id_column: str | Non
             raise DataError(f"{part.path} has no --id-column {id_column!r}")
 
 
-def read_part(part: Range, inputs: ModelInputs, id_column: str | None) -> Iterator[Block | RowError]:
-    """Reads one range: Blocks of good rows and a RowError for every bad row, in file order."""
+def read_part(part: Range, inputs: ModelInputs, id_column: str | None, logs: bool = False
+              ) -> Iterator[Block | RowError]:
+    """Reads one range: Blocks of good rows and a RowError for every bad row, in file order.
+
+    Args:
+      logs: The TFRecord records are PredictionLogs (serving.batch_logs), not tf.Examples.
+    """
     locator = _Locator(part)
     ragged: list[RowError] = []
 
@@ -121,13 +127,13 @@ def read_part(part: Range, inputs: ModelInputs, id_column: str | None) -> Iterat
         ragged.append(RowError(part.index, -1, part.path, (("line", locator.line(line)),),
                                ragged_reason(fields, expected)))
 
-    batches = _tfrecord_batches(part) if part.kind == "tfrecord" else _range_batches(part, on_bad_row)
+    batches = _tfrecord_batches(part, logs) if part.kind == "tfrecord" else _range_batches(part, on_bad_row)
     ordinal = 0
     try:
-        for ordinal, batch, records in batches:
+        for ordinal, batch, records, reasons in batches:
             yield from ragged
             ragged.clear()
-            yield from _checked(part, locator, inputs, id_column, ordinal, batch, records)
+            yield from _checked(part, locator, inputs, id_column, ordinal, batch, records, reasons)
             ordinal += batch.num_rows
     except ReadError as error:
         yield from ragged
@@ -135,32 +141,44 @@ def read_part(part: Range, inputs: ModelInputs, id_column: str | None) -> Iterat
     yield from ragged
 
 
-def _tfrecord_batches(part: Range) -> Iterator[tuple[int, pa.RecordBatch, list[bytes]]]:
-    """As the data step's TFRecord reader, keeping each batch's serialized records."""
+def _tfrecord_batches(part: Range, logs: bool) -> Iterator[tuple[int, pa.RecordBatch, list[bytes], dict]]:
+    """As the data step's TFRecord reader, keeping each batch's serialized tf.Examples.
+
+    With `logs`, each PredictionLog record becomes its tf.Example first; a
+    record that is not one example's request becomes an empty Example and a
+    reason (so ordinals still count records).
+    """
     from tfx_bsl.coders import example_coder
 
     decoder = example_coder.ExamplesToRecordBatchDecoder()
     records: list[bytes] = []
+    reasons: dict[int, str] = {}
     ordinal = 0
     for record in tfrecord_records(part.path):
+        if logs:
+            try:
+                record = log_example(record)
+            except NotARow as error:
+                reasons[len(records)], record = str(error), b""
         records.append(record)
         if len(records) == BATCH_ROWS:
-            yield ordinal, decoder.DecodeBatch(records), records
-            ordinal, records = ordinal + len(records), []
+            yield ordinal, decoder.DecodeBatch(records), records, reasons
+            ordinal, records, reasons = ordinal + len(records), [], {}
     if records:
-        yield ordinal, decoder.DecodeBatch(records), records
+        yield ordinal, decoder.DecodeBatch(records), records, reasons
 
 
 def _range_batches(part: Range, on_bad_row):
     for ordinal, batch in read_range(part, on_bad_row):
-        yield ordinal, batch, None
+        yield ordinal, batch, None, {}
 
 
 def _checked(part: Range, locator: _Locator, inputs: ModelInputs, id_column: str | None, first: int,
-             batch: pa.RecordBatch, records: list[bytes] | None) -> Iterator[Block | RowError]:
+             batch: pa.RecordBatch, records: list[bytes] | None, reasons: dict[int, str]
+             ) -> Iterator[Block | RowError]:
     columns = {sanitize_name(name): column for name, column in zip(batch.schema.names, batch.columns, strict=True)}
     n = batch.num_rows
-    reasons: dict[int, str] = {}
+    reasons = dict(reasons)
     features = {}
     for name in inputs.names:
         array = columns.get(name, pa.nulls(n))

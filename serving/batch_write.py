@@ -1,13 +1,17 @@
 """Output files of batch scoring, one per input range, written by the worker that scored it.
 
-A worker keeps one file open per range it sees in a bundle and publishes it
-(renames it from a temporary name) when the bundle ends, so a retried bundle
-rewrites the same name and no reader sees half a file; rows reach the files
-without a shuffle, so the runner (and, with the in-process runner, the
-driver) holds no rows. Names are `predictions-<range>.parquet`,
-`prediction_logs-<range>.tfrecord.gz` (`--format prediction_log`) and
-`errors-<range>.jsonl`, with ranges numbered in input order, so reading the
-files in name order gives the rows in input order.
+A worker reads a range and scores its rows in order within a bundle, so a
+writer keeps one file open, for the range whose rows it is receiving, and
+publishes it (renames it from a temporary name) when rows of another range
+arrive or the bundle ends: its memory is one range's, however many ranges a
+bundle holds, and a retried bundle rewrites the same names, so no reader
+sees half a file. Rows reach the files without a shuffle, so the runner
+(and, with the in-process runner, the driver) holds no rows. Names are
+`predictions-<range>.parquet`, `prediction_logs-<range>.tfrecord.gz`
+(`--format prediction_log`) and `errors-<range>.jsonl`, with ranges numbered
+in input order, so reading the files in name order gives the rows in input
+order. Should a runner hand a writer more rows of a range it has already
+closed, they go to `<name>-<k>` continuation files, never over the first.
 """
 
 from __future__ import annotations
@@ -32,14 +36,36 @@ PROBABILITY, CLASS_ID, MODEL_VERSION = "probability", "class_id", "model_version
 SCORED_COUNTER, ERRORS_COUNTER = "rows_scored", "row_errors"
 
 
-def predictions_name(part: int, output_format: str) -> str:
+def predictions_name(part: int, output_format: str, continuation: int = 0) -> str:
+    stem = f"{part:05d}" + (f"-{continuation}" if continuation else "")
     if output_format == PREDICTION_LOG:
-        return f"prediction_logs-{part:05d}.tfrecord.gz"
-    return f"predictions-{part:05d}.parquet"
+        return f"prediction_logs-{stem}.tfrecord.gz"
+    return f"predictions-{stem}.parquet"
 
 
-def errors_name(part: int) -> str:
-    return f"errors-{part:05d}.jsonl"
+def errors_name(part: int, continuation: int = 0) -> str:
+    return f"errors-{part:05d}" + (f"-{continuation}" if continuation else "") + ".jsonl"
+
+
+class _OneOpen:
+    """The open file of the range being received; closing it when another range's rows come."""
+
+    def __init__(self, opener):
+        self._opener = opener  # (part, continuation) -> an object with write(item) and close()
+        self._part, self._file = None, None
+        self._closed: dict[int, int] = {}  # part -> files closed so far
+
+    def write(self, part: int, item) -> None:
+        if part != self._part:
+            self.close()
+            self._part, self._file = part, self._opener(part, self._closed.get(part, 0))
+        self._file.write(item)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._closed[self._part] = self._closed.get(self._part, 0) + 1
+        self._part, self._file = None, None
 
 
 class _Temporary:
@@ -56,8 +82,8 @@ class _Temporary:
 class _ParquetPart:
     """One range's predictions as Parquet: [id,] probability, class_id, model_version."""
 
-    def __init__(self, directory: str, part: int, id_column: str | None, version: int):
-        self._file = _Temporary(directory, predictions_name(part, PARQUET))
+    def __init__(self, directory: str, part: int, continuation: int, id_column: str | None, version: int):
+        self._file = _Temporary(directory, predictions_name(part, PARQUET, continuation))
         self._id_column, self._version = id_column, version
         self._pending: list[Scored] = []
         self._writer = None
@@ -96,12 +122,27 @@ class _ParquetPart:
 class _LogPart:
     """One range's PredictionLogs as a gzipped TFRecord file, as TFX's BulkInferrer writes them."""
 
-    def __init__(self, directory: str, part: int):
-        self._file = _Temporary(directory, predictions_name(part, PREDICTION_LOG))
+    def __init__(self, directory: str, part: int, continuation: int):
+        self._file = _Temporary(directory, predictions_name(part, PREDICTION_LOG, continuation))
         self._handle = gzip.GzipFile(self._file.path, "wb", compresslevel=1, mtime=0)
 
     def write(self, scored: Scored) -> None:
         self._handle.write(frame_records(list(scored.logs)))
+
+    def close(self) -> None:
+        self._handle.close()
+        self._file.publish()
+
+
+class _ErrorsPart:
+    """One range's RowErrors as JSON lines."""
+
+    def __init__(self, directory: str, part: int, continuation: int):
+        self._file = _Temporary(directory, errors_name(part, continuation))
+        self._handle = open(self._file.path, "w", encoding="utf-8")
+
+    def write(self, error: RowError) -> None:
+        self._handle.write(json.dumps(error.to_json(), default=str) + "\n")
 
     def close(self) -> None:
         self._handle.close()
@@ -116,22 +157,20 @@ class WritePredictions(beam.DoFn):
         self._id_column, self._version = id_column, version
         self._scored = beam.metrics.Metrics.counter(METRICS_NAMESPACE, SCORED_COUNTER)
 
+    def _open(self, part: int, continuation: int):
+        if self._format == PREDICTION_LOG:
+            return _LogPart(self._directory, part, continuation)
+        return _ParquetPart(self._directory, part, continuation, self._id_column, self._version)
+
     def start_bundle(self):
-        self._parts = {}
+        self._files = _OneOpen(self._open)
 
     def process(self, scored: Scored):
-        part = self._parts.get(scored.part)
-        if part is None:
-            part = self._parts[scored.part] = (
-                _LogPart(self._directory, scored.part) if self._format == PREDICTION_LOG
-                else _ParquetPart(self._directory, scored.part, self._id_column, self._version))
-        part.write(scored)
+        self._files.write(scored.part, scored)
         self._scored.inc(int(scored.ordinals.size))
 
     def finish_bundle(self):
-        for part in self._parts.values():
-            part.close()
-        self._parts = {}
+        self._files.close()
 
 
 class WriteErrors(beam.DoFn):
@@ -142,18 +181,11 @@ class WriteErrors(beam.DoFn):
         self._errors = beam.metrics.Metrics.counter(METRICS_NAMESPACE, ERRORS_COUNTER)
 
     def start_bundle(self):
-        self._parts = {}
+        self._files = _OneOpen(lambda part, continuation: _ErrorsPart(self._directory, part, continuation))
 
     def process(self, error: RowError):
-        entry = self._parts.get(error.part)
-        if entry is None:
-            file = _Temporary(self._directory, errors_name(error.part))
-            entry = self._parts[error.part] = (file, open(file.path, "w", encoding="utf-8"))
-        entry[1].write(json.dumps(error.to_json(), default=str) + "\n")
+        self._files.write(error.part, error)
         self._errors.inc()
 
     def finish_bundle(self):
-        for file, handle in self._parts.values():
-            handle.close()
-            file.publish()
-        self._parts = {}
+        self._files.close()
