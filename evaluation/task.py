@@ -1,5 +1,8 @@
 """`python -m evaluation.task --run RUN [...]`: evaluate, bless, report.
 
+With `--labels` it is the live evaluation of logged predictions on late labels
+instead (`evaluation.live`: `--predictions` or `--logs`, `--labels`, `--id-column`).
+
 Exit status: 0 when the candidate is BLESSED, 1 when NOT_BLESSED (so a
 pipeline step can gate on it, as TFX's Evaluator gates a Pusher), 2 on a usage
 or missing-input error. `--report-only` always exits 0 once the report exists.
@@ -34,6 +37,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     # TensorFlow's deprecation notices (from inside TFMA) are not the user's business.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    arguments = sys.argv[1:] if argv is None else argv
+    if any(a == "--labels" or a.startswith("--labels=") for a in arguments):  # late labels: evaluation/live.py
+        from evaluation.live import main as live_main
+
+        return live_main(arguments)
     args = parse_args(argv)
     start_tensorflow(show_native_logs=args.tensorflow_logs)
     progress.use_display(progress.terminal_display())
