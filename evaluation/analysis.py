@@ -32,7 +32,7 @@ def eval_shared_models(models: list[EvaluatedModel], eval_config: tfma.EvalConfi
 
 
 def run_tfma(models: list[EvaluatedModel], eval_config: tfma.EvalConfig, data_pattern: str, plan: SlicePlan,
-             output_path: str, beam_pipeline_args: tuple[str, ...] = ()) -> float:
+             output_path: str, beam_pipeline_args: tuple[str, ...] = (), explained=None) -> float:
     """Runs TFMA and writes its output into `output_path` (replacing it).
 
     The output is written into a temporary sibling and renamed into place, so
@@ -45,6 +45,8 @@ def run_tfma(models: list[EvaluatedModel], eval_config: tfma.EvalConfig, data_pa
       plan: Slicing plan (numeric features get bucket features added).
       output_path: Final TFMA output directory.
       beam_pipeline_args: Beam options, e.g. `--direct_num_workers=2`.
+      explained: `evaluation.attribution_extractor.ExplainedRows`: adds the
+        extractor that fills `extracts['attributions']` (None: no attributions).
 
     Returns:
       The pipeline's wall-clock seconds.
@@ -58,9 +60,16 @@ def run_tfma(models: list[EvaluatedModel], eval_config: tfma.EvalConfig, data_pa
         # itself; its RuntimeWarnings would only bury the run's own output.
         with warnings.catch_warnings(), pipeline:
             warnings.filterwarnings("ignore", category=RuntimeWarning, module="tensorflow_model_analysis")
+            shared = eval_shared_models(models, eval_config)
+            extractors = None
+            if explained is not None and explained.models:
+                from evaluation.attribution_extractor import tfma_extractors
+
+                extractors = tfma_extractors(shared, eval_config, explained)
             _ = _examples(pipeline, files, plan) | "TFMA" >> tfma.ExtractEvaluateAndWriteResults(
-                eval_shared_model=eval_shared_models(models, eval_config),
+                eval_shared_model=shared,
                 eval_config=eval_config,
+                extractors=extractors,
                 output_path=staging,
                 display_only_data_location=data_pattern,
                 display_only_file_format="tfrecords",

@@ -106,9 +106,14 @@ def run_evaluation(run_dir: str, options: EvaluationOptions | None = None) -> di
         informative = informative_numeric(run_dir, schema) if options.slice_features is None else None
         plan = plan_slices(schema, options.slice_features, options.max_slice_vocabulary, informative)
         eval_config = build_eval_config(models, schema.label, plan, gate)
+        explained = _explain(run_dir, models, schema, plan, options, eval_config)
         with progress.step("TFMA", f"{len(models)} models sliced by {len(plan.feature_keys)} features"):
             seconds = run_tfma(models, eval_config, split_pattern(run_dir), plan, eval_dir,
-                               options.beam_pipeline_args)
+                               options.beam_pipeline_args, explained)
+        if explained is not None:
+            from evaluation.attribution_extractor import write_summary
+
+            write_summary(eval_dir, explained)
     verdict = read_verdict(eval_dir)
     write_marker(eval_dir, verdict)
     results = {m.name: load_model_result(eval_dir, m.name) for m in models}
@@ -125,6 +130,19 @@ def run_evaluation(run_dir: str, options: EvaluationOptions | None = None) -> di
                "tfma_intervals": {name: result.tfma_intervals.get(OVERALL, {}) for name, result in results.items()}}
     write_json_atomically(os.path.join(eval_dir, SUMMARY_FILE), summary)
     return summary
+
+
+def _explain(run_dir, models, schema, plan, options: EvaluationOptions, eval_config):
+    """Attributions of a sample of test rows (evaluation/attribution_extractor.py), added to `eval_config`."""
+    if options.attribution_rows <= 0:
+        return None
+    from evaluation.attribution_extractor import add_attribution_specs, explain_run
+    from evaluation.attributions import AttributionOptions
+
+    with progress.step("Attributions", f"at most {options.attribution_rows} test rows"):
+        explained = explain_run(run_dir, models, schema, plan, AttributionOptions(max_rows=options.attribution_rows))
+    add_attribution_specs(eval_config, explained)
+    return explained
 
 
 def informative_numeric(run_dir: str, schema) -> list[str]:

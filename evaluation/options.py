@@ -60,6 +60,9 @@ class EvaluationOptions:
       served_dir, served_threshold: The model being served (a version
         directory) and its threshold: the gate's reference. None compares
         with the unweighted baseline instead.
+      attribution_rows: Test rows whose feature attributions are computed for
+        the candidate and the baseline, at most (evaluation/attributions.py);
+        0 computes none.
     """
 
     slice_features: tuple[str, ...] | None = field(default=None, metadata=flag(
@@ -94,6 +97,7 @@ class EvaluationOptions:
     baseline_threshold: float | None = None
     served_dir: str | None = None
     served_threshold: float | None = None
+    attribution_rows: int = 256
 
     def __post_init__(self) -> None:
         if self.intervals not in INTERVALS:

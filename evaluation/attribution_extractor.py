@@ -1,0 +1,252 @@
+"""Attributions in TFMA: an extractor that fills `extracts['attributions']`, and the metrics that read it.
+
+`explain_models` explains a bounded sample of test rows before the pipeline
+runs (evaluation/attributions.py). In the pipeline, `AttributionExtractor`
+(placed right after TFMA's FeaturesExtractor, before ExampleWeightsExtractor)
+finds each example's row by the SHA-1 of its serialized bytes (the bytes
+TFMA reads, after any slice buckets are added) and sets
+
+* `extracts['attributions'] = {model: {'logits': {feature: [batch]}}}`, the
+  layout TFMA's attribution metrics read (`metrics/attributions.py`), and
+* the feature `WEIGHT_FEATURE`: the row's sampling weight (class count in
+  test / class rows explained), 0 for rows not explained.
+
+`add_attribution_specs` makes `WEIGHT_FEATURE` the example weight of the
+models' `logits` output only (`ModelSpec.example_weight_keys`; the metrics on
+`scores` stay unweighted) and adds TotalAttributions,
+MeanAbsoluteAttributions and MeanAttributions on `logits`, weighted. So
+TFMA's mean over a slice is the weighted mean over the explained rows in it,
+an estimate of the slice's mean over the whole test split, and
+`tfma.load_attributions(evaluation_dir)` reads them per slice (the label
+slice `label = 1` is the minority's).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+
+import apache_beam as beam
+import numpy as np
+import tensorflow_model_analysis as tfma
+from tensorflow_model_analysis.proto import config_pb2 as tfma_config
+
+from evaluation.attributions import (
+    COMPLETENESS_TOLERANCE,
+    FEATURES_SIGNATURE,
+    LOGITS,
+    AttributionOptions,
+    Attributions,
+    feature_columns,
+    has_trees_file,
+    margin_function,
+    sample_rows,
+    sampled_shapley,
+    take,
+    tree_shap,
+)
+from evaluation.run_files import BASELINE, CANDIDATE, EvaluatedModel, split_pattern
+from evaluation.slicing import SlicePlan, add_buckets
+from trainer.atomic import write_json_atomically
+from trainer.data.schema import Schema
+
+WEIGHT_FEATURE = "__attribution_weight__"
+STAGE = "ExtractAttributions"
+FEATURES_STAGE = "ExtractFeatures"  # tensorflow_model_analysis/extractors/features_extractor.py
+METRICS = ("TotalAttributions", "MeanAbsoluteAttributions", "MeanAttributions")
+MEAN_ABSOLUTE = "mean_absolute_attributions"
+
+
+@dataclasses.dataclass(frozen=True)
+class ExplainedRows:
+    """The explained test rows and every explained model's attributions of them.
+
+    Attributes:
+      digests: SHA-1 of each explained row's serialized bytes, as TFMA reads them.
+      weights: [n] each row's weight, divided among identical rows of the test split.
+      labels: [n] the rows' labels.
+      models: model name -> its `Attributions` (rows in `digests` order).
+    """
+
+    digests: tuple[bytes, ...]
+    weights: np.ndarray
+    labels: np.ndarray
+    models: dict[str, Attributions]
+
+    def batch(self, serialized) -> tuple[np.ndarray, dict]:
+        """Weights [N] and `{model: {'logits': {feature: [N]}}}` for a batch of serialized examples."""
+        index = {digest: i for i, digest in enumerate(self.digests)}
+        rows = np.array([index.get(digest(record), -1) for record in serialized], np.int64)
+        known = rows >= 0
+        weights = np.where(known, self.weights[np.maximum(rows, 0)], 0.0) if len(self.digests) else np.zeros(len(rows))
+        attributions = {}
+        for name, explained in self.models.items():
+            values = np.zeros((len(rows), len(explained.features)))
+            values[known] = explained.values[rows[known]]
+            attributions[name] = {LOGITS: {feature: values[:, k] for k, feature in enumerate(explained.features)}}
+        return weights, attributions
+
+
+def digest(record: bytes) -> bytes:
+    return hashlib.sha1(bytes(record)).digest()
+
+
+def explain_models(models: list[EvaluatedModel], schema: Schema, test_records: list[bytes], test: dict,
+                   labels: np.ndarray, train: dict, options: AttributionOptions) -> ExplainedRows:
+    """Explains a sample of the test rows for each model that exposes raw features.
+
+    Args:
+      models: Evaluated models; those without a `predict_features` signature
+        (e.g. a hand-made SavedModel) are left out.
+      schema: The run's schema.
+      test_records: The test split's serialized examples as TFMA reads them.
+      test, labels: The same rows parsed ({name: [N]}) and their labels [N].
+      train: Training rows ({name: [M]}), the background's source.
+      options: Sample sizes and seed.
+    """
+    indices, weights = sample_rows(labels, options, len(schema.features))
+    rows = feature_columns(take(test, indices), schema)
+    background = feature_columns(take(train, np.random.default_rng(options.seed).choice(
+        len(next(iter(train.values()))), size=min(options.background, len(next(iter(train.values())))),
+        replace=False)), schema)
+    explained = {}
+    for model in models:
+        if has_trees_file(model.path):
+            explained[model.name] = tree_shap(model.path, rows, schema)
+        elif _has_features_signature(model.path):
+            result = sampled_shapley(margin_function(model.path, schema), rows, background, options.seed)
+            result.check_completeness()
+            explained[model.name] = result
+    digests = [digest(test_records[i]) for i in indices]
+    copies: dict[bytes, int] = {}
+    chosen = set(digests)
+    for record in test_records:  # identical rows share their row's weight: the slice totals stay right
+        key = digest(record)
+        if key in chosen:
+            copies[key] = copies.get(key, 0) + 1
+    shared = np.array([weights[i] / copies[key] for i, key in enumerate(digests)])
+    return ExplainedRows(tuple(digests), shared, labels[indices], explained)
+
+
+def _has_features_signature(model_dir: str) -> bool:
+    import tensorflow as tf
+
+    return FEATURES_SIGNATURE in tf.saved_model.load(model_dir).signatures
+
+
+def AttributionExtractor(explained: ExplainedRows) -> tfma.extractors.Extractor:  # noqa: N802 (TFMA's naming)
+    """The extractor; goes after TFMA's FeaturesExtractor (batched extracts, raw bytes in `input`)."""
+    return tfma.extractors.Extractor(stage_name=STAGE, ptransform=_ExtractAttributions(explained))
+
+
+@beam.ptransform_fn
+def _ExtractAttributions(extracts: beam.PCollection, explained: ExplainedRows) -> beam.PCollection:  # noqa: N802
+    def fill(batch: dict) -> dict:
+        result = dict(batch)
+        weights, attributions = explained.batch(batch[tfma.INPUT_KEY])
+        result[tfma.FEATURES_KEY] = {**batch[tfma.FEATURES_KEY], WEIGHT_FEATURE: weights}
+        result[tfma.ATTRIBUTIONS_KEY] = attributions
+        return result
+
+    return extracts | "FillAttributions" >> beam.Map(fill)
+
+
+def tfma_extractors(eval_shared_models: list, eval_config: tfma_config.EvalConfig, explained: ExplainedRows) -> list:
+    """TFMA's default extractors, as `ExtractEvaluateAndWriteResults` builds them, plus `AttributionExtractor`.
+
+    It goes right after the FeaturesExtractor: the batch still holds the raw
+    bytes, and the ExampleWeightsExtractor after it reads `WEIGHT_FEATURE`.
+    """
+    from tensorflow_model_analysis.utils import config_util, model_util
+
+    shared = model_util.verify_and_update_eval_shared_models(eval_shared_models)
+    config = config_util.update_eval_config_with_defaults(eval_config, has_baseline=len(shared) > 1,
+                                                         rubber_stamp=model_util.has_rubber_stamp(shared))
+    extractors = tfma.default_extractors(eval_config=config, eval_shared_model=eval_shared_models)
+    stages = [e.stage_name for e in extractors]
+    if FEATURES_STAGE not in stages:
+        raise RuntimeError(f"TFMA's extractors changed: no {FEATURES_STAGE} among {stages}")
+    at = stages.index(FEATURES_STAGE) + 1
+    return extractors[:at] + [AttributionExtractor(explained)] + extractors[at:]
+
+
+def add_attribution_specs(eval_config: tfma_config.EvalConfig, explained: ExplainedRows) -> None:
+    """Weights the explained models' `logits` output by `WEIGHT_FEATURE` and adds the attribution metrics."""
+    if not explained.models:
+        return
+    for spec in eval_config.model_specs:
+        if spec.name in explained.models:
+            spec.example_weight_keys[LOGITS] = WEIGHT_FEATURE
+    for name in explained.models:  # one spec per model, as the other per-model specs (evaluation.eval_config)
+        eval_config.metrics_specs.add(
+            model_names=[name], output_names=[LOGITS],
+            metrics=[tfma_config.MetricConfig(class_name=metric) for metric in METRICS],
+            example_weights=tfma_config.ExampleWeightOptions(weighted=True))
+
+
+def mean_absolute(output_path: str, model: str, slice_key: tuple = ()) -> dict[str, float]:
+    """TFMA's weighted mean |attribution| per feature for one model and slice ({} when absent)."""
+    if not os.path.isdir(output_path):
+        return {}
+    for record in tfma.load_attributions(output_path):
+        key = tuple((s.column, _slice_value(s)) for s in record.slice_key.single_slice_keys)
+        if key != tuple(slice_key):
+            continue
+        for entry in record.attributions_keys_and_values:
+            if entry.key.name == MEAN_ABSOLUTE and entry.key.model_name == model:
+                return {feature: value.double_value.value for feature, value in entry.values.items()}
+    return {}
+
+
+def _slice_value(single) -> object:
+    kind = single.WhichOneof("kind")
+    value = getattr(single, kind)
+    return value.decode() if isinstance(value, bytes) else value
+
+
+SUMMARY_FILE = "attributions.json"  # in RUN/evaluation/: how each model was explained
+EXPLAINED = (CANDIDATE, BASELINE)  # the run's own two models; a served older version is not explained
+
+
+def explain_run(run_dir: str, models: list[EvaluatedModel], schema: Schema, plan: SlicePlan,
+                options: AttributionOptions | None = None) -> ExplainedRows:
+    """Explains the run's candidate and baseline on a sample of its test split (`explain_models`).
+
+    The test records get the same slice buckets as TFMA's input
+    (`evaluation.slicing.add_buckets`), so the extractor finds them by their bytes.
+    """
+    from trainer.crossval import load_arrays
+    from trainer.data.dataset import read_serialized
+
+    records = read_serialized(split_pattern(run_dir))
+    if plan.numeric:
+        records = [add_buckets(record, dict(plan.numeric)) for record in records]
+    test = load_arrays([split_pattern(run_dir)], schema)
+    train = load_arrays([split_pattern(run_dir, "train")], schema)
+    return explain_models([m for m in models if m.name in EXPLAINED], schema, records, test.features,
+                          test.labels, train.features, options or AttributionOptions())
+
+
+def summary(explained: ExplainedRows) -> dict:
+    """A JSON-able account of the explanations: method, sample sizes, completeness, per model."""
+    positives = int((explained.labels == 1).sum())
+    return {name: {"method": a.method, "output": LOGITS, "rows": int(len(a.margins)), "positive_rows": positives,
+                   "background_rows": a.background, "expected_margin": a.expected,
+                   "max_completeness_error": a.max_completeness_error,
+                   "completeness_tolerance": COMPLETENESS_TOLERANCE}
+            for name, a in explained.models.items()}
+
+
+def write_summary(eval_dir: str, explained: ExplainedRows) -> None:
+    write_json_atomically(os.path.join(eval_dir, SUMMARY_FILE), summary(explained))
+
+
+def load_summary(eval_dir: str) -> dict:
+    """`write_summary`'s content, or {} when the evaluation explained nothing."""
+    path = os.path.join(eval_dir, SUMMARY_FILE)
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
