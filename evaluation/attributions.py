@@ -161,9 +161,10 @@ def sampled_shapley(f, rows: dict[str, np.ndarray], background: dict[str, np.nda
         credit = np.diff(z, axis=2)  # [m, B, F]: step s's change, credited to the feature switched at s
         values[start:stop] = np.take_along_axis(credit, rank, axis=2).mean(axis=1)  # back in feature order
         margins[start:stop], baselines[start:stop] = z[:, 0, -1], z[:, :, 0]  # f(x_i); f(b_j)
+    # Each row's baselines are the same B rows, so E[f] is their mean; f(b_j) can differ between calls only
+    # by float32 batching, which the completeness error then shows.
     expected = float(baselines.mean()) if n else 0.0
-    error = np.abs(values.sum(axis=1) - (margins - baselines.mean(axis=1)))
-    # Each row's baseline is the same B rows; their f differs between calls only by float32 batching.
+    error = np.abs(values.sum(axis=1) - (margins - expected))
     return Attributions(SAMPLED_SHAPLEY, names, values, margins, expected,
                         float(error.max()) if error.size else 0.0, b)
 

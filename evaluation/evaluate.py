@@ -159,6 +159,7 @@ def informative_numeric(run_dir: str, schema) -> list[str]:
 
 
 def _report(run_dir, models, results, verdict, run_json, gate, seconds, predictions, decision) -> str:
+    from evaluation.attribution_report import load_explanations
     from evaluation.report import ReportInputs, write_report
 
     tables = {}
@@ -170,5 +171,7 @@ def _report(run_dir, models, results, verdict, run_json, gate, seconds, predicti
                               "after": results[model.name].calibration}
     inputs = ReportInputs(models=models, results=results, verdict=verdict, reliability=tables, run_json=run_json,
                           histories=load_histories(run_dir), trials=load_trials(run_dir),
-                          checks=gate.in_words(), tfma_seconds=seconds, decision=decision.in_words())
+                          checks=gate.in_words(), tfma_seconds=seconds, decision=decision.in_words(),
+                          explanations=load_explanations(os.path.join(run_dir, EVALUATION_DIR),
+                                                         run_schema(run_dir).label))
     return write_report(inputs, os.path.join(run_dir, REPORT_DIR))

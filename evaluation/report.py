@@ -14,7 +14,7 @@ import html
 import math
 import os
 
-from evaluation import plots
+from evaluation import attribution_report, plots
 from evaluation.blessing import Verdict
 from evaluation.intervals import METHODS
 from evaluation.results import MIN_RANKED_POSITIVES, OVERALL, ModelResult, has_positives, worst_first
@@ -55,6 +55,8 @@ class ReportInputs:
       decision: `evaluation.decision.Decision.in_words()`: on a first
         execution, which model to serve when the verdict alone does not say
         (None: it does).
+      explanations: model name -> its feature attributions
+        (`evaluation.attribution_report`; empty when none were computed).
     """
 
     models: list[EvaluatedModel]
@@ -67,6 +69,7 @@ class ReportInputs:
     checks: list[str]
     tfma_seconds: float | None = None
     decision: str | None = None
+    explanations: dict = dataclasses.field(default_factory=dict)
 
 
 def _fmt(value, digits: int = 4) -> str:
@@ -88,6 +91,7 @@ def write_report(inputs: ReportInputs, out_dir: str) -> str:
     body = [f"<h1>Evaluation report: {html.escape(labels[names[0]])} model"
             + (" vs " + html.escape(" and ".join(others)) if others else "") + "</h1>", _verdict(inputs)]
     body += _headline(inputs, names, labels)
+    body.append(attribution_report.section(inputs.explanations, labels))
     body.append(_model_card(inputs))
     images = _figures(inputs, names, labels, out_dir)
     if "curves" in images:
@@ -167,6 +171,7 @@ def _model_card(inputs: ReportInputs) -> str:
             f"<tr><td class='name'>test metrics (TFMA)</td><td class='name'>PR-AUC {with_interval('pr_auc')}; "
             f"recall {with_interval('recall')} and precision {with_interval('precision')} at the threshold</td></tr>"
             f"<tr><td class='name'>gate decision</td><td class='name'>{html.escape(decision)}</td></tr>"
+            f"{attribution_report.card_row(inputs.explanations, inputs.models[0].name)}"
             f"<tr><td class='name'>limitations</td><td class='name'>{'<br>'.join(html.escape(x) for x in limits)}"
             "</td></tr></table>"
             "<table><tr><th class='name'>split</th><th>class 0</th><th>class 1</th><th>positive rate</th></tr>"
