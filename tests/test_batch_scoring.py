@@ -189,3 +189,40 @@ def test_bad_arguments_exit_2_with_one_line_and_nothing_written(tmp_path, capsys
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ")
     assert set(os.listdir(tmp_path)) == before  # no output directory, no staging directory
+
+
+def test_request_log_is_rescored_row_by_row(tmp_path, capsys, base_path, frame, served):
+    """A log of one PredictionLog per example (Predict of raw features or of a tf.Example, Classify)."""
+    features = frame.drop(columns=[ID, "target"]).to_dict(orient="records")
+
+    def predict_log(inputs: dict) -> bytes:
+        log = prediction_log_pb2.PredictionLog()
+        for name, value in inputs.items():
+            dtype = tf.string if isinstance(value, (str, bytes)) or value is None else tf.float32
+            log.predict_log.request.inputs[name].CopyFrom(
+                tf.make_tensor_proto(["" if value is None else value], dtype=dtype))
+        return log.SerializeToString()
+
+    def example(row: dict) -> bytes:
+        return serialized_example({k: v if isinstance(v, str) or v is None else float(v) for k, v in row.items()})
+
+    records = [predict_log(row) for row in features[:10]]
+    records += [predict_log({"examples": example(row)}) for row in features[10:20]]
+    for row in features[20:30]:
+        log = prediction_log_pb2.PredictionLog()
+        log.classify_log.request.input.example_list.examples.add().ParseFromString(example(row))
+        records.append(log.SerializeToString())
+    two_rows = prediction_log_pb2.PredictionLog()
+    two_rows.predict_log.request.inputs["x0"].CopyFrom(tf.make_tensor_proto([1.0, 2.0], dtype=tf.float32))
+    records.append(two_rows.SerializeToString())
+    path = str(tmp_path / "requests.tfrecord")
+    with tf.io.TFRecordWriter(path) as writer:
+        for record in records:
+            writer.write(record)
+
+    status, output = score(tmp_path, "--model_base_path", base_path, "--data", path, "--data-format", "prediction_log")
+    assert status == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == "scored 30 rows, 1 errors"
+    assert_matches(read_predictions(output), served.head(30))
+    (error,) = [json.loads(line) for line in open(os.path.join(output, "errors-00000.jsonl"))]
+    assert error["record"] == 31 and "2 values" in error["reason"]
