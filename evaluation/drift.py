@@ -120,8 +120,15 @@ def _run_reading(data_dir: str) -> tuple[Reading, str]:
     return Reading(kinds, schema.label, str(source.get("positive_value", "1"))), schema.label
 
 
+def _is_statistics(path: str) -> bool:
+    """A statistics file (`.pb`, `.pbtxt`), not data files."""
+    return path.endswith(STATISTICS_SUFFIXES)
+
+
 def _statistics(pattern: str, reading: Reading, options: DriftOptions) -> statistics_pb2.DatasetFeatureStatisticsList:
-    if pattern.endswith(STATISTICS_SUFFIXES) and os.path.isfile(pattern):
+    if _is_statistics(pattern):
+        if not os.path.isfile(pattern):
+            raise DataError(f"{pattern}: no such statistics file")
         return load_statistics(pattern)
     stats = compute_statistics(pattern, reading, options.beam_pipeline_args)
     order = list(reading.kinds) + ([reading.label] if reading.label in stats.kinds else [])
@@ -162,7 +169,7 @@ def run_drift(options: DriftOptions) -> DriftResult:
         reading, label = _run_reading(served.data_dir)
     else:
         label = sanitize_name(options.label) if options.label else None
-        kinds_from = options.reference if not options.reference.endswith(STATISTICS_SUFFIXES) else options.data
+        kinds_from = options.data if _is_statistics(options.reference) or options.logs else options.reference
         reading = Reading(infer_kinds(kinds_from, label), label, "1")
     mode = skew.DRIFT if options.reference else skew.SKEW
     try:
@@ -191,7 +198,7 @@ def _score_comparisons(served: _Served, reading: Reading, options: DriftOptions,
     from evaluation.score_drift import ServedScorer, compare_scores, logged_summary, summarize
 
     scorer = ServedScorer(served.path)
-    if options.reference:
+    if options.reference and not _is_statistics(options.reference):
         reference = scorer.score([options.reference], reading)
     else:  # the served execution's held-out rows: TFRecords whose label is 0/1
         reference = scorer.score([os.path.join(served.data_dir, split, "data-*.tfrecord.gz")

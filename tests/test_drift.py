@@ -247,10 +247,33 @@ def test_drift_flags_exactly_the_shifted_features(traffic, tmp_path, capsys):
     status, lines, comparisons = _drift(capsys, *reference, "--data", traffic["unshifted"], "--output",
                                         str(tmp_path / "unshifted"))
     assert (status, lines, _flagged(comparisons)) == (0, [], set())
+    # The reference's statistics written by that run, as the reference: the same distances.
+    _, _, again = _drift(capsys, "--reference", str(tmp_path / "unshifted" / "reference_statistics.pb"), "--label",
+                         "target", "--data", traffic["unshifted"], "--output", str(tmp_path / "from-statistics"))
+    assert {name: c["value"] for name, c in again.items()} == {name: c["value"] for name, c in comparisons.items()}
     status, lines, comparisons = _drift(capsys, *reference, "--data", traffic["small"], "--output",
                                         str(tmp_path / "small"))
     assert (status, lines) == (0, [])
     assert {c["status"] for c in comparisons.values()} == {"too few rows to judge"}
+
+
+def test_drift_thresholds_come_from_the_schema(traffic, tmp_path, capsys):
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    (tmp_path / "schema.pbtxt").write_text(
+        'feature { name: "x0" drift_comparator { jensen_shannon_divergence { threshold: 0.99 } } }\n'
+        'feature { name: "channel" drift_comparator { infinity_norm { threshold: 0.5 } '
+        'normalized_abs_difference { threshold: 0.01 } } }\n')
+    status, lines, comparisons = _drift(capsys, "--reference", traffic["reference"], "--label", "target", "--data",
+                                        traffic["shifted"], "--schema", str(tmp_path / "schema.pbtxt"),
+                                        "--output", str(tmp_path / "out"))
+    assert status == 1 and len(lines) == 1 and lines[0].startswith("channel: NORMALIZED_ABSOLUTE_DIFFERENCE")
+    assert comparisons["x0"]["threshold"] == 0.99 and comparisons["x0"]["status"] == "ok"
+    used = text_format.Parse((tmp_path / "out" / "schema.pbtxt").read_text(), schema_pb2.Schema())
+    by_name = {feature.name: feature.drift_comparator for feature in used.feature}
+    assert by_name["channel"].infinity_norm.threshold == 0.5
+    assert by_name["x1"].jensen_shannon_divergence.threshold == pytest.approx(0.1)  # the default
+    assert by_name["x1"].jensen_shannon_divergence.source.type == schema_pb2.HistogramSelection.QUANTILES
 
 
 def test_drift_bad_input_is_one_line(traffic, tmp_path, capsys):
