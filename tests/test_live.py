@@ -78,3 +78,26 @@ def test_live_evaluation_reproduces_the_offline_metrics(test_split, tmp_path, ca
                  "--output", str(tmp_path / "worse")]) == 1
     lines = capsys.readouterr().out.splitlines()
     assert {line.split(":")[0] for line in lines} == {"pr_auc", "recall"}
+
+
+def test_logged_predictions_are_read_by_id(tmp_path):
+    """Classify and serving_default Predict logs (serving/prediction_log.py) whose examples carry the id."""
+    from tensorflow_serving.config import logging_config_pb2
+
+    from serving import prediction_log
+    from tests.conftest import serialized_example
+    from trainer.data.beam_files import frame_records
+
+    examples = [serialized_example({"id": f"a{i}", "x0": float(i)}) for i in range(3)]
+    classifies = prediction_log.rest_classify("imbalance", 1, "classification", examples,
+                                              [[("0", 1.0 - s), ("1", s)] for s in (0.25, 0.5, 0.75)])
+    predicts = prediction_log.rest_predict("imbalance", 1, "serving_default",
+                                           {"examples": np.array([serialized_example({"id": 7, "x0": 1.0})], object)},
+                                           {"scores": np.array([0.125], np.float32)})
+    sampling = logging_config_pb2.SamplingConfig(sampling_rate=1.0)
+    records = [*prediction_log.records(prediction_log.Entry("classify", lambda: classifies, 0), sampling),
+               *prediction_log.records(prediction_log.Entry("predict", lambda: predicts, 0), sampling)]
+    (tmp_path / "requests-0").write_bytes(frame_records(records))
+    scores, duplicates = live.read_logged_predictions(str(tmp_path / "requests-"), "id")
+    assert scores == {"a0": pytest.approx(0.25), "a1": pytest.approx(0.5), "a2": pytest.approx(0.75),
+                      "7": pytest.approx(0.125)} and duplicates == 0
