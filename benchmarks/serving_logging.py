@@ -126,7 +126,7 @@ def read_back(prefix: str) -> dict:
     size = sum(os.path.getsize(path) for path in files)
     return {"files": len(files), "records": records, "bytes": size,
             "bytes_per_record": round(size / records, 1) if records else None,
-            "unpublished": len(glob.glob(prefix + "-*.inprogress"))}
+            "unpublished": len(glob.glob(os.path.join(os.path.dirname(prefix), ".*.inprogress")))}
 
 
 def run(seconds: float, rounds: int, run_dir: str, scratch: str) -> dict:

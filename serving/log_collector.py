@@ -10,9 +10,10 @@ blocks: a full queue drops the entry and says so, for the caller to count);
 one writer thread per collector wakes every `DRAIN_SECONDS` (or when the queue
 is half full), builds the records of everything queued and appends them to
 `<filename_prefix>-<UTC start>-<pid>-<collector id>-<part>.tfrecord`. The part
-being written is named `....tfrecord.inprogress` and renamed when it is
-closed: when it passes `max_file_bytes` (rotation), and on `close()` (server
-stop, SIGTERM included), so a `*.tfrecord` glob only ever sees whole files.
+being written is a hidden sibling, `.<that name>.inprogress`, renamed when it
+is closed: when it passes `max_file_bytes` (rotation), and on `close()`
+(server stop, SIGTERM included), so a `<filename_prefix>-*` glob only ever
+sees whole files.
 Records are flushed after each such burst, so a crash loses at most the
 last `DRAIN_SECONDS`. The writer works in bursts rather than per request (no
 lock, no wake-up per request: a `collections.deque`, whose append is atomic)
@@ -33,7 +34,7 @@ import grpc
 import tensorflow as tf
 from tensorflow_serving.config import log_collector_config_pb2, logging_config_pb2
 
-from serving import prediction_log
+from serving import log_burst, prediction_log
 from serving.errors import ServingError, invalid_argument
 
 SUFFIX = ".tfrecord"
@@ -109,20 +110,29 @@ class TFRecordCollector:
             self._wake.wait(DRAIN_SECONDS)
             self._wake.clear()
             closing = self._closed.is_set()  # read before the drain: whatever came before close() is written
-            wrote = False
-            while self._queue:
-                self._write(self._queue.popleft())
-                wrote = True
-            if wrote and self._writer is not None:
+            burst = [self._queue.popleft() for _ in range(len(self._queue))]
+            if burst:
+                for entry, records in zip(burst, self._encode(burst), strict=True):
+                    self._write(entry, records)
+            if burst and self._writer is not None:
                 self._writer.flush()
             if closing:
                 break
         self._finish_file()
 
-    def _write(self, entry: prediction_log.Entry) -> None:
-        written, error = 0, None
+    def _encode(self, burst: list[prediction_log.Entry]) -> list[list[bytes] | Exception]:
         try:
-            for record in prediction_log.records(entry, self._sampling):
+            return log_burst.encode(burst, self._sampling)
+        except Exception as error:  # a bug there must not stop the writer: the burst is counted as failed
+            return [error] * len(burst)
+
+    def _write(self, entry: prediction_log.Entry, records: list[bytes] | Exception) -> None:
+        written, error = 0, records if isinstance(records, Exception) else None
+        if error is not None:
+            log.error("request log: a %s request could not be logged: %s", entry.kind, error)
+            records = []
+        try:
+            for record in records:
                 if self._writer is None:
                     self._open_file()
                 self._writer.write(record)
@@ -139,7 +149,7 @@ class TFRecordCollector:
     def _open_file(self) -> None:
         self._part += 1
         os.makedirs(os.path.dirname(self._prefix), exist_ok=True)
-        self._writer = tf.io.TFRecordWriter(self._path() + IN_PROGRESS)
+        self._writer = tf.io.TFRecordWriter(self._in_progress())
         self._bytes = 0
 
     def _finish_file(self) -> None:
@@ -147,11 +157,15 @@ class TFRecordCollector:
             return
         self._writer.close()
         self._writer = None
-        os.replace(self._path() + IN_PROGRESS, self._path())
+        os.replace(self._in_progress(), self._path())
         self.files.append(self._path())
 
     def _path(self) -> str:
         return f"{self._stem}-{self._part:05d}{SUFFIX}"
+
+    def _in_progress(self) -> str:
+        directory, name = os.path.split(self._path())
+        return os.path.join(directory, f".{name}{IN_PROGRESS}")
 
 
 FACTORIES = {"tfrecord": TFRecordCollector}  # LogCollector::RegisterFactory's registry, fixed here

@@ -120,15 +120,16 @@ def rest_predict(name: str, version: int, signature_name: str, inputs: dict[str,
     parts = [slice(row, row + 1) for row in range(rows)] if rows is not None and rows > 1 else [None]
     pairs = []
     for part in parts:  # None: the request whole (one row, or not batched alike), no slicing
-        request = b"".join(_entry(wire.INPUTS, key, value if part is None else value[part])
+        request = b"".join(tensor_entry(wire.INPUTS, key, value if part is None else value[part])
                            for key, value in inputs.items())
-        response = b"".join(_entry(wire.OUTPUTS, key, value if part is None else value[part])
+        response = b"".join(tensor_entry(wire.OUTPUTS, key, value if part is None else value[part])
                             for key, value in outputs.items())
         pairs.append(wire.predict_pair(spec_bytes, request, response))
     return spec, pairs
 
 
-def _entry(map_key: bytes, name: str, array: np.ndarray) -> bytes:
+def tensor_entry(map_key: bytes, name: str, array: np.ndarray) -> bytes:
+    """One map<string, TensorProto> entry's bytes (wire.py's, or the protobuf library's for other dtypes)."""
     encoded = wire.tensor_entry(map_key, name, array)
     if encoded is None:  # a dtype the wire module does not write: the protobuf library's bytes
         encoded = wire.field(map_key, wire.field(wire.MAP_KEY, name.encode("utf-8"))
@@ -169,12 +170,13 @@ def rest_regress(name: str, version: int, signature_name: str, examples: list[by
 def records(entry: Entry, sampling: logging_config_pb2.SamplingConfig) -> list[bytes]:
     """The entry's serialized PredictionLog records, one per example (see the module doc)."""
     spec, pairs = entry.build()
-    metadata = _metadata(spec.SerializeToString(), sampling.SerializeToString(), entry.timestamp_secs)
+    metadata = metadata_bytes(spec.SerializeToString(), sampling.SerializeToString(), entry.timestamp_secs)
     return [wire.prediction_log(metadata, entry.kind, request, response) for request, response in pairs]
 
 
 @functools.lru_cache(maxsize=64)  # consecutive requests share the model, the sampling and the second
-def _metadata(spec: bytes, sampling: bytes, timestamp_secs: int) -> bytes:
+def metadata_bytes(spec: bytes, sampling: bytes, timestamp_secs: int) -> bytes:
+    """A serialized LogMetadata from a serialized ModelSpec and SamplingConfig."""
     return logging_pb2.LogMetadata(model_spec=model_pb2.ModelSpec.FromString(spec),
                                    sampling_config=logging_config_pb2.SamplingConfig.FromString(sampling),
                                    saved_model_tags=SAVED_MODEL_TAGS, timestamp_secs=timestamp_secs

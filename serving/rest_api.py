@@ -29,7 +29,7 @@ import grpc
 from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2
 
-from serving import codec, example_json, inference, monitoring, prediction_log
+from serving import codec, example_json, inference, log_burst, monitoring, prediction_log
 from serving.errors import ServingError, as_serving_error, invalid_argument
 from serving.servable import Servable, Signature
 from serving.service import SIGNATURE_DEF_FIELD, ModelRef, ModelService, example_inputs
@@ -181,8 +181,8 @@ def _infer(service: ModelService, ref: ModelRef, action: str, request: dict) -> 
         inputs, row_format = codec.decode_predict(request, signature)
         outputs = yield ModelCall(servable, signature, inputs)  # as service.predict without an output filter
         answer = codec.encode_predict(outputs, row_format)
-        service.log(ref.name, prediction_log.PREDICT, lambda: prediction_log.rest_predict(
-            ref.name, servable.version, signature.name, inputs, outputs))  # logged once answered, as over gRPC
+        service.log(ref.name, prediction_log.PREDICT, log_burst.RestPredict(  # logged once answered, as gRPC's
+            ref.name, servable.version, signature.name, inputs, outputs))
         return answer
     # As service.classify / service.regress (the signature checked before the examples), the call yielded.
     examples = example_json.examples_from_json(request)

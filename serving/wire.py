@@ -116,7 +116,7 @@ _PREFIXES: dict[tuple, object] = {}  # (map, name, dtype, shape) -> (prefix, byt
 _MAX_PREFIXES = 4096
 
 
-def _entry_prefix(map_key: bytes, name: str, array: np.ndarray) -> tuple[bytes, str | None] | None:
+def entry_prefix(map_key: bytes, name: str, array: np.ndarray) -> tuple[bytes, str | None] | None:
     """Everything of a map entry of a fixed-size numeric tensor that precedes its values' bytes, and the
     byte order to write the values in (None: as they are); None for a tensor of another kind."""
     packed = _PACKED.get(array.dtype)
@@ -143,7 +143,7 @@ def tensor_entry(map_key: bytes, name: str, array: np.ndarray) -> bytes | None:
     if found is None:
         if len(_PREFIXES) >= _MAX_PREFIXES:
             _PREFIXES.clear()
-        found = _PREFIXES[cache_key] = _entry_prefix(map_key, name, array) or _NOT_FIXED
+        found = _PREFIXES[cache_key] = entry_prefix(map_key, name, array) or _NOT_FIXED
     if found is not _NOT_FIXED:
         prefix, byte_order = found
         return prefix + (array.tobytes() if byte_order is None else array.astype(byte_order).tobytes())

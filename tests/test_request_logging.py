@@ -31,8 +31,9 @@ from tensorflow_serving.apis import (
     prediction_log_pb2,
     prediction_service_pb2_grpc,
 )
+from tensorflow_serving.config import logging_config_pb2
 
-from serving import model_config, prediction_log, request_log, warmup
+from serving import log_burst, model_config, prediction_log, request_log, warmup
 from serving.app import ServerOptions, start
 from serving.errors import ServingError
 from serving.log_collector import CollectorOptions
@@ -162,7 +163,7 @@ def _send_grpc(server, rows, sent) -> None:
 def test_every_request_is_logged_with_its_answer(logged, reference):
     sent, _, logs = logged
     records = read_logs(str(logs / MODEL / "requests-*.tfrecord"))
-    assert not glob.glob(str(logs / "**" / "*.inprogress"), recursive=True)  # closed and published on stop
+    assert not glob.glob(str(logs / "**" / ".*.inprogress"), recursive=True)  # closed and published on stop
     kinds = [record.WhichOneof("log_type") for record in records]
     assert sorted(kinds) == ["classify_log"] * 4 + ["predict_log"] * 6  # one record per example
     found = {"predict": {}, "classify": {}}
@@ -316,7 +317,7 @@ def test_files_rotate_by_size_and_keep_every_record(tmp_path):
         loggers.log("m", prediction_log.PREDICT, lambda value=value: _predict(float(value)))
     loggers.close()
     files = sorted(glob.glob(str(tmp_path / "logs" / "m-*.tfrecord")))
-    assert len(files) >= 2 and not glob.glob(str(tmp_path / "logs" / "*.inprogress"))
+    assert len(files) >= 2 and not glob.glob(str(tmp_path / "logs" / ".*"))
     records = read_logs(str(tmp_path / "logs" / "m-*.tfrecord"))
     assert [tf.make_ndarray(r.predict_log.request.inputs["x"])[0] for r in records] == [0, 1, 2, 3, 4, 5]
     assert [tf.make_ndarray(r.predict_log.response.outputs["y"])[0] for r in records] == [0, 2, 4, 6, 8, 10]
@@ -342,3 +343,28 @@ def test_wire_encoding_parses_to_the_protobuf_librarys_messages():
         reference = (np.array([v.encode("utf-8") if isinstance(v, str) else v for v in array], object)
                      if array.dtype == object else array)
         np.testing.assert_array_equal(tf.make_ndarray(parsed.inputs[name]), reference)
+
+
+def test_a_burst_encodes_as_one_request_at_a_time():
+    """The writer's column-wise encoding of REST :predicts (serving/log_burst.py) gives the records the
+    one-at-a-time path gives, for mixed signatures, several rows, strings, integers and a request whose
+    tensors do not batch alike (which falls back)."""
+    rng = np.random.default_rng(3)
+
+    def entry(signature: str, rows: int, seconds: int, batched: bool = True):
+        inputs = {"x": rng.normal(size=(rows, 2)).astype(np.float32), "d": rng.normal(size=rows),
+                  "region": np.array(rng.choice(["north", "sud", "é"], size=rows), dtype=object)}
+        outputs = {"scores": rng.random(rows).astype(np.float32), "class_ids": rng.integers(-3, 300, rows),
+                   "bias": np.array(0.5, np.float32) if not batched else rng.random(rows).astype(np.float32)}
+        build = log_burst.RestPredict("m", 4, signature, inputs, outputs)
+        return prediction_log.Entry(prediction_log.PREDICT, build, seconds, "m")
+
+    entries = [entry("a", 1, 10), entry("b", 3, 10), entry("a", 2, 10), entry("a", 1, 11),
+               entry("a", 2, 10, batched=False), entry("b", 1, 10)]
+    sampling = logging_config_pb2.SamplingConfig(sampling_rate=1.0)
+    burst = log_burst.encode(entries, sampling)
+    for one, records in zip(entries, burst, strict=True):
+        alone = prediction_log.records(one, sampling)
+        assert [prediction_log_pb2.PredictionLog.FromString(r) for r in records] == \
+            [prediction_log_pb2.PredictionLog.FromString(r) for r in alone]
+    assert [len(records) for records in burst] == [1, 3, 2, 1, 1, 1]  # one record a row; unbatched: whole
