@@ -28,8 +28,9 @@ from evaluation.run_files import (
 )
 from trainer import progress
 from trainer.atomic import write_json_atomically
+from trainer.layout import EVALUATION_DIR, REPORT_DIR
 
-EVALUATION_DIR, REPORT_DIR, SUMMARY_FILE = "evaluation", "report", "summary.json"
+SUMMARY_FILE = "summary.json"  # in EVALUATION_DIR
 
 
 def resolve_models(run_dir: str, options: EvaluationOptions, run_json: dict) -> list[EvaluatedModel]:

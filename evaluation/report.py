@@ -21,6 +21,7 @@ from evaluation.results import MIN_RANKED_POSITIVES, OVERALL, ModelResult, has_p
 from evaluation.run_files import BASELINE, CANDIDATE, SERVED, EvaluatedModel
 from evaluation.slicing import readable_slice
 from trainer.atomic import write_text_atomically
+from trainer.layout import REPORT_PAGE
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1150px;
@@ -127,7 +128,7 @@ def write_report(inputs: ReportInputs, out_dir: str) -> str:
     body.append(f"<p class='note'>Generated from RUN/evaluation (TFMA) and the run's files.{timing}</p>")
     page = ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Evaluation report</title>"
             f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>")
-    path = os.path.join(out_dir, "index.html")
+    path = os.path.join(out_dir, REPORT_PAGE)
     write_text_atomically(path, page)
     return path
 

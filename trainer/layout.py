@@ -60,9 +60,14 @@ TREES_FILE = os.path.join("assets.extra", "lightgbm_model.txt")
 CLASSIFY_METHOD = "tensorflow/serving/classify"  # the method name TF Serving's Classify API requires
 
 
+def shard_pattern(data_dir: str, split: str) -> str:
+    """Glob of one split's gzipped tf.Example shards under a data directory (`RUN/data`)."""
+    return os.path.join(data_dir, split, f"{SHARD_PREFIX}-*{SHARD_SUFFIX}")
+
+
 def split_pattern(run_dir: str, split: str) -> str:
     """Glob of one split's gzipped tf.Example shards in a run."""
-    return os.path.join(run_dir, DATA_DIR, split, f"{SHARD_PREFIX}-*{SHARD_SUFFIX}")
+    return shard_pattern(os.path.join(run_dir, DATA_DIR), split)
 
 
 def history_path(run_dir: str, model: str) -> str:

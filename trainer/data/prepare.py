@@ -35,6 +35,7 @@ from trainer.data import ingest, split, statistics
 from trainer.data.beam_stats import TrainStats
 from trainer.data.ingest import BadRows, DataError
 from trainer.data.schema import Schema, infer_schema, load_schema, save_schema
+from trainer.layout import DATA_DIR, shard_pattern
 
 SOURCE_FILE = "source.json"
 # Settings recorded in source.json since they exist: data prepared before lacks them and had these values.
@@ -50,7 +51,7 @@ class PreparedData:
     source: dict
 
     def pattern(self, name: str) -> str:
-        return os.path.join(self.directory, name, "data-*.tfrecord.gz")
+        return shard_pattern(self.directory, name)
 
     @property
     def train_counts(self) -> tuple[int, int]:
@@ -110,7 +111,7 @@ def prepare_data(config: RunConfig, engine: str | None = None) -> PreparedData:
       ingest.DataError: bad input data (more bad rows than
         `config.max_bad_rows`), or `RUN/data` made from other settings.
     """
-    directory = os.path.join(config.output_dir, "data")
+    directory = os.path.join(config.output_dir, DATA_DIR)
     source = data_source(config)
     if os.path.exists(os.path.join(directory, SOURCE_FILE)):
         return _reuse(directory, source, config.max_bad_rows)

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from trainer.data.ingest import DataError
+from trainer.layout import SHARD_PREFIX, SHARD_SUFFIX, shard_pattern
 
 SPLITS = ("train", "validation", "test")
 CHUNK_ROWS = 20_000
@@ -99,16 +100,16 @@ def write_splits(features: pd.DataFrame, labels: np.ndarray, label_name: str, as
             )
             parts = examples | "BySplit" >> beam.Partition(lambda item, _: item[0], len(SPLITS))
             for index, name in enumerate(SPLITS):
-                prefix = os.path.join(directory, name, "data")
+                prefix = os.path.join(directory, name, SHARD_PREFIX)
                 os.makedirs(os.path.dirname(prefix), exist_ok=True)
                 _ = (
                     parts[index]
                     | f"Serialize{name}" >> beam.Map(lambda item: item[1])
                     | f"Write{name}" >> beam.io.WriteToTFRecord(
-                        prefix, file_name_suffix=".tfrecord.gz", num_shards=_shards(assignment, index)
+                        prefix, file_name_suffix=SHARD_SUFFIX, num_shards=_shards(assignment, index)
                     )
                 )
-                patterns[name] = prefix + "-*.tfrecord.gz"
+                patterns[name] = shard_pattern(directory, name)
     except RuntimeError as error:
         cause = _os_error(error)  # Beam wraps a worker's OSError (e.g. a full disk) in a RuntimeError
         if cause is None:
