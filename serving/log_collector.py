@@ -84,6 +84,8 @@ class TFRecordCollector:
         self._writer: tf.io.TFRecordWriter | None = None
         self._part, self._bytes = 0, 0
         self.files: list[str] = []  # closed files, in order
+        self.cpu_seconds = 0.0  # CPU time the writer thread has used
+        self.prefix = config.filename_prefix
         self._thread = threading.Thread(target=self._run, name=f"request-log-{collector_id}", daemon=True)
         self._thread.start()
 
@@ -116,6 +118,7 @@ class TFRecordCollector:
                     self._write(entry, records)
             if burst and self._writer is not None:
                 self._writer.flush()
+            self.cpu_seconds = time.thread_time()  # the writer's whole cost to the server, for the metrics page
             if closing:
                 break
         self._finish_file()

@@ -21,7 +21,10 @@ Counters (on the Prometheus page when `--monitoring_config_file` enables it):
 counts sampled requests by what the collector said: "OK" queued,
 "RESOURCE_EXHAUSTED" dropped because the queue was full; the writer's own
 counts are `:tensorflow:serving:request_log_records_written{model_name}` and
-`:tensorflow:serving:request_log_write_errors{model_name}`.
+`:tensorflow:serving:request_log_write_errors{model_name}`, and
+`:tensorflow:serving:request_log_writer_cpu_seconds{filename_prefix}` is the
+CPU time each writer thread has used (what logging costs the server, besides
+a sample draw and an append per request).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from serving.log_collector import CollectorOptions
 REQUEST_LOG_COUNT = ":tensorflow:serving:request_log_count"
 RECORDS_WRITTEN = ":tensorflow:serving:request_log_records_written"
 WRITE_ERRORS = ":tensorflow:serving:request_log_write_errors"
+WRITER_CPU_SECONDS = ":tensorflow:serving:request_log_writer_cpu_seconds"
 OK, DROPPED = "OK", "RESOURCE_EXHAUSTED"
 
 log = logging.getLogger(__name__)
@@ -160,4 +164,8 @@ class RequestLoggers:
                        value) for (name, model_name, status), value in counts if name == metric]
             if values:  # no logger, no lines: a server without logging shows the page it always did
                 lines += monitoring.counter_lines(metric, values)
+        writers = [({"filename_prefix": logger.collector.prefix}, round(logger.collector.cpu_seconds, 6))
+                   for logger in list(self._by_config.values())]
+        if writers:
+            lines += monitoring.counter_lines(WRITER_CPU_SECONDS, writers)
         return lines
