@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -146,3 +148,96 @@ def test_a_feature_with_no_effect_gets_about_zero(exported_trees):
     for result in (trees, sampled):
         importance = np.abs(result.values).mean(axis=0)
         assert importance[2] < 0.05 * importance[0], (result.method, importance)
+
+
+ROWS = 48  # explained test rows in the end-to-end test (24 positives of the tiny test split's 30)
+
+
+@pytest.fixture(scope="module")
+def evaluated_with_trees(tiny_run, tmp_path_factory):
+    """The tiny run with a trees-only weighted candidate (TreeSHAP) and its neural baseline (sampled Shapley)."""
+    import shutil
+
+    from evaluation import EvaluationOptions, run_evaluation
+    from trainer.candidates import Member
+    from trainer.pipeline import train_and_export
+
+    config = tiny_run[0]
+    run_dir = str(tmp_path_factory.mktemp("attributions") / "run")
+    shutil.copytree(config.output_dir, run_dir, ignore=shutil.ignore_patterns("evaluation", "report", "logs"))
+    train_and_export(config.replace(output_dir=run_dir), members=[Member({"model_family": "trees"})])
+    options = EvaluationOptions(slice_features=("region",), min_recall=0.0, intervals="none", attribution_rows=ROWS)
+    return run_dir, options, run_evaluation(run_dir, options)
+
+
+def test_tfma_attribution_metrics_match_the_explained_rows(evaluated_with_trees):
+    """`tfma.load_attributions` reads the evaluation output; TFMA's weighted totals and the minority slice's
+    mean |attribution| equal NumPy's over the explained rows; the margins are the served model's logits."""
+    import tensorflow_model_analysis as tfma
+
+    from evaluation.attribution_extractor import digest, explain_run, load_summary
+    from evaluation.attributions import AttributionOptions
+    from evaluation.evaluate import resolve_models
+    from evaluation.run_files import load_run_json, run_schema, split_pattern
+    from evaluation.slicing import plan_slices
+    from trainer.data.dataset import read_serialized
+
+    run_dir, options, summary = evaluated_with_trees
+    eval_dir = os.path.join(run_dir, "evaluation")
+    schema = run_schema(run_dir)
+    models = resolve_models(run_dir, options, load_run_json(run_dir))
+    explained = explain_run(run_dir, models, schema, plan_slices(schema, options.slice_features, 20),
+                            AttributionOptions(max_rows=ROWS))
+    assert {name: a.method for name, a in explained.models.items()} == {"candidate": TREESHAP,
+                                                                       "baseline": SAMPLED_SHAPLEY}
+    assert {name: entry["method"] for name, entry in load_summary(eval_dir).items()} == {
+        "candidate": TREESHAP, "baseline": SAMPLED_SHAPLEY}
+    records = {tuple((s.column, s.WhichOneof("kind")) for s in r.slice_key.single_slice_keys): r
+               for r in tfma.load_attributions(eval_dir) if len(r.slice_key.single_slice_keys) <= 1}
+    assert () in records and len(list(tfma.load_attributions(eval_dir))) >= 3  # overall, label 0 / 1, regions
+    positive = explained.labels == 1
+    records_by_digest = {digest(record): record for record in read_serialized(split_pattern(run_dir))}
+    for name, attributions in explained.models.items():
+        # The margins explained are the served model's `logits` on those rows (serving_default, raw bytes).
+        served = served_logits(next(m.path for m in models if m.name == name), records_by_digest, explained)
+        assert attributions.margins.shape == (ROWS,)
+        assert attributions.max_completeness_error < COMPLETENESS_TOLERANCE
+        total = tfma_values(records[()], "total_attributions", name)
+        assert set(total) == {f.name for f in schema.features}
+        expected = (explained.weights[:, None] * attributions.values).sum(axis=0)
+        np.testing.assert_allclose([total[f] for f in attributions.features], expected, rtol=1e-6, atol=1e-6)
+        minority = mean_absolute_on_label_slice(eval_dir, schema.label, name)
+        weights = explained.weights[positive]
+        reference = (weights[:, None] * np.abs(attributions.values[positive])).sum(axis=0) / weights.sum()
+        np.testing.assert_allclose([minority[f] for f in attributions.features], reference, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(attributions.margins, served, rtol=0, atol=1e-5)
+    with open(summary["report"], encoding="utf-8") as handle:
+        page = handle.read()
+    assert "What drives the minority predictions?" in page and "exact TreeSHAP" in page
+    assert "<td class='name'>explanations</td>" in page
+
+
+def tfma_values(record, metric: str, model: str) -> dict[str, float]:
+    for entry in record.attributions_keys_and_values:
+        if entry.key.name == metric and entry.key.model_name == model:
+            return {feature: value.double_value.value for feature, value in entry.values.items()}
+    raise AssertionError(f"no {metric} for {model}")
+
+
+def mean_absolute_on_label_slice(eval_dir: str, label: str, model: str) -> dict[str, float]:
+    import tensorflow_model_analysis as tfma
+
+    for record in tfma.load_attributions(eval_dir):
+        keys = record.slice_key.single_slice_keys
+        if len(keys) == 1 and keys[0].column == label and keys[0].int64_value == 1:
+            return tfma_values(record, "mean_absolute_attributions", model)
+    raise AssertionError("no label = 1 slice")
+
+
+def served_logits(model_dir: str, records: dict, explained) -> np.ndarray:
+    """The SavedModel's `serving_default` logits of the explained rows, from their serialized bytes."""
+    import tensorflow as tf
+
+    serve = tf.saved_model.load(model_dir).signatures["serving_default"]
+    batch = tf.constant([records[key] for key in explained.digests])
+    return serve(examples=batch)["logits"].numpy().astype(np.float64)
