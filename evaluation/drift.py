@@ -46,10 +46,12 @@ from evaluation.drift_data import Reading, compute_statistics, infer_kinds, stat
 from evaluation.score_drift import label_rate
 from trainer.atomic import write_json_atomically, write_text_atomically
 from trainer.data.ingest import DataError, sanitize_name
+from trainer.data.split import SPLITS
 from trainer.data.statistics import load_statistics, save_statistics, to_proto
-from trainer.layout import DATA_DIR, TRAIN_STATISTICS, execution_dir, resolve_run
+from trainer.layout import DATA_DIR, TRAIN_STATISTICS, execution_dir, resolve_run, split_pattern
 
 STATISTICS_SUFFIXES = (".pb", ".pbtxt")
+TRAIN, VALIDATION, TEST = SPLITS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,7 +145,7 @@ def _training_statistics(served: _Served, reading: Reading, options: DriftOption
     print(f"note: {path} is missing (a run made before it was kept); computing it from the training split",
           file=sys.stderr)
     tfrecords = dataclasses.replace(reading, positive_value="1")
-    proto = _statistics(os.path.join(served.data_dir, "train", "data-*.tfrecord.gz"), tfrecords, options)
+    proto = _statistics(split_pattern(os.path.dirname(served.data_dir), TRAIN), tfrecords, options)
     proto.datasets[0].name = "train"
     return proto
 
@@ -201,8 +203,8 @@ def _score_comparisons(served: _Served, reading: Reading, options: DriftOptions,
     if options.reference and not _is_statistics(options.reference):
         reference = scorer.score([options.reference], reading)
     else:  # the served execution's held-out rows: TFRecords whose label is 0/1
-        reference = scorer.score([os.path.join(served.data_dir, split, "data-*.tfrecord.gz")
-                                  for split in ("validation", "test")], dataclasses.replace(reading, positive_value="1"))
+        held_out = [split_pattern(os.path.dirname(served.data_dir), split) for split in (VALIDATION, TEST)]
+        reference = scorer.score(held_out, dataclasses.replace(reading, positive_value="1"))
     if options.logs:  # the scores the server logged with each request
         now = logged_summary(current, SCORE, FLAGGED)
     else:

@@ -231,9 +231,11 @@ def pushed_test(served, data_dir: str) -> tuple[np.ndarray, np.ndarray]:
     from evaluation.drift import _run_reading
     from evaluation.drift_data import ranges_of, read_columns
     from evaluation.score_drift import ServedScorer
+    from trainer.data.split import SPLITS
+    from trainer.layout import split_pattern
 
     reading = dataclasses.replace(_run_reading(data_dir)[0], positive_value="1")  # the split's 0/1 label
-    pattern = os.path.join(data_dir, "test", "data-*.tfrecord.gz")
+    pattern = split_pattern(os.path.dirname(data_dir), SPLITS[-1])
     labels = [columns.numeric[reading.label] for part in ranges_of(pattern) for columns in read_columns(part, reading)]
     return np.concatenate(labels).astype(np.int64), ServedScorer(served.path).score([pattern], reading)
 

@@ -307,6 +307,16 @@ def test_drift_of_a_served_run_compares_its_scores(tiny_run, traffic, tmp_path, 
     train = statistics.load_statistics(f"{run}/data/train_statistics.pb").datasets[0]
     assert comparisons["x1"]["reference_n"] == _by_name_dataset(train)["x1"].num_stats.common_stats.num_non_missing
     assert comparisons["served_model.score"]["reference_n"] > 0
+    # A run made before the statistics were kept: they are computed from its training split's records.
+    import shutil
+
+    old_run = tmp_path / "old-run"
+    shutil.copytree(run, old_run)
+    (old_run / "data" / "train_statistics.pb").unlink()
+    _, _, recomputed = _drift(capsys, "--run", str(old_run), "--data", traffic["unshifted"], "--no-score",
+                              "--output", str(tmp_path / "old"))
+    for name, comparison in recomputed.items():  # the records hold float32 values: equal up to rounding
+        assert comparison["value"] == pytest.approx(comparisons[name]["value"], abs=1e-3), name
 
 
 def _by_name_dataset(dataset) -> dict:
