@@ -90,6 +90,14 @@ def test_every_execution_studies_the_weighting(tuned):
     members = json.load(open(os.path.join(execution, "run.json")))["weighted"].get("members")
     tuned_ratios = [m["weight_ratio"] for m in members] if members else [summary["weighted"]["weight_ratio"]]
     assert list(saved["tuned"].ratios) == pytest.approx(tuned_ratios)
+    # A member already trained with the same weights is reused, not trained again: the study's members at
+    # N0/N1 and the twin's members the search trained unweighted, exactly those.
+    assert study["formula_reused"] == [abs(r / (counts[0] / counts[1]) - 1) < 1e-12 for r in saved["tuned"].ratios]
+    run = json.load(open(os.path.join(execution, "run.json")))
+    losses = [m["loss"] for m in members] if members else [run["weighted"]["loss"]]
+    assert run["baseline"]["reused"] == [abs(r - 1) < 1e-12 and loss == "weighted_ce"
+                                         for r, loss in zip(saved["tuned"].ratios, losses, strict=True)]
+    assert run["weighted"]["reused"] == [False] * len(tuned_ratios)
     for split in ("validation", "test"):
         rows = {row["source"]: row for row in study[split]}
         assert set(rows) == {"unweighted", "tuned", "formula"}
@@ -150,6 +158,7 @@ def test_each_make_tune_is_an_execution_gated_against_what_is_served(tuned, tmp_
     output = capsys.readouterr().out
     third = json.load(open(os.path.join(run_dir, "executions", "0003", "run.json")))
     assert third["evaluation"]["compared_with"] == "served version 1"
+    assert f"weighting: {third['weighting_study']['answer']}\n" in output  # the study's answer, printed
     if third["evaluation"]["verdict"] == "BLESSED":
         assert code == 0 and third["push"]["version"] == 2
     else:

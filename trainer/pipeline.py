@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import json
 import os
 import time
 
@@ -26,7 +27,8 @@ from trainer.weighting_study import TUNED, UNWEIGHTED, save_predictions
 
 def train_and_export(config: RunConfig, data: PreparedData | None = None, values: dict | None = None,
                      weighted: bool = True, members: list[Member] | None = None,
-                     export_dir: str | None = None, study_variant: str | None = None) -> dict:
+                     export_dir: str | None = None, study_variant: str | None = None,
+                     reuse: dict | None = None) -> dict:
     """Trains one model (or an ensemble of members) and exports it as the next version.
 
     Args:
@@ -49,6 +51,11 @@ def train_and_export(config: RunConfig, data: PreparedData | None = None, values
         exported or written to run.json; the raw predictions are kept under
         this name. Otherwise the weighted model's are kept as `tuned`, the
         baseline's as `unweighted`.
+      reuse: Members already trained by an earlier call on the same data,
+        filled by this one (`member_key` -> candidate): a member whose
+        hyperparameters and resolved loss and weights are the same is not
+        trained again (the twin's unweighted members, the study's members
+        already at N0/N1).
 
     Returns:
       The summary also written under run.json's "weighted"/"baseline" key.
@@ -67,25 +74,34 @@ def train_and_export(config: RunConfig, data: PreparedData | None = None, values
     members = [dataclasses.replace(m, values={**file_values, **m.values}) for m in members]
     with output_dir_of(strategy, config.output_dir) as output_dir:  # only the chief writes the run
         return _train_and_export(config.replace(output_dir=output_dir), data, strategy, members, weighted,
-                                 export_dir, study_variant)
+                                 export_dir, study_variant, reuse)
 
 
-def _train_and_export(config, data, strategy, members: list[Member], weighted, export_dir, study_variant) -> dict:
+def _train_and_export(config, data, strategy, members: list[Member], weighted, export_dir, study_variant,
+                      reuse) -> dict:
     name = study_variant or ("weighted" if weighted else "baseline")
     counts = data.train_counts
     keras.utils.set_random_seed(config.seed)
     started = time.time()
     splits = Splits(data, config)
     tensorboard = keras.callbacks.TensorBoard(log_dir=os.path.join(config.output_dir, LOGS_DIR, name))
-    trained = []
+    trained, reused = [], []
     with strategy_scope(strategy):  # variables and train steps replicated across devices
         for index, member in enumerate(members):
             hp = hparams_lib.with_values(counts, member.values)
             settings = fit_settings(hp, counts, config, weighted=weighted)
             step = name if len(members) == 1 else f"{name} member {index + 1} of {len(members)}"
-            with _fit_step(step, hp, config, splits) as epoch_progress:
-                candidate = train_candidate(hp, settings, data, config, config.epochs, splits, refit=True,
-                                            callbacks=[epoch_progress] + ([tensorboard] if index == 0 else []))
+            key = member_key(hp, settings)
+            reused.append(reuse is not None and key in reuse)
+            if reused[-1]:
+                with progress.step(f"fit {step}", "the same model as an earlier one: reused"):
+                    candidate = reuse[key]
+            else:
+                with _fit_step(step, hp, config, splits) as epoch_progress:
+                    candidate = train_candidate(hp, settings, data, config, config.epochs, splits, refit=True,
+                                                callbacks=[epoch_progress] + ([tensorboard] if index == 0 else []))
+                if reuse is not None:
+                    reuse[key] = candidate
             trained.append((hp, settings, candidate))
     heaviest = max(range(len(members)), key=lambda i: members[i].weight)
     hp, settings, _ = trained[heaviest]  # the single model, or the ensemble's heaviest member
@@ -95,7 +111,7 @@ def _train_and_export(config, data, strategy, members: list[Member], weighted, e
                              weights=[st.weights for _, st, _ in trained])
     if study_variant:
         keep(raw_test_predictions(candidate.model, data))
-        return {"variant": study_variant, "weight_ratios": [st.ratio for _, st, _ in trained]}
+        return {"variant": study_variant, "weight_ratios": [st.ratio for _, st, _ in trained], "reused": reused}
     # A mix has no closed-form shift: `auto` calibration then fits Platt scaling.
     shift = closed_form_shift(hp, settings) if len(members) == 1 else None
     save_history(candidate.history, history_path(config.output_dir, name))
@@ -111,10 +127,18 @@ def _train_and_export(config, data, strategy, members: list[Member], weighted, e
                     "replicas": strategy.num_replicas_in_sync if strategy else 1,
                     "workers": worker_count(strategy)})
     summary["rows_seen"] = [_rows_seen(data, config, splits, c) for _, _, c in trained]
+    summary["reused"] = reused  # per member: the same model as one an earlier call trained (`reuse`)
     if len(members) > 1:
         summary["members"] = [_describe_member(m, h, st, c) for m, (h, st, c) in zip(members, trained, strict=True)]
     update_run_json(config, {name: summary, **run_record(data)})  # run_record: the bad rows skipped
     return summary
+
+
+def member_key(hp, settings) -> str:
+    """What makes two trainings of a member the same: its hyperparameters and its resolved loss settings
+    (weights included; how they were chosen does not matter)."""
+    return json.dumps([dict(hp.values), dataclasses.asdict(dataclasses.replace(settings, source=""))],
+                      sort_keys=True)
 
 
 def _describe_member(member: Member, hp, settings, candidate) -> dict:

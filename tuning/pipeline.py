@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import time
 
 from keras_tuner.src.distribute import utils as distribute
@@ -25,11 +24,11 @@ from trainer.config import RunConfig
 from trainer.data.ingest import DataError
 from trainer.data.prepare import prepare_data
 from trainer.hparams import declare_all
-from trainer.layout import CANDIDATE_DIR, COMPLETE, TUNING_DIR, WEIGHTING_STUDY_DIR, read_run_json
+from trainer.layout import CANDIDATE_DIR, COMPLETE, TUNING_DIR, read_run_json
 from trainer.pipeline import train_and_export, update_run_json
 from trainer.refit import refit_full
 from trainer.threshold import parse_objective
-from trainer.weighting_study import DEFAULT_OPERATING_PRECISION, FORMULA, TUNED
+from trainer.weighting_study import DEFAULT_OPERATING_PRECISION, FORMULA
 from tuning import tensorboard_hparams
 from tuning.ensemble import Selection, load_held_out, select_ensemble
 from tuning.executions import begin_execution, describe_data, now, write_history
@@ -95,9 +94,10 @@ def _search_and_export(config: RunConfig, data) -> dict:
     best = write_best_hyperparameters(tuner, os.path.join(tuning_dir, BEST_FILE))
     search_seconds = round(time.time() - started, 1)
     selection, members = select_members(tuner, data, config)
-    weighted = train_and_export(config, data, members=members, export_dir=CANDIDATE_DIR)
-    baseline = train_and_export(config, data, members=members, weighted=False)
-    study = study_weighting(config, data, members)
+    trained = {}  # members trained once: a member the twin or the study shares with the candidate is reused
+    weighted = train_and_export(config, data, members=members, export_dir=CANDIDATE_DIR, reuse=trained)
+    baseline = train_and_export(config, data, members=members, weighted=False, reuse=trained)
+    study = study_weighting(config, data, members, trained)
     return {
         "tuning": {"trials": trial_count, "search_seconds": search_seconds, "best": dict(best.values),
                    "best_file": os.path.join(tuning_dir, BEST_FILE), "objective": config.objective,
@@ -109,22 +109,23 @@ def _search_and_export(config: RunConfig, data) -> dict:
     }
 
 
-def study_weighting(config: RunConfig, data, members: list[Member]) -> dict:
-    """`trainer.weighting_study` for this execution: trains the members at N0/N1 (unless the candidate already
-    is that model), compares the three variants, writes run.json's `weighting_study`."""
+def study_weighting(config: RunConfig, data, members: list[Member], trained: dict) -> dict:
+    """`trainer.weighting_study` for this execution: trains the members at N0/N1 (those already trained so,
+    in `trained`, are reused), compares the three variants, writes run.json's `weighting_study`.
+
+    N0/N1 is `other_class_share`'s ratio, given as a ratio so that its weights
+    are scaled as every ratio's are (mean example weight 1): a member the
+    search already trained at N0/N1 is then the same model, not retrained.
+    """
     n0, n1 = data.train_counts
     formula_ratio = n0 / n1
-    tuned = weighting_study.load_predictions(config.output_dir, TUNED).ratios
-    study_dir = os.path.join(config.output_dir, WEIGHTING_STUDY_DIR)
-    if all(abs(r - formula_ratio) <= 1e-9 * formula_ratio for r in tuned):  # the same model: not trained twice
-        shutil.copyfile(os.path.join(study_dir, f"{TUNED}.npz"), os.path.join(study_dir, f"{FORMULA}.npz"))
-    else:
-        train_and_export(config.replace(weight_ratio=None, weight_scheme="other_class_share"), data,
-                         members=members, study_variant=FORMULA)
+    formula = train_and_export(config.replace(weight_ratio=formula_ratio, weight_scheme=None), data,
+                               members=members, study_variant=FORMULA, reuse=trained)
     objective = parse_objective(config.threshold_objective)
     precision = objective.value if objective.kind == "recall_at_precision" else DEFAULT_OPERATING_PRECISION
     with progress.step("weighting study", "paired bootstrap"):
         section = weighting_study.study(config.output_dir, precision, formula_ratio)
+    section["formula_reused"] = formula["reused"]  # per member: already trained at N0/N1, not trained again
     update_run_json(config, {"weighting_study": section})
     return section
 
