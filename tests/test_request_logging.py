@@ -27,6 +27,7 @@ import tensorflow as tf
 from scipy import stats
 from tensorflow_serving.apis import (
     classification_pb2,
+    inference_pb2,
     predict_pb2,
     prediction_log_pb2,
     prediction_service_pb2_grpc,
@@ -48,7 +49,7 @@ from tests.serving_fixtures import (
     post,
     serialize,
 )
-from trainer.layout import WARMUP_FILE
+from trainer.layout import CLASSIFY_METHOD, WARMUP_FILE
 
 QUIET = "quiet"  # the same model, logged at rate 0
 OUTPUTS = ("class_ids", "logits", "probabilities", "scores")
@@ -108,7 +109,7 @@ def logged(tmp_path_factory, version_dir, rows):
     server = start(ServerOptions(model_name="", model_base_path="", model_config_file=str(root / "models.config"),
                                  port=0, rest_api_port=0, file_system_poll_wait_seconds=0,
                                  monitoring_config_file=str(root / "monitoring.config")))
-    sent = {"predict": {}, "classify": {}, "began": int(time.time())}
+    sent = {"predict": {}, "classify": {}, "multi": {}, "began": int(time.time())}
     try:
         _send_rest(server, rows, sent)
         _send_grpc(server, rows, sent)
@@ -158,6 +159,15 @@ def _send_grpc(server, rows, sent) -> None:
         response = stub.Classify(request, timeout=30)
         for example, result in zip(examples, response.result.classifications, strict=True):
             sent["classify"][row_key(example)] = [entry.score for entry in result.classes]
+        multi = inference_pb2.MultiInferenceRequest()
+        multi.tasks.add(method_name=CLASSIFY_METHOD).model_spec.name = MODEL
+        multi.tasks[0].model_spec.signature_name = "classification"
+        examples = [example_features(row) for row in rows[2:4]]
+        for example in examples:
+            multi.input.example_list.examples.add().ParseFromString(serialize(example))
+        answer = stub.MultiInference(multi, timeout=30)
+        for example, result in zip(examples, answer.results[0].classification_result.classifications, strict=True):
+            sent["multi"][row_key(example)] = [entry.score for entry in result.classes]
 
 
 def test_every_request_is_logged_with_its_answer(logged, reference):
@@ -165,8 +175,8 @@ def test_every_request_is_logged_with_its_answer(logged, reference):
     records = read_logs(str(logs / MODEL / "requests-*.tfrecord"))
     assert not glob.glob(str(logs / "**" / ".*.inprogress"), recursive=True)  # closed and published on stop
     kinds = [record.WhichOneof("log_type") for record in records]
-    assert sorted(kinds) == ["classify_log"] * 4 + ["predict_log"] * 6  # one record per example
-    found = {"predict": {}, "classify": {}}
+    assert sorted(kinds) == ["classify_log"] * 4 + ["multi_inference_log"] * 2 + ["predict_log"] * 6  # per example
+    found = {"predict": {}, "classify": {}, "multi": {}}
     for record in records:
         metadata = record.log_metadata
         assert (metadata.model_spec.name, metadata.model_spec.version.value) == (MODEL, 1)
@@ -183,28 +193,35 @@ def test_every_request_is_logged_with_its_answer(logged, reference):
             expected = call_signature(reference, "predict_features", **{k: tf.constant(v) for k, v in inputs.items()})
             for name in OUTPUTS:  # the logged answer is the model's answer to the logged question
                 assert_close(outputs[name], expected[name])
-        else:
+        elif record.HasField("classify_log"):
             request, response = record.classify_log.request, record.classify_log.response
             assert metadata.model_spec.signature_name == "classification"
             (example,) = request.input.example_list.examples
             (classes,) = response.result.classifications
             found["classify"][example_key(example)] = [entry.score for entry in classes.classes]
+        else:
+            request, response = record.multi_inference_log.request, record.multi_inference_log.response
+            assert [task.method_name for task in request.tasks] == [CLASSIFY_METHOD]
+            (example,) = request.input.example_list.examples
+            (classes,) = response.results[0].classification_result.classifications
+            found["multi"][example_key(example)] = [entry.score for entry in classes.classes]
     assert set(found["predict"]) == set(sent["predict"])
     for key, answer in sent["predict"].items():
         for name in OUTPUTS:
             assert_close(found["predict"][key][name][0], answer[name])
-    assert set(found["classify"]) == set(sent["classify"])
-    for key, scores in sent["classify"].items():
-        assert_close(found["classify"][key], scores)
+    for kind in ("classify", "multi"):
+        assert set(found[kind]) == set(sent[kind])
+        for key, scores in sent[kind].items():
+            assert_close(found[kind][key], scores)
 
 
 def test_rate_zero_logs_nothing_and_counters_are_on_the_metrics_page(logged):
     sent, server, logs = logged
     assert read_logs(str(logs / QUIET / "*")) == []
     page = sent["page"]
-    assert f'{request_log.REQUEST_LOG_COUNT}{{model_name="{MODEL}",status_code="OK"}} 5' in page
+    assert f'{request_log.REQUEST_LOG_COUNT}{{model_name="{MODEL}",status_code="OK"}} 6' in page
     assert QUIET not in "".join(line for line in page.splitlines() if line.startswith(request_log.REQUEST_LOG_COUNT))
-    assert server.request_log.count(request_log.RECORDS_WRITTEN, MODEL) == 10
+    assert server.request_log.count(request_log.RECORDS_WRITTEN, MODEL) == 12
 
 
 class CountingService(ModelService):
@@ -227,7 +244,7 @@ def test_a_log_file_is_a_warmup_file(logged, tmp_path, version_dir):
     service = CountingService(models=None)
     servable = warmup.load_and_warm_up(service, 1, str(version))
     assert servable.version == 1
-    assert service.runs == len(warmup.read_records(str(version))) == 10  # every record replayed, none failed
+    assert service.runs == len(warmup.read_records(str(version))) == 12  # every record replayed, none failed
 
 
 # --- configuration errors ------------------------------------------------------------------------------
