@@ -1,10 +1,12 @@
 """Logged requests as `tensorflow.serving.PredictionLog` records, one per example.
 
 A REST or gRPC request that was sampled becomes an `Entry`: its kind, when it
-came, and a function building its request and response *protos* (gRPC keeps
-the messages it received and sent; REST builds the equivalent gRPC messages
-from the arrays it decoded and computed). The collector's writer thread calls
-`records(entry, sampling)`, so no proto is built on the request path.
+came, and a function returning the ModelSpec that answered and its serialized
+request and response, one pair per example (gRPC keeps the messages it
+received and sent: `split`; REST's arrays become the equivalent gRPC messages:
+`rest_predict` as wire bytes, `rest_classify`, `rest_regress`). The
+collector's writer thread calls them (`records`, or serving/log_burst.py for a
+burst of REST :predicts), so no record is built on the request path.
 
 One record per example (a documented deviation from TF Serving, which logs one
 per request): a Predict whose inputs and outputs all share a leading batch
