@@ -6,6 +6,7 @@ sequence of executions under one directory, as TFX pipeline runs are:
     RUN/
       serving_model/<version>/    what is served: only pushed (blessed) candidates
       history.json, history.html  every execution: date, data, verdict, push
+      monitoring/, monitoring.html  a record per drift or live-evaluation run, and their page
       executions/<id>/            one `make tune`: a complete trainer-style run
         data/ tuning/ candidate_model/ baseline_model/ evaluation/ report/ run.json
         tuning/tensorboard/<trial>/execution0/   one TensorBoard HParams run per trial
@@ -51,6 +52,10 @@ HISTORY_JSON, HISTORY_HTML = "history.json", "history.html"  # a tuning run's ex
 # In DATA_DIR: the training split's statistics, a tensorflow_metadata DatasetFeatureStatisticsList (binary; a
 # text copy beside it with the suffix `txt`): the reference of `evaluation.drift` (trainer/data/statistics.py).
 TRAIN_STATISTICS = "train_statistics.pb"
+# At a run's top: one JSON record per `evaluation.drift` or live-evaluation run against it
+# (MONITORING_DIR/<kind>-<UTC time>.json, kinds DRIFT_RECORD and LIVE_RECORD), and the page drawn from them.
+MONITORING_DIR, MONITORING_PAGE = "monitoring", "monitoring.html"
+DRIFT_RECORD, LIVE_RECORD = "drift", "live"
 MAX_VERSION = 2**63 - 1  # versions are int64 in TF Serving's protos
 SAVED_MODEL_FILE = "saved_model.pb"  # a version directory is complete once it holds this
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")  # TF Serving's warm-up records
