@@ -117,16 +117,118 @@ def test_report_renders_with_every_image(evaluated):
     assert ("BLESSED: every check passed" in page) == summary["blessed"]
 
 
-def test_report_renders_in_a_headless_browser(evaluated, tmp_path):
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--no-first-run", "--window-size=1366,768"]
+# Appended to a copy of the page: the widths that show a horizontal overflow, read back with --dump-dom.
+WIDTH_PROBE = ("<script>document.body.setAttribute('data-widths', [document.documentElement.scrollWidth,"
+               " window.innerWidth, document.body.scrollWidth, document.body.clientWidth].join(' '));</script>")
+
+
+def test_report_fits_a_laptop_screen_in_a_headless_browser(evaluated, tmp_path):
+    """At 1366 x 768 neither the page nor the body's content is wider than the window (the slice table scrolls
+    inside its own box), and the page renders to a screenshot."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("no Chromium on this machine: the page is checked as HTML only")
+    copy = tmp_path / "report"
+    shutil.copytree(os.path.dirname(evaluated[1]["report"]), copy)
+    page = (copy / "index.html").read_text(encoding="utf-8")
+    (copy / "probe.html").write_text(page.replace("</body>", WIDTH_PROBE + "</body>"), encoding="utf-8")
+    dom = subprocess.run([chromium, *CHROMIUM_FLAGS, "--dump-dom", f"file://{copy / 'probe.html'}"], check=False,
+                         timeout=120, capture_output=True, text=True).stdout
+    page_width, window, body_content, body_box = map(int, re.search(r'data-widths="([\d ]+)"', dom)[1].split())
+    assert window == 1366 and page_width <= window and body_content <= body_box, dom[:200]
+    assert "class='scroll'" in page  # the slice table's own box
     shot = tmp_path / "report.png"
-    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                    "--disable-component-update", "--no-first-run", "--window-size=1280,3000",
-                    f"--screenshot={shot}", f"file://{evaluated[1]['report']}"], check=False, timeout=120,
-                   capture_output=True)
+    subprocess.run([chromium, *CHROMIUM_FLAGS, f"--screenshot={shot}", f"file://{copy / 'index.html'}"],
+                   check=False, timeout=120, capture_output=True)
     assert shot.exists() and shot.stat().st_size > 10_000
+
+
+def report_figures(report: str) -> dict[str, dict[str, int]]:
+    """Every figure of a report: {file: {axis title: data points drawn}} (`evaluation.plots` writes the counts)."""
+    from PIL import Image
+
+    from evaluation.plots import POINTS_KEY
+
+    with open(report, encoding="utf-8") as handle:
+        sources = re.findall(r"<img src='([^']+)'", handle.read())
+    figures = {}
+    for source in sources:
+        with Image.open(os.path.join(os.path.dirname(report), source)) as image:
+            figures[source] = json.loads(image.text[POINTS_KEY])
+    return figures
+
+
+def assert_no_empty_figure(report: str, training_panels: set[str]) -> None:
+    figures = report_figures(report)
+    assert figures and all(points and min(points.values()) > 0 for points in figures.values()), figures
+    assert set(figures["training.png"]) == training_panels, figures["training.png"]
+
+
+NEURAL_PANELS = {"neural: PR-AUC per epoch", "neural: loss per epoch", "neural: minority recall (at 0.5) per epoch"}
+TREE_PANEL = "trees: validation PR-AUC per boosting round"
+
+
+def test_a_neural_run_s_report_has_no_empty_figure(evaluated):
+    assert_no_empty_figure(evaluated[1]["report"], NEURAL_PANELS)
+
+
+def test_a_trees_only_run_s_report_draws_boosting_rounds(tiny_run, tmp_path):
+    """Both models trees: the training figure is LightGBM's held-out PR-AUC per round, weighted vs unweighted."""
+    from trainer.candidates import Member
+    from trainer.pipeline import train_and_export
+
+    run_dir = copy_run(tiny_run, tmp_path)
+    config = tiny_run[0].replace(output_dir=run_dir)
+    for weighted in (True, False):
+        train_and_export(config, members=[Member({"model_family": "trees"})], weighted=weighted)
+    summary = run_evaluation(run_dir, EvaluationOptions(slice_features=(), min_recall=0.0, intervals="none",
+                                                        attribution_rows=0))  # the figures only
+    assert_no_empty_figure(summary["report"], {TREE_PANEL})
+    assert report_figures(summary["report"])["training.png"][TREE_PANEL] >= 2 * 2  # two curves of >= 1 round + dots
+
+
+def test_a_near_perfect_model_s_intervals_stay_inside_zero_one(tiny_run, tmp_path):
+    """TFMA's jackknife intervals of a near-perfect model leave [0, 1]; the shown ones do not."""
+    run_dir = copy_run(tiny_run, tmp_path)
+    model = save_near_perfect_model(str(tmp_path / "near_perfect"), run_schema(run_dir).label)
+    summary = run_evaluation(run_dir, EvaluationOptions(candidate_dir=model, candidate_threshold=0.5,
+                                                        slice_features=(), min_recall=0.0, intervals="jackknife",
+                                                        attribution_rows=0))  # intervals only
+    metrics, shown, raw = (summary[key]["candidate"] for key in ("metrics", "intervals", "tfma_intervals"))
+    assert metrics["pr_auc"] > 0.95 and metrics["recall"] > 0.9
+    assert any(high > 1.0 for name, (low, high) in raw.items() if not name.endswith("_diff"))  # the issue
+    for name, (low, high) in shown.items():
+        if name.endswith("_diff"):
+            assert -1.0 <= low <= high <= 1.0, (name, low, high)
+        else:
+            upper = float("inf") if name.endswith("calibration") else 1.0  # mean prediction / mean label
+            assert 0.0 <= low <= metrics[name] <= high <= upper, (name, low, high)
+    with open(summary["report"], encoding="utf-8") as handle:
+        rows = re.findall(r"<tr><td class='name'>([^<]+)</td>(.*?)</tr>", handle.read())
+    brackets = [(title, float(low), float(high)) for title, cells in rows if not title.startswith("calibration")
+                for low, high in re.findall(r"\[(-?[\d.]+), (-?[\d.]+)\]", cells)]
+    assert len(brackets) >= 8 and all(0.0 <= low <= high <= 1.0 for _, low, high in brackets), brackets
+
+
+def save_near_perfect_model(path: str, label: str) -> str:
+    """A model that reads the label (!) and adds hashed noise: about 5% of positives fall below 0.5."""
+    import tensorflow as tf
+
+    class NearPerfect(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+        def serve(self, examples):
+            y = tf.cast(tf.io.parse_example(examples, {label: tf.io.FixedLenFeature([], tf.int64)})[label], tf.float32)
+            noise = tf.cast(tf.strings.to_hash_bucket_fast(examples, 10_007), tf.float32) / 10_007.0 - 0.5
+            margin = 4.5 * (2.0 * y - 1.0) + 10.0 * noise
+            score = tf.sigmoid(margin)
+            return {"probabilities": tf.stack([1.0 - score, score], axis=1), "scores": score,
+                    "class_ids": tf.cast(score >= 0.5, tf.int64), "logits": margin}
+
+    module = NearPerfect()
+    tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
+    return path
 
 
 def test_report_only_rebuilds_without_tfma(evaluated):
@@ -182,6 +284,8 @@ def test_a_tree_family_blend_evaluates_in_tfma_like_a_neural_model(tiny_run, tmp
     predicted = predict_test(summary["version_dir"], split_pattern(run_dir), run_schema(run_dir))
     expected = average_precision_score(predicted["labels"], predicted["scores"])
     assert abs(evaluation["metrics"]["candidate"]["pr_auc"] - expected) < PR_AUC_TOLERANCE
+    # The blend's training figure: the trees' rounds and the neural member's epochs (the baseline is neural).
+    assert_no_empty_figure(evaluation["report"], NEURAL_PANELS | {TREE_PANEL})
 
 
 def test_tfma_intervals_agree_with_a_numpy_bootstrap(evaluated):
