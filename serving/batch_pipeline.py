@@ -1,7 +1,8 @@
 """The batch-scoring pipeline: read ranges, score with RunInference, write per range.
 
-    Create(ranges) -> ReadRange -> rows: Blocks  --RunInference-->  Scored -> WritePredictions
-                                -> errors: RowErrors ------------------------> WriteErrors
+    Create(ranges) -> Reshuffle -> ReadRange -> rows: Blocks --RunInference--> Scored -> WritePredictions
+                                                                        +--> refused batches -> WriteErrors
+                                            -> errors: RowErrors ------------------------------> WriteErrors
 
 Everything is checked in the driver before the pipeline starts (the model
 version and its signatures, the input files, their columns, the output
@@ -30,7 +31,14 @@ from serving.batch_handlers import (
     scored_example,
 )
 from serving.batch_rows import ModelInputs, RowError, _Locator, check_columns, read_part
-from serving.batch_write import ERRORS_COUNTER, PREDICTION_LOG, SCORED_COUNTER, WriteErrors, WritePredictions
+from serving.batch_write import (
+    ERRORS_COUNTER,
+    PREDICTION_LOG,
+    REFUSED,
+    SCORED_COUNTER,
+    WriteErrors,
+    WritePredictions,
+)
 from serving.servable import DEFAULT_SIGNATURE, FEATURES_SIGNATURE, _read_signature_defs
 from trainer.atomic import staging_directory
 from trainer.beam_runner import make_pipeline
@@ -129,9 +137,10 @@ def build(pipeline: beam.Pipeline, config: BatchConfig, model: ModelRef, inputs:
 
     with_logs = config.output_format == PREDICTION_LOG
     logs = config.data_format == PREDICTION_LOG
-    read = (pipeline | "Ranges" >> beam.Create(ranges)
+    # The reshuffle spreads the ranges (a few bytes each) over the workers: without it the in-process
+    # runner hands every range of the Create to one worker.
+    read = (pipeline | "Ranges" >> beam.Create(ranges) | "Spread ranges" >> beam.Reshuffle()
             | "Read ranges" >> beam.ParDo(_ReadRange(inputs, config.id_column, logs)).with_outputs("errors", main="rows"))
-    errors = [read.errors]
     if ranges[0].kind == "tfrecord":
         main, other = (read.rows
                        | "Examples" >> beam.FlatMap(keyed_examples)
@@ -144,10 +153,12 @@ def build(pipeline: beam.Pipeline, config: BatchConfig, model: ModelRef, inputs:
             FeatureModelHandler(model, with_logs)).with_exception_handling()
         scored = main
         refused = other.failed_inferences | "Refused rows" >> beam.FlatMap(_failed_rows, ranges)
-    errors.append(refused)
     _ = scored | "Write predictions" >> beam.ParDo(
         WritePredictions(directory, config.output_format, config.id_column, model.version))
-    _ = tuple(errors) | "All errors" >> beam.Flatten() | "Write errors" >> beam.ParDo(WriteErrors(directory))
+    # Two writers, not a Flatten: the in-process runner runs a Flatten as a stage of its own whose input
+    # it holds until the reading stage ends. Refused rows go to errors-<range>-refused.jsonl.
+    _ = read.errors | "Write errors" >> beam.ParDo(WriteErrors(directory))
+    _ = refused | "Write refused rows" >> beam.ParDo(WriteErrors(directory, REFUSED))
 
 
 def score(config: BatchConfig) -> BatchResult:

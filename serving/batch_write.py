@@ -8,7 +8,8 @@ bundle holds, and a retried bundle rewrites the same names, so no reader
 sees half a file. Rows reach the files without a shuffle, so the runner
 (and, with the in-process runner, the driver) holds no rows. Names are
 `predictions-<range>.parquet`, `prediction_logs-<range>.tfrecord.gz`
-(`--format prediction_log`) and `errors-<range>.jsonl`, with ranges numbered
+(`--format prediction_log`) and `errors-<range>.jsonl` (`errors-<range>-refused.jsonl` for the rows of
+batches the model refused), with ranges numbered
 in input order, so reading the files in name order gives the rows in input
 order. Should a runner hand a writer more rows of a range it has already
 closed, they go to `<name>-<k>` continuation files, never over the first.
@@ -34,6 +35,7 @@ FORMATS = (PARQUET, PREDICTION_LOG)
 ROW_GROUP_ROWS = 65_536
 PROBABILITY, CLASS_ID, MODEL_VERSION = "probability", "class_id", "model_version"
 SCORED_COUNTER, ERRORS_COUNTER = "rows_scored", "row_errors"
+REFUSED = "refused"  # errors-<range>-refused.jsonl: rows of batches the model refused
 
 
 def predictions_name(part: int, output_format: str, continuation: int = 0) -> str:
@@ -43,8 +45,9 @@ def predictions_name(part: int, output_format: str, continuation: int = 0) -> st
     return f"predictions-{stem}.parquet"
 
 
-def errors_name(part: int, continuation: int = 0) -> str:
-    return f"errors-{part:05d}" + (f"-{continuation}" if continuation else "") + ".jsonl"
+def errors_name(part: int, continuation: int = 0, kind: str = "") -> str:
+    return (f"errors-{part:05d}" + (f"-{continuation}" if continuation else "") + (f"-{kind}" if kind else "")
+            + ".jsonl")
 
 
 class _OneOpen:
@@ -137,8 +140,8 @@ class _LogPart:
 class _ErrorsPart:
     """One range's RowErrors as JSON lines."""
 
-    def __init__(self, directory: str, part: int, continuation: int):
-        self._file = _Temporary(directory, errors_name(part, continuation))
+    def __init__(self, directory: str, part: int, continuation: int, kind: str):
+        self._file = _Temporary(directory, errors_name(part, continuation, kind))
         self._handle = open(self._file.path, "w", encoding="utf-8")
 
     def write(self, error: RowError) -> None:
@@ -174,14 +177,19 @@ class WritePredictions(beam.DoFn):
 
 
 class WriteErrors(beam.DoFn):
-    """Writes RowErrors to their range's JSON-lines file; counts them."""
+    """Writes RowErrors to their range's JSON-lines file; counts them.
 
-    def __init__(self, directory: str):
-        self._directory = directory
+    Args:
+      kind: Names the files of a second writer apart (`errors-<range>-<kind>.jsonl`).
+    """
+
+    def __init__(self, directory: str, kind: str = ""):
+        self._directory, self._kind = directory, kind
         self._errors = beam.metrics.Metrics.counter(METRICS_NAMESPACE, ERRORS_COUNTER)
 
     def start_bundle(self):
-        self._files = _OneOpen(lambda part, continuation: _ErrorsPart(self._directory, part, continuation))
+        self._files = _OneOpen(lambda part, continuation: _ErrorsPart(self._directory, part, continuation,
+                                                                      self._kind))
 
     def process(self, error: RowError):
         self._files.write(error.part, error)
