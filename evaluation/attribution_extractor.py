@@ -43,6 +43,7 @@ from evaluation.attributions import (
     has_trees_file,
     margin_function,
     sample_rows,
+    sample_sizes,
     sampled_shapley,
     take,
     tree_shap,
@@ -106,16 +107,19 @@ def explain_models(models: list[EvaluatedModel], schema: Schema, test_records: l
       train: Training rows ({name: [M]}), the background's source.
       options: Sample sizes and seed.
     """
-    indices, weights = sample_rows(labels, options, len(schema.features))
+    trees = {m.name for m in models if has_trees_file(m.path)}
+    sampled = [m for m in models if m.name not in trees and _has_features_signature(m.path)]
+    cap, size = sample_sizes(options, len(schema.features), bool(sampled))
+    indices, weights = sample_rows(labels, cap, options.seed)
     rows = feature_columns(take(test, indices), schema)
+    available = len(next(iter(train.values())))
     background = feature_columns(take(train, np.random.default_rng(options.seed).choice(
-        len(next(iter(train.values()))), size=min(options.background, len(next(iter(train.values())))),
-        replace=False)), schema)
+        available, size=min(size, available), replace=False)), schema)
     explained = {}
     for model in models:
-        if has_trees_file(model.path):
+        if model.name in trees:
             explained[model.name] = tree_shap(model.path, rows, schema)
-        elif _has_features_signature(model.path):
+        elif model in sampled:
             result = sampled_shapley(margin_function(model.path, schema), rows, background, options.seed)
             result.check_completeness()
             explained[model.name] = result

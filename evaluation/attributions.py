@@ -21,13 +21,18 @@ monotone map of s, and TreeSHAP is exact only in margin space.
   measured. Integrated Gradients is not used: the tree ops' gradient is zero
   almost everywhere, so it gives a blend's tree member no credit at all.
 
-Cost, bounded (`AttributionOptions`): at most `max_rows` test rows (half of
-them positives when there are enough, so the minority slice is measured on
-enough rows) and `background` training rows; sampled Shapley calls f on
-rows x background x (features + 1) rows, and `max_evaluations` lowers the
-row count for wide data. Each explained row carries an example weight of
-(class count in test) / (class count explained), so weighted means over the
-sample estimate means over the whole test split (`attribution_extractor`).
+Cost, bounded (`AttributionOptions`, `sample_sizes`): TreeSHAP explains up
+to `max_rows` test rows (half of them positives when there are enough, so the
+minority slice is measured on enough rows). Sampled Shapley calls f on
+rows x background x (features + 1) rows, at most `max_evaluations` per model:
+on wide data the background shrinks first (to `min_background`), then the
+rows (to `min_rows`, below which the background may shrink further). Measured
+on sylva (216 features; a blend of two LightGBM and two neural members,
+about 2,000 rows/s through `predict_features` on 2 cores): 65 rows against
+14 background rows, about 100 s per model (docs/design.md, "Attributions").
+Each explained row carries an example weight of (class count in test) /
+(class rows explained), so weighted means over the sample estimate means
+over the whole test split (`attribution_extractor`).
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ from trainer.layout import TREES_FILE
 TREESHAP, SAMPLED_SHAPLEY = "tree_shap", "sampled_shapley"
 LOGITS = "logits"  # the explained output: the margin before calibration
 FEATURES_SIGNATURE = "predict_features"
-BATCH = 16_384
+BATCH = 4_096  # rows per call of f: faster than 16,384 through the exported trees (measured on sylva)
 # |sum of attributions - (f(x) - E[f])| allowed, relative to max(1, |f(x)|): float32 margins and
 # float64 sums of F + 1 differences (TreeSHAP: LightGBM's float64 vs the exported float32 trees).
 COMPLETENESS_TOLERANCE = 1e-4
@@ -55,16 +60,34 @@ class AttributionOptions:
 
     Attributes:
       max_rows: Test rows explained, at most (half positives when available).
-      background: Training rows forming the baseline distribution (sampled Shapley).
-      max_evaluations: Model rows sampled Shapley may evaluate per model; fewer
-        rows are explained when rows x background x (features + 1) exceeds it.
+      background: Training rows forming the baseline distribution (sampled Shapley), at most.
+      max_evaluations: Model rows sampled Shapley may evaluate per model
+        (rows x background x (features + 1)).
+      min_rows, min_background: What the budget shrinks the rows and the
+        background to before shrinking the other.
       seed: Seeds the row samples and the permutations.
     """
 
     max_rows: int = 256
     background: int = 32
-    max_evaluations: int = 2_000_000
+    max_evaluations: int = 200_000
+    min_rows: int = 64
+    min_background: int = 8
     seed: int = 0
+
+
+def sample_sizes(options: AttributionOptions, width: int, sampled: bool) -> tuple[int, int]:
+    """(rows, background rows) for `width` features; `sampled`: some model needs sampled Shapley."""
+    if not sampled:
+        return max(2, options.max_rows), 0
+    steps = width + 1
+    background = max(1, min(options.background, options.max_evaluations // (max(1, options.min_rows) * steps)))
+    background = max(background, min(options.background, options.min_background))
+    rows = min(options.max_rows, options.max_evaluations // (background * steps))
+    if rows < options.min_rows:  # even min_background is too many: the budget is shared by rows and background
+        background = max(1, min(background, options.max_evaluations // (options.min_rows * steps)))
+        rows = min(options.max_rows, options.max_evaluations // (background * steps))
+    return max(2, rows), background
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,14 +228,14 @@ def tree_shap(model_dir: str, rows: dict[str, np.ndarray], schema: Schema) -> At
     return attributions
 
 
-def sample_rows(labels: np.ndarray, options: AttributionOptions, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Which test rows to explain, and each one's weight (class count / class rows explained).
+def sample_rows(labels: np.ndarray, cap: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Which test rows to explain (at most `cap`, half positives when there are enough), and each one's
+    weight (class count / class rows explained).
 
     Returns:
       (indices [n] ascending, weights [n]).
     """
-    cap = max(2, min(options.max_rows, options.max_evaluations // max(1, options.background * (width + 1))))
-    rng = np.random.default_rng(options.seed)
+    rng = np.random.default_rng(seed)
     positives, negatives = np.flatnonzero(labels == 1), np.flatnonzero(labels != 1)
     take_positive = min(len(positives), cap // 2 if len(negatives) >= cap - cap // 2 else cap - len(negatives))
     take_negative = min(len(negatives), cap - take_positive)

@@ -15,6 +15,7 @@ from evaluation.attributions import (
     AttributionOptions,
     feature_columns,
     sample_rows,
+    sample_sizes,
     sampled_shapley,
     tree_shap,
 )
@@ -78,17 +79,25 @@ def test_sampled_shapley_completeness_holds_for_an_interaction_and_equals_exact_
 
 def test_sample_rows_takes_half_positives_and_weights_to_the_class_counts():
     labels = np.array([1] * 80 + [0] * 920)
-    indices, weights = sample_rows(labels, AttributionOptions(max_rows=100, background=4), width=3)
+    indices, weights = sample_rows(labels, 100, seed=0)
     assert len(indices) == 100 and (labels[indices] == 1).sum() == 50 and len(set(indices)) == 100
     np.testing.assert_allclose(weights[labels[indices] == 1], 80 / 50)
     np.testing.assert_allclose(weights[labels[indices] == 0], 920 / 50)
     assert weights.sum() == pytest.approx(len(labels))  # weighted totals estimate the whole test split's
     # Fewer positives than half: all of them, and negatives fill the rest.
-    scarce, _ = sample_rows(np.array([1] * 30 + [0] * 970), AttributionOptions(max_rows=100), width=3)
+    scarce, _ = sample_rows(np.array([1] * 30 + [0] * 970), 100, seed=0)
     assert len(scarce) == 100 and scarce[:30].tolist() == list(range(30))
-    # Wide data lowers the row count: 4 background rows x 1,000 + 1 steps over a 20,000 budget -> 4 rows.
-    few, _ = sample_rows(labels, AttributionOptions(max_rows=100, background=4, max_evaluations=20_000), width=1000)
-    assert len(few) == 4
+
+
+def test_sample_sizes_stay_within_the_evaluation_budget():
+    options = AttributionOptions(max_rows=256, background=32, max_evaluations=200_000, min_rows=64,
+                                 min_background=8)
+    assert sample_sizes(options, width=15, sampled=True) == (256, 32)  # narrow: nothing to shrink
+    rows, background = sample_sizes(options, width=216, sampled=True)  # sylva: the background shrinks first
+    assert (rows, background) == (65, 14) and rows * background * 217 <= 200_000
+    rows, background = sample_sizes(options, width=5_000, sampled=True)  # wider still: the background gives way
+    assert rows >= 2 and rows * background * 5_001 <= 200_000
+    assert sample_sizes(options, width=216, sampled=False) == (256, 0)  # TreeSHAP only: no evaluations
 
 
 @pytest.fixture(scope="module")
