@@ -22,7 +22,10 @@ Writes into DIR: `statistics.pb` (and `.pbtxt`) of the data,
 `reference_statistics.pb` (and `.pbtxt`), `anomalies.pb` and
 `anomalies.pbtxt` (a tensorflow_metadata Anomalies with `drift_skew_info`
 for every comparison), `schema.pbtxt` (the comparators used: edit and pass
-back with `--schema`) and `drift.json` (every comparison with n and status).
+back with `--schema`) and `drift.json` (per feature, every measurement with n
+and status). With `--run`, also a record under the run
+(`RUN/monitoring/drift-<time>.json`), and the run's monitoring page is drawn
+again (`evaluation.monitoring`).
 
 Exit status: 1 when a threshold is breached (one line per breach), 0
 otherwise; 2 on bad input (one line).
@@ -35,7 +38,6 @@ import dataclasses
 import functools
 import json
 import os
-import shlex
 import sys
 
 from google.protobuf import text_format
@@ -43,7 +45,9 @@ from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
 from evaluation import skew
 from evaluation.drift_data import Reading, compute_statistics, infer_kinds, statistics_of
+from evaluation.monitoring_records import feature_measurements
 from evaluation.score_drift import label_rate
+from trainer import cli
 from trainer.atomic import write_json_atomically, write_text_atomically
 from trainer.data.ingest import DataError, sanitize_name
 from trainer.data.split import SPLITS
@@ -75,6 +79,7 @@ class DriftResult:
     mode: str  # skew.SKEW or skew.DRIFT
     comparisons: tuple[skew.Comparison, ...]
     version: int | None  # the served version that scored the rows (None: no model compared)
+    scores: tuple | None = None  # (reference, current) score summaries (`score_drift.summarize`), when scored
 
     @property
     def breaches(self) -> tuple[skew.Comparison, ...]:
@@ -187,15 +192,36 @@ def run_drift(options: DriftOptions) -> DriftResult:
     if label is not None:
         rate = label_rate(reference.datasets[0], current.datasets[0], label)
         comparisons += [rate] if rate is not None else []
+    summaries = None
     if served is not None and options.score:
-        comparisons += _score_comparisons(served, reading, options, current.datasets[0])
-    result = DriftResult(mode, tuple(comparisons), served.version if served and options.score else None)
+        scored, summaries = _score_comparisons(served, reading, options, current.datasets[0])
+        comparisons += scored
+    result = DriftResult(mode, tuple(comparisons), served.version if served and options.score else None, summaries)
     _write(options.output, reference, current, schema, result)
+    if served is not None:
+        _record(options, served, result)
     return result
 
 
+def _record(options: DriftOptions, served: _Served, result: DriftResult) -> None:
+    """The run's record of this comparison, and its monitoring page drawn again (`evaluation.monitoring`)."""
+    from evaluation.monitoring import record_and_redraw
+    from evaluation.monitoring_records import feature_measurements, score_histogram
+    from trainer.layout import DRIFT_RECORD
+
+    payload = {"mode": result.mode, "served_version": served.version, "threshold": served.threshold,
+               "data": options.logs or options.data, "output": os.path.abspath(options.output),
+               "reference": options.reference or f"training statistics of version {served.version}",
+               "features": feature_measurements(result.comparisons)}
+    if result.scores is not None:
+        payload["scores"] = {"reference": score_histogram(result.scores[0]),
+                             "current": score_histogram(result.scores[1])}
+    record_and_redraw(options.run, DRIFT_RECORD, payload)
+
+
 def _score_comparisons(served: _Served, reading: Reading, options: DriftOptions,
-                       current: statistics_pb2.DatasetFeatureStatistics) -> list[skew.Comparison]:
+                       current: statistics_pb2.DatasetFeatureStatistics) -> tuple[list[skew.Comparison], tuple]:
+    """The score comparisons, and the (reference, current) summaries they compared."""
     from evaluation.drift_logs import FLAGGED, SCORE
     from evaluation.score_drift import ServedScorer, compare_scores, logged_summary, summarize
 
@@ -209,7 +235,8 @@ def _score_comparisons(served: _Served, reading: Reading, options: DriftOptions,
         now = logged_summary(current, SCORE, FLAGGED)
     else:
         now = summarize(scorer.score([options.data], reading), served.threshold)
-    return compare_scores(summarize(reference, served.threshold), now, options.min_rows)
+    before = summarize(reference, served.threshold)
+    return compare_scores(before, now, options.min_rows), (before, now)
 
 
 def _log_statistics(pattern: str, reading: Reading, threshold: float, options: DriftOptions
@@ -235,9 +262,7 @@ def _write(output: str, reference, current, schema: schema_pb2.Schema, result: D
     write_text_atomically(os.path.join(output, "anomalies.pbtxt"), text_format.MessageToString(anomalies))
     write_text_atomically(os.path.join(output, "schema.pbtxt"), text_format.MessageToString(schema))
     write_json_atomically(os.path.join(output, "drift.json"), {
-        "mode": result.mode, "served_version": result.version,
-        "comparisons": [{**dataclasses.asdict(c), "name": c.name, "type": skew.Measurement.Type.Name(c.type)}
-                        for c in result.comparisons]})
+        "mode": result.mode, "served_version": result.version, "features": feature_measurements(result.comparisons)})
 
 
 def line(comparison: skew.Comparison) -> str:
@@ -265,7 +290,7 @@ def parse_args(argv: list[str] | None) -> DriftOptions:
     parser.add_argument("--min-rows", type=int, default=skew.MIN_ROWS,
                         help=f"values on each side below which a distance is not judged (default {skew.MIN_ROWS})")
     parser.add_argument("--no-score", action="store_true", help="do not load the served model")
-    parser.add_argument("--beam-pipeline-args", default="", help="Beam options (default: in-process runner)")
+    cli.add_beam_flag(parser)
     args = parser.parse_args(argv)
     if bool(args.data) == bool(args.logs):
         parser.exit(2, "error: one of --data or --logs is required\n")
@@ -274,20 +299,18 @@ def parse_args(argv: list[str] | None) -> DriftOptions:
     if not (args.run or args.reference):
         parser.exit(2, "error: one of --run or --reference is required\n")
     return DriftOptions(args.data, args.output, args.run, args.reference, args.schema, args.label, args.min_rows,
-                        not args.no_score, args.logs, tuple(shlex.split(args.beam_pipeline_args)))
+                        not args.no_score, args.logs, cli.beam_args(args))
 
 
 def main(argv: list[str] | None = None) -> int:
+    return cli.run_entry_point(lambda: _drift(argv))
+
+
+def _drift(argv: list[str] | None) -> int:
     options = parse_args(argv)
     if options.run and options.score:  # the served model will be loaded: TensorFlow's start-up lines held back
-        from trainer.startup import start_tensorflow
-
-        start_tensorflow(show_native_logs=False)
-    try:
-        result = run_drift(options)
-    except (DataError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        cli.start(show_native_logs=False, progress_display=False)
+    result = run_drift(options)
     for comparison in result.breaches:
         print(line(comparison))
     unjudged = sum(c.status == skew.TOO_FEW for c in result.comparisons)

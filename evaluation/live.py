@@ -23,7 +23,9 @@ PR-AUC by about 0.02 on 330 rows, enough to raise false alerts. An alert (exit 1
 `MIN_POSITIVES` labelled positives, and the *upper* bound of the live
 interval below the pushed figure by more than `--tolerance` (PR-AUC or
 recall at the operating point): a shortfall the live sample cannot explain
-by chance. Writes `DIR/live.json` and TFMA's output under `DIR/tfma/`.
+by chance. Writes `DIR/live.json` and TFMA's output under `DIR/tfma/`, and a
+record under the run (`RUN/monitoring/live-<time>.json`), after which the
+run's monitoring page is drawn again (`evaluation.monitoring`).
 Exit 0 otherwise, 2 on bad input (one line).
 """
 
@@ -34,11 +36,11 @@ import dataclasses
 import glob
 import json
 import os
-import shlex
 import sys
 
 import numpy as np
 
+from trainer import cli
 from trainer.atomic import write_json_atomically
 from trainer.data.ingest import DataError
 
@@ -281,6 +283,11 @@ def run_live(options: LiveOptions) -> dict:
                "tolerance": options.tolerance, "enough_positives": positives >= options.min_positives,
                "alerts": found}
     write_json_atomically(os.path.join(options.output, "live.json"), summary)
+    from evaluation.monitoring import record_and_redraw
+    from trainer.layout import LIVE_RECORD
+
+    record_and_redraw(options.run, LIVE_RECORD, {**summary, "predictions": options.logs or options.predictions,
+                                                 "labels": options.labels, "output": os.path.abspath(options.output)})
     return summary
 
 
@@ -295,24 +302,23 @@ def parse_args(argv: list[str] | None) -> LiveOptions:
     parser.add_argument("--output", required=True, help="directory for live.json and TFMA's output")
     parser.add_argument("--tolerance", type=float, default=TOLERANCE)
     parser.add_argument("--min-positives", type=int, default=MIN_POSITIVES)
-    parser.add_argument("--beam-pipeline-args", default="")
+    cli.add_beam_flag(parser)
     args = parser.parse_args(argv)
     if bool(args.predictions) == bool(args.logs):
         parser.exit(2, "error: one of --predictions or --logs is required\n")
     return LiveOptions(args.run, args.labels, args.id_column, args.output, args.predictions, args.logs, args.label,
-                       args.tolerance, args.min_positives, tuple(shlex.split(args.beam_pipeline_args)))
+                       args.tolerance, args.min_positives, cli.beam_args(args))
 
 
 def main(argv: list[str] | None = None) -> int:
-    options = parse_args(argv)
-    from trainer.startup import start_tensorflow
+    # KeyError: a column the joined files lack (the id or the label), named in its message.
+    return cli.run_entry_point(lambda: _live(argv), expected=(KeyError,))
 
-    start_tensorflow(show_native_logs=False)
-    try:
-        summary = run_live(options)
-    except (DataError, OSError, KeyError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+
+def _live(argv: list[str] | None) -> int:
+    options = parse_args(argv)
+    cli.start(show_native_logs=False, progress_display=False)
+    summary = run_live(options)
     for line in summary["alerts"]:
         print(line)
     metrics = summary["metrics"]

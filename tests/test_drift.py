@@ -221,7 +221,10 @@ def _drift(capsys, *args: str) -> tuple[int, list[str], dict]:
     status = main(list(args))
     lines = capsys.readouterr().out.splitlines()
     with open(os.path.join(output, "drift.json")) as handle:
-        return status, lines, {c["name"]: c for c in json.load(handle)["comparisons"]}
+        features = json.load(handle)["features"]
+    # One entry per feature; a feature with two comparators is keyed `name/TYPE` for each.
+    return status, lines, {f["name"] if len(f["measurements"]) == 1 else f"{f['name']}/{m['type']}": {**f, **m}
+                           for f in features for m in f["measurements"]}
 
 
 def _flagged(comparisons: dict) -> set[str]:
@@ -268,6 +271,8 @@ def test_drift_thresholds_come_from_the_schema(traffic, tmp_path, capsys):
                                         traffic["shifted"], "--schema", str(tmp_path / "schema.pbtxt"),
                                         "--output", str(tmp_path / "out"))
     assert status == 1 and len(lines) == 1 and lines[0].startswith("channel: NORMALIZED_ABSOLUTE_DIFFERENCE")
+    assert comparisons["channel/L_INFTY"]["status"] == "ok" and "channel" not in comparisons  # one entry, two
+    assert comparisons["channel/NORMALIZED_ABSOLUTE_DIFFERENCE"]["status"] == "breach"
     assert comparisons["x0"]["threshold"] == 0.99 and comparisons["x0"]["status"] == "ok"
     used = text_format.Parse((tmp_path / "out" / "schema.pbtxt").read_text(), schema_pb2.Schema())
     by_name = {feature.name: feature.drift_comparator for feature in used.feature}

@@ -25,6 +25,7 @@ from trainer.layout import (
     EXECUTIONS_DIR,
     HISTORY_HTML,
     HISTORY_JSON,
+    MONITORING_PAGE,
     REPORT_DIR,
     REPORT_PAGE,
     execution_dir,
@@ -84,7 +85,7 @@ def write_history(run_dir: str) -> str:
     rows = [history_row(run_dir, execution_id) for execution_id in execution_ids(run_dir)]
     write_json_atomically(os.path.join(run_dir, HISTORY_JSON), {"executions": rows})
     path = os.path.join(run_dir, HISTORY_HTML)
-    write_text_atomically(path, _history_page(rows))
+    write_text_atomically(path, _history_page(rows, os.path.exists(os.path.join(run_dir, MONITORING_PAGE))))
     return path
 
 
@@ -104,7 +105,8 @@ def history_row(run_dir: str, execution_id: str) -> dict:
             "report": os.path.join(EXECUTIONS_DIR, execution_id, REPORT_DIR, REPORT_PAGE) if evaluation else None}
 
 
-def _history_page(rows: list[dict]) -> str:
+def _history_page(rows: list[dict], monitoring: bool = False) -> str:
+    """The executions newest first; a link to `monitoring.html` once a drift or live run has drawn it."""
     head = ("<tr><th>execution</th><th>started (UTC)</th><th>data</th><th>rows / positives</th><th>status</th>"
             "<th>verdict</th><th>pushed as version</th><th>test PR-AUC</th><th>recall / precision</th>"
             "<th>report</th></tr>")
@@ -123,10 +125,12 @@ def _history_page(rows: list[dict]) -> str:
                  pushed, _number(metrics.get("pr_auc")),
                  f"{_number(metrics.get('recall'))} / {_number(metrics.get('precision'))}"]
         lines.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + f"<td>{report}</td></tr>")
+    link = (f"<p><a href='{MONITORING_PAGE}'>Monitoring</a>: drift per feature, score distribution, live metrics and"
+            " the served versions over time.</p>" if monitoring else "")
     return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Run history</title><style>"
             "body{font-family:system-ui,sans-serif;margin:2em} table{border-collapse:collapse}"
             "td,th{border:1px solid #ccc;padding:.3em .6em}</style></head><body><h1>Executions of this run</h1>"
-            f"<table>{head}{''.join(lines)}</table></body></html>")
+            f"{link}<table>{head}{''.join(lines)}</table></body></html>")
 
 
 def _number(value) -> str:
