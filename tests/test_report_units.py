@@ -99,3 +99,29 @@ def test_training_curves_draw_only_panels_with_data(tmp_path, histories, panels)
 def test_no_curve_means_no_figure(tmp_path):
     assert plots.training_curves({"weighted": {"rounds": [12]}}, str(tmp_path / "training.png")) is None
     assert not (tmp_path / "training.png").exists()
+
+
+def test_tree_training_curves_are_the_held_out_average_precision_per_round(rng):
+    """The per-round curve the report draws for trees equals scikit-learn's AP of the booster at that round."""
+    from sklearn.metrics import average_precision_score
+
+    from trainer.trees import EARLY_STOPPING_ROUNDS, fit_trees, fit_trees_cross_validated
+
+    x = rng.normal(size=(900, 3))
+    y = (x[:, 0] + rng.normal(size=900) > 1.5).astype(int)
+    params = {"tree_learning_rate": 0.1, "num_leaves": 7, "min_child_samples": 10, "feature_fraction": 1.0,
+              "bagging_fraction": 1.0, "tree_l2": 0.0}
+    curve: list[float] = []
+    booster, rounds = fit_trees(x[:600], y[:600], (1.0, 3.0), params, 0, valid=(x[600:], y[600:]), curve=curve)
+    assert len(curve) == rounds + EARLY_STOPPING_ROUNDS  # grown until the patience ran out; the kept round is best
+    assert curve[rounds - 1] == max(curve)
+    for round_ in (1, rounds // 2 + 1, rounds):
+        scores = booster.predict(x[600:], raw_score=True, num_iteration=round_)
+        assert curve[round_ - 1] == pytest.approx(average_precision_score(y[600:], scores), abs=1e-9)
+    folds = [(np.arange(900)[np.arange(900) % 3 != k], np.arange(900)[np.arange(900) % 3 == k]) for k in range(3)]
+    curve = []
+    boosters, rounds = fit_trees_cross_validated(x, y, (1.0, 3.0), params, 0, folds, curve=curve)
+    last = len(curve)
+    expected = np.mean([average_precision_score(y[held], b.predict(x[held], raw_score=True, num_iteration=last))
+                        for b, (_, held) in zip(boosters, folds, strict=True)])
+    assert curve[-1] == pytest.approx(expected, abs=1e-9) and rounds <= last
