@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shlex
 import sys
 
 from evaluation.flags import add_gate_arguments, gate_options
-from trainer import progress
+from trainer import cli
 from trainer.layout import resolve_run
-from trainer.startup import start_tensorflow
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -26,11 +24,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--run", required=True,
                         help="run directory (--output-dir of training or tuning; for tuning, its latest execution)")
     add_gate_arguments(parser)
-    parser.add_argument("--beam-pipeline-args", default="",
-                        help='Beam options, e.g. "--direct_num_workers=2 --direct_running_mode=multi_processing"')
+    cli.add_beam_flag(parser)
     parser.add_argument("--report-only", action="store_true", help="rebuild the report from RUN/evaluation")
-    parser.add_argument("--tensorflow-logs", action="store_true",
-                        help="show TensorFlow's native start-up lines (oneDNN, CUDA probing), hidden by default")
+    cli.add_tensorflow_logs_flag(parser)
     return parser.parse_args(argv)
 
 
@@ -42,19 +38,18 @@ def main(argv: list[str] | None = None) -> int:
         from evaluation.live import main as live_main
 
         return live_main(arguments)
+    # A missing or unfinished run is a ValueError of the evaluation's own (evaluation/run_files.py).
+    return cli.run_entry_point(lambda: _evaluate(argv), expected=(ValueError,))
+
+
+def _evaluate(argv: list[str] | None) -> int:
     args = parse_args(argv)
-    start_tensorflow(show_native_logs=args.tensorflow_logs)
-    progress.use_display(progress.terminal_display())
+    cli.start(show_native_logs=args.tensorflow_logs)
     from evaluation.decision import Decision
     from evaluation.evaluate import run_evaluation
 
-    try:
-        options = gate_options(args, beam_pipeline_args=tuple(shlex.split(args.beam_pipeline_args)),
-                               report_only=args.report_only)
-        summary = run_evaluation(resolve_run(args.run), options)
-    except (FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    options = gate_options(args, beam_pipeline_args=cli.beam_args(args), report_only=args.report_only)
+    summary = run_evaluation(resolve_run(args.run), options)
     verdict = "BLESSED" if summary["blessed"] else "NOT_BLESSED"
     print(f"{verdict}  report: {summary['report']}")
     for failure in summary["failures"]:

@@ -9,9 +9,10 @@ import pytest
 
 from evaluation.flags import add_gate_arguments, gate_options
 from evaluation.options import EvaluationOptions
+from trainer.cli import add_run_flags, config_from_args
 from trainer.config import RunConfig
 from trainer.flags import add_flags, flag, values_from_args
-from trainer.task import TRAINING_GROUPS, add_run_flags, config_from_args
+from trainer.task import TRAINING_GROUPS
 from tuning.task import TUNING_GROUPS
 
 

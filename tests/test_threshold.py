@@ -104,6 +104,6 @@ def test_bad_cost_objectives_are_refused(spec):
 def test_cost_flags_become_the_cost_objective():
     from trainer.task import parse_args
 
-    assert parse_args(["--cost-fn", "25"]).threshold_objective == "cost:25:1"
-    assert parse_args(["--cost-fn", "5", "--cost-fp", "2"]).threshold_objective == "cost:5:2"
-    assert parse_args([]).threshold_objective == "recall_at_precision:0.5"
+    assert parse_args(["--cost-fn", "25"])[0].threshold_objective == "cost:25:1"
+    assert parse_args(["--cost-fn", "5", "--cost-fp", "2"])[0].threshold_objective == "cost:5:2"
+    assert parse_args([])[0].threshold_objective == "recall_at_precision:0.5"

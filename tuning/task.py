@@ -25,10 +25,8 @@ import os
 import sys
 
 from evaluation.flags import add_gate_arguments, gate_options
-from trainer import progress
+from trainer import cli
 from trainer.config import RunConfig
-from trainer.startup import start_tensorflow
-from trainer.task import add_run_flags, config_from_args, reporting_user_errors, tensorflow_logs_requested
 
 # The search's flags: RunConfig's fields of these groups (the weighting is what it tunes).
 TUNING_GROUPS = ("data", "training", "tuning")
@@ -36,14 +34,14 @@ TUNING_GROUPS = ("data", "training", "tuning")
 
 def parse_args(argv: list[str] | None = None) -> tuple[RunConfig, argparse.Namespace]:
     parser = argparse.ArgumentParser(prog="python -m tuning.task", description=__doc__.split("\n")[0])
-    add_run_flags(parser, TUNING_GROUPS)
+    cli.add_run_flags(parser, TUNING_GROUPS)
     parser.add_argument("--skip-evaluation", action="store_true",
                         help="stop after exporting both models (nothing is pushed without --push-anyway)")
     add_gate_arguments(parser)
     parser.add_argument("--push-anyway", action="store_true",
                         help="push the candidate even if NOT_BLESSED (recorded in run.json and the history)")
     args = parser.parse_args(argv)
-    return config_from_args(args, TUNING_GROUPS), args
+    return cli.config_from_args(args, TUNING_GROUPS), args
 
 
 def _evaluator(args: argparse.Namespace):
@@ -72,15 +70,13 @@ def _evaluator(args: argparse.Namespace):
 def main(argv: list[str] | None = None) -> int:
     # TensorFlow's deprecation notices (from inside TFMA) are not the user's business.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    parsed = reporting_user_errors(lambda: parse_args(argv))
-    if parsed is None:
-        return 2
-    start_tensorflow(show_native_logs=tensorflow_logs_requested(argv))
-    progress.use_display(progress.terminal_display())
-    config, args = parsed
-    summary = reporting_user_errors(lambda: _tune(config, args))
-    if summary is None:
-        return 2
+    return cli.run_entry_point(lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
+    config, args = parse_args(argv)
+    cli.start(show_native_logs=args.tensorflow_logs)
+    summary = _tune(config, args)
     if summary.get("role") == "worker":
         print("[tuning] worker done: the chief retrains and exports the best model")
         return 0

@@ -1,0 +1,55 @@
+"""Every entry point: a user's error (here an OSError: an output under a regular file) is one line, exit 2."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+from trainer import cli
+
+
+def entry_points(tmp_path, tiny_csv):
+    """(module, argv) per entry point, each pointed at a path under a regular file."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory\n")
+    under = str(blocker / "out")
+    return {
+        "trainer.task": ["--data", tiny_csv, "--label", "target", "--output-dir", under, "--epochs", "1"],
+        "tuning.task": ["--data", tiny_csv, "--label", "target", "--output-dir", under, "--max-trials", "1"],
+        "evaluation.task": ["--run", under],
+        "evaluation.drift": ["--reference", tiny_csv, "--data", tiny_csv, "--label", "target", "--output", under],
+    }
+
+
+@pytest.mark.parametrize("module", ["trainer.task", "tuning.task", "evaluation.task", "evaluation.drift"])
+def test_an_os_error_is_one_line_and_exit_2(module, tmp_path, tiny_csv, capsys):
+    argv = entry_points(tmp_path, tiny_csv)[module]
+    assert importlib.import_module(module).main(argv) == cli.USAGE_ERROR
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in err if line.startswith("error: ")]
+    assert len(errors) == 1 and "out" in errors[0], err
+    assert not (tmp_path / "a-file" / "out").exists()
+
+
+def test_a_bug_keeps_its_traceback():
+    def bug():
+        raise ZeroDivisionError("a bug")
+
+    with pytest.raises(ZeroDivisionError):
+        cli.run_entry_point(bug)
+    assert cli.run_entry_point(lambda: 0) == 0
+
+
+def test_expected_types_and_os_errors_become_one_line(capsys):
+    def missing():
+        raise FileNotFoundError(2, "No such file or directory", "/no/such/run")
+
+    assert cli.run_entry_point(missing) == cli.USAGE_ERROR
+    assert capsys.readouterr().err == "error: [Errno 2] No such file or directory: '/no/such/run'\n"
+
+    def own():
+        raise KeyError("id")
+
+    assert cli.run_entry_point(own, expected=(KeyError,)) == cli.USAGE_ERROR
+    assert capsys.readouterr().err == "error: 'id'\n"
