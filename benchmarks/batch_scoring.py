@@ -34,6 +34,7 @@ import tempfile
 import time
 
 from benchmarks.scale import ROOT, TWO_WORKERS, _write, child, sizes, write_csv
+from trainer.layout import SERVING_DIR
 
 RESULTS = os.path.join(ROOT, "benchmarks", "results", "batch_scoring.json")
 MULTIPLES = (1, 10)  # x 531,000 rows
@@ -52,7 +53,7 @@ def export_model(workdir: str) -> str:
     from trainer.export import ServingModule, export_version
     from trainer.model import build_model
 
-    base = os.path.join(workdir, "serving_model")
+    base = os.path.join(workdir, SERVING_DIR)
     if os.path.isdir(base):
         return base
     config = RunConfig(data="synthetic", synthetic_rows=SCHEMA_ROWS, output_dir=os.path.join(workdir, "schema-run"))

@@ -24,7 +24,7 @@ from trainer.config import RunConfig
 from trainer.data.ingest import DataError
 from trainer.data.prepare import prepare_data
 from trainer.hparams import declare_all
-from trainer.layout import CANDIDATE_DIR, COMPLETE, TUNING_DIR, read_run_json
+from trainer.layout import CANDIDATE_DIR, COMPLETE, TRIALS_FILE, TUNING_DIR, read_run_json
 from trainer.pipeline import train_and_export, update_run_json
 from trainer.refit import refit_full
 from trainer.threshold import parse_objective
@@ -34,7 +34,7 @@ from tuning.ensemble import Selection, load_held_out, select_ensemble
 from tuning.executions import begin_execution, describe_data, now, write_history
 from tuning.portfolio import portfolio_name
 from tuning.push import push, served_model
-from tuning.results import BEST_FILE, TRIALS_FILE, write_best_hyperparameters, write_trials_csv
+from tuning.results import BEST_FILE, write_best_hyperparameters, write_trials_csv
 from tuning.search import make_tuner
 
 

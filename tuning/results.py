@@ -10,7 +10,6 @@ import keras_tuner as kt
 from trainer.atomic import write_json_atomically, write_text_atomically
 
 BEST_FILE = "best_hyperparameters.json"
-TRIALS_FILE = "trials.csv"
 
 
 def write_trials_csv(tuner: kt.Tuner, path: str) -> int:
