@@ -14,7 +14,7 @@ import html
 import math
 import os
 
-from evaluation import attribution_report, plots
+from evaluation import attribution_report, plots, weighting_report
 from evaluation.blessing import Verdict
 from evaluation.intervals import METHODS
 from evaluation.results import MIN_RANKED_POSITIVES, OVERALL, ModelResult, has_positives, worst_first
@@ -91,6 +91,7 @@ def write_report(inputs: ReportInputs, out_dir: str) -> str:
     others = [labels[n] for n in names[1:]]
     body = [f"<h1>Evaluation report: {html.escape(labels[names[0]])} model"
             + (" vs " + html.escape(" and ".join(others)) if others else "") + "</h1>", _verdict(inputs)]
+    body.append(weighting_report.section(inputs.run_json.get("weighting_study")))  # the question, answered first
     body += _headline(inputs, names, labels)
     body.append(attribution_report.section(inputs.explanations, labels))
     body.append(_model_card(inputs))

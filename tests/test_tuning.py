@@ -1,5 +1,6 @@
 """`make tune` end to end on tiny data: search, outputs, resume, distributed mode."""
 
+import html
 import json
 import os
 import shutil
@@ -159,6 +160,9 @@ def test_each_make_tune_is_an_execution_gated_against_what_is_served(tuned, tmp_
     third = json.load(open(os.path.join(run_dir, "executions", "0003", "run.json")))
     assert third["evaluation"]["compared_with"] == "served version 1"
     assert f"weighting: {third['weighting_study']['answer']}\n" in output  # the study's answer, printed
+    report = open(third["evaluation"]["report"]).read()
+    assert report.index("Did weighting help?") < report.index("Minority class (1) on the test split")
+    assert html.escape(third["weighting_study"]["answer"]) in report
     if third["evaluation"]["verdict"] == "BLESSED":
         assert code == 0 and third["push"]["version"] == 2
     else:

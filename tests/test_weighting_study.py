@@ -58,3 +58,30 @@ def test_the_answer_follows_the_intervals():
                                   9.0)
     assert none.startswith("The search chose no weighting") and "weighting hurt ranking" in none
     assert "0.5 threshold" not in none
+
+
+def test_the_report_section_shows_the_answer_and_every_variant_per_split():
+    from evaluation import weighting_report
+
+    labels, margins = synthetic(n=800)
+    rows = []
+    for split in ("validation", "test"):
+        intervals = weighting_study.paired_intervals(labels, {UNWEIGHTED: margins, TUNED: margins * 1.5,
+                                                              FORMULA: margins + 1.0}, 0.5)
+        rows.append((split, intervals))
+    study = {"method": weighting_study.METHOD, "operating_precision": 0.5, "answer": "The search chose <x>.",
+             "validation": [], "test": []}
+    for split, intervals in rows:
+        for source, shown in ((UNWEIGHTED, margins), (TUNED, margins * 1.5), (FORMULA, margins + 1.0)):
+            row = {"source": source, "weight_ratio": {UNWEIGHTED: 1.0, TUNED: 3.0, FORMULA: 9.0}[source],
+                   **weighting_study.metrics(labels, shown, 0.5)}
+            if source != UNWEIGHTED:
+                row["vs_unweighted"] = {m: {"difference": 0.01, "interval": list(intervals[source][m])}
+                                        for m in weighting_study.METRICS}
+            study[split].append(row)
+    page = weighting_report.section(study)
+    assert page.index("Did weighting help?") < page.index("The search chose &lt;x&gt;.")  # escaped, first
+    assert page.count("<table>") == 2 and page.count("<tr>") == 2 * 4  # a header and three variants per split
+    low, high = study["test"][2]["vs_unweighted"]["pr_auc"]["interval"]
+    assert f"[{low:+.4f}, {high:+.4f}]" in page
+    assert "no weighting study" in weighting_report.section(None)
