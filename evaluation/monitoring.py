@@ -150,7 +150,10 @@ def _versions_section(versions: list[ServedVersion], drifts: list[DriftRecord], 
         evaluated = sum(r.served_version == v.version for r in lives)
         model = v.model + (" (--push-anyway)" if v.push_anyway else "")
         css = " class='served'" if index == len(versions) - 1 else ""
-        cells = [str(v.version), _shown(v.since), until, v.execution or "–", model, _fmt(v.threshold),
+        # A version exported directly has no push record: its threshold as the drift and live runs read it.
+        recorded = [r.threshold for r in drifts + lives if r.served_version == v.version and r.threshold is not None]
+        threshold = v.threshold if v.threshold is not None else (recorded[-1] if recorded else None)
+        cells = [str(v.version), _shown(v.since), until, v.execution or "–", model, _fmt(threshold),
                  str(judged), str(evaluated)]
         rows.append(f"<tr{css}>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     return ("<h2>Served versions</h2><p class='note'>TF Serving serves the latest version under serving_model/;"
@@ -258,18 +261,15 @@ def _live_section(lives: list[LiveRecord], lines, scratch: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from trainer import cli
+
     parser = argparse.ArgumentParser(prog="python -m evaluation.monitoring", description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, help="the run directory (its monitoring/ records)")
     args = parser.parse_args(argv)
     if not os.path.isdir(args.run):
         print(f"error: --run {args.run}: no such run directory", file=sys.stderr)
-        return 2
-    try:
-        print(write_monitoring_page(args.run))
-    except DataError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+        return cli.USAGE_ERROR
+    return cli.run_entry_point(lambda: print(write_monitoring_page(args.run)) or 0)
 
 
 if __name__ == "__main__":

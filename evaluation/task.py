@@ -5,18 +5,21 @@ instead (`evaluation.live`: `--predictions` or `--logs`, `--labels`, `--id-colum
 
 Exit status: 0 when the candidate is BLESSED, 1 when NOT_BLESSED (so a
 pipeline step can gate on it, as TFX's Evaluator gates a Pusher), 2 on a usage
-or missing-input error. `--report-only` always exits 0 once the report exists.
+or missing-input error. `--report-only` always exits 0 once the report exists;
+it also draws the run's monitoring page again when the run has monitoring
+records (`evaluation.monitoring`).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from evaluation.flags import add_gate_arguments, gate_options
 from trainer import cli
-from trainer.layout import resolve_run
+from trainer.layout import MONITORING_DIR, resolve_run
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -25,7 +28,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="run directory (--output-dir of training or tuning; for tuning, its latest execution)")
     add_gate_arguments(parser)
     cli.add_beam_flag(parser)
-    parser.add_argument("--report-only", action="store_true", help="rebuild the report from RUN/evaluation")
+    parser.add_argument("--report-only", action="store_true", help="rebuild the report from RUN/evaluation (and RUN/monitoring.html "
+                                                                "from RUN/monitoring/)")
     cli.add_tensorflow_logs_flag(parser)
     return parser.parse_args(argv)
 
@@ -52,6 +56,10 @@ def _evaluate(argv: list[str] | None) -> int:
     summary = run_evaluation(resolve_run(args.run), options)
     verdict = "BLESSED" if summary["blessed"] else "NOT_BLESSED"
     print(f"{verdict}  report: {summary['report']}")
+    if args.report_only and os.path.isdir(os.path.join(args.run, MONITORING_DIR)):  # drawn again with the report
+        from evaluation.monitoring import write_monitoring_page
+
+        print(f"monitoring: {write_monitoring_page(args.run)}")
     for failure in summary["failures"]:
         print(f"  failed: {failure}")
     decision = Decision(**summary["decision"]).in_words()

@@ -128,8 +128,12 @@ def test_page_lists_every_point_in_order_marks_breaches_and_versions(monitored):
     assert f"href='{MONITORING_PAGE}'" in (run / "history.html").read_text(encoding="utf-8")
 
 
-def test_records_are_one_entry_per_feature(monitored):
+def test_records_are_one_entry_per_feature_and_the_page_redraws(monitored, tmp_path, capsys):
+    from evaluation.monitoring import main
+
     run, _ = monitored
+    assert main(["--run", str(run)]) == 0 and capsys.readouterr().out.strip() == str(run / MONITORING_PAGE)
+    assert main(["--run", str(tmp_path / "none")]) == 2 and capsys.readouterr().err.count("\n") == 1
     records = drift_records(str(run))
     assert [r.data for r in records] == ["day0.csv", "day1.csv", "day2.csv"]
     assert [m.type for m in records[0].features["channel"]] == ["L_INFTY", "NORMALIZED_ABSOLUTE_DIFFERENCE"]
