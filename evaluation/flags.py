@@ -1,7 +1,7 @@
-"""The push gate's command-line flags, shared by `evaluation.task` and `tuning.task`.
+"""The push gate's and the attributions' command-line flags, shared by `evaluation.task` and `tuning.task`.
 
-They are `EvaluationOptions`' fields of the `gate` group: help, defaults and
-choices are declared there, once (`trainer.flags`).
+They are `EvaluationOptions`' fields of the `gate` and `explain` groups:
+help, defaults and choices are declared there, once (`trainer.flags`).
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ import dataclasses
 from evaluation.options import EvaluationOptions
 from trainer.flags import add_flags, values_from_args
 
-GATE = ("gate",)
-TITLE = {"gate": "push gate (TFMA thresholds; docs/design.md §9)"}
+GATE = ("gate", "explain")
+TITLE = {"gate": "push gate (TFMA thresholds; docs/design.md §9)",
+         "explain": "feature attributions (TFMA; docs/design.md §9, Attributions)"}
 
 
 def add_gate_arguments(parser: argparse.ArgumentParser) -> None:

@@ -97,7 +97,8 @@ class EvaluationOptions:
     baseline_threshold: float | None = None
     served_dir: str | None = None
     served_threshold: float | None = None
-    attribution_rows: int = 256
+    attribution_rows: int = field(default=256, metadata=flag(
+        "explain", "explain at most this many test rows (candidate and baseline; 0: no attributions)"))
 
     def __post_init__(self) -> None:
         if self.intervals not in INTERVALS:
