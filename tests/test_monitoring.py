@@ -16,6 +16,7 @@ import pytest
 from evaluation.monitoring import write_monitoring_page
 from evaluation.monitoring_records import drift_records, feature_measurements, served_versions, write_record
 from evaluation.skew import Comparison, Measurement
+from tests.test_evaluation import CHROMIUM_FLAGS, WIDTH_PROBE  # the report's width check, reused
 from trainer.layout import DRIFT_RECORD, LIVE_RECORD, MONITORING_PAGE, SAVED_MODEL_FILE
 
 DAY = datetime.timedelta(days=1)
@@ -138,13 +139,6 @@ def test_records_are_one_entry_per_feature_and_the_page_redraws(monitored, tmp_p
     assert [r.data for r in records] == ["day0.csv", "day1.csv", "day2.csv"]
     assert [m.type for m in records[0].features["channel"]] == ["L_INFTY", "NORMALIZED_ABSOLUTE_DIFFERENCE"]
     assert list(records[0].features) == ["x0", "channel", "served_model.score"]
-
-
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--no-first-run", "--window-size=1366,768"]
-# Appended to a copy of the page: the widths that show a horizontal overflow, read back with --dump-dom.
-WIDTH_PROBE = ("<script>document.body.setAttribute('data-widths', [document.documentElement.scrollWidth,"
-               " window.innerWidth, document.body.scrollWidth, document.body.clientWidth].join(' '));</script>")
 
 
 def test_page_fits_a_laptop_screen(monitored, tmp_path):
