@@ -35,7 +35,6 @@ from tensorflow_model_analysis.proto import config_pb2 as tfma_config
 
 from evaluation.attributions import (
     COMPLETENESS_TOLERANCE,
-    FEATURES_SIGNATURE,
     LOGITS,
     AttributionOptions,
     Attributions,
@@ -108,7 +107,8 @@ def explain_models(models: list[EvaluatedModel], schema: Schema, test_records: l
       options: Sample sizes and seed.
     """
     trees = {m.name for m in models if has_trees_file(m.path)}
-    sampled = [m for m in models if m.name not in trees and _has_features_signature(m.path)]
+    functions = {m.name: margin_function(m.path, schema) for m in models if m.name not in trees}
+    sampled = {name: f for name, f in functions.items() if f is not None}
     cap, size = sample_sizes(options, len(schema.features), bool(sampled))
     indices, weights = sample_rows(labels, cap, options.seed)
     rows = feature_columns(take(test, indices), schema)
@@ -119,8 +119,8 @@ def explain_models(models: list[EvaluatedModel], schema: Schema, test_records: l
     for model in models:
         if model.name in trees:
             explained[model.name] = tree_shap(model.path, rows, schema)
-        elif model in sampled:
-            result = sampled_shapley(margin_function(model.path, schema), rows, background, options.seed)
+        elif model.name in sampled:
+            result = sampled_shapley(sampled[model.name], rows, background, options.seed)
             result.check_completeness()
             explained[model.name] = result
     digests = [digest(test_records[i]) for i in indices]
@@ -132,12 +132,6 @@ def explain_models(models: list[EvaluatedModel], schema: Schema, test_records: l
             copies[key] = copies.get(key, 0) + 1
     shared = np.array([weights[i] / copies[key] for i, key in enumerate(digests)])
     return ExplainedRows(tuple(digests), shared, labels[indices], explained)
-
-
-def _has_features_signature(model_dir: str) -> bool:
-    import tensorflow as tf
-
-    return FEATURES_SIGNATURE in tf.saved_model.load(model_dir).signatures
 
 
 def AttributionExtractor(explained: ExplainedRows) -> tfma.extractors.Extractor:  # noqa: N802 (TFMA's naming)

@@ -140,10 +140,16 @@ def feature_columns(rows: dict, schema: Schema) -> dict[str, np.ndarray]:
 
 
 def margin_function(model_dir: str, schema: Schema):
-    """The SavedModel's `predict_features` margin, batched: {name: [N]} -> [N] float64."""
+    """The SavedModel's `predict_features` margin, batched: {name: [N]} -> [N] float64.
+
+    None when the SavedModel has no such signature (e.g. one written by hand).
+    """
     import tensorflow as tf
 
-    function = tf.saved_model.load(model_dir).signatures[FEATURES_SIGNATURE]
+    signatures = tf.saved_model.load(model_dir).signatures
+    if FEATURES_SIGNATURE not in signatures:
+        return None
+    function = signatures[FEATURES_SIGNATURE]
     kinds = {f.name: (tf.float32 if f.kind == "numeric" else tf.string) for f in schema.features}
 
     def margins(columns: dict[str, np.ndarray]) -> np.ndarray:
@@ -219,7 +225,10 @@ def tree_shap(model_dir: str, rows: dict[str, np.ndarray], schema: Schema) -> At
     booster = lightgbm.Booster(model_file=os.path.join(model_dir, TREES_FILE))
     contributions = booster.predict(feature_matrix(rows, schema), pred_contrib=True)  # [n, F + 1]
     values, expected = contributions[:, :-1], contributions[:, -1]
-    margins = margin_function(model_dir, schema)(rows)
+    served = margin_function(model_dir, schema)
+    if served is None:
+        raise ValueError(f"{model_dir} has a booster but no {FEATURES_SIGNATURE} signature to check it against")
+    margins = served(rows)
     error = np.abs(contributions.sum(axis=1) - margins)
     attributions = Attributions(TREESHAP, tuple(f.name for f in schema.features), values, margins,
                                 float(expected[0]) if expected.size else 0.0,
