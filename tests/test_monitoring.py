@@ -130,7 +130,7 @@ def test_page_lists_every_point_in_order_marks_breaches_and_versions(monitored):
 
 
 def test_records_are_one_entry_per_feature_and_the_page_redraws(monitored, tmp_path, capsys):
-    from evaluation.monitoring import main
+    from evaluation.monitoring import feature_series, main, ranked
 
     run, _ = monitored
     assert main(["--run", str(run)]) == 0 and capsys.readouterr().out.strip() == str(run / MONITORING_PAGE)
@@ -139,6 +139,8 @@ def test_records_are_one_entry_per_feature_and_the_page_redraws(monitored, tmp_p
     assert [r.data for r in records] == ["day0.csv", "day1.csv", "day2.csv"]
     assert [m.type for m in records[0].features["channel"]] == ["L_INFTY", "NORMALIZED_ABSOLUTE_DIFFERENCE"]
     assert list(records[0].features) == ["x0", "channel", "served_model.score"]
+    # Drawn first: the model's comparisons, then breached features, then the nearest to their thresholds.
+    assert ranked(feature_series(records)) == ["served_model.score", "x0", "channel"]
 
 
 def test_page_fits_a_laptop_screen(monitored, tmp_path):
