@@ -213,9 +213,12 @@ def _record(options: DriftOptions, served: _Served, result: DriftResult) -> None
                "data": options.logs or options.data, "output": os.path.abspath(options.output),
                "reference": options.reference or f"training statistics of version {served.version}",
                "features": feature_measurements(result.comparisons)}
-    if result.scores is not None:
+    if result.scores is not None:  # the scores' reference: as `_score_comparisons` chose it
+        held_out = "the served execution's validation and test rows"
         payload["scores"] = {"reference": score_histogram(result.scores[0]),
-                             "current": score_histogram(result.scores[1])}
+                             "current": score_histogram(result.scores[1]),
+                             "reference_rows": options.reference if options.reference and not _is_statistics(
+                                 options.reference) else held_out}
     record_and_redraw(options.run, DRIFT_RECORD, payload)
 
 

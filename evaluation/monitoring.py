@@ -237,13 +237,12 @@ def _scores_section(drifts: list[DriftRecord], scratch: str) -> str:
     if not scored:
         return ""
     latest = scored[-1]
-    reference = ("the served execution's validation and test rows" if latest.mode == "skew"
-                 else f"the reference {latest.reference}")
     path = score_distributions(*latest.scores, latest.threshold, ("reference", "now"),
                                os.path.join(scratch, "scores.png"))
     return ("<h2>Score distribution: now vs at training</h2>"
             f"<p class='note'>Latest scored drift run ({_shown(latest.time)}, version {latest.served_version}):"
-            f" {html.escape(latest.data)} against {html.escape(reference)}, scored by the served model;"
+            f" {html.escape(latest.data)} against {html.escape(latest.score_reference or latest.reference)}, both"
+            " scored by the served model;"
             " equal-width histograms as densities. The distance is the <code>served_model.score</code> panel"
             " above.</p>" + _embed(path, "score distributions"))
 

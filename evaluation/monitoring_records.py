@@ -78,6 +78,7 @@ class DriftRecord:
     features: dict[str, tuple[Measurement, ...]]  # feature name -> its measurements, in the run's order
     threshold: float | None = None  # the served threshold the positive rate was counted at
     scores: tuple[ScoreHistogram, ScoreHistogram] | None = None  # (reference, current), when a model scored
+    score_reference: str = ""  # the rows the reference scores are of
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,7 +175,8 @@ def drift_records(run_dir: str) -> list[DriftRecord]:
             scores = tuple(ScoreHistogram(tuple(map(tuple, side["buckets"])), side["count"], side["positive_rate"])
                            for side in (scores["reference"], scores["current"]))
         result.append(DriftRecord(record["time"], record["mode"], record.get("served_version"), record["data"],
-                                  record["reference"], features, record.get("threshold"), scores or None))
+                                  record["reference"], features, record.get("threshold"), scores or None,
+                                  (record.get("scores") or {}).get("reference_rows", "")))
     return result
 
 

@@ -178,6 +178,7 @@ def test_drift_run_on_a_served_run_records_and_draws(tiny_run, tmp_path, tiny_fr
     assert len(names) == len(set(names)) and names == list(records[1].features)
     assert [m.status for m in records[1].features["x0"]] == ["breach"]
     assert records[1].scores is not None and records[1].scores[0].count > 0
+    assert records[1].scores[1].count == len(shifted) and records[1].score_reference.startswith("the served exec")
     page = (run / MONITORING_PAGE).read_text(encoding="utf-8")
     assert len(_table(page, "x0")) == 2 and _figures(page)["x0"] == 2
     assert "Score distribution: now vs at training" in page and not re.search(r"https?://", page)
