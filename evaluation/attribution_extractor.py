@@ -52,7 +52,10 @@ from evaluation.slicing import SlicePlan, add_buckets
 from trainer.atomic import write_json_atomically
 from trainer.data.schema import Schema
 
+SUMMARY_FILE = "attributions.json"  # in RUN/evaluation/: how each model was explained
+EXPLAINED = (CANDIDATE, BASELINE)  # the run's own two models; a served older version is not explained
 WEIGHT_FEATURE = "__attribution_weight__"
+NO_WEIGHT_FEATURE = "__attribution_weight_none__"  # 0 everywhere: the weight of models not explained
 STAGE = "ExtractAttributions"
 FEATURES_STAGE = "ExtractFeatures"  # tensorflow_model_analysis/extractors/features_extractor.py
 METRICS = ("TotalAttributions", "MeanAbsoluteAttributions", "MeanAttributions")
@@ -68,16 +71,23 @@ class ExplainedRows:
       weights: [n] each row's weight, divided among identical rows of the test split.
       labels: [n] the rows' labels.
       models: model name -> its `Attributions` (rows in `digests` order).
+      unexplained: The other evaluated models (the served one, or one without
+        `predict_features`). TFMA's `load_eval_result` wants attributions for
+        every model once any has them, so these get zeros at weight 0: TFMA
+        reports their mean attributions as NaN, "not computed".
+      features: The schema's raw features (the unexplained models' zeros).
     """
 
     digests: tuple[bytes, ...]
     weights: np.ndarray
     labels: np.ndarray
     models: dict[str, Attributions]
+    unexplained: tuple[str, ...] = ()
+    features: tuple[str, ...] = ()
 
     def batch(self, serialized) -> tuple[np.ndarray, dict]:
         """Weights [N] and `{model: {'logits': {feature: [N]}}}` for a batch of serialized examples."""
-        index = {digest: i for i, digest in enumerate(self.digests)}
+        index = {key: i for i, key in enumerate(self.digests)}
         rows = np.array([index.get(digest(record), -1) for record in serialized], np.int64)
         known = rows >= 0
         weights = np.where(known, self.weights[np.maximum(rows, 0)], 0.0) if len(self.digests) else np.zeros(len(rows))
@@ -86,6 +96,8 @@ class ExplainedRows:
             values = np.zeros((len(rows), len(explained.features)))
             values[known] = explained.values[rows[known]]
             attributions[name] = {LOGITS: {feature: values[:, k] for k, feature in enumerate(explained.features)}}
+        for name in self.unexplained:
+            attributions[name] = {LOGITS: {feature: np.zeros(len(rows)) for feature in self.features}}
         return weights, attributions
 
 
@@ -98,16 +110,18 @@ def explain_models(models: list[EvaluatedModel], schema: Schema, test_records: l
     """Explains a sample of the test rows for each model that exposes raw features.
 
     Args:
-      models: Evaluated models; those without a `predict_features` signature
-        (e.g. a hand-made SavedModel) are left out.
+      models: Evaluated models: the candidate and the baseline are explained
+        (`EXPLAINED`) unless they lack a `predict_features` signature (e.g. a
+        hand-made SavedModel); the others are `unexplained`.
       schema: The run's schema.
       test_records: The test split's serialized examples as TFMA reads them.
       test, labels: The same rows parsed ({name: [N]}) and their labels [N].
       train: Training rows ({name: [M]}), the background's source.
       options: Sample sizes and seed.
     """
-    trees = {m.name for m in models if has_trees_file(m.path)}
-    functions = {m.name: margin_function(m.path, schema) for m in models if m.name not in trees}
+    candidates = [m for m in models if m.name in EXPLAINED]
+    trees = {m.name for m in candidates if has_trees_file(m.path)}
+    functions = {m.name: margin_function(m.path, schema) for m in candidates if m.name not in trees}
     sampled = {name: f for name, f in functions.items() if f is not None}
     cap, size = sample_sizes(options, len(schema.features), bool(sampled))
     indices, weights = sample_rows(labels, cap, options.seed)
@@ -116,7 +130,7 @@ def explain_models(models: list[EvaluatedModel], schema: Schema, test_records: l
     background = feature_columns(take(train, np.random.default_rng(options.seed).choice(
         available, size=min(size, available), replace=False)), schema)
     explained = {}
-    for model in models:
+    for model in candidates:
         if model.name in trees:
             explained[model.name] = tree_shap(model.path, rows, schema)
         elif model.name in sampled:
@@ -131,7 +145,8 @@ def explain_models(models: list[EvaluatedModel], schema: Schema, test_records: l
         if key in chosen:
             copies[key] = copies.get(key, 0) + 1
     shared = np.array([weights[i] / copies[key] for i, key in enumerate(digests)])
-    return ExplainedRows(tuple(digests), shared, labels[indices], explained)
+    return ExplainedRows(tuple(digests), shared, labels[indices], explained,
+                         tuple(m.name for m in models if m.name not in explained), tuple(f.name for f in schema.features))
 
 
 def AttributionExtractor(explained: ExplainedRows) -> tfma.extractors.Extractor:  # noqa: N802 (TFMA's naming)
@@ -144,7 +159,8 @@ def _ExtractAttributions(extracts: beam.PCollection, explained: ExplainedRows) -
     def fill(batch: dict) -> dict:
         result = dict(batch)
         weights, attributions = explained.batch(batch[tfma.INPUT_KEY])
-        result[tfma.FEATURES_KEY] = {**batch[tfma.FEATURES_KEY], WEIGHT_FEATURE: weights}
+        result[tfma.FEATURES_KEY] = {**batch[tfma.FEATURES_KEY], WEIGHT_FEATURE: weights,
+                                     NO_WEIGHT_FEATURE: np.zeros_like(weights)}
         result[tfma.ATTRIBUTIONS_KEY] = attributions
         return result
 
@@ -175,9 +191,8 @@ def add_attribution_specs(eval_config: tfma_config.EvalConfig, explained: Explai
     if not explained.models:
         return
     for spec in eval_config.model_specs:
-        if spec.name in explained.models:
-            spec.example_weight_keys[LOGITS] = WEIGHT_FEATURE
-    for name in explained.models:  # one spec per model, as the other per-model specs (evaluation.eval_config)
+        spec.example_weight_keys[LOGITS] = WEIGHT_FEATURE if spec.name in explained.models else NO_WEIGHT_FEATURE
+    for name in [*explained.models, *explained.unexplained]:  # one spec per model, as evaluation.eval_config's
         eval_config.metrics_specs.add(
             model_names=[name], output_names=[LOGITS],
             metrics=[tfma_config.MetricConfig(class_name=metric) for metric in METRICS],
@@ -204,9 +219,6 @@ def _slice_value(single) -> object:
     return value.decode() if isinstance(value, bytes) else value
 
 
-SUMMARY_FILE = "attributions.json"  # in RUN/evaluation/: how each model was explained
-EXPLAINED = (CANDIDATE, BASELINE)  # the run's own two models; a served older version is not explained
-
 
 def explain_run(run_dir: str, models: list[EvaluatedModel], schema: Schema, plan: SlicePlan,
                 options: AttributionOptions | None = None) -> ExplainedRows:
@@ -223,8 +235,8 @@ def explain_run(run_dir: str, models: list[EvaluatedModel], schema: Schema, plan
         records = [add_buckets(record, dict(plan.numeric)) for record in records]
     test = load_arrays([split_pattern(run_dir)], schema)
     train = load_arrays([split_pattern(run_dir, "train")], schema)
-    return explain_models([m for m in models if m.name in EXPLAINED], schema, records, test.features,
-                          test.labels, train.features, options or AttributionOptions())
+    return explain_models(models, schema, records, test.features, test.labels, train.features,
+                          options or AttributionOptions())
 
 
 def summary(explained: ExplainedRows) -> dict:

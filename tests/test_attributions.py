@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -250,3 +251,27 @@ def served_logits(model_dir: str, records: dict, explained) -> np.ndarray:
     serve = tf.saved_model.load(model_dir).signatures["serving_default"]
     batch = tf.constant([records[key] for key in explained.digests])
     return serve(examples=batch)["logits"].numpy().astype(np.float64)
+
+
+def test_a_served_model_not_explained_still_loads_in_tfma(evaluated_with_trees, tmp_path):
+    """TFMA's load_eval_result wants attributions for every model once any has them: the served model (not
+    explained) gets weight-0 zeros, so it loads, with NaN means; the run's own two models keep theirs."""
+    import shutil
+
+    import tensorflow_model_analysis as tfma
+
+    from evaluation import run_evaluation
+    from evaluation.attribution_extractor import load_summary
+
+    source, options, _ = evaluated_with_trees
+    run_dir = str(tmp_path / "run")
+    shutil.copytree(source, run_dir, ignore=shutil.ignore_patterns("evaluation", "report"))
+    served = os.path.join(run_dir, "baseline_model", sorted(os.listdir(os.path.join(run_dir, "baseline_model")))[-1])
+    run_evaluation(run_dir, dataclasses.replace(options, served_dir=served, served_threshold=0.5))
+    eval_dir = os.path.join(run_dir, "evaluation")
+    assert set(load_summary(eval_dir)) == {"candidate", "baseline"}
+    for model, explained in (("candidate", True), ("baseline", True), ("served", False)):
+        overall = next(a for key, a in tfma.load_eval_result(eval_dir, model_name=model).attributions if key == ())
+        means = overall["logits"][""]["mean_absolute_attributions"]
+        values = [float(v["doubleValue"]) for v in means.values()]
+        assert len(values) == 15 and (all(np.isfinite(values)) if explained else all(np.isnan(values))), model
