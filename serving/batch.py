@@ -19,16 +19,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parses the command line, scores, prints the summary; 2 on a bad argument or input."""
-    from serving.batch_config import parse_args
-    from serving.batch_pipeline import BatchError, score
+    """Parses the command line, scores, prints the summary; 2 after one line on a bad argument or input."""
+    from serving.batch_pipeline import BatchError
+    from trainer.cli import run_entry_point
 
-    config = parse_args(argv)
-    try:
-        result = score(config)
-    except BatchError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return run_entry_point(lambda: _score(argv), expected=(BatchError,))
+
+
+def _score(argv: list[str] | None) -> int:
+    from serving.batch_config import parse_args
+    from serving.batch_pipeline import score
+
+    result = score(parse_args(argv))
     print(result.summary(), flush=True)
     return 0
 

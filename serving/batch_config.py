@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import shlex
 from collections.abc import Sequence
 
 from serving.batch_write import FORMATS, PARQUET, PREDICTION_LOG
+from trainer import cli
 
 TF_EXAMPLE = "tf_example"
 
@@ -72,12 +72,10 @@ def parse_args(argv: Sequence[str] | None = None) -> BatchConfig:
     parser.add_argument("--data-format", "--data_format", dest="data_format", choices=(TF_EXAMPLE, PREDICTION_LOG),
                         default=TF_EXAMPLE, help="TFRecord input: tf.Examples (default) or PredictionLogs (a request "
                                                  "log of the server, re-scored).")
-    parser.add_argument("--beam-pipeline-args", "--beam_pipeline_args", dest="beam_pipeline_args", default="",
-                        help="Beam options in one string, e.g. '--direct_num_workers=2 "
-                             "--direct_running_mode=multi_processing' or '--runner=DataflowRunner ...'.")
+    cli.add_beam_flag(parser, "--beam_pipeline_args")
     args = parser.parse_args(argv)
     return BatchConfig(model_base_path=args.model_base_path, data=args.data, output=args.output,
                        model_version=args.model_version, id_column=args.id_column,
                        output_format=args.output_format, data_format=args.data_format,
                        model_name=args.model_name,
-                       beam_pipeline_args=tuple(shlex.split(args.beam_pipeline_args)))
+                       beam_pipeline_args=cli.beam_args(args))

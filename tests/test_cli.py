@@ -19,17 +19,19 @@ def entry_points(tmp_path, tiny_csv):
         "tuning.task": ["--data", tiny_csv, "--label", "target", "--output-dir", under, "--max-trials", "1"],
         "evaluation.task": ["--run", under],
         "evaluation.drift": ["--reference", tiny_csv, "--data", tiny_csv, "--label", "target", "--output", under],
+        "serving.batch": ["--model_base_path", under, "--data", tiny_csv, "--output", str(tmp_path / "scores")],
     }
 
 
-@pytest.mark.parametrize("module", ["trainer.task", "tuning.task", "evaluation.task", "evaluation.drift"])
+@pytest.mark.parametrize("module", ["trainer.task", "tuning.task", "evaluation.task", "evaluation.drift",
+                                    "serving.batch"])
 def test_an_os_error_is_one_line_and_exit_2(module, tmp_path, tiny_csv, capsys):
     argv = entry_points(tmp_path, tiny_csv)[module]
     assert importlib.import_module(module).main(argv) == cli.USAGE_ERROR
     err = capsys.readouterr().err.strip().splitlines()
     errors = [line for line in err if line.startswith("error: ")]
     assert len(errors) == 1 and "out" in errors[0], err
-    assert not (tmp_path / "a-file" / "out").exists()
+    assert not (tmp_path / "a-file" / "out").exists() and not (tmp_path / "scores").exists()
 
 
 def test_a_bug_keeps_its_traceback():

@@ -67,10 +67,12 @@ def add_tensorflow_logs_flag(parser: argparse.ArgumentParser) -> None:
                         help="show TensorFlow's native start-up lines (oneDNN, CUDA probing), hidden by default")
 
 
-def add_beam_flag(parser: argparse.ArgumentParser) -> None:
-    """`--beam-pipeline-args`, with RunConfig's help text; `beam_args` reads it back as a tuple."""
+def add_beam_flag(parser: argparse.ArgumentParser, *aliases: str) -> None:
+    """`--beam-pipeline-args` (and `aliases`), with RunConfig's help text; `beam_args` reads it back."""
     spec = {f.name: f for f in dataclasses.fields(RunConfig)}["beam_pipeline_args"].metadata["flag"]
-    parser.add_argument("--beam-pipeline-args", default="", help=spec["help"])
+    parser.add_argument("--beam-pipeline-args", *aliases, dest="beam_pipeline_args", default="",
+                        help=spec["help"] + ", e.g. '--direct_num_workers=2 --direct_running_mode=multi_processing' "
+                                            "or '--runner=DataflowRunner ...'")
 
 
 def beam_args(args: argparse.Namespace) -> tuple[str, ...]:
