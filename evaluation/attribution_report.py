@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import math
 
 from evaluation.attribution_extractor import load_summary, mean_absolute
 from evaluation.attributions import TREESHAP
@@ -44,7 +45,8 @@ class Explanation:
 
     def top(self, which: str, count: int = TOP) -> list[tuple[str, float]]:
         values = self.overall if which == "overall" else self.minority
-        return sorted(values.items(), key=lambda item: (-item[1], item[0]))[:count]
+        measured = [(name, value) for name, value in values.items() if not math.isnan(value)]  # NaN: no rows
+        return sorted(measured, key=lambda item: (-item[1], item[0]))[:count]
 
 
 def load_explanations(eval_dir: str, label: str) -> dict[str, Explanation]:
@@ -91,7 +93,7 @@ def card_row(explanations: dict[str, Explanation], model: str) -> str:
         return ""
 
     def names(which: str) -> str:
-        return ", ".join(readable_feature(feature) for feature, _ in explanation.top(which, 5))
+        return ", ".join(readable_feature(feature) for feature, _ in explanation.top(which, 5)) or "no rows explained"
 
     text = (f"top features (mean |attribution| to the log-odds): all test rows: {names('overall')}; "
             f"minority (label = 1): {names('minority')}. {_method_line(explanation)}")
