@@ -12,18 +12,17 @@ is two stages:
   explained) as `WEIGHT_FEATURE`;
 * after the UnbatchExtractor (one example): `extracts['attributions'] =
   {model: {'logits': {feature: value}}}`, the layout TFMA's attribution
-  metrics read (`metrics/attributions.py`). An example not explained gets
-  one zero (TFMA's `get_by_keys` refuses an empty dict) at weight 0, so
-  TFMA's per-example, per-feature Python combiners cost about nothing for
-  it: on sylva's 1,963 test rows and 216 features, zeros for every feature
-  of every row doubled TFMA's time.
+  metrics read (`metrics/attributions.py`); an example not explained gets
+  a single zero (TFMA's `get_by_keys` refuses an empty dict), at weight 0.
 
 `add_attribution_specs` makes `WEIGHT_FEATURE` the example weight of the
-models' `logits` output only (`ModelSpec.example_weight_keys`; the metrics on
-`scores` stay unweighted) and adds TotalAttributions,
-MeanAbsoluteAttributions and MeanAttributions on `logits`, weighted. So
-TFMA's mean over a slice is the weighted mean over the explained rows in it,
-an estimate of the slice's mean over the whole test split, and
+explained models' `logits` output only (`ModelSpec.example_weight_keys`; the
+metrics on `scores` stay unweighted; other models get `NO_WEIGHT_FEATURE`,
+0) and adds `evaluation.attribution_metrics.ExplainedAttributions` on
+`logits`: TFMA's total_attributions, mean_attributions and
+mean_absolute_attributions, weighted, over the explained rows only. So a
+slice's mean is the weighted mean over the explained rows in it, an
+estimate of the slice's mean over the whole test split, and
 `tfma.load_attributions(evaluation_dir)` reads them per slice (the label
 slice `label = 1` is the minority's).
 """
@@ -40,6 +39,7 @@ import numpy as np
 import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.proto import config_pb2 as tfma_config
 
+from evaluation import attribution_metrics
 from evaluation.attributions import (
     COMPLETENESS_TOLERANCE,
     LOGITS,
@@ -67,7 +67,6 @@ ROW_FEATURE = "__attribution_row__"  # the example's row in `ExplainedRows`, -1 
 WEIGHTS_STAGE, STAGE = "ExtractAttributionWeights", "ExtractAttributions"
 FEATURES_STAGE = "ExtractFeatures"  # tensorflow_model_analysis/extractors/features_extractor.py
 UNBATCH_STAGE = "ExtractUnbatchedInputs"  # tensorflow_model_analysis/extractors/unbatch_extractor.py
-METRICS = ("TotalAttributions", "MeanAbsoluteAttributions", "MeanAttributions")
 MEAN_ABSOLUTE = "mean_absolute_attributions"
 
 
@@ -211,7 +210,7 @@ def add_attribution_specs(eval_config: tfma_config.EvalConfig, explained: Explai
     for name in [*explained.models, *explained.unexplained]:  # one spec per model, as evaluation.eval_config's
         eval_config.metrics_specs.add(
             model_names=[name], output_names=[LOGITS],
-            metrics=[tfma_config.MetricConfig(class_name=metric) for metric in METRICS],
+            metrics=[tfma_config.MetricConfig(class_name="ExplainedAttributions", module=attribution_metrics.MODULE)],
             example_weights=tfma_config.ExampleWeightOptions(weighted=True))
 
 
