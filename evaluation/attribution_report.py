@@ -1,7 +1,7 @@
 """The report's explanations: top features overall and on the minority slice, from TFMA's attribution output.
 
-Importance is TFMA's weighted MeanAbsoluteAttributions of the model's margin
-(evaluation/attribution_extractor.py): the mean |contribution to the
+Importance is TFMA's weighted `mean_absolute_attributions` of the model's
+margin (evaluation/attribution_extractor.py, evaluation/attribution_metrics.py): the mean |contribution to the
 log-odds| over the test split (estimated from the explained sample) and over
 its `label = 1` slice. The minority slice is the labelled positives, not the
 predicted ones: it is the same rows for every model, so the candidate and
@@ -66,7 +66,7 @@ def section(explanations: dict[str, Explanation], labels: dict[str, str]) -> str
         return ""
     parts = ["<h2>What drives the minority predictions? Feature attributions (TFMA)</h2>"
              "<p class='note'>Mean |contribution| of each raw feature to the model's log-odds (before calibration),"
-             " over the test split and over its minority slice (label = 1), from TFMA's MeanAbsoluteAttributions."
+             " over the test split and over its minority slice (label = 1): TFMA's mean_absolute_attributions."
              " Trees-only models: exact TreeSHAP; others: sampled Shapley values against training rows."
              " A sample of test rows is explained, weighted back to the test split's class counts.</p>"]
     for name, explanation in explanations.items():
