@@ -29,7 +29,7 @@ on wide data the background shrinks first (to `min_background`), then the
 rows (to `min_rows`, below which the background may shrink further). Measured
 on sylva (216 features; a blend of two LightGBM and two neural members,
 about 2,000 rows/s through `predict_features` on 2 cores): 65 rows against
-14 background rows, about 100 s per model (docs/design.md, "Attributions").
+14 background rows, about 35 s per model (docs/design.md, "Attributions").
 Each explained row carries an example weight of (class count in test) /
 (class rows explained), so weighted means over the sample estimate means
 over the whole test split (`attribution_extractor`).
