@@ -200,7 +200,8 @@ def test_a_near_perfect_model_s_intervals_stay_inside_zero_one(tiny_run, tmp_pat
                                                         slice_features=(), min_recall=0.0, intervals="jackknife",
                                                         attribution_rows=0))  # intervals only
     metrics, shown, raw = (summary[key]["candidate"] for key in ("metrics", "intervals", "tfma_intervals"))
-    assert metrics["pr_auc"] > 0.95 and metrics["recall"] > 0.9
+    # Near-perfect, as built: about 5% of positives fall below 0.5 (recall 0.9 exactly on the tiny test split).
+    assert metrics["pr_auc"] > 0.95 and metrics["recall"] >= 0.9
     assert any(high > 1.0 for name, (low, high) in raw.items() if not name.endswith("_diff"))  # the issue
     for name, (low, high) in shown.items():
         if name.endswith("_diff"):
