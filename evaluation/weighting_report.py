@@ -20,9 +20,10 @@ COLUMNS = (("pr_auc", "PR-AUC"), ("recall_at_precision", "recall at precision P"
 def section(study: dict | None) -> str:
     """HTML for the study, or a one-line note when the run has none."""
     if not study:
-        return ("<h2>Did weighting help?</h2><p class='note'>This run has no weighting study: "
-                "<code>make tune</code> (<code>python -m tuning.task</code>) trains the selected model unweighted, "
-                "at the tuned ratio and at N0/N1 in every execution and compares them here.</p>")
+        return ("<h2>Did weighting help?</h2><p class='note'>This run has no weighting study (a "
+                "<code>trainer.task</code> run, or <code>--skip-weighting-study</code>): <code>make tune</code> "
+                "(<code>python -m tuning.task</code>) trains the selected model unweighted, at the tuned ratio and "
+                "at N0/N1 in every execution and compares them here.</p>")
     parts = ["<h2>Did weighting help?</h2>", f"<p><b>{html.escape(study['answer'])}</b></p>",
              f"<p class='note'>The selected model's members trained three times; raw probabilities before "
              f"calibration and threshold. P = {study['operating_precision']:g} (the threshold objective's). "

@@ -61,8 +61,10 @@ def tiny_csv(tmp_path_factory, tiny_frame) -> str:
 def tiny_config(output_dir: str, data: str, **overrides) -> RunConfig:
     # Validation selection: the tiny data's 30 validation positives would
     # otherwise choose cross-validation (tested on its own in test_crossval_run).
+    # No weighting study unless a test asks for it: it is one more final training per execution
+    # (tested in test_tuning and test_weighting_study).
     values = dict(data=data, label="target", output_dir=output_dir, epochs=3, patience=2, verbose=0,
-                  max_trials=2, tuning_epochs=2, selection="validation")
+                  max_trials=2, tuning_epochs=2, selection="validation", skip_weighting_study=True)
     values.update(overrides)
     return RunConfig.from_dict(values)
 

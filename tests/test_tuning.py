@@ -27,7 +27,7 @@ def load_best_hyperparameters(path):
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory, tiny_csv):
     config = tiny_config(str(tmp_path_factory.mktemp("tune") / "run"), tiny_csv, max_trials=4,
-                         tuner="random", tuning_epochs=2, epochs=2)
+                         tuner="random", tuning_epochs=2, epochs=2, skip_weighting_study=False)
     return config, run_tuning(config)
 
 
@@ -142,8 +142,9 @@ def test_each_make_tune_is_an_execution_gated_against_what_is_served(tuned, tmp_
     arguments = ["--data", tiny_csv, "--label", "target", "--output-dir", run_dir, "--max-trials", "1",
                  "--tuning-epochs", "2", "--epochs", "2", "--verbose", "0", "--selection", "validation",
                  "--intervals", "none"]
-    assert task.main([*arguments, "--push-anyway"]) == 0
+    assert task.main([*arguments, "--push-anyway", "--skip-weighting-study"]) == 0
     second = json.load(open(os.path.join(run_dir, "executions", "0002", "run.json")))
+    assert "weighting_study" not in second and "weighting:" not in capsys.readouterr().out  # skipped
     assert second["push"]["pushed"] and second["push"]["version"] == 1
     # Nothing was served: the gate's decision serves the candidate (BLESSED, or fit while its twin is not)
     # or the twin, or nothing; --push-anyway forces the candidate whenever the decision does not serve it.

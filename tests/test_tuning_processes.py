@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 def _tune_command(csv_path, run_dir, trials):
     return [sys.executable, "-m", "tuning.task", "--data", csv_path, "--label", "target", "--output-dir", run_dir,
             "--max-trials", str(trials), "--tuning-epochs", "2", "--epochs", "2", "--verbose", "0",
-            "--tuner", "random", "--skip-evaluation", "--selection", "validation"]
+            "--tuner", "random", "--skip-evaluation", "--selection", "validation", "--skip-weighting-study"]
 
 
 def _env(**extra):

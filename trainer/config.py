@@ -138,6 +138,9 @@ class RunConfig:
     time_budget: float | None = field(default=None, metadata=flag(
         "tuning", "stop starting new trials after this many seconds of search (the running one finishes; "
                   "--max-trials still caps the count)"))
+    skip_weighting_study: bool = field(default=False, metadata=flag(
+        "tuning", "do not train the selected model a third time, at N0/N1, to answer 'did weighting help?' "
+                  "(trainer/weighting_study.py): saves about one final training per execution"))
     refit_full: bool = field(default=False, metadata=flag(
         "tuning", "after the gate has judged the model it pushes, train its members again on every row (test "
                   "included) and push that instead (AutoGluon's refit_full; run.json records the rows it saw)"))

@@ -97,7 +97,7 @@ def _search_and_export(config: RunConfig, data) -> dict:
     trained = {}  # members trained once: a member the twin or the study shares with the candidate is reused
     weighted = train_and_export(config, data, members=members, export_dir=CANDIDATE_DIR, reuse=trained)
     baseline = train_and_export(config, data, members=members, weighted=False, reuse=trained)
-    study = study_weighting(config, data, members, trained)
+    study = None if config.skip_weighting_study else study_weighting(config, data, members, trained)
     return {
         "tuning": {"trials": trial_count, "search_seconds": search_seconds, "best": dict(best.values),
                    "best_file": os.path.join(tuning_dir, BEST_FILE), "objective": config.objective,
@@ -105,7 +105,7 @@ def _search_and_export(config: RunConfig, data) -> dict:
                    "ensemble": {**selection.to_dict(), "members": [dataclasses.asdict(m) for m in members]}},
         "weighted": weighted,
         "baseline": baseline,
-        "weighting_study": study,
+        **({"weighting_study": study} if study else {}),
     }
 
 
