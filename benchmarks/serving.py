@@ -56,11 +56,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 
+from benchmarks.publish import DOC, publish, write_doc_section
 from trainer.layout import SERVING_DIR, list_versions
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results", "serving.json")
-DOC = os.path.join(ROOT, "docs", "benchmarks.md")
+HEADING = "## Serving"  # this benchmark's section of docs/benchmarks.md
 CONCURRENCY = (1, 8, 32)
 STALLED_CLIENTS, STALLED_CONCURRENCY, STALLED_PAIRS = 16, 8, 4
 MODEL = "imbalance"
@@ -671,20 +672,6 @@ def stalled_markdown(stalled: dict | None) -> list[str]:
                     f"run-to-run spread of the runs without ({stalled['p99_noise_ms']} ms, max − min).", ""]
 
 
-def write_doc_section(section: str) -> None:
-    """Replaces the "## Serving" section of docs/benchmarks.md, or appends it."""
-    text = open(DOC).read() if os.path.exists(DOC) else "# Benchmarks\n\n"
-    start = text.find("## Serving\n")
-    if start >= 0:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    os.makedirs(os.path.dirname(DOC), exist_ok=True)
-    with open(DOC, "w") as handle:
-        handle.write(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="Measured seconds per server, level and round.")
@@ -716,7 +703,7 @@ def main(argv: list[str] | None = None) -> int:
             report["note"] = args.note
             with open(RESULTS, "w") as handle:
                 json.dump(report, handle, indent=1)
-        write_doc_section(markdown(report))
+        write_doc_section(HEADING, markdown(report))
         print(f"rewrote the Serving section of {DOC} from {RESULTS}")
         return 0
     # A SIGTERM unwinds like an exception, so the server subprocesses are stopped (run's finally).
@@ -736,11 +723,7 @@ def main(argv: list[str] | None = None) -> int:
     print(section)
     if args.no_write:
         return 0
-    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    with open(RESULTS, "w") as handle:
-        json.dump(report, handle, indent=1)
-    write_doc_section(section)
-    print(f"wrote {RESULTS} and the Serving section of {DOC}")
+    publish(report, RESULTS, HEADING, section)
     return 0
 
 

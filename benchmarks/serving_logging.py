@@ -36,6 +36,7 @@ import urllib.request
 
 import numpy as np
 
+from benchmarks.publish import DOC, publish, write_doc_section
 from benchmarks.serving import (
     BATCHING_FLAGS,
     MODEL,
@@ -49,7 +50,6 @@ from benchmarks.serving import (
 )
 
 RESULTS = os.path.join(ROOT, "benchmarks", "results", "serving_logging.json")
-DOC = os.path.join(ROOT, "docs", "benchmarks.md")
 HEADING = "## Serving: request logging cost"
 CONCURRENCY = 32
 TARGET_COST = 0.10  # issue 21: logging at rate 1.0 costs at most 10% of batched throughput
@@ -244,20 +244,6 @@ def writer_lines(report: dict) -> list[str]:
             f"({off:.3f} ms); the request path adds a sample draw and an append.", ""]
 
 
-def write_doc_section(section: str) -> None:
-    """Replaces this benchmark's section of docs/benchmarks.md, or appends it."""
-    with open(DOC) as handle:
-        text = handle.read()
-    start = text.find(HEADING + "\n")
-    if start >= 0:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    with open(DOC, "w") as handle:
-        handle.write(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="Measured seconds per server and round.")
@@ -269,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.render_only:
         with open(RESULTS) as handle:
-            write_doc_section(markdown(json.load(handle)))
+            write_doc_section(HEADING, markdown(json.load(handle)))
         print(f"rewrote the '{HEADING[3:]}' section of {DOC} from {RESULTS}")
         return 0
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds, so the servers are stopped
@@ -282,11 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     print(section)
     if args.no_write:
         return 0
-    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    with open(RESULTS, "w") as handle:
-        json.dump(report, handle, indent=1)
-    write_doc_section(section)
-    print(f"wrote {RESULTS} and the '{HEADING[3:]}' section of {DOC}")
+    publish(report, RESULTS, HEADING, section)
     return 0
 
 
