@@ -43,3 +43,26 @@ def test_a_staged_directory_replaces_the_target_only_when_complete(tmp_path):
         (tmp_path / os.path.basename(staging) / "new.txt").write_text("new")
         replace_directory(staging, str(target))
     assert sorted(os.listdir(tmp_path)) == ["evaluation"] and os.listdir(target) == ["new.txt"]
+
+
+def test_arrays_are_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
+    import numpy as np
+
+    from trainer.atomic import write_arrays_atomically
+
+    path = str(tmp_path / "held.npz")
+    write_arrays_atomically(path, margins=np.arange(3.0))
+    with np.load(path) as saved:
+        np.testing.assert_array_equal(saved["margins"], np.arange(3.0))
+
+    def half_written(name, **arrays):
+        with open(name, "wb") as handle:
+            handle.write(b"PK half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", half_written)
+    with pytest.raises(OSError, match="No space left"):
+        write_arrays_atomically(path, margins=np.zeros(5))
+    with np.load(path) as saved:  # the old file, untouched; no temporary left beside it
+        np.testing.assert_array_equal(saved["margins"], np.arange(3.0))
+    assert os.listdir(tmp_path) == ["held.npz"]

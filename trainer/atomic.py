@@ -37,6 +37,20 @@ def write_text_atomically(path: str, text: str) -> None:
         raise
 
 
+def write_arrays_atomically(path: str, **arrays) -> None:
+    """Replaces `path` with NumPy's `.npz` of `arrays`, atomically (a reader never sees half a file)."""
+    import numpy as np
+
+    temporary = f"{path}.tmp-{os.getpid()}.npz"  # np.savez appends .npz to names without it
+    try:
+        np.savez(temporary, **arrays)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
 def write_json_atomically(path: str, payload: Any, indent: int | None = 1) -> str:
     """Replaces `path` with `payload` as JSON, atomically; returns the text.
 

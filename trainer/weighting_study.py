@@ -28,6 +28,7 @@ import os
 
 import numpy as np
 
+from trainer.atomic import write_arrays_atomically
 from trainer.calibration import brier_score, sigmoid
 from trainer.layout import WEIGHTING_STUDY_DIR
 
@@ -62,10 +63,9 @@ def save_predictions(run_dir: str, variant: str, held_out: tuple, test: tuple, r
     directory = os.path.join(run_dir, WEIGHTING_STUDY_DIR)
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, f"{variant}.npz")
-    staging = path + ".partial.npz"
-    np.savez(staging, validation_margins=held_out[0], validation_labels=held_out[1], test_margins=test[0],
-             test_labels=test[1], ratios=np.asarray(ratios, np.float64), weights=np.asarray(weights, np.float64))
-    os.replace(staging, path)  # a reader never sees half a file
+    write_arrays_atomically(path, validation_margins=held_out[0], validation_labels=held_out[1],
+                            test_margins=test[0], test_labels=test[1], ratios=np.asarray(ratios, np.float64),
+                            weights=np.asarray(weights, np.float64))
     return path
 
 

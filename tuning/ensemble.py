@@ -23,6 +23,7 @@ import os
 
 import numpy as np
 
+from trainer.atomic import write_arrays_atomically
 from trainer.calibration import sigmoid
 from trainer.candidates import held_out_score
 
@@ -71,8 +72,8 @@ def save_held_out(tuning_dir: str, trial_id: str, margins: np.ndarray, labels: n
         fold_of = np.full(len(labels), -1, np.int64)
         for index, held in enumerate(folds or []):
             fold_of[held] = index
-        _save_atomically(labels_path, labels=np.asarray(labels, np.int64), fold_of=fold_of)
-    _save_atomically(os.path.join(directory, f"trial_{trial_id}.npz"), margins=np.asarray(margins, np.float64))
+        write_arrays_atomically(labels_path, labels=np.asarray(labels, np.int64), fold_of=fold_of)
+    write_arrays_atomically(os.path.join(directory, f"trial_{trial_id}.npz"), margins=np.asarray(margins, np.float64))
 
 
 def load_held_out(tuning_dir: str, trial_ids: list[str]) -> HeldOut:
@@ -125,12 +126,3 @@ def select_ensemble(held_out: HeldOut, objective: str, rounds: int = ROUNDS,
     return Selection(weights, trajectory[size - 1], single, trajectory)
 
 
-def _save_atomically(path: str, **arrays) -> None:
-    temporary = f"{path}.tmp-{os.getpid()}.npz"  # np.savez appends .npz to names without it
-    try:
-        np.savez(temporary, **arrays)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
