@@ -110,7 +110,8 @@ def write_report(inputs: ReportInputs, out_dir: str) -> str:
         body.append(_img(images["confusion"], "confusion matrices"))
     body.append("<h2>Calibration (reliability on test)</h2>"
                 "<p class='note'>Before = sigmoid of the raw logit; after = the exported, corrected probability."
-                " The correction is chosen among none, the weighting's closed-form prior shift, Platt and isotonic"
+                " The correction is chosen among none, the weighting's closed-form prior shift and Platt scaling"
+                " (maps that keep the order of the scores, so the ranking metrics are the model's own)"
                 " by cross-fitted log-loss on held-out data, and stays none unless another beats it."
                 " Brier score and ECE are from run.json.</p>")
     body.append(_calibration_table(inputs, names, labels))

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from sklearn.metrics import brier_score_loss
+from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
 from trainer.calibration import (
     CROSS_FIT_FOLDS,
@@ -133,7 +133,7 @@ def test_auto_calibration_is_never_worse_than_none_on_held_out_data(rng, case):
     """
     margin, y = _draw(rng, 3000, case)
     chosen = fit_calibration("auto", margin, y, shift=np.log(8.0), seed=0)
-    assert set(chosen.held_out_log_loss) == {"none", "prior_shift", "platt", "isotonic"}
+    assert set(chosen.held_out_log_loss) == {"none", "prior_shift", "platt"}
     assert chosen.held_out_log_loss[chosen.kind] <= chosen.held_out_log_loss["none"]
     fresh_margin, fresh_y = _draw(rng, 200_000, case)
     after, before = chosen.apply(fresh_margin), sigmoid(fresh_margin)
@@ -154,7 +154,46 @@ def test_auto_keeps_none_when_nothing_beats_it():
 def test_too_few_positives_to_cross_fit_keeps_the_parameter_free_maps():
     chosen = fit_calibration("auto", np.array([-2.0, -1.0, 0.5, 3.0]), np.array([0, 0, 0, 1]), shift=0.3)
     assert chosen.kind in ("none", "prior_shift")
-    assert chosen.held_out_log_loss["platt"] == np.inf and chosen.held_out_log_loss["isotonic"] == np.inf
+    assert chosen.held_out_log_loss["platt"] == np.inf
+
+
+@pytest.mark.parametrize("case", ["calibrated", "weighted", "overconfident", "monotone"])
+def test_auto_calibration_keeps_the_order_of_the_scores(rng, case):
+    """The served ranking is the model's own: scikit-learn's AP and ROC-AUC of fresh data are unchanged
+    and no two distinct scores become one, while isotonic regression, fit on the same data, ties them."""
+    margin, y = _draw(rng, 3000, case)
+    fresh_margin, fresh_y = _draw(rng, 50_000, case)
+    chosen = fit_calibration("auto", margin, y, shift=np.log(8.0), seed=0)
+    after = chosen.apply(fresh_margin)
+    assert average_precision_score(fresh_y, after) == pytest.approx(average_precision_score(fresh_y, fresh_margin),
+                                                                     abs=1e-12)
+    assert roc_auc_score(fresh_y, after) == pytest.approx(roc_auc_score(fresh_y, fresh_margin), abs=1e-12)
+    assert np.unique(after).size == np.unique(fresh_margin).size
+    tied = fit_calibration("isotonic", margin, y, shift=None).apply(fresh_margin)
+    assert average_precision_score(fresh_y, tied) < average_precision_score(fresh_y, fresh_margin) - 0.005
+
+
+def test_auto_refuses_the_isotonic_map_that_wins_the_log_loss_by_tying_scores(rng):
+    """The sylva case: a nearly separable held-out set, where isotonic regression has the lowest
+    cross-fitted log-loss with a handful of levels; `auto` keeps the order-keeping map instead."""
+    y = (rng.random(3000) < 0.06).astype(int)
+    margin = np.where(y == 1, rng.normal(4.0, 1.0, y.size), rng.normal(-4.0, 1.0, y.size)) + 3.0  # overconfident
+    losses = cross_fitted_log_loss(["none", "platt", "isotonic"], margin, y, shift=None, seed=0)
+    assert losses["isotonic"] < losses["platt"] < losses["none"]  # the log-loss alone would choose isotonic
+    chosen = fit_calibration("auto", margin, y, shift=None, seed=0)
+    assert chosen.kind == "platt" and chosen.scale > 0
+    assert np.unique(chosen.apply(margin)).size == np.unique(margin).size
+
+
+def test_auto_never_exports_a_reversing_platt_slope(rng):
+    """Scores that rank the classes backwards: Platt's best fit has a negative slope, which would
+    reverse the served ranking; `auto` keeps an order-keeping map (here `none`)."""
+    t = rng.normal(-2, 1.5, size=3000)
+    y = (rng.random(t.size) < sigmoid(t)).astype(int)
+    reversed_margin = -t
+    assert fit_calibration("platt", reversed_margin, y, shift=None).scale < 0
+    chosen = fit_calibration("auto", reversed_margin, y, shift=None, seed=0)
+    assert chosen.kind == "none" and chosen.held_out_log_loss["platt"] < chosen.held_out_log_loss["none"]
 
 
 @pytest.mark.parametrize("kind", ["platt", "isotonic", "prior_shift"])

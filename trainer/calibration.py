@@ -1,24 +1,31 @@
 """Calibrated probabilities for a class-weighted model, chosen so that calibration never hurts.
 
 Weighting by r = w1 / w0 shifts the model's single logit s = z1 - z0 by about
-log r. `auto` chooses among four maps of s by their cross-fitted log-loss on
-the held-out data (k folds: each map is fit on k - 1 and scored on the
-k-th, so a fitted map is judged on examples it did not see):
+log r. `auto` chooses among the maps of s that keep the order of the scores,
+by their cross-fitted log-loss on the held-out data (k folds: each map is fit
+on k - 1 and scored on the k-th, so a fitted map is judged on examples it did
+not see):
 
 * `none`: sigmoid(s), the model's own probability;
 * `prior_shift`: sigmoid(s - shift), the closed-form correction of the
   weighting, where the loss has one (nothing is fit);
-* `platt`: sigmoid(a * s + b), a logistic regression of the labels on s;
-* `isotonic`: a monotone piecewise-linear map of s (scikit-learn's
-  IsotonicRegression, clipped outside the fitted range).
+* `platt`: sigmoid(a * s + b), a logistic regression of the labels on s,
+  eligible only with a > 0.
 
 `none` is kept unless another map lowers the held-out log-loss by more
 than noise: the mean per-example improvement must exceed 1.645 of its
 standard errors (a one-sided paired test over the same examples). Among
 the maps that pass, the lowest log-loss wins. So a model that is already
 calibrated (a blend of unweighted members) is not made worse by a
-correction fit to noise. The chosen map is then fit on
-all held-out examples and exported inside the SavedModel (`trainer.export`).
+correction fit to noise, and the served ranking (PR-AUC, ROC-AUC) is the
+model's own. The chosen map is then fit on all held-out examples and
+exported inside the SavedModel (`trainer.export`).
+
+`isotonic` (scikit-learn's IsotonicRegression as a monotone piecewise-linear
+map of s, clipped outside the fitted range) is fitted only when asked for:
+its flat blocks tie scores. On sylva it won the held-out log-loss with three
+levels (0, 0.5, 1) and cost the served model 0.011 test PR-AUC, enough for
+the push gate to refuse the better candidate (docs/design.md §6).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import dataclasses
 import numpy as np
 
 KINDS = ("none", "prior_shift", "platt", "isotonic")
+ORDER_KEEPING = ("none", "prior_shift", "platt")  # what `auto` chooses among: maps that never tie or swap scores
 CROSS_FIT_FOLDS = 5
 LOG_LOSS_EPSILON = 1e-12  # probabilities are clipped to [eps, 1 - eps] for the log-loss (an isotonic 0 or 1)
 ONE_SIDED_95 = 1.645  # a map must beat `none` by this many standard errors of the paired improvement
@@ -116,8 +124,8 @@ def fit_calibration(kind: str, margin: np.ndarray, labels: np.ndarray, shift: fl
     """Chooses and fits the correction.
 
     Args:
-      kind: `auto` (the map of lowest cross-fitted held-out log-loss, `none`
-        unless beaten), or one of `KINDS` to fit that map.
+      kind: `auto` (of the order-keeping maps, the one of lowest cross-fitted
+        held-out log-loss, `none` unless beaten), or one of `KINDS` to fit that map.
       margin: Held-out single logits s [N].
       labels: Held-out labels [N].
       shift: The loss's closed-form shift, or None when it has none.
@@ -131,12 +139,13 @@ def fit_calibration(kind: str, margin: np.ndarray, labels: np.ndarray, shift: fl
         raise ValueError("this loss has no closed-form prior shift; use calibration 'platt' or 'auto'")
     if kind != "auto":
         return _fit(kind, margin, labels, shift)
-    candidates = [k for k in KINDS if k != "prior_shift" or shift is not None]
+    candidates = [k for k in ORDER_KEEPING if k != "prior_shift" or shift is not None]
     per_example = cross_fitted_losses(candidates, margin, labels, shift, seed)
     losses = {kind: float(np.mean(values)) for kind, values in per_example.items()}
     passing = [kind for kind in candidates if kind == "none" or beats(per_example["none"], per_example[kind])]
-    best = min(passing, key=lambda k: (losses[k], candidates.index(k)))  # ties keep the earlier (`none` first)
-    chosen = _fit(best, margin, labels, shift)
+    ranked = sorted(passing, key=lambda k: (losses[k], candidates.index(k)))  # ties keep the earlier (`none` first)
+    # A Platt slope <= 0 would tie or reverse every score; `none` (scale 1) always remains.
+    chosen = next(fit for fit in (_fit(k, margin, labels, shift) for k in ranked) if fit.scale > 0)
     return dataclasses.replace(chosen, held_out_log_loss=losses)
 
 

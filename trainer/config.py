@@ -59,9 +59,10 @@ class RunConfig:
       hparams: Path of a `best_hyperparameters.json` to train with.
       threshold_objective: `recall_at_precision:P`, `f1`, `fbeta:B` or
         `precision_at_recall:R`; chooses the decision threshold on validation.
-      calibration: `auto` (of none, the closed-form prior shift where one
-        exists, Platt and isotonic, the lowest cross-fitted held-out
-        log-loss; none unless beaten: `trainer.calibration`), or one of
+      calibration: `auto` (of the maps that keep the scores' order: none,
+        the closed-form prior shift where one exists and Platt, the lowest
+        cross-fitted held-out log-loss; none unless beaten:
+        `trainer.calibration`), or one of
         `prior_shift`, `platt`, `isotonic`, `none`.
       synthetic_rows: Size of the `synthetic` dataset (negatives, positives).
       beam_pipeline_args: Options passed through to Apache Beam.
