@@ -238,12 +238,11 @@ def run_package(dataset: Dataset, assignment: np.ndarray, seed: int, workdir: st
     results = {"split_check": check, "prepare_seconds": prepare_seconds}
     for name, weighted in (("package_weighted", True), ("package_unweighted", False)):
         summary = train_and_export(config, data, weighted=weighted)
-        predicted = predict_test(summary["version_dir"], data.pattern("test"), data.schema)
+        predicted = predict_test(summary.version_dir, data.pattern("test"), data.schema)
         results[name] = {"labels": predicted["labels"], "scores": predicted["scores"],
-                         "threshold": summary["threshold"]["value"], "train_seconds": summary["train_seconds"],
-                         "epochs_run": summary["epochs_run"], "weight_ratio": summary["weight_ratio"],
-                         "calibration": summary["calibration"]["kind"],
-                         "package_test_pr_auc": summary["test"]["pr_auc"]}
+                         "threshold": summary.threshold.value, "train_seconds": summary.train_seconds,
+                         "epochs_run": summary.epochs_run, "weight_ratio": summary.weight_ratio,
+                         "calibration": summary.calibration["kind"], "package_test_pr_auc": summary.test.pr_auc}
     return results
 
 
@@ -252,9 +251,9 @@ def run_package_tuned(dataset: Dataset, assignment: np.ndarray, seed: int, workd
     """The package's tuned model: `tuning.pipeline.run_tuning(config, evaluate=None)` on a fresh run directory.
 
     The tuner gets `trials` trials (`max_trials`) and scores them its own way;
-    the exported weighted model (`summary["weighted"]["version_dir"]`) is
+    the exported weighted model (`summary["weighted"].version_dir`) is
     scored on the test TFRecords like `run_package`'s, at the threshold the
-    package chose (`summary["weighted"]["threshold"]["value"]`). "train
+    package chose (`summary["weighted"].threshold.value`). "train
     seconds" = the search plus the retraining of the best weighted model.
 
     `make_tune=True` runs `make tune`'s own command instead (`tuning.task.main`,
@@ -284,15 +283,15 @@ def run_package_tuned(dataset: Dataset, assignment: np.ndarray, seed: int, workd
     data = prepare_data(config.replace(output_dir=summary["execution"]["path"]))  # the execution's data, reused
     check = verify_split(data, dataset, assignment)
     weighted = summary["weighted"]
-    predicted = predict_test(weighted["version_dir"], data.pattern("test"), data.schema)
+    predicted = predict_test(weighted.version_dir, data.pattern("test"), data.schema)
     tuning = {k: v for k, v in summary.get("tuning", {}).items()
               if k not in ("best", "best_file") and isinstance(v, (str, int, float, bool, type(None)))}
     return {"labels": predicted["labels"], "scores": predicted["scores"],
-            "threshold": weighted["threshold"]["value"],
-            "train_seconds": float(summary["tuning"]["search_seconds"]) + float(weighted["train_seconds"]),
+            "threshold": weighted.threshold.value,
+            "train_seconds": float(summary["tuning"]["search_seconds"]) + float(weighted.train_seconds),
             "run_tuning_seconds": round(run_seconds, 1), "trials": trials, "package_tuning": tuning,
-            "hyperparameters": weighted["hyperparameters"], "epochs_run": weighted.get("epochs_run"),
-            "weight_ratio": weighted.get("weight_ratio"), "calibration": weighted.get("calibration", {}).get("kind"),
-            "package_test_pr_auc": weighted.get("test", {}).get("pr_auc"), "split_check": check,
-            # newer package summaries say more about the choice; kept when present
-            **{key: weighted[key] for key in ("model_family", "selection", "held_out_score", "blend") if key in weighted}}
+            "hyperparameters": weighted.hyperparameters, "epochs_run": weighted.epochs_run,
+            "weight_ratio": weighted.weight_ratio, "calibration": weighted.calibration["kind"],
+            "package_test_pr_auc": weighted.test.pr_auc, "split_check": check,
+            "model_family": weighted.model_family, "selection": weighted.selection,
+            "held_out_score": weighted.held_out_score}

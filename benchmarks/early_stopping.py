@@ -39,9 +39,8 @@ def run_one(dataset, seed: int, monitor: str, workdir: str) -> dict:
                        verbose=0, early_stopping=monitor)
     summary = train_and_export(config, values={"model_family": "neural"})
     shutil.rmtree(output_dir, ignore_errors=True)
-    return {"dataset": dataset.name, "seed": seed, "monitor": monitor, "test_pr_auc": summary["test"]["pr_auc"],
-            "epochs_run": summary.get("epochs_run"), "selection": summary["selection"],
-            "train_seconds": summary["train_seconds"]}
+    return {"dataset": dataset.name, "seed": seed, "monitor": monitor, "test_pr_auc": summary.test.pr_auc,
+            "epochs_run": summary.epochs_run, "selection": summary.selection, "train_seconds": summary.train_seconds}
 
 
 def summarize(rows: list[dict]) -> dict:

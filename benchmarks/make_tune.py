@@ -20,7 +20,8 @@ import sys
 import tempfile
 import time
 
-from trainer.layout import execution_dir, execution_ids, read_run_json
+from trainer.layout import execution_dir, execution_ids
+from trainer.summary import read_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULT = os.path.join(ROOT, "benchmarks", "results", "make_tune.json")
@@ -36,15 +37,15 @@ def measure(time_budget: str) -> dict:
         if done.returncode not in (0, 1):  # 1: the candidate was NOT_BLESSED, which is a result too
             raise RuntimeError(f"make tune failed with exit status {done.returncode}")
         total = time.time() - started
-        summary = read_run_json(execution_dir(run, execution_ids(run)[0]))
-    tuning = summary["tuning"]
+        summary = read_run(execution_dir(run, execution_ids(run)[0]))
+    tuning = summary.tuning
     return {
-        "dataset": "sylva", "trials": tuning["trials"], "tuning_epochs": summary["config"]["tuning_epochs"],
+        "dataset": "sylva", "trials": tuning["trials"], "tuning_epochs": summary.config["tuning_epochs"],
         "search_seconds": tuning["search_seconds"], "seconds_per_trial": tuning["search_seconds"] / tuning["trials"],
-        "total_seconds": round(total, 1), "tfma_seconds": summary.get("evaluation", {}).get("tfma_seconds"),
-        "weighted_test_pr_auc": summary["weighted"]["test"]["pr_auc"],
-        "baseline_test_pr_auc": summary["baseline"]["test"]["pr_auc"],
-        "verdict": summary.get("evaluation", {}).get("verdict"), "pushed": summary.get("push", {}).get("pushed"),
+        "total_seconds": round(total, 1), "tfma_seconds": (summary.evaluation or {}).get("tfma_seconds"),
+        "weighted_test_pr_auc": summary.weighted.test.pr_auc,
+        "baseline_test_pr_auc": summary.baseline.test.pr_auc,
+        "verdict": (summary.evaluation or {}).get("verdict"), "pushed": (summary.push or {}).get("pushed"),
         "cpus": os.cpu_count(),
     }
 

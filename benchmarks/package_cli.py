@@ -4,9 +4,8 @@
 type (`--data PATH --label target --output-dir DIR --seed S --max-trials N`)
 on a fresh run directory, so the search, the retraining, TFMA's evaluation,
 the gate and the push all happen as in `make tune`. Afterwards only the
-first execution's `run.json` is read (`DIR/executions/<first>/run.json`, keys
-`push`, `weighted` and `execution`, each read defensively: the pipeline is
-being changed while this benchmark exists):
+first execution's `run.json` is read (`DIR/executions/<first>/run.json`,
+through `trainer.summary.read_run`: its `push`, `weighted` and `execution`):
 
 - pushed: the served copy (`push.path`, else `DIR/serving_model/<version>`) is
   scored on the test split, `served: true`;
@@ -25,7 +24,8 @@ import numpy as np
 
 from benchmarks.contenders import verify_split, write_parquet
 from benchmarks.datasets import Dataset
-from trainer.layout import EXECUTIONS_DIR, RUN_JSON, SERVING_DIR, execution_dir, execution_ids
+from trainer.layout import EXECUTIONS_DIR, SERVING_DIR, execution_dir, execution_ids
+from trainer.summary import ModelSummary, RunSummary, read_run
 from tuning.push import PUSH_FILE  # a pushed copy's own record of its threshold
 
 
@@ -35,22 +35,13 @@ def tune_argv(data_path: str, run_dir: str, seed: int, trials: int) -> list[str]
             "--max-trials", str(trials)]
 
 
-def first_execution(run_dir: str) -> tuple[str, dict]:
-    """The first execution's directory and its run.json ({} if it wrote none)."""
+def first_execution(run_dir: str) -> tuple[str, RunSummary]:
+    """The first execution's directory and its run.json (empty if it wrote none)."""
     ids = execution_ids(run_dir)
     if not ids:
         raise RuntimeError(f"tuning.task left no execution under {os.path.join(run_dir, EXECUTIONS_DIR)}")
     path = execution_dir(run_dir, ids[0])
-    run_json = os.path.join(path, RUN_JSON)
-    if not os.path.exists(run_json):
-        return path, {}
-    with open(run_json) as handle:
-        return path, json.load(handle)
-
-
-def _section(run: dict, key: str) -> dict:
-    value = run.get(key)
-    return value if isinstance(value, dict) else {}
+    return path, read_run(path)
 
 
 def served_dir(run_dir: str, push: dict) -> str | None:
@@ -61,18 +52,15 @@ def served_dir(run_dir: str, push: dict) -> str | None:
     return next((c for c in candidates if c and os.path.isdir(c)), None)
 
 
-def decision_threshold(weighted: dict, model_dir: str, pushed: bool) -> float | None:
+def decision_threshold(weighted: ModelSummary | None, model_dir: str, pushed: bool) -> float | None:
     """The threshold of the scored model: a pushed copy's own record (the candidate's, or the unweighted
     twin's when the first execution served the twin), else run.json's `weighted.threshold(.value)`."""
     record = os.path.join(model_dir, PUSH_FILE)
     if pushed and os.path.exists(record):
         with open(record) as handle:
             return float(json.load(handle)["threshold"])
-    threshold = weighted.get("threshold")
-    if isinstance(threshold, dict):
-        threshold = threshold.get("value")
-    if isinstance(threshold, (int, float)):
-        return float(threshold)
+    if weighted is not None:
+        return float(weighted.threshold.value)
     record = os.path.join(model_dir, PUSH_FILE)
     if os.path.exists(record):
         with open(record) as handle:
@@ -80,19 +68,18 @@ def decision_threshold(weighted: dict, model_dir: str, pushed: bool) -> float | 
     return None
 
 
-def gate_outcome(run_dir: str, run: dict) -> dict:
+def gate_outcome(run_dir: str, run: RunSummary) -> dict:
     """What the first execution's gate did, and which model directory to score."""
-    push, weighted = _section(run, "push"), _section(run, "weighted")
+    push, weighted = run.push or {}, run.weighted
     pushed = bool(push.get("pushed"))
-    model_dir = served_dir(run_dir, push) if pushed else weighted.get("version_dir")
+    candidate = weighted.version_dir if weighted is not None else None
+    model_dir = served_dir(run_dir, push) if pushed else candidate
     if not model_dir or not os.path.isdir(model_dir):
-        raise RuntimeError(f"no model to score: pushed={pushed}, push={push}, weighted.version_dir="
-                           f"{weighted.get('version_dir')!r}")
-    evaluation = _section(run, "evaluation")
-    return {"served": pushed, "push_reason": push.get("reason"), "verdict": evaluation.get("verdict"),
+        raise RuntimeError(f"no model to score: pushed={pushed}, push={push}, weighted.version_dir={candidate!r}")
+    return {"served": pushed, "push_reason": push.get("reason"), "verdict": (run.evaluation or {}).get("verdict"),
             "pushed_model": push.get("model"),
             "model_dir": model_dir, "threshold": decision_threshold(weighted, model_dir, pushed),
-            "execution": _section(run, "execution"), "weighted": weighted}
+            "execution": run.execution or {}, "weighted": weighted}
 
 
 def run_package_cli(dataset: Dataset, assignment: np.ndarray, seed: int, workdir: str, trials: int) -> dict:
@@ -118,14 +105,14 @@ def run_package_cli(dataset: Dataset, assignment: np.ndarray, seed: int, workdir
     predicted = predict_test(outcome["model_dir"], data.pattern("test"), data.schema)
     weighted = outcome["weighted"]
     threshold = outcome["threshold"] if outcome["threshold"] is not None else 0.5
-    tuning = _section(run, "tuning")
+    tuning = run.tuning or {}
     return {"labels": predicted["labels"], "scores": predicted["scores"], "threshold": threshold,
             "train_seconds": seconds, "make_tune_seconds": round(seconds, 1), "exit_status": code,
             "trials": trials, "served": outcome["served"], "push_reason": outcome["push_reason"],
             "verdict": outcome["verdict"], "pushed_model": outcome["pushed_model"], "scored_model": os.path.relpath(outcome["model_dir"], run_dir),
-            "search_seconds": tuning.get("search_seconds"), "hyperparameters": weighted.get("hyperparameters"),
-            "model_family": weighted.get("model_family"), "selection": weighted.get("selection"),
-            "package_test_pr_auc": _section(weighted, "test").get("pr_auc"), "split_check": check,
+            "search_seconds": tuning.get("search_seconds"), "hyperparameters": weighted.hyperparameters,
+            "model_family": weighted.model_family, "selection": weighted.selection,
+            "package_test_pr_auc": weighted.test.pr_auc, "split_check": check,
             "execution_id": outcome["execution"].get("id"),
-            "members": [{"name": m.get("name"), "family": m.get("model_family"), "weight": m.get("weight"),
-                         "weight_ratio": m.get("weight_ratio")} for m in weighted.get("members") or []]}
+            "members": [{"name": m.name, "family": m.model_family, "weight": m.weight,
+                         "weight_ratio": m.weight_ratio} for m in weighted.members or ()]}

@@ -49,8 +49,8 @@ def run_one(path: str, name: str, seed: int, engine: str, workdir: str) -> tuple
     summary = train_and_export(config, values={"model_family": "neural"})
     schema = load_schema(os.path.join(output_dir, DATA_DIR))
     shutil.rmtree(output_dir, ignore_errors=True)
-    row = {"dataset": name, "seed": seed, "engine": engine, "test_pr_auc": summary["test"]["pr_auc"],
-           "train_seconds": summary["train_seconds"]}
+    row = {"dataset": name, "seed": seed, "engine": engine, "test_pr_auc": summary.test.pr_auc,
+           "train_seconds": summary.train_seconds}
     return row, schema
 
 

@@ -47,7 +47,7 @@ def train(run_dir: str, epochs: int) -> dict:
     baseline = train_and_export(config, data, weighted=False)
     return {"weighted_seconds": middle - started, "baseline_seconds": time.time() - middle,
             "train_examples": sum(data.counts["train"]), "epochs": epochs,
-            "weighted_test_pr_auc": weighted["test"]["pr_auc"], "baseline_test_pr_auc": baseline["test"]["pr_auc"]}
+            "weighted_test_pr_auc": weighted.test.pr_auc, "baseline_test_pr_auc": baseline.test.pr_auc}
 
 
 def evaluate(run_dir: str, intervals: str, beam_args: str) -> dict:

@@ -29,7 +29,7 @@ MODEL = "imbalance"
 def version_dir(tiny_run) -> str:
     """The tiny run's exported version 1 (read only)."""
     _, weighted, _ = tiny_run
-    return weighted["version_dir"]
+    return weighted.version_dir
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ from benchmarks import confirm, confirm_report, defaults, package_cli, paired, r
 from benchmarks.confirmation_data import CONFIRMATION, QUICK_CONFIRMATION, load_confirmation
 from benchmarks.datasets import Dataset, quality_datasets
 from trainer.data.split import assign_splits
+from trainer.summary import RunSummary
 
 SPLIT = (0.7, 0.15, 0.15)
 
@@ -188,7 +189,7 @@ def test_gate_outcome_scores_the_pushed_copy_when_pushed(tmp_path):
     (served / "assets.extra").mkdir(parents=True)
     (served / "assets.extra" / "push.json").write_text(json.dumps({"threshold": 0.31}))
     run_dir = _write_run(tmp_path, {"push": {"pushed": True, "version": 1, "reason": "BLESSED: pushed as version 1"},
-                                    "weighted": {}, "execution": {"id": "0001"}})
+                                    "execution": {"id": "0001"}})
     path, run = package_cli.first_execution(run_dir)
     outcome = package_cli.gate_outcome(run_dir, run)
     assert path.endswith(os.path.join("executions", "0001"))
@@ -209,7 +210,7 @@ def test_gate_outcome_scores_the_candidate_when_not_pushed(tmp_path):
     assert outcome["served"] is False and outcome["model_dir"] == str(candidate) and outcome["threshold"] == 0.42
     assert outcome["push_reason"].startswith("NOT_BLESSED")
     with pytest.raises(RuntimeError):  # neither pushed nor a candidate: nothing to score
-        package_cli.gate_outcome(str(tmp_path), {"push": "garbled"})
+        package_cli.gate_outcome(str(tmp_path), RunSummary(push={"pushed": False}))
 
 
 # ----------------------------------------------------------------------------- results file and report

@@ -40,15 +40,15 @@ def test_final_model_is_the_fold_ensemble_thresholded_out_of_fold(tuned):
     config, summary = tuned
     data = prepare_data(config)
     weighted = summary["weighted"]
-    assert weighted["selection"] == "cross_validation"
-    for member in weighted.get("members") or [weighted]:  # an ensemble's members, or the single model
-        assert len(member["cross_validation"]["fold_scores"]) == 2
+    assert weighted.selection == "cross_validation"
+    for member in weighted.members or [weighted]:  # an ensemble's members, or the single model
+        assert len(member.cross_validation["fold_scores"]) == 2
     held_out = sum(data.counts["train"]) + sum(data.counts["validation"])
-    assert weighted["threshold"]["held_out_examples"] == held_out  # every train + validation example, once
+    assert weighted.threshold.held_out_examples == held_out  # every train + validation example, once
     # (That the served probability averages every fold member is tested in test_crossval.)
-    loaded = tf.saved_model.load(weighted["version_dir"])
+    loaded = tf.saved_model.load(weighted.version_dir)
     serialized = tf.constant(read_serialized(data.pattern("test"))[:50])
     outputs = loaded.signatures["serving_default"](examples=serialized)
     np.testing.assert_array_equal(outputs["class_ids"].numpy(),
-                                  (outputs["scores"].numpy() >= np.float32(weighted["threshold"]["value"])))
-    assert summary["baseline"]["selection"] == "cross_validation"
+                                  (outputs["scores"].numpy() >= np.float32(weighted.threshold.value)))
+    assert summary["baseline"].selection == "cross_validation"

@@ -117,4 +117,4 @@ def test_run_json_records_the_skipped_rows(tmp_path):
     assert [line.split(": ", 1)[0] for line in run["bad_rows"]["first"]] == \
         [f"{path} line {row + 2}" for row in BAD_IDS]
     assert run["config"]["max_bad_rows"] == 3
-    assert sum(map(sum, summary["class_counts"].values())) == 2000 - 3
+    assert sum(map(sum, summary.class_counts.values())) == 2000 - 3

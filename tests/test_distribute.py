@@ -43,13 +43,13 @@ def test_mirrored_training_on_two_replicas(tmp_path, tiny_frame, categorical):
     data = tmp_path / "data.csv"
     (tiny_frame if categorical else tiny_frame.drop(columns=["region", "channel", "merchant"])).to_csv(data, index=False)
     summary = _train_mirrored(str(data), tmp_path / "run")
-    assert summary["replicas"] == 2
+    assert summary.replicas == 2
     # The model trained across replicas exports and serves like any other.
     serialized = read_serialized(str(tmp_path / "run" / "data" / "test" / "data-*.tfrecord.gz"))
-    out = tf.saved_model.load(summary["version_dir"]).signatures["serving_default"](
+    out = tf.saved_model.load(summary.version_dir).signatures["serving_default"](
         examples=tf.constant(serialized))
     scores = out["scores"].numpy()
     assert scores.shape == (len(serialized),) and np.isfinite(scores).all()
     np.testing.assert_array_equal(out["class_ids"].numpy(),
-                                  (scores >= np.float32(summary["threshold"]["value"])).astype(np.int64))
-    assert summary["test"]["roc_auc"] > 0.6  # it learned something across replicas
+                                  (scores >= np.float32(summary.threshold.value)).astype(np.int64))
+    assert summary.test.roc_auc > 0.6  # it learned something across replicas

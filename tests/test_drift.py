@@ -360,7 +360,7 @@ def test_drift_reads_request_logs(tiny_run, traffic, tmp_path, capsys):
     """Logged requests give the statistics of the same rows read from a file, and the scores the model gave."""
     config, weighted, _ = tiny_run
     _write_request_log(str(tmp_path / "requests-0001.tfrecord"), pd.read_csv(traffic["shifted"]),
-                       weighted["version_dir"])
+                       weighted.version_dir)
     common = ("--run", config.output_dir, "--reference", traffic["reference"])
     status, lines, logged = _drift(capsys, *common, "--logs", str(tmp_path / "requests-*"), "--output",
                                    str(tmp_path / "logs"))

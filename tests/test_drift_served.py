@@ -50,7 +50,7 @@ def _serve_and_log(root, version_dir: str, files: dict[str, str]) -> dict[str, s
 @pytest.mark.slow
 def test_served_traffic_logged_and_judged(tiny_run, traffic, tmp_path, capsys):  # noqa: F811
     config, weighted, _ = tiny_run
-    logs = _serve_and_log(tmp_path, weighted["version_dir"],
+    logs = _serve_and_log(tmp_path, weighted.version_dir,
                           {"shifted": traffic["shifted"], "unshifted": traffic["unshifted"]})
     common = ("--run", config.output_dir, "--reference", traffic["reference"])
     status, lines, comparisons = _drift(capsys, *common, "--logs", logs["shifted"], "--output",

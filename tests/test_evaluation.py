@@ -281,11 +281,11 @@ def test_a_tree_family_blend_evaluates_in_tfma_like_a_neural_model(tiny_run, tmp
     config = tiny_run[0].replace(output_dir=run_dir)
     members = [Member({"model_family": "trees"}, 0.75), Member({"model_family": "neural"}, 0.25)]
     summary = train_and_export(config, members=members)
-    assert summary["model_family"] == "ensemble"
-    assert [(m["model_family"], m["weight"]) for m in summary["members"]] == [("trees", 0.75), ("neural", 0.25)]
-    assert summary["version_dir"].endswith(os.path.join("serving_model", "2"))
+    assert summary.model_family == "ensemble"
+    assert [(m.model_family, m.weight) for m in summary.members] == [("trees", 0.75), ("neural", 0.25)]
+    assert summary.version_dir.endswith(os.path.join("serving_model", "2"))
     evaluation = run_evaluation(run_dir, EvaluationOptions(min_recall=0.0, intervals="none"))
-    predicted = predict_test(summary["version_dir"], split_pattern(run_dir), run_schema(run_dir))
+    predicted = predict_test(summary.version_dir, split_pattern(run_dir), run_schema(run_dir))
     expected = average_precision_score(predicted["labels"], predicted["scores"])
     assert abs(evaluation["metrics"]["candidate"]["pr_auc"] - expected) < PR_AUC_TOLERANCE
     # The blend's training figure: the trees' rounds and the neural member's epochs (the baseline is neural).

@@ -21,13 +21,13 @@ def exported(tiny_run):
     config, weighted, _ = tiny_run
     data = prepare_data(config)  # reuses RUN/data
     serialized = read_serialized(data.pattern("test"))
-    return config, weighted, data, serialized, tf.saved_model.load(weighted["version_dir"])
+    return config, weighted, data, serialized, tf.saved_model.load(weighted.version_dir)
 
 
 def test_layout_is_versioned_and_has_no_staging_left(tiny_run):
     config, weighted, baseline = tiny_run
-    assert weighted["version_dir"] == os.path.join(config.output_dir, "serving_model", "1")
-    assert baseline["version_dir"] == os.path.join(config.output_dir, "baseline_model", "1")
+    assert weighted.version_dir == os.path.join(config.output_dir, "serving_model", "1")
+    assert baseline.version_dir == os.path.join(config.output_dir, "baseline_model", "1")
     assert os.listdir(os.path.join(config.output_dir, "serving_model")) == ["1"]
     assert next_version(os.path.join(config.output_dir, "serving_model")) == 2
 
@@ -39,9 +39,9 @@ def test_serving_default_outputs(exported):
     assert out["probabilities"].shape == (n, 2)
     np.testing.assert_allclose(out["probabilities"].sum(axis=1), 1.0, atol=1e-6)
     np.testing.assert_array_equal(out["probabilities"][:, 1], out["scores"])
-    threshold = np.float32(weighted["threshold"]["value"])
+    threshold = np.float32(weighted.threshold.value)
     np.testing.assert_array_equal(out["class_ids"], (out["scores"] >= threshold).astype(np.int64))
-    calibration = weighted["calibration"]
+    calibration = weighted.calibration
     expected = 1 / (1 + np.exp(-(calibration["scale"] * out["logits"].astype(np.float64) + calibration["offset"])))
     np.testing.assert_allclose(out["scores"], expected, rtol=1e-4, atol=1e-6)
 
@@ -109,7 +109,7 @@ def test_classification_signature(exported):
 def test_saved_model_cli_lists_the_signatures(exported):
     _, weighted, *_ = exported
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
-    shown = subprocess.run([cli, "show", "--dir", weighted["version_dir"], "--all"], capture_output=True,
+    shown = subprocess.run([cli, "show", "--dir", weighted.version_dir, "--all"], capture_output=True,
                            text=True, check=True).stdout
     for text in ("signature_def['serving_default']", "signature_def['predict_features']",
                  "signature_def['classification']", CLASSIFY_METHOD, "outputs['probabilities']",
@@ -121,7 +121,7 @@ def test_run_json_records_threshold_and_metrics(tiny_run):
     config, weighted, _ = tiny_run
     with open(os.path.join(config.output_dir, "run.json")) as handle:
         run = json.load(handle)
-    assert run["weighted"]["threshold"]["value"] == weighted["threshold"]["value"]
+    assert run["weighted"]["threshold"]["value"] == weighted.threshold.value
     assert run["baseline"]["weight_ratio"] == 1.0
     assert run["weighted"]["weight_ratio"] > 1.0
     labels = read_labels(os.path.join(config.output_dir, "data", "test", "data-*.tfrecord.gz"),

@@ -26,6 +26,7 @@ from evaluation.gate import Gate, resolve_gate
 from evaluation.options import EvaluationOptions
 from evaluation.run_files import HeldOutPoint
 from tests.conftest import tiny_config
+from trainer.summary import ModelSummary
 from tuning.push import PUSH_FILE, served_model
 
 OBJECTIVE = "recall_at_precision:0.5"
@@ -321,11 +322,11 @@ def tuning_summary(tmp_path, model_dir: str, gate: Gate, verdict: Verdict, decis
                                       ("baseline", "baseline_model", thresholds[1])):
         version_dir = os.path.join(execution, directory, "1")
         shutil.copytree(model_dir, version_dir)
-        summary[key] = {"version_dir": version_dir, "threshold": {"value": threshold}, "loss": "weighted_ce",
-                        "weight_ratio": 6.4 if key == "weighted" else 1.0,
-                        "hyperparameters": {"model_family": "trees"},
-                        "test": {"pr_auc": 0.4, "roc_auc": 0.9, "recall": 0.5, "precision": 0.5, "threshold": threshold,
-                                 "brier": 0.05, "brier_before": 0.06}}
+        summary[key] = ModelSummary.from_json({
+            "version_dir": version_dir, "threshold": {"value": threshold}, "loss": "weighted_ce",
+            "weight_ratio": 6.4 if key == "weighted" else 1.0, "hyperparameters": {"model_family": "trees"},
+            "test": {"examples": 1000, "positives": 100, "pr_auc": 0.4, "roc_auc": 0.9, "recall": 0.5,
+                     "precision": 0.5, "threshold": threshold, "brier": 0.05, "brier_before": 0.06}})
     verdict_name = "BLESSED" if verdict.blessed else "NOT_BLESSED"
     summary["evaluation"] = {"verdict": verdict_name, "blessed": verdict.blessed,
                              "verdict_file": os.path.join(execution, "evaluation", verdict_name),

@@ -65,7 +65,7 @@ WORKER = textwrap.dedent("""
     pipeline.finalize = observe
     config = RunConfig(data=data, label="target", output_dir=run_dir, epochs=2, verbose=0,
                        distribute="multi_worker", selection="validation")
-    print(json.dumps(pipeline.train_and_export(config), default=str))
+    print(json.dumps(pipeline.train_and_export(config).to_json(), default=str))
 """)
 
 

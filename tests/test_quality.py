@@ -28,10 +28,10 @@ def test_weighted_model_beats_balanced_logistic_regression_on_sylva(tmp_path):
     assignment = assign_splits(sylva.labels, config.split, config.seed)
     x, y = sylva.features.to_numpy(np.float64), sylva.labels
     train, test = assignment == 0, assignment == 2
-    assert int(y[test].sum()) == summary["test"]["positives"]  # the same split
+    assert int(y[test].sum()) == summary.test.positives  # the same split
     reference = make_pipeline(SimpleImputer(), StandardScaler(),
                               LogisticRegression(class_weight="balanced", max_iter=2000))
     reference.fit(x[train], y[train])
     reference_pr_auc = average_precision_score(y[test], reference.predict_proba(x[test])[:, 1])
-    print(f"sylva test PR-AUC: weighted model {summary['test']['pr_auc']:.4f}, balanced LR {reference_pr_auc:.4f}")
-    assert summary["test"]["pr_auc"] >= reference_pr_auc, (summary["test"]["pr_auc"], reference_pr_auc)
+    print(f"sylva test PR-AUC: weighted model {summary.test.pr_auc:.4f}, balanced LR {reference_pr_auc:.4f}")
+    assert summary.test.pr_auc >= reference_pr_auc, (summary.test.pr_auc, reference_pr_auc)

@@ -9,6 +9,7 @@ from trainer.crossval import load_arrays, predict_margin
 from trainer.data.dataset import read_serialized
 from trainer.data.prepare import prepare_data
 from trainer.hparams import declare_tree_hparams, with_values
+from trainer.summary import MemberSummary, ModelSummary, ThresholdRecord
 from trainer.train import fit_settings
 from trainer.trees import _settings, feature_matrix
 
@@ -52,9 +53,10 @@ def test_refit_full_trains_every_member_on_every_row_and_keeps_the_judged_calibr
     counts = data.train_counts
     trees = with_values(counts, {"model_family": "trees"}).values
     neural = with_values(counts, {"model_family": "neural", "body": "mlp", "depth": 1, "width": 32}).values
-    judged = {"members": [{"weight": 0.6, "hyperparameters": trees, "rounds": 25},
-                          {"weight": 0.4, "hyperparameters": neural, "best_epochs": [1, 2]}],
-              "calibration": {"kind": "platt", "scale": 1.25, "offset": -0.5}, "threshold": {"value": 0.3}}
+    judged = ModelSummary(version_dir="judged", threshold=ThresholdRecord(value=0.3),
+                          members=(MemberSummary(weight=0.6, hyperparameters=trees, rounds=25),
+                                   MemberSummary(weight=0.4, hyperparameters=neural, best_epochs=[1, 2])),
+                          calibration={"kind": "platt", "scale": 1.25, "offset": -0.5})
     refitted = refit_full(config, data, judged, weighted=True)
 
     every_row = sum(sum(data.counts[split]) for split in ("train", "validation", "test"))
@@ -67,7 +69,7 @@ def test_refit_full_trains_every_member_on_every_row_and_keeps_the_judged_calibr
     assert float(loaded.calibration_offset.numpy()) == pytest.approx(-0.5)
 
     # The tree member alone, refit the same way, equals LightGBM trained on every row for 25 rounds.
-    alone = refit_full(config, data, {**judged, "members": judged["members"][:1]}, weighted=True)
+    alone = refit_full(config, data, judged.replace(members=judged.members[:1]), weighted=True)
     rows = load_arrays([data.pattern(s) for s in ("train", "validation", "test")], data.schema)
     settings = fit_settings(with_values(counts, trees), counts, config)
     x = feature_matrix(rows.features, data.schema)
@@ -99,10 +101,10 @@ def test_the_push_with_refit_full_publishes_the_refit_version(tmp_path):
     asked = []
 
     def refit(section, weighted):
-        asked.append((section["version_dir"], weighted))
+        asked.append((section.version_dir, weighted))
         return {"version_dir": refit_dir, "rows": 1234}
 
-    summary = {"weighted": {"version_dir": judged, "threshold": {"value": 0.4}},
+    summary = {"weighted": ModelSummary(version_dir=judged, threshold=ThresholdRecord(value=0.4)),
                "evaluation": {"verdict": "BLESSED", "blessed": True, "decision": {"serve": "candidate"}}}
     result = _push(str(tmp_path / "run"), "0001", summary, False, refit)
     assert asked == [(judged, True)] and result["pushed"] and result["refit_full"] == {"rows": 1234}

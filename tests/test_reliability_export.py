@@ -140,7 +140,7 @@ def test_training_again_into_a_run_adds_a_version_and_changes_nothing_else(tmp_p
     earlier = json.loads((copy / "run.json").read_text())
     summary = train_and_export(config.replace(output_dir=str(copy), epochs=1))
     after = tree(copy)
-    assert summary["version_dir"] == str(copy / "serving_model" / "2")
+    assert summary.version_dir == str(copy / "serving_model" / "2")
     kept = {path: digest for path, digest in before.items()
             if path.startswith(("data", os.path.join("serving_model", "1"), "baseline_model", os.path.join(
                 "history", "baseline"), os.path.join("logs", "baseline")))}

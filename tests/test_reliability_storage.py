@@ -189,7 +189,7 @@ def test_enospc_while_writing_run_json_keeps_the_old_one(tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "_versions", lambda: {})
     monkeypatch.setattr(atomic.os, "fsync", full_disk)
     with pytest.raises(OSError, match="No space left"):
-        pipeline.update_run_json(config, {"weighted": {"version_dir": "x"}})
+        pipeline.update_run_json(config, {"status": "running"})
     monkeypatch.undo()
     assert os.listdir(tmp_path) == ["run.json"]  # no run.json.tmp-* left behind
     assert json.loads((tmp_path / "run.json").read_text()) == {"status": "complete"}

@@ -89,7 +89,7 @@ def test_every_execution_studies_the_weighting(tuned):
     assert all(w[0] == w[1] for w in saved["unweighted"].weights)
     assert saved["formula"].ratios == pytest.approx([counts[0] / counts[1]] * len(saved["tuned"].ratios))
     members = json.load(open(os.path.join(execution, "run.json")))["weighted"].get("members")
-    tuned_ratios = [m["weight_ratio"] for m in members] if members else [summary["weighted"]["weight_ratio"]]
+    tuned_ratios = [m["weight_ratio"] for m in members] if members else [summary["weighted"].weight_ratio]
     assert list(saved["tuned"].ratios) == pytest.approx(tuned_ratios)
     # A member already trained with the same weights is reused, not trained again: the study's members at
     # N0/N1 and the twin's members the search trained unweighted, exactly those.
@@ -127,9 +127,9 @@ def test_best_trial_reproduces_from_the_json(tuned, tmp_path):
     retrain = config.replace(output_dir=str(tmp_path / "again"), hparams=best_file, epochs=config.tuning_epochs)
     summary = train_and_export(retrain)
     # The same held-out objective (scikit-learn's) of the same configuration, either family.
-    assert summary["held_out_score"] == pytest.approx(best_score, abs=0.02)
-    assert summary["hyperparameters"] == dict(load_best_hyperparameters(best_file).values)
-    assert kt.HyperParameters.from_config(json.load(open(best_file))).values == summary["hyperparameters"]
+    assert summary.held_out_score == pytest.approx(best_score, abs=0.02)
+    assert summary.hyperparameters == dict(load_best_hyperparameters(best_file).values)
+    assert kt.HyperParameters.from_config(json.load(open(best_file))).values == summary.hyperparameters
 
 
 def test_each_make_tune_is_an_execution_gated_against_what_is_served(tuned, tmp_path, tiny_csv, capsys):

@@ -22,5 +22,5 @@ def test_hyperband_search_and_retrain(tmp_path, tiny_csv, selection):
     assert rows and {r["status"] for r in rows} == {"COMPLETED"}
     assert "tuner/epochs" in rows[0]
     assert any(r.get("tuner/trial_id") for r in rows), "no trial was promoted"
-    assert not any(name.startswith("tuner/") for name in summary["weighted"]["hyperparameters"])
+    assert not any(name.startswith("tuner/") for name in summary["weighted"].hyperparameters)
     assert os.listdir(os.path.join(summary["execution"]["path"], "candidate_model")) == ["1"]

@@ -24,6 +24,7 @@ from trainer.config import RunConfig
 from trainer.data.dataset import read_labels, read_serialized
 from trainer.data.prepare import PreparedData
 from trainer.export import ServingModule, export_version
+from trainer.summary import ModelSummary, TestMetrics, ThresholdRecord
 from trainer.threshold import ThresholdWarning, choose_threshold
 from trainer.train import EVAL_BATCH, FitSettings
 
@@ -41,7 +42,7 @@ def run_signature(function, serialized: list[bytes], batch: int = EVAL_BATCH) ->
 
 
 def finalize(model, settings: FitSettings, data: PreparedData, config: RunConfig, export_base: str,
-             held_out: tuple[np.ndarray, np.ndarray], shift: float | None) -> tuple[dict, tuple]:
+             held_out: tuple[np.ndarray, np.ndarray], shift: float | None) -> tuple[ModelSummary, tuple]:
     """Calibrates, thresholds, evaluates on test and exports a new version.
 
     Args:
@@ -57,8 +58,9 @@ def finalize(model, settings: FitSettings, data: PreparedData, config: RunConfig
         none, Platt scaling in `auto` mode).
 
     Returns:
-      A JSON-able summary (version path, calibration, threshold, metrics),
-      and the test split's (raw logits s [N], labels [N]) before calibration
+      The model's `ModelSummary` so far (version path, loss, calibration,
+      threshold, test metrics; `trainer.pipeline` adds the rest), and the
+      test split's (raw logits s [N], labels [N]) before calibration
       (`trainer.weighting_study` keeps them).
     """
     module = ServingModule(model, data.schema, Calibration("none"), threshold=0.5)
@@ -76,21 +78,22 @@ def finalize(model, settings: FitSettings, data: PreparedData, config: RunConfig
 
     test, test_y = _test_outputs(module, data)
     version_dir = export_version(module, export_base)
-    summary = {
-        "version_dir": version_dir,
-        "loss": settings.family,
-        "weights": list(settings.weights),
-        "weight_ratio": settings.ratio,
-        "weight_source": settings.source,
-        "calibration": calibration.to_json(),
-        "threshold": {"value": choice.threshold, "objective": choice.objective, "fallback": choice.fallback,
-                      "validation_precision": choice.precision, "validation_recall": choice.recall,
-                      "held_out_examples": int(len(val_y)),
-                      # The precision's sample size on held-out data: the push gate's precision
-                      # floor adds its uncertainty to the test split's (evaluation/gate.py).
-                      "held_out_flagged": int((val_scores >= choice.threshold).sum())},
-        "test": test_metrics(test_y, test, choice.threshold),
-    }
+    summary = ModelSummary(
+        version_dir=version_dir,
+        loss=settings.family,
+        weights=list(settings.weights),
+        weight_ratio=settings.ratio,
+        weight_source=settings.source,
+        calibration=calibration.to_json(),
+        threshold=ThresholdRecord(
+            value=choice.threshold, objective=choice.objective, fallback=choice.fallback,
+            validation_precision=choice.precision, validation_recall=choice.recall,
+            held_out_examples=int(len(val_y)),
+            # The precision's sample size on held-out data: the push gate's precision
+            # floor adds its uncertainty to the test split's (evaluation/gate.py).
+            held_out_flagged=int((val_scores >= choice.threshold).sum())),
+        test=test_metrics(test_y, test, choice.threshold),
+    )
     return summary, (test["logits"], test_y)
 
 
@@ -106,21 +109,21 @@ def _test_outputs(module: ServingModule, data: PreparedData) -> tuple[dict, np.n
     return run_signature(module.serve_examples, test_x), test_y
 
 
-def test_metrics(labels: np.ndarray, outputs: dict, threshold: float) -> dict:
+def test_metrics(labels: np.ndarray, outputs: dict, threshold: float) -> TestMetrics:
     """Minority-class metrics on the test split, before and after calibration."""
     scores, predicted = outputs["scores"], outputs["class_ids"]
     raw = sigmoid(outputs["logits"])  # the weighted model's own, uncorrected probability
     true_pos = int(((predicted == 1) & (labels == 1)).sum())
-    return {
-        "examples": int(labels.size),
-        "positives": int(labels.sum()),
-        "pr_auc": float(average_precision_score(labels, scores)),
-        "roc_auc": float(roc_auc_score(labels, scores)),
-        "threshold": float(threshold),
-        "precision": true_pos / max(int(predicted.sum()), 1),
-        "recall": true_pos / max(int(labels.sum()), 1),
-        "brier_before": brier_score(labels, raw),
-        "brier": brier_score(labels, scores),
-        "ece_before": expected_calibration_error(labels, raw),
-        "ece": expected_calibration_error(labels, scores),
-    }
+    return TestMetrics(
+        examples=int(labels.size),
+        positives=int(labels.sum()),
+        pr_auc=float(average_precision_score(labels, scores)),
+        roc_auc=float(roc_auc_score(labels, scores)),
+        threshold=float(threshold),
+        precision=true_pos / max(int(predicted.sum()), 1),
+        recall=true_pos / max(int(labels.sum()), 1),
+        brier_before=brier_score(labels, raw),
+        brier=brier_score(labels, scores),
+        ece_before=expected_calibration_error(labels, raw),
+        ece=expected_calibration_error(labels, scores),
+    )

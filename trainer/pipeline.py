@@ -13,14 +13,14 @@ import keras
 
 from trainer import hparams as hparams_lib
 from trainer import progress
-from trainer.atomic import write_json_atomically
 from trainer.candidates import Member, Splits, combine, train_candidate
 from trainer.config import RunConfig
 from trainer.data.prepare import PreparedData, prepare_data, run_record
 from trainer.distribute import check_supported, make_strategy, output_dir_of, strategy_scope, worker_count
 from trainer.finalize import finalize, raw_test_predictions
-from trainer.layout import LOGS_DIR, MODEL_DIRS, RUN_JSON, history_path, read_run_json
+from trainer.layout import LOGS_DIR, MODEL_DIRS, history_path
 from trainer.losses import prior_shift
+from trainer.summary import MemberSummary, ModelSummary, RowsSeen, read_run, write_run
 from trainer.train import EpochProgress, fit_settings, save_history
 from trainer.weighting_study import TUNED, UNWEIGHTED, save_predictions
 
@@ -28,7 +28,7 @@ from trainer.weighting_study import TUNED, UNWEIGHTED, save_predictions
 def train_and_export(config: RunConfig, data: PreparedData | None = None, values: dict | None = None,
                      weighted: bool = True, members: list[Member] | None = None,
                      export_dir: str | None = None, study_variant: str | None = None,
-                     reuse: dict | None = None) -> dict:
+                     reuse: dict | None = None) -> ModelSummary | dict:
     """Trains one model (or an ensemble of members) and exports it as the next version.
 
     Args:
@@ -58,7 +58,9 @@ def train_and_export(config: RunConfig, data: PreparedData | None = None, values
         already at N0/N1).
 
     Returns:
-      The summary also written under run.json's "weighted"/"baseline" key.
+      The model's `trainer.summary.ModelSummary`, also written under
+      run.json's "weighted"/"baseline" key (a study variant's: a small dict
+      of its weight ratios and reuse).
       In a multi-worker run only the chief (`trainer.distribute.is_chief`)
       writes the run; every other worker runs the same steps into a scratch
       directory that is removed, so the paths of its summary no longer exist.
@@ -78,7 +80,7 @@ def train_and_export(config: RunConfig, data: PreparedData | None = None, values
 
 
 def _train_and_export(config, data, strategy, members: list[Member], weighted, export_dir, study_variant,
-                      reuse) -> dict:
+                      reuse) -> ModelSummary | dict:
     name = study_variant or ("weighted" if weighted else "baseline")
     counts = data.train_counts
     keras.utils.set_random_seed(config.seed)
@@ -119,17 +121,18 @@ def _train_and_export(config, data, strategy, members: list[Member], weighted, e
     summary, test = finalize(candidate.model, settings, data, config, os.path.join(config.output_dir, export_dir),
                              held_out=(candidate.margins, candidate.labels), shift=shift)
     keep(test)
-    summary.update({"export_dir": export_dir, "hyperparameters": dict(hp.values),
-                    "model_family": hparams_lib.declare_family(hp) if len(members) == 1 else "ensemble",
-                    "selection": "cross_validation" if splits.cross_validation else "validation",
-                    "held_out_score": candidate.score, **candidate.info,
-                    "train_seconds": round(time.time() - started, 1), "class_counts": data.counts,
-                    "replicas": strategy.num_replicas_in_sync if strategy else 1,
-                    "workers": worker_count(strategy)})
-    summary["rows_seen"] = [_rows_seen(data, config, splits, c) for _, _, c in trained]
-    summary["reused"] = reused  # per member: the same model as one an earlier call trained (`reuse`)
-    if len(members) > 1:
-        summary["members"] = [_describe_member(m, h, st, c) for m, (h, st, c) in zip(members, trained, strict=True)]
+    grown = {k: v for k, v in candidate.info.items() if k != "members"}  # a blend's: described per member below
+    summary = summary.replace(
+        export_dir=export_dir, hyperparameters=dict(hp.values),
+        model_family=hparams_lib.declare_family(hp) if len(members) == 1 else "ensemble",
+        selection="cross_validation" if splits.cross_validation else "validation",
+        held_out_score=candidate.score, **grown,
+        train_seconds=round(time.time() - started, 1), class_counts=data.counts,
+        replicas=strategy.num_replicas_in_sync if strategy else 1, workers=worker_count(strategy),
+        rows_seen=tuple(_rows_seen(data, config, splits, c) for _, _, c in trained),
+        reused=reused,  # per member: the same model as one an earlier call trained (`reuse`)
+        members=tuple(_describe_member(m, h, st, c) for m, (h, st, c) in zip(members, trained, strict=True))
+        if len(members) > 1 else None)
     update_run_json(config, {name: summary, **run_record(data)})  # run_record: the bad rows skipped
     return summary
 
@@ -141,24 +144,25 @@ def member_key(hp, settings) -> str:
                       sort_keys=True)
 
 
-def _describe_member(member: Member, hp, settings, candidate) -> dict:
+def _describe_member(member: Member, hp, settings, candidate) -> MemberSummary:
     """A member's facts for run.json, the report and the model card."""
-    return {"weight": member.weight, "trial": member.trial, "name": member.name,
-            "model_family": hparams_lib.declare_family(hp), "hyperparameters": dict(hp.values),
-            "weight_ratio": settings.ratio, "loss": settings.family, "held_out_score": candidate.score,
-            **{k: v for k, v in candidate.info.items() if k in ("rounds", "refit_rows", "epochs_run", "best_epochs", "cross_validation")}}
+    return MemberSummary(
+        weight=member.weight, trial=member.trial, name=member.name,
+        model_family=hparams_lib.declare_family(hp), hyperparameters=dict(hp.values),
+        weight_ratio=settings.ratio, loss=settings.family, held_out_score=candidate.score,
+        **{k: v for k, v in candidate.info.items() if k in ("rounds", "refit_rows", "epochs_run", "best_epochs", "cross_validation")})
 
 
-def _rows_seen(data: PreparedData, config: RunConfig, splits, candidate) -> dict:
+def _rows_seen(data: PreparedData, config: RunConfig, splits, candidate) -> RowsSeen:
     """Which rows a member of the exported model was trained on (run.json, the model card)."""
     train, validation = sum(data.counts["train"]), sum(data.counts["validation"])
     if "refit_rows" in candidate.info:
-        return {"rows": candidate.info["refit_rows"], "how": "refit on train + validation"}
+        return RowsSeen(rows=candidate.info["refit_rows"], how="refit on train + validation")
     if splits.cross_validation:
         share = (config.cv_folds - 1) / config.cv_folds
-        return {"rows": int(round(share * (train + validation))),
-                "how": f"each of {config.cv_folds} fold models on (k - 1)/k of train + validation"}
-    return {"rows": train, "how": "train split"}
+        return RowsSeen(rows=int(round(share * (train + validation))),
+                        how=f"each of {config.cv_folds} fold models on (k - 1)/k of train + validation")
+    return RowsSeen(rows=train, how="train split")
 
 
 @contextlib.contextmanager
@@ -183,12 +187,15 @@ def closed_form_shift(hp, settings) -> float | None:
 
 
 def update_run_json(config: RunConfig, section: dict) -> None:
-    """Merges `section` into RUN/run.json (written atomically)."""
-    payload = read_run_json(config.output_dir)
-    payload.update(section)
-    payload["config"] = config.to_dict()
-    payload["versions"] = _versions()
-    write_json_atomically(os.path.join(config.output_dir, RUN_JSON), payload)
+    """Merges `section` into RUN/run.json (written atomically, through `trainer.summary`).
+
+    Args:
+      config: The run configuration, recorded with the library versions.
+      section: `trainer.summary.RunSummary` fields to replace: a
+        `ModelSummary` under `weighted` / `baseline`, JSON values elsewhere.
+    """
+    run = read_run(config.output_dir).replace(**section, config=config.to_dict(), versions=_versions())
+    write_run(config.output_dir, run)
 
 
 def _versions() -> dict:

@@ -37,7 +37,7 @@ def _train(argv: list[str] | None) -> int:
     from trainer.pipeline import train_and_export
 
     summary = train_and_export(config)
-    print(f"exported {summary['version_dir']}")
+    print(f"exported {summary.version_dir}")
     print(f"weighted model ({describe_model(summary)}): {headline(summary)}")
     return 0
 

@@ -52,7 +52,8 @@ def run_tuning(config: RunConfig, evaluate=None, push_anyway: bool = False) -> d
 
     Returns:
       A summary: execution id and directory, trials, best hyperparameters,
-      weighted and baseline results, the evaluation's summary and the push.
+      the weighted and baseline models (`trainer.summary.ModelSummary`), the
+      evaluation's summary and the push.
       A keras-tuner worker returns {"role": "worker"} once the chief's search
       is over.
     """
@@ -166,9 +167,9 @@ def _push(run_dir: str, execution_id: str, summary: dict, push_anyway: bool, ref
     forced = push_anyway and serve != CANDIDATE  # --push-anyway names the candidate
     model = CANDIDATE if forced or serve is None else serve
     section = summary[RUN_KEYS[model]]
-    record = {"execution": execution_id, "model": model, "threshold": section["threshold"]["value"],
+    record = {"execution": execution_id, "model": model, "threshold": section.threshold.value,
               "verdict": evaluation["verdict"] if evaluation else "NOT_EVALUATED", "pushed_at": now()}
-    version_dir = section["version_dir"]
+    version_dir = section.version_dir
     if refit is not None and (serve is not None or forced):
         refitted = refit(section, model == CANDIDATE)
         version_dir, record["refit_full"] = refitted["version_dir"], {"rows": refitted["rows"]}

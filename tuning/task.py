@@ -117,7 +117,7 @@ def print_summary(config: RunConfig, summary: dict) -> None:
     print(f"best hyperparameters: {summary['tuning']['best_file']}")
     for name in ("weighted", "baseline"):
         part = summary[name]
-        print(f"{name:8s} model {part['version_dir']}  ({describe_model(part)}): {headline(part)}")
+        print(f"{name:8s} model {part.version_dir}  ({describe_model(part)}): {headline(part)}")
     if "weighting_study" in summary:  # absent with --skip-weighting-study
         print(f"weighting: {summary['weighting_study']['answer']}")
     evaluation = summary.get("evaluation") or {}

@@ -1,0 +1,320 @@
+"""A run's results as typed, frozen objects: the one home for reading and writing run.json's sections.
+
+`run.json` (docs/design.md §10) keeps its JSON keys; in memory a trained
+model's section is a `ModelSummary` (its `ThresholdRecord`, `TestMetrics`,
+members and rows), and the file as a whole a `RunSummary`. `from_json`
+rejects a key it does not know with one line naming it, so a misspelt or
+newly written key cannot be read as "absent"; keys a field was added for
+later are optional (None), so the run.json files older runs wrote still read.
+`to_json` leaves out optional fields that are None, as those runs did.
+
+Sections not typed yet (`tuning`, `execution`, `evaluation`, `push`,
+`weighting_study`, `refit_full`) are the JSON values as recorded.
+
+Plain Python: the evaluation's run readers and the server import it without
+TensorFlow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from collections.abc import Mapping
+from typing import Any
+
+from trainer.atomic import write_json_atomically
+from trainer.config import RunConfig
+from trainer.layout import RUN_JSON, read_run_json
+
+# The threshold objective of a run whose run.json records none: RunConfig's own default, stated once.
+DEFAULT_THRESHOLD_OBJECTIVE = {f.name: f for f in dataclasses.fields(RunConfig)}["threshold_objective"].default
+
+
+class RunJsonError(ValueError):
+    """A run.json record with a key this version does not know, or without one it needs."""
+
+
+def _nested(annotation) -> tuple[type | None, bool]:
+    """(the result type a field holds, whether it holds a tuple of them), from its annotation."""
+    for arg in typing.get_args(annotation) or (annotation,):
+        if dataclasses.is_dataclass(arg):
+            return arg, False
+        if typing.get_origin(arg) is tuple and dataclasses.is_dataclass(typing.get_args(arg)[0]):
+            return typing.get_args(arg)[0], True
+    return None, False
+
+
+class _Record:
+    """to_json / from_json for a frozen dataclass of JSON values and nested records.
+
+    A field without a default is required; `LEGACY` names keys older runs
+    wrote that are read and dropped.
+    """
+
+    LEGACY: typing.ClassVar[frozenset[str]] = frozenset()
+
+    def __post_init__(self):
+        # Typed all the way down: a nested result given as a plain dict (or a list) fails here,
+        # where it is made, not later where it is read.
+        hints = typing.get_type_hints(type(self))
+        for field in dataclasses.fields(self):
+            kind, many = _nested(hints[field.name])
+            value = getattr(self, field.name)
+            if kind is None or value is None:
+                continue
+            if many and not (isinstance(value, tuple) and all(isinstance(v, kind) for v in value)):
+                raise TypeError(f"{type(self).__name__}.{field.name}: expected a tuple of {kind.__name__}")
+            if not many and not isinstance(value, kind):
+                raise TypeError(f"{type(self).__name__}.{field.name}: expected {kind.__name__}, "
+                                f"got {type(value).__name__}")
+
+    def to_json(self) -> dict:
+        """The JSON object of run.json, keys unchanged; optional fields that are None left out."""
+        record = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if value is None and field.default is None:
+                continue
+            if isinstance(value, _Record):
+                value = value.to_json()
+            elif isinstance(value, tuple) and value and isinstance(value[0], _Record):
+                value = [item.to_json() for item in value]
+            record[field.name] = value
+        return record
+
+    @classmethod
+    def from_json(cls, record: Mapping, where: str | None = None):
+        """Reads a run.json object; raises RunJsonError on a key not known here or a required one missing."""
+        where = getattr(cls, "WHERE", cls.__name__) if where is None else where
+        if not isinstance(record, Mapping):
+            raise RunJsonError(f"run.json {where or 'top level'}: expected an object, got {type(record).__name__}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(record) - set(fields) - cls.LEGACY)
+        if unknown:
+            raise RunJsonError(f"run.json {where or 'top level'}: unknown key(s) {', '.join(map(repr, unknown))}; "
+                               f"known: {', '.join(fields)}")
+        missing = [name for name, f in fields.items() if _required(f) and name not in record]
+        if missing:
+            raise RunJsonError(f"run.json {where or 'top level'}: missing key(s) {', '.join(map(repr, missing))}")
+        hints = typing.get_type_hints(cls)
+        values = {}
+        for name, value in record.items():
+            if name not in fields:
+                continue  # LEGACY
+            kind, many = _nested(hints[name])
+            if kind is not None and value is not None:
+                inner = f"{where}.{name}" if where else name
+                value = (tuple(kind.from_json(v, f"{inner}[{i}]") for i, v in enumerate(value)) if many
+                         else kind.from_json(value, inner))
+            values[name] = value
+        return cls(**values)
+
+
+def _required(field: dataclasses.Field) -> bool:
+    return field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
+
+
+@dataclasses.dataclass(frozen=True)
+class TestMetrics(_Record):
+    """Minority-class metrics on the test split at the model's threshold (`trainer.finalize.test_metrics`).
+
+    Attributes:
+      examples, positives: Test examples, and those of class 1.
+      pr_auc, roc_auc: Of the exported (calibrated) score.
+      threshold: The decision threshold they were measured at.
+      precision, recall: Of class 1 at `threshold`.
+      brier_before, brier, ece_before, ece: Brier score and expected
+        calibration error of the raw sigmoid(logit) and of the exported score.
+    """
+
+    __test__ = False  # not a pytest test class, whatever its name
+
+    examples: int
+    positives: int
+    pr_auc: float
+    roc_auc: float
+    threshold: float
+    precision: float
+    recall: float
+    brier_before: float | None = None
+    brier: float | None = None
+    ece_before: float | None = None
+    ece: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ThresholdRecord(_Record):
+    """Where a model's decision threshold was chosen on held-out data (`trainer.threshold.choose_threshold`).
+
+    Attributes:
+      value: The threshold on the exported score.
+      objective: The threshold objective it was chosen for.
+      fallback: The objective's operating point was unreachable.
+      validation_precision, validation_recall: At `value` on the held-out data.
+      held_out_examples, held_out_flagged: Held-out examples, and those at or
+        above `value`: the precision's sample size (evaluation/gate.py).
+    """
+
+    value: float
+    objective: str | None = None
+    fallback: bool | None = None
+    validation_precision: float | None = None
+    validation_recall: float | None = None
+    held_out_examples: int | None = None
+    held_out_flagged: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class RowsSeen(_Record):
+    """Which rows a member of the exported model was trained on, in numbers and words."""
+
+    rows: int
+    how: str
+
+
+@dataclasses.dataclass(frozen=True)
+class MemberSummary(_Record):
+    """One member of an exported ensemble (`trainer.pipeline`): its weight, origin and size.
+
+    Attributes:
+      weight: Its weight in the averaged probability.
+      hyperparameters: Its hyperparameter values.
+      trial, name: The search trial it came from, and its portfolio name.
+      model_family, loss, weight_ratio: What it is and how it was weighted.
+      held_out_score: The search objective on held-out data.
+      rounds, refit_rows, epochs_run, best_epochs, cross_validation: How it
+        was grown (`trainer.candidates`); `trainer.refit` grows it again so.
+    """
+
+    weight: float
+    hyperparameters: dict
+    trial: str | None = None
+    name: str | None = None
+    model_family: str | None = None
+    weight_ratio: float | None = None
+    loss: str | None = None
+    held_out_score: float | None = None
+    rounds: Any = None
+    refit_rows: int | None = None
+    epochs_run: Any = None
+    best_epochs: list | None = None
+    cross_validation: dict | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSummary(_Record):
+    """run.json's `weighted` or `baseline` section: one exported model and how it did on test.
+
+    `trainer.finalize` fills the first group, `trainer.pipeline` the rest.
+
+    Attributes:
+      version_dir: The exported version directory.
+      threshold: Its decision threshold, chosen on held-out data.
+      test: Its metrics on the test split.
+      loss, weights, weight_ratio, weight_source: The (heaviest member's)
+        loss and class weights [w0, w1], w1/w0, and how they were chosen.
+      calibration: `trainer.calibration.Calibration.to_json()`'s record.
+      export_dir: Its model directory, relative to the run.
+      hyperparameters, model_family, selection, held_out_score: What was
+        trained, how the model was selected and its held-out objective.
+      epochs_run, best_epochs, rounds, refit_rows, cross_validation: How it
+        was grown (`trainer.candidates`' facts).
+      train_seconds, class_counts, replicas, workers: The training's cost,
+        the split's [class 0, class 1] counts and its distribution.
+      rows_seen: Per member, the rows it was trained on.
+      reused: Per member, whether an earlier training was reused.
+      members: An ensemble's members (None: one model).
+    """
+
+    LEGACY = frozenset({"blend"})  # a two-model blend's partner, before ensembles had `members`
+
+    version_dir: str
+    threshold: ThresholdRecord
+    test: TestMetrics | None = None
+    loss: str | None = None
+    weights: list | None = None
+    weight_ratio: float | None = None
+    weight_source: str | None = None
+    calibration: dict | None = None
+    export_dir: str | None = None
+    hyperparameters: dict | None = None
+    model_family: str | None = None
+    selection: str | None = None
+    held_out_score: float | None = None
+    epochs_run: Any = None
+    best_epochs: list | None = None
+    rounds: Any = None
+    refit_rows: int | None = None
+    cross_validation: dict | None = None
+    train_seconds: float | None = None
+    class_counts: dict | None = None
+    replicas: int | None = None
+    workers: int | None = None
+    rows_seen: tuple[RowsSeen, ...] | None = None
+    reused: list | None = None
+    members: tuple[MemberSummary, ...] | None = None
+
+    def replace(self, **changes) -> ModelSummary:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSummary(_Record):
+    """The whole of run.json.
+
+    Attributes:
+      config: The run's `RunConfig.to_dict()`.
+      versions: The library versions that wrote it.
+      weighted, baseline: The two exported models (None: not trained yet).
+      bad_rows: The data step's skipped rows, when it recorded them.
+      status, execution, tuning, evaluation, push, weighting_study,
+        refit_full: A tuning execution's sections (`tuning.pipeline`), as
+        recorded.
+    """
+
+    WHERE = ""  # error messages name a section by its run.json key
+
+    config: dict | None = None
+    versions: dict | None = None
+    weighted: ModelSummary | None = None
+    baseline: ModelSummary | None = None
+    bad_rows: Any = None
+    status: str | None = None
+    execution: dict | None = None
+    tuning: dict | None = None
+    evaluation: dict | None = None
+    push: dict | None = None
+    weighting_study: dict | None = None
+    refit_full: dict | None = None
+
+    def replace(self, **changes) -> RunSummary:
+        return dataclasses.replace(self, **changes)
+
+    def model(self, key: str) -> ModelSummary | None:
+        """The section under a run.json model key (`weighted` or `baseline`)."""
+        if key not in ("weighted", "baseline"):
+            raise KeyError(f"run.json has no model section {key!r}")
+        return getattr(self, key)
+
+    @property
+    def threshold_objective(self) -> str:
+        """The run's threshold objective (RunConfig's default when run.json records none)."""
+        return (self.config or {}).get("threshold_objective") or DEFAULT_THRESHOLD_OBJECTIVE
+
+
+def read_run(directory: str) -> RunSummary:
+    """`directory/run.json` as a RunSummary (empty when there is none yet).
+
+    Raises:
+      RunJsonError: a key this version does not know, naming the file.
+    """
+    try:
+        return RunSummary.from_json(read_run_json(directory))
+    except RunJsonError as error:
+        raise RunJsonError(f"{os.path.join(directory, RUN_JSON)}: {error}") from None
+
+
+def write_run(directory: str, run: RunSummary) -> None:
+    """Writes `directory/run.json` atomically (a failed write keeps the old file)."""
+    write_json_atomically(os.path.join(directory, RUN_JSON), run.to_json())
