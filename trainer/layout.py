@@ -104,6 +104,11 @@ def list_versions(base_path: str) -> dict[int, str]:
     hidden `.staging-*` directories, stray files) and directories without a
     `saved_model.pb` (still being copied by hand).
     """
+    if "://" in base_path:  # object storage: a version counts once its marker is there (trainer/storage.py)
+        from trainer import storage
+
+        marked = storage.version_dirs(base_path).items()
+        return {v: storage.join(base_path, n) for n, done in marked if done and (v := parse_version(n)) is not None}
     try:
         names = os.listdir(base_path)
     except OSError:
@@ -119,7 +124,12 @@ def list_versions(base_path: str) -> dict[int, str]:
 
 def next_version(base: str) -> int:
     """One more than the highest integer version under `base` (1 if none), complete or not."""
-    names = os.listdir(base) if os.path.isdir(base) else []
+    if "://" in base:
+        from trainer import storage
+
+        names = list(storage.version_dirs(base))
+    else:
+        names = os.listdir(base) if os.path.isdir(base) else []
     return max((v for v in map(parse_version, names) if v is not None), default=0) + 1
 
 

@@ -1,0 +1,187 @@
+"""trainer/storage.py against a GCS emulator and moto's S3 on loopback (tests/object_storage.py).
+
+The references are independent of the code under test: bytes written are
+compared with bytes read back through another client (the emulators' own
+HTTP APIs are not used by trainer.storage's reads), and TensorFlow's own
+readers check what TensorFlow wrote through the proxy.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from tests.object_storage import gcs, gcs_servers, s3, s3_server  # noqa: F401 (fixtures)
+from trainer import layout, storage
+
+
+def test_scheme_rule():
+    assert storage.scheme("/tmp/run") == storage.LOCAL
+    assert storage.scheme("runs/x") == storage.LOCAL
+    assert storage.scheme("gs://b/run") == storage.GCS
+    assert storage.scheme("S3://b/run") == storage.S3
+    assert storage.tensorflow_can_open("gs://b/x") and not storage.tensorflow_can_open("s3://b/x")
+    assert storage.join("gs://b/run", "serving_model", "1") == "gs://b/run/serving_model/1"
+    with pytest.raises(storage.StorageError, match="unsupported storage scheme hdfs://"):
+        storage.scheme("hdfs://namenode/x")
+    with pytest.raises(storage.StorageError, match="no bucket"):
+        storage.scheme("gs:///x")
+
+
+@pytest.fixture(params=["gs", "s3"])
+def bucket(request) -> str:
+    """A fresh gs:// or s3:// bucket, the environment pointing at its emulator."""
+    return request.getfixturevalue({"gs": "gcs", "s3": "s3"}[request.param])
+
+
+def _tree(directory: str) -> dict[str, bytes]:
+    files = {}
+    for root, _, names in os.walk(directory):
+        for name in names:
+            with open(os.path.join(root, name), "rb") as handle:
+                files[os.path.relpath(os.path.join(root, name), directory)] = handle.read()
+    return files
+
+
+@pytest.mark.slow
+def test_files_round_trip(bucket, tmp_path):
+    rng = np.random.default_rng(3)
+    source = tmp_path / "source"
+    (source / "sub").mkdir(parents=True)
+    (source / "a.bin").write_bytes(rng.bytes(300_000))  # several HTTP chunks' worth
+    (source / "sub" / "b.txt").write_text("é\n" * 10)
+    (source / "empty").write_bytes(b"")
+    remote = storage.join(bucket, "run", "copy")
+
+    assert storage.copy_tree(str(source), remote)[-1] in ("a.bin", "empty", "sub/b.txt")
+    assert storage.list_files(remote) == ["a.bin", "empty", "sub/b.txt"]
+    assert storage.listdir(remote) == ["a.bin", "empty", "sub"]
+    assert storage.listdir(storage.join(bucket, "run")) == ["copy"]
+    assert storage.exists(storage.join(remote, "sub")) and not storage.exists(storage.join(remote, "nope"))
+    assert storage.read_text(storage.join(remote, "sub", "b.txt")) == "é\n" * 10
+
+    back = tmp_path / "back"
+    storage.copy_tree(remote, str(back))
+    assert _tree(str(back)) == _tree(str(source))
+
+    storage.copy_tree(remote, storage.join(bucket, "other"))  # within the store: server-side copies
+    assert storage.list_files(storage.join(bucket, "other")) == ["a.bin", "empty", "sub/b.txt"]
+    storage.remove_tree(remote)
+    assert storage.list_files(remote) == [] and storage.listdir(remote) == []
+    assert storage.list_files(storage.join(bucket, "other")) == ["a.bin", "empty", "sub/b.txt"]
+
+
+@pytest.mark.slow
+def test_missing_bucket_is_one_line(bucket):
+    missing = bucket.split("://")[0] + "://no-such-bucket-imbalance/x.txt"
+    with pytest.raises(storage.StorageError) as caught:
+        storage.write_text(missing, "x")
+    assert "no-such-bucket-imbalance does not exist" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def _version_source(tmp_path, text: str) -> str:
+    source = tmp_path / f"export-{text}"
+    (source / "variables").mkdir(parents=True)
+    (source / "variables" / "variables.index").write_text(f"index {text}")
+    (source / layout.SAVED_MODEL_FILE).write_text(f"model {text}")
+    return str(source)
+
+
+@pytest.mark.slow
+def test_publish_marker_last_and_only_marked_versions_listed(bucket, tmp_path):
+    base = storage.join(bucket, "serving_model")
+    order = []
+    real_copy = storage.copy_file
+
+    def recording_copy(source, target):
+        order.append(target.rsplit("/1/", 1)[1])
+        real_copy(source, target)
+
+    storage.copy_file, saved = recording_copy, storage.copy_file
+    try:
+        path = storage.publish_tree(_version_source(tmp_path, "one"), base, 1, {"assets.extra/push.json": "{}"})
+    finally:
+        storage.copy_file = saved
+    assert order == ["variables/variables.index", layout.SAVED_MODEL_FILE]  # the model file after its variables
+    assert path == storage.join(base, "1") and layout.list_versions(base) == {1: path}
+    assert storage.read_text(storage.join(path, "assets.extra", "push.json")) == "{}"
+
+    # A version killed half-way: its files but no marker. Readers ignore it; its number stays taken.
+    storage.copy_tree(_version_source(tmp_path, "two"), storage.join(base, "2"))
+    assert layout.list_versions(base) == {1: path}
+    assert layout.next_version(base) == 3
+    with pytest.raises(storage.StorageError, match="another publisher took version 2"):
+        storage.publish_tree(_version_source(tmp_path, "again"), base, 2)
+    assert storage.read_text(storage.join(base, "2", layout.SAVED_MODEL_FILE)) == "model two"  # untouched
+
+
+@pytest.mark.slow
+def test_failed_publish_leaves_nothing(bucket, tmp_path, monkeypatch):
+    base = storage.join(bucket, "serving_model")
+    real_write = storage.write_text
+
+    def failing_write(path, text):
+        if path.endswith(storage.VERSION_MARKER):
+            raise OSError("disk gone")
+        real_write(path, text)
+
+    monkeypatch.setattr(storage, "write_text", failing_write)
+    with pytest.raises(OSError, match="disk gone"):
+        storage.publish_tree(_version_source(tmp_path, "one"), base, 1)
+    assert storage.list_files(base) == [] and layout.list_versions(base) == {}
+
+
+@pytest.mark.slow
+def test_tensorflow_files_on_gcs_through_the_proxy(gcs, tmp_path):  # noqa: F811
+    import tensorflow as tf
+
+    payload = np.random.default_rng(5).bytes(1_500_000)  # large enough for TF to upload in parts
+    path = storage.join(gcs, "tf", "blob.bin")
+    with tf.io.gfile.GFile(path, "wb") as handle:
+        handle.write(payload)
+    with storage.open_file(path) as handle:  # read back through Beam, not TensorFlow
+        assert handle.read() == payload
+    tf.io.gfile.makedirs(storage.join(gcs, "tf", "dir"))  # a zero-byte folder marker
+    tf.io.gfile.rename(path, storage.join(gcs, "tf", "moved.bin"))
+    assert sorted(tf.io.gfile.listdir(storage.join(gcs, "tf"))) == ["dir/", "moved.bin"]
+
+    records = [f"record {i}".encode() for i in range(100)]
+    shard = storage.join(gcs, "tf", "data.tfrecord.gz")
+    with tf.io.TFRecordWriter(shard, options="GZIP") as writer:
+        for record in records:
+            writer.write(record)
+    read = [r.numpy() for r in tf.data.TFRecordDataset(tf.io.gfile.glob(storage.join(gcs, "tf", "*.gz")),
+                                                        compression_type="GZIP")]
+    assert read == records
+
+    module = tf.Module()
+    module.scale = tf.Variable([2.0, -1.0])
+    module.apply = tf.function(lambda x: x * module.scale, input_signature=[tf.TensorSpec([2], tf.float32)])
+    tf.saved_model.save(module, storage.join(gcs, "model", "1"))
+    loaded = tf.saved_model.load(storage.join(gcs, "model", "1"))
+    np.testing.assert_array_equal(loaded.apply(tf.constant([3.0, 4.0])).numpy(), [6.0, -4.0])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("store", ["gs", "s3"])
+def test_beam_text_and_tfrecords(store, request):
+    import apache_beam as beam
+
+    from trainer.beam_runner import make_pipeline
+
+    root = request.getfixturevalue({"gs": "gcs", "s3": "s3"}[store])
+    storage.configure()
+    lines = [f"line {i}" for i in range(50)]
+    with make_pipeline() as pipeline:
+        created = pipeline | beam.Create(lines)
+        _ = created | beam.io.WriteToText(storage.join(root, "text", "part"), num_shards=2)
+        _ = created | beam.Map(str.encode) | beam.io.WriteToTFRecord(storage.join(root, "rec", "part"))
+    assert len(storage.listdir(storage.join(root, "text"))) == 2
+    text = "".join(storage.read_text(storage.join(root, "text", n)) for n in storage.listdir(storage.join(root, "text")))
+    assert sorted(text.splitlines()) == sorted(lines)
+    with make_pipeline() as pipeline:
+        read = pipeline | beam.io.ReadFromTFRecord(storage.join(root, "rec", "part*")) | beam.Map(bytes.decode)
+        _ = read | beam.io.WriteToText(storage.join(root, "back", "all"), shard_name_template="")
+    assert sorted(storage.read_text(storage.join(root, "back", "all")).splitlines()) == sorted(lines)
