@@ -1,25 +1,11 @@
-"""The run directory's layout: one home for every name in it (docs/design.md §10).
+"""The run directory's names: one home for every name in it.
 
-A `trainer.task` run is one directory. A `tuning.task` run (`make tune`) is a
-sequence of executions under one directory, as TFX pipeline runs are:
-
-    RUN/
-      serving_model/<version>/    what is served: only pushed (blessed) candidates
-      history.json, history.html  every execution: date, data, verdict, push
-      monitoring/, monitoring.html  a record per drift or live-evaluation run, and their page
-      executions/<id>/            one `make tune`: a complete trainer-style run
-        data/ tuning/ candidate_model/ baseline_model/ evaluation/ report/ run.json
-        tuning/tensorboard/<trial>/execution0/   one TensorBoard HParams run per trial
-        wandb/                    the optional Weights & Biases run (`--wandb`)
-
-Execution ids are zero-padded counters (`0001`, `0002`, ...), so they sort
-by age as text and as numbers.
-
-A trainer-style run (a `trainer.task` run, or one execution) holds
-`data/<split>/data-*.tfrecord.gz` (the split's shards, with `schema.json`...),
-`history/<model>.json` (per-epoch metrics), `logs/<model>/` (TensorBoard),
-`tuning/trials.csv`, `evaluation/` and `report/`. A model directory holds
-`<version>/saved_model.pb` versions, as TF Serving reads them.
+The tree these names make, what each directory and file holds and how a
+`trainer.task` run differs from a `tuning.task` run's executions are
+described once, in docs/design.md §10. Execution ids are zero-padded
+counters (`0001`, `0002`, ...), so they sort by age as text and as numbers.
+A model directory holds `<version>/saved_model.pb` versions, as TF Serving
+reads them.
 
 This module imports neither TensorFlow nor Keras: the server, the readers and
 the push list directories without loading a model.
