@@ -190,7 +190,8 @@ def start(options: ServerOptions) -> ModelServer:
     A missing base path is not an error: as tensorflow_model_server, the
     server starts and serves the first version that appears there.
     """
-    if not options.model_config_file and not os.path.isdir(options.model_base_path):
+    if not options.model_config_file and "://" not in options.model_base_path and not os.path.isdir(
+            options.model_base_path):
         log.warning("model base path %s does not exist (yet)", options.model_base_path)
     return ModelServer(options).start()
 

@@ -141,7 +141,7 @@ def models(config: ModelServerConfig) -> list[ModelConfig]:
         if entry.name in seen:
             raise invalid_argument(f"Illegal to list model {entry.name} multiple times in config list")
         seen.add(entry.name)
-        if not os.path.isabs(entry.base_path):
+        if not (os.path.isabs(entry.base_path) or "://" in entry.base_path):  # a path or a URI (gs://, s3://)
             raise invalid_argument(f"Expected model {entry.name} to have an absolute path or URI; "
                                    f"got base_path()={entry.base_path}")
         _check_platform(entry)

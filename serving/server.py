@@ -86,6 +86,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.request_log_queue_size < 1 or args.request_log_max_file_bytes < 1:
         print("error: --request_log_queue_size and --request_log_max_file_bytes must be >= 1", file=sys.stderr)
         return 2
+    base_path = args.model_base_path
+    if base_path and "://" in base_path:  # object storage (trainer/storage.py): a bad URL or bucket is one line
+        from trainer import storage
+
+        try:
+            storage.scheme(base_path)
+            storage.check_bucket(base_path)
+        except OSError as error:
+            print(f"error: --model_base_path {error}", file=sys.stderr)
+            return 2
+    elif base_path:
+        base_path = os.path.abspath(base_path)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from serving.app import ServerOptions, serve
     from serving.batching import BatchingOptions
@@ -95,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                 if args.enable_batching else None)
     options = ServerOptions(
         model_name=args.model_name,
-        model_base_path=os.path.abspath(args.model_base_path) if args.model_base_path else "",
+        model_base_path=base_path or "",
         port=args.port or None,
         rest_api_port=args.rest_api_port or None,
         host=args.host,

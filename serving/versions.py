@@ -10,11 +10,18 @@ and keep it for their whole duration, so a swap never fails one.
 
 Directory names are parsed as integers before anything touches the file
 system, so no request can name a path: versions are looked up in memory only.
+
+The base path may be on object storage (gs://, s3://): there a version is
+listed only once its completion marker is present (`trainer.storage`), and
+is copied to local disk and loaded from there. A listing that fails (the
+store unreachable) changes nothing: the loaded versions keep serving.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable
 
@@ -23,6 +30,7 @@ from tensorflow_serving.apis import get_model_status_pb2
 from serving.errors import invalid_argument, not_found
 from serving.model_config import VersionPolicy
 from serving.servable import Servable
+from trainer import storage
 from trainer.layout import list_versions  # one home of the version directories
 
 State = get_model_status_pb2.ModelVersionStatus.State
@@ -59,6 +67,7 @@ class VersionManager:
         self._failures: dict[int, int] = {}
         self._poll_lock = threading.Lock()  # one scan at a time (poll thread vs. explicit calls)
         self._retired = False
+        self._local_copies: dict[int, str] = {}  # version -> local copy of a version on object storage
 
     def configure(self, base_path: str, policy: VersionPolicy) -> None:
         """Takes a reloaded config's base path and policy (applied on the next poll)."""
@@ -78,7 +87,11 @@ class VersionManager:
     def poll_once(self) -> None:
         """Scans the base path, loads newly aspired versions and unloads the others."""
         with self._poll_lock:
-            on_disk = {} if self._retired else list_versions(self.base_path)
+            try:
+                on_disk = {} if self._retired else list_versions(self.base_path)
+            except Exception as error:  # object storage unreachable: keep serving what is loaded, try next poll
+                log.warning("cannot list %s: %s", self.base_path, " ".join(str(error).split())[:300])
+                return
             candidates = {v for v in on_disk if self._failures.get(v, 0) <= self._max_retries}
             aspired = self.policy.select(candidates)
             for version in sorted(aspired - set(self._loaded), reverse=True):  # highest first, as TF Serving
@@ -97,8 +110,11 @@ class VersionManager:
         self._set_state(version, State.LOADING)
         log.info("loading %s version %d from %s", self.model_name, version, path)
         try:
+            if storage.is_remote(path):  # a marked version on object storage, loaded from a local copy
+                path = self._local_copies[version] = _local_copy(version, path)
             servable = self._loader(version, path)
         except Exception as error:  # a broken version must not take the server down
+            self._drop_local_copy(version)
             self._failures[version] = self._failures.get(version, 0) + 1
             log.warning("failed to load %s version %d: %s", self.model_name, version, error)
             self._set_state(version, State.END, f"{type(error).__name__}: {error}")
@@ -113,7 +129,13 @@ class VersionManager:
             # In-flight requests still hold the servable; it is freed when they end.
             self._loaded = {v: s for v, s in self._loaded.items() if v != version}
             self._states[version] = (State.END, "")
+        self._drop_local_copy(version)  # the servable holds its graph and variables in memory
         log.info("unloaded %s version %d", self.model_name, version)
+
+    def _drop_local_copy(self, version: int) -> None:
+        local = self._local_copies.pop(version, None)
+        if local:
+            shutil.rmtree(local, ignore_errors=True)
 
     def _set_state(self, version: int, state: int, message: str = "") -> None:
         with self._lock:
@@ -177,6 +199,22 @@ class VersionManager:
         """The version a request without a version gets (the highest available)."""
         loaded = self._loaded
         return max(loaded) if loaded else None
+
+
+def _local_copy(version: int, path: str) -> str:
+    """Copies a version on object storage (gs://, s3://) to a fresh local directory; returns it.
+
+    Only marked versions are listed (`trainer.storage.publish_tree`), so the
+    copy is whole; loading from local disk serves s3:// too, which
+    TensorFlow 2.21 cannot open.
+    """
+    local = tempfile.mkdtemp(prefix=f"imbalance-serving-v{version}-")
+    try:
+        storage.copy_tree(path, local)
+    except BaseException:
+        shutil.rmtree(local, ignore_errors=True)
+        raise
+    return local
 
 
 def _load_and_warm_up(version: int, path: str) -> Servable:

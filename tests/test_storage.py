@@ -185,3 +185,63 @@ def test_beam_text_and_tfrecords(store, request):
         read = pipeline | beam.io.ReadFromTFRecord(storage.join(root, "rec", "part*")) | beam.Map(bytes.decode)
         _ = read | beam.io.WriteToText(storage.join(root, "back", "all"), shard_name_template="")
     assert sorted(storage.read_text(storage.join(root, "back", "all")).splitlines()) == sorted(lines)
+
+
+@pytest.mark.slow
+def test_publish_version_between_stores(gcs, tmp_path):  # noqa: F811
+    from trainer.atomic import publish_version
+
+    source = _version_source(tmp_path, "one")
+    base = storage.join(gcs, "run", "serving_model")
+    assert publish_version(source, base, {"assets.extra/push.json": '{"pushed": true}'}) == storage.join(base, "1")
+    assert publish_version(source, base) == storage.join(base, "2")
+    assert sorted(layout.list_versions(base)) == [1, 2]
+    local_base = tmp_path / "local_model"
+    local = publish_version(storage.join(base, "1"), str(local_base))  # from object storage to a local base
+    assert local == str(local_base / "1")
+    assert (local_base / "1" / "assets.extra" / "push.json").read_text() == '{"pushed": true}'
+    assert _tree(local)[layout.SAVED_MODEL_FILE] == b"model one"
+    with pytest.raises(FileNotFoundError, match="not an exported SavedModel version"):
+        publish_version(storage.join(gcs, "nothing"), base)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("store", ["gs", "s3"])
+def test_version_manager_loads_only_marked_versions(store, request, tmp_path):
+    from serving.versions import VersionManager
+
+    root = request.getfixturevalue({"gs": "gcs", "s3": "s3"}[store])
+    base = storage.join(root, "serving_model")
+    seen = {}
+
+    def loader(version, path):  # records what a load finds on local disk
+        seen[version] = (path, _tree(path))
+        return f"servable {version}"
+
+    manager = VersionManager("m", base, loader=loader)
+    storage.publish_tree(_version_source(tmp_path, "one"), base, 1)
+    manager.poll_once()
+    assert manager.available_versions == [1] and not storage.is_remote(seen[1][0])
+    assert seen[1][1] == {"variables/variables.index": b"index one", layout.SAVED_MODEL_FILE: b"model one",
+                          storage.VERSION_MARKER: seen[1][1][storage.VERSION_MARKER]}
+    storage.copy_tree(_version_source(tmp_path, "two"), storage.join(base, "2"))  # a publish under way
+    manager.poll_once()
+    assert manager.available_versions == [1] and 2 not in seen
+    assert [s.version for s in manager.statuses("m").model_version_status] == [1]
+    storage.write_text(storage.join(base, "2", storage.VERSION_MARKER), "done")  # the publish completes
+    manager.poll_once()
+    assert manager.available_versions == [2] and seen[2][1][layout.SAVED_MODEL_FILE] == b"model two"
+    assert not os.path.exists(seen[1][0])  # version 1's local copy went with it
+
+
+@pytest.mark.slow
+def test_unreachable_store_keeps_serving(gcs, tmp_path, monkeypatch):  # noqa: F811
+    from serving.versions import VersionManager
+
+    base = storage.join(gcs, "serving_model")
+    storage.publish_tree(_version_source(tmp_path, "one"), base, 1)
+    manager = VersionManager("m", base, loader=lambda version, path: version)
+    manager.poll_once()
+    monkeypatch.setattr(storage, "list_files", lambda directory: (_ for _ in ()).throw(OSError("connection refused")))
+    manager.poll_once()
+    assert manager.available_versions == [1]  # not unloaded because one listing failed

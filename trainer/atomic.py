@@ -6,7 +6,10 @@ one, never half of either; a failure (a full disk, an interrupt) removes the
 temporary file and leaves the old one in place. Directories are published
 the same way: filled in a hidden staging sibling (`staging_directory`), then
 renamed into place (`replace_directory`, or the next version number:
-`rename_to_next_version`, `publish_version`).
+`rename_to_next_version`, `publish_version`). On object storage (gs://,
+s3://), which has no rename, a version is published under its final name
+with a completion marker written last, which readers trust
+(`publish_to_next_version`, `trainer.storage.publish_tree`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+from trainer import storage
 from trainer.layout import SAVED_MODEL_FILE, next_version
 
 
@@ -108,6 +112,36 @@ def rename_to_next_version(staging: str, base: str) -> str:
                 raise  # not a lost race with another exporter
 
 
+def publish_to_next_version(staging: str, base: str, extra_files: dict[str, str] | None = None) -> str:
+    """Publishes a filled local staging directory as the next version under `base`; returns its path.
+
+    Locally, `extra_files` are written into it and it is renamed into place
+    (`rename_to_next_version`). On object storage (gs://, s3://), which has
+    no rename, it is copied under the next version's name, its completion
+    marker last (`trainer.storage.publish_tree`); the next number is tried
+    when another publisher took one first.
+    """
+    if not storage.is_remote(base):
+        _write_extra_files(staging, extra_files)
+        return rename_to_next_version(staging, base)
+    for _ in range(10):
+        version = next_version(base)
+        try:
+            return storage.publish_tree(staging, base, version, extra_files)
+        except storage.StorageError as error:
+            if "another publisher" not in str(error):
+                raise
+    raise storage.StorageError(f"{base}: could not take a version number: other publishers kept taking them")
+
+
+def _write_extra_files(directory: str, extra_files: dict[str, str] | None) -> None:
+    for relative, text in (extra_files or {}).items():
+        path = os.path.join(directory, relative)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
+
+
 def publish_version(version_dir: str, base: str, extra_files: dict[str, str] | None = None) -> str:
     """Copies an exported version under `base` as its next version, atomically.
 
@@ -125,13 +159,13 @@ def publish_version(version_dir: str, base: str, extra_files: dict[str, str] | N
     Returns:
       The path of the new version directory.
     """
-    if not os.path.isfile(os.path.join(version_dir, SAVED_MODEL_FILE)):
+    if not storage.exists(storage.join(version_dir, SAVED_MODEL_FILE)):
         raise FileNotFoundError(f"{version_dir} is not an exported SavedModel version")
+    if storage.is_remote(base):  # copied straight from wherever the version is, marker last
+        return publish_to_next_version(version_dir, base, extra_files)
     with staging_directory(base) as staging:
-        shutil.copytree(version_dir, staging)
-        for relative, text in (extra_files or {}).items():
-            path = os.path.join(staging, relative)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path, "w", encoding="utf-8") as handle:
-                handle.write(text)
-        return rename_to_next_version(staging, base)
+        if storage.is_remote(version_dir):
+            storage.copy_tree(version_dir, staging)
+        else:
+            shutil.copytree(version_dir, staging)
+        return publish_to_next_version(staging, base, extra_files)

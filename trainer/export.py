@@ -2,7 +2,9 @@
 
 `<base>/<version>/` with integer versions. Each version is written into a
 hidden temporary sibling and renamed into place, so a reader (TF Serving, our
-server, TFMA) never sees a half-written version.
+server, TFMA) never sees a half-written version. A base on object storage
+(gs://, s3://) gets the version staged on local disk and published with a
+completion marker written last (`trainer.atomic.publish_to_next_version`).
 
 Signatures (docs/design.md §7):
   * `serving_default`: `examples` (serialized tf.Example [N]) ->
@@ -24,7 +26,8 @@ import re
 
 import tensorflow as tf
 
-from trainer.atomic import rename_to_next_version, staging_directory
+from trainer import storage
+from trainer.atomic import publish_to_next_version, rename_to_next_version, staging_directory
 from trainer.bodies import ensemble_logits
 from trainer.calibration import Calibration, calibrate_graph
 from trainer.data.schema import Schema
@@ -99,24 +102,39 @@ class ServingModule(tf.Module):
 def export_version(module: ServingModule, base: str) -> str:
     """Saves `module` as the next version under `base`, atomically.
 
+    The version is written in a local staging directory, then published:
+    renamed into place locally; on object storage (gs://, s3://) copied
+    under its number with a completion marker last (`trainer.atomic`).
+
     Returns:
       The path of the new version directory.
     """
+    if storage.is_remote(base):
+        storage.scheme(base)  # an unsupported URL fails before anything is saved
+        with storage.local_stage() as stage:
+            staging = os.path.join(stage, "version")
+            _save_version(module, staging, base)
+            return publish_to_next_version(staging, base)
     with staging_directory(base) as staging:
-        try:
-            tf.saved_model.save(module, staging, signatures=module.signatures())
-        except tf.errors.OpError as error:
-            storage = storage_error(error, where=f"a new version under {base}")
-            if storage is None:
-                raise
-            raise storage from None
-        mark_classify_signature(staging, "classification")
-        write_warmup_requests(staging, module.feature_dtypes())
-        booster_text = getattr(module.model, "booster_text", None)  # a trees-only model (trainer.trees.to_keras)
-        if booster_text is not None:
-            with open(os.path.join(staging, TREES_FILE), "w", encoding="utf-8") as handle:
-                handle.write(booster_text)
+        _save_version(module, staging, base)
         return rename_to_next_version(staging, base)
+
+
+def _save_version(module: ServingModule, staging: str, base: str) -> None:
+    """The SavedModel, its Classify method name, warm-up requests and trees file, in `staging` (local)."""
+    try:
+        tf.saved_model.save(module, staging, signatures=module.signatures())
+    except tf.errors.OpError as error:
+        storage_failure = storage_error(error, where=f"a new version under {base}")
+        if storage_failure is None:
+            raise
+        raise storage_failure from None
+    mark_classify_signature(staging, "classification")
+    write_warmup_requests(staging, module.feature_dtypes())
+    booster_text = getattr(module.model, "booster_text", None)  # a trees-only model (trainer.trees.to_keras)
+    if booster_text is not None:
+        with open(os.path.join(staging, TREES_FILE), "w", encoding="utf-8") as handle:
+            handle.write(booster_text)
 
 
 STORAGE_FAILURES = ("No space left on device", "Read-only file system", "Permission denied",

@@ -105,8 +105,8 @@ def _filesystems():
     return FileSystems
 
 
-def _check_bucket(path: str) -> None:
-    """A missing bucket is a StorageError naming it (Beam would report it as a missing file, or not at all)."""
+def check_bucket(path: str) -> None:
+    """Remote only: a missing bucket is a StorageError naming it (Beam reports a missing file, or nothing)."""
     bucket = "/".join(path.split("/")[:3])
     if scheme(path) == GCS:
         from apache_beam.io.gcp import gcsio
@@ -170,7 +170,7 @@ def open_file(path: str, mode: str = "rb") -> io.IOBase:
 
     filesystems = _filesystems()
     if "w" in mode:
-        _check_bucket(path)
+        check_bucket(path)
         handle = _S3Writer(path) if scheme(path) == S3 else filesystems.create(
             path, compression_type=CompressionTypes.UNCOMPRESSED)
     else:
@@ -224,7 +224,7 @@ def copy_file(source: str, target: str) -> None:
         shutil.copyfile(source, target)
         return
     if scheme(source) == scheme(target):  # server-side copy within one store
-        _check_bucket(target)
+        check_bucket(target)
         _filesystems().copy([source], [target])
         return
     with open_file(source, "rb") as reader, open_file(target, "wb") as writer:
