@@ -245,3 +245,37 @@ def test_unreachable_store_keeps_serving(gcs, tmp_path, monkeypatch):  # noqa: F
     monkeypatch.setattr(storage, "list_files", lambda directory: (_ for _ in ()).throw(OSError("connection refused")))
     manager.poll_once()
     assert manager.available_versions == [1]  # not unloaded because one listing failed
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("store", ["gs", "s3"])
+def test_export_version_to_object_storage_predicts_identically(store, request, tmp_path):
+    """A version exported to gs:// or s3:// is staged locally, uploaded, and loads back bit for bit."""
+    import keras
+    import tensorflow as tf
+
+    from tests.conftest import serialized_example
+    from trainer.calibration import Calibration
+    from trainer.data.schema import Feature, Schema
+    from trainer.export import ServingModule, export_version
+
+    class Linear(keras.Model):
+        def call(self, features, training=False):
+            x = tf.where(tf.math.is_nan(features["x0"]), 0.0, features["x0"])
+            return tf.stack([tf.zeros_like(x), 2.0 * x - 3.0], axis=1)
+
+    root = request.getfixturevalue({"gs": "gcs", "s3": "s3"}[store])
+    module = ServingModule(Linear(), Schema(features=(Feature("x0", "numeric"),), label="target"),
+                           Calibration("platt", 1.3, -0.2), threshold=0.3)
+    examples = tf.constant([serialized_example({"x0": float(v)})
+                            for v in np.random.default_rng(9).normal(0, 2, size=200)])
+    base = storage.join(root, "run", "serving_model")
+    assert export_version(module, base) == storage.join(base, "1")
+    assert export_version(module, base) == storage.join(base, "2")
+    assert sorted(layout.list_versions(base)) == [1, 2]
+    local = str(tmp_path / "back")
+    storage.copy_tree(storage.join(base, "2"), local)
+    assert os.path.isfile(os.path.join(local, layout.WARMUP_FILE))
+    loaded = tf.saved_model.load(local)
+    np.testing.assert_array_equal(loaded.signatures["serving_default"](examples=examples)["scores"].numpy(),
+                                  module.serve_examples(examples)["scores"].numpy())
