@@ -57,7 +57,7 @@ def export_model(workdir: str) -> str:
     if os.path.isdir(base):
         return base
     config = RunConfig(data="synthetic", synthetic_rows=SCHEMA_ROWS, output_dir=os.path.join(workdir, "schema-run"))
-    data = prepare_data(config, engine="in_memory")
+    data = prepare_data(config)
     module = ServingModule(build_model(kt.HyperParameters(), data.schema), data.schema, Calibration("none"), 0.5)
     export_version(module, base)
     shutil.rmtree(config.output_dir, ignore_errors=True)

@@ -73,10 +73,10 @@ def load_common(name: str) -> Dataset:
 
 def load_sylva() -> Dataset:
     """The package's embedded default, loaded as the package loads it."""
-    from trainer.data.ingest import load
+    from trainer.data.ingest import builtin_frame, validate
 
-    frame = load("sylva", None, None)
-    return Dataset("sylva", frame.features, frame.labels, 'trainer.data.ingest.load("sylva", None, None)')
+    frame = validate(*builtin_frame("sylva", None, 0), None)  # the same rows and values the data step reads
+    return Dataset("sylva", frame.features, frame.labels, 'trainer.data.ingest.builtin_frame("sylva", None, 0)')
 
 
 def load_synthetic(rows: tuple[int, int], seed: int = 0) -> Dataset:

@@ -1,12 +1,14 @@
 """The Beam data step end to end (two Beam pipelines each, so `slow`).
 
-References: the in-memory path (`prepare_data(..., engine="in_memory")`,
-itself checked against pandas elsewhere), pandas and NumPy statistics of the
-rows that landed in each split, and `beam_split.reference_assignment`.
+References: the input frame itself, each row placed by `split.assign_splits`
+(checked against NumPy counts in tests/test_split.py), pandas and NumPy
+statistics of the rows that landed in each split, a `collections.Counter`
+vocabulary, and `beam_split.reference_assignment`.
 """
 
 from __future__ import annotations
 
+import collections
 import os
 
 import numpy as np
@@ -21,7 +23,7 @@ from trainer.data.beam_files import plan_ranges
 from trainer.data.beam_ingest import Settings, run_data_step
 from trainer.data.beam_split import reference_assignment
 from trainer.data.prepare import prepare_data
-from trainer.data.split import SPLITS
+from trainer.data.split import SPLITS, assign_splits
 
 pytestmark = pytest.mark.slow
 SPLIT = (0.7, 0.15, 0.15)
@@ -49,19 +51,50 @@ def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values(list(frame.columns)).reset_index(drop=True)
 
 
-def test_beam_and_in_memory_prepare_the_same_data(tmp_path, tiny_csv):
-    beam = prepare_data(tiny_config(str(tmp_path / "beam"), tiny_csv))
-    memory = prepare_data(tiny_config(str(tmp_path / "memory"), tiny_csv), engine="in_memory")
-    assert (beam.source["engine"], memory.source["engine"]) == ("beam", "in_memory")
-    assert beam.source["split_order"] == "assign_splits"
-    assert beam.counts == memory.counts
-    pd.testing.assert_frame_equal(_sorted(split_frame(beam.directory, beam.schema)),
-                                  _sorted(split_frame(memory.directory, memory.schema)))
-    assert [(f.name, f.kind, f.vocabulary, f.missing_fraction) for f in beam.schema.features] == \
-        [(f.name, f.kind, f.vocabulary, f.missing_fraction) for f in memory.schema.features]
-    for ours, theirs in zip(beam.schema.numeric, memory.schema.numeric, strict=True):
-        np.testing.assert_allclose([ours.mean, ours.std, *ours.quantiles],
-                                   [theirs.mean, theirs.std, *theirs.quantiles], rtol=1e-9)
+def expected_split_frame(raw: pd.DataFrame, fractions, seed: int) -> pd.DataFrame:
+    """What `split_frame` should read back: every input row once, in the split `assign_splits` gives it,
+    numbers as float32, missing text as "" (an absent bytes feature parses to its default)."""
+    frame = raw.copy()
+    for name in frame.columns:
+        if name == "target":
+            continue
+        if pd.api.types.is_numeric_dtype(frame[name]):
+            frame[name] = frame[name].astype(np.float32)
+        else:
+            frame[name] = frame[name].fillna("").astype(str)
+    return frame.assign(split=assign_splits(raw["target"].to_numpy(), tuple(fractions), seed).astype(np.int64))
+
+
+def reference_vocabulary(values, size: int = 1000, min_count: int = 1) -> tuple:
+    """The vocabulary rule from a Counter: count >= min_count, most frequent first, ties by value, top size."""
+    counts = collections.Counter(v for v in values if v not in ("", None))
+    kept = sorted((v for v, c in counts.items() if c >= min_count), key=lambda v: (-counts[v], v))
+    return tuple(kept[:size])
+
+
+def assert_prepared_as_reference(data, raw: pd.DataFrame, config) -> None:
+    """The prepared data of `raw` against pandas / NumPy / Counter references: rows, counts and schema."""
+    expected = expected_split_frame(raw, config.split, config.seed)
+    written = split_frame(data.directory, data.schema)
+    pd.testing.assert_frame_equal(_sorted(written[list(expected.columns)]), _sorted(expected))
+    labels = expected["target"].to_numpy()
+    assert data.counts == {name: [int(((expected["split"] == i) & (labels == c)).sum()) for c in (0, 1)]
+                           for i, name in enumerate(SPLITS)}
+    train = raw[expected["split"].to_numpy() == 0]
+    numeric = [name for name in raw.columns if name != "target" and pd.api.types.is_numeric_dtype(raw[name])]
+    assert {f.name for f in data.schema.numeric} == set(numeric)
+    assert_numeric_statistics(data.schema, train, numeric)
+    for feature in data.schema.categorical:
+        assert feature.vocabulary == reference_vocabulary(train[feature.name].dropna(), config.vocabulary_size,
+                                                          config.vocabulary_min_count)
+        assert np.isclose(feature.missing_fraction, train[feature.name].isna().mean())
+
+
+def test_beam_prepares_every_row_once_in_its_split_with_the_training_rows_statistics(tmp_path, tiny_csv, tiny_frame):
+    config = tiny_config(str(tmp_path / "beam"), tiny_csv)
+    data = prepare_data(config)
+    assert data.source["split_order"] == "assign_splits"
+    assert_prepared_as_reference(data, tiny_frame, config)
     assert not [n for n in os.listdir(tmp_path / "beam") if n.startswith(".")]  # no staging, no hand-back file
 
 

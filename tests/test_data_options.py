@@ -1,9 +1,9 @@
-"""The data step's options: `data_engine`, the vocabulary rule on both engines, reusing prepared data,
-and the bad rows in run.json.
+"""The data step's options: a built-in dataset on the one (Beam) engine, the retired `--data-engine`, the
+vocabulary rule, reusing prepared data, and the bad rows in run.json.
 
-References: the in-memory path's written examples (itself checked against
-pandas in tests/test_beam_pipeline.py), a `collections.Counter` of the
-training rows' values, and the rows we corrupted ourselves.
+References: the generated frame itself with pandas / NumPy / Counter
+statistics of its training rows (`tests.test_beam_pipeline.assert_prepared_as_reference`),
+a `collections.Counter` of the training rows' values, and the rows we corrupted ourselves.
 """
 
 from __future__ import annotations
@@ -12,25 +12,43 @@ import collections
 import json
 import os
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from tests.conftest import tiny_config
 from tests.test_bad_rows import BAD_CELLS, BAD_IDS, good_frame, write_csv
-from trainer.config import RunConfig
-from trainer.data.ingest import DataError
-from trainer.data.prepare import data_engine, prepare_data
+from trainer.config import ConfigError, RunConfig
+from trainer.data.ingest import DataError, builtin_frame
+from trainer.data.prepare import prepare_data
 
 
-def test_auto_reads_files_on_beam_and_built_ins_in_memory_unless_the_config_says_otherwise():
-    assert data_engine(RunConfig(data="sylva")) == "in_memory"
-    assert data_engine(RunConfig(data="x.csv")) == "beam"
-    assert data_engine(RunConfig(data="sylva", data_engine="beam")) == "beam"
-    assert data_engine(RunConfig(data="x.csv", data_engine="in_memory")) == "in_memory"
-    assert data_engine(RunConfig(data="x.csv", data_engine="in_memory"), "auto") == "beam"  # the argument wins
-    with pytest.raises(DataError, match="unknown data engine 'spark'"):
-        data_engine(RunConfig(), "spark")
+def test_the_retired_data_engine_flag_warns_and_a_saved_config_with_it_still_loads(capsys):
+    import argparse
+
+    from trainer.cli import add_run_flags, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_run_flags(parser, ("data", "training"))
+    args = parser.parse_args(["--data", "x.csv", "--data-engine", "in_memory"])
+    assert capsys.readouterr().err == ("warning: --data-engine is retired and ignored: the data step always runs "
+                                       "on Beam (docs/design.md §2)\n")
+    assert config_from_args(args, ("data", "training")) == RunConfig(data="x.csv")
+    assert "data-engine" not in parser.format_help()
+    saved = {**RunConfig(data="x.csv").to_dict(), "data_engine": "in_memory"}  # a run.json config from before
+    assert RunConfig.from_dict(saved) == RunConfig(data="x.csv")
+    assert "data_engine" not in RunConfig().to_dict()
+    with pytest.raises(ConfigError, match="unknown config keys: data_engin$"):
+        RunConfig.from_dict({"data_engin": "beam"})
+
+
+def test_data_prepared_by_the_retired_in_memory_engine_is_reused(tmp_path, tiny_csv):
+    config = tiny_config(str(tmp_path / "run"), tiny_csv)
+    first = prepare_data(config)
+    source_path = os.path.join(first.directory, "source.json")
+    source = json.load(open(source_path))
+    json.dump({**source, "engine": "in_memory"}, open(source_path, "w"))  # as the in-memory step recorded it
+    again = prepare_data(config)
+    assert again.counts == first.counts and again.schema == first.schema and again.source["engine"] == "in_memory"
 
 
 def _written(data) -> pd.DataFrame:
@@ -40,36 +58,25 @@ def _written(data) -> pd.DataFrame:
     return frame.sort_values(list(frame.columns)).reset_index(drop=True)
 
 
-def _same_schema(ours, theirs) -> None:
-    assert [(f.name, f.kind, f.vocabulary, f.missing_fraction) for f in ours.features] == \
-        [(f.name, f.kind, f.vocabulary, f.missing_fraction) for f in theirs.features]
-    for mine, other in zip(ours.numeric, theirs.numeric, strict=True):
-        np.testing.assert_allclose([mine.mean, mine.std, *mine.quantiles], [other.mean, other.std, *other.quantiles],
-                                   rtol=1e-9)
+@pytest.mark.slow
+def test_a_built_in_dataset_goes_through_beam_from_a_parquet_copy_and_leaves_none(tmp_path):
+    from tests.test_beam_pipeline import assert_prepared_as_reference
+
+    config = RunConfig(data="synthetic", synthetic_rows=(1500, 120), output_dir=str(tmp_path / "run"))
+    data = prepare_data(config)
+    assert data.source["data"] == "synthetic" and data.source["split_order"] == "assign_splits"
+    raw, _ = builtin_frame("synthetic", None, config.seed, config.synthetic_rows)
+    assert_prepared_as_reference(data, raw, config)
+    assert sorted(os.listdir(data.directory)) == ["class_counts.json", "schema.json", "schema.pbtxt", "source.json",
+                                                  "test", "train", "train_statistics.pb", "train_statistics.pbtxt",
+                                                  "validation"]
+    assert not [name for name in os.listdir(tmp_path / "run") if name.startswith(".")]  # no Parquet copy left
 
 
 @pytest.mark.slow
-def test_a_built_in_dataset_on_beam_prepares_what_the_in_memory_path_prepares(tmp_path):
-    rows = (1500, 120)
-    beam = prepare_data(RunConfig(data="synthetic", synthetic_rows=rows, output_dir=str(tmp_path / "beam"),
-                                  data_engine="beam"))
-    memory = prepare_data(RunConfig(data="synthetic", synthetic_rows=rows, output_dir=str(tmp_path / "memory")))
-    assert (beam.source["engine"], memory.source["engine"]) == ("beam", "in_memory")
-    assert beam.source["data"] == "synthetic" and beam.source["split_order"] == "assign_splits"
-    assert beam.counts == memory.counts
-    pd.testing.assert_frame_equal(_written(beam), _written(memory))
-    _same_schema(beam.schema, memory.schema)
-    assert sorted(os.listdir(beam.directory)) == sorted(os.listdir(memory.directory))  # no Parquet copy left
-    assert not [name for name in os.listdir(tmp_path / "beam") if name.startswith(".")]
-
-
-@pytest.mark.slow
-def test_vocabulary_size_and_minimum_count_on_both_engines_and_reuse_checks_them(tmp_path, tiny_csv, tiny_frame):
+def test_vocabulary_size_and_minimum_count_and_reuse_checks_them(tmp_path, tiny_csv, tiny_frame):
     settings = {"vocabulary_size": 20, "vocabulary_min_count": 9}
     beam = prepare_data(tiny_config(str(tmp_path / "beam"), tiny_csv, **settings))
-    memory = prepare_data(tiny_config(str(tmp_path / "memory"), tiny_csv, data_engine="in_memory", **settings))
-    assert (beam.source["engine"], memory.source["engine"]) == ("beam", "in_memory")
-    _same_schema(beam.schema, memory.schema)
     train = _written(beam)
     train = train[train["split"] == 0]
     for name in ("region", "channel", "merchant"):

@@ -1,12 +1,37 @@
-"""Reading CSV / Parquet / TFRecord, label handling, and the bad-data errors."""
+"""Reading CSV / Parquet / TFRecord (the Beam data step's readers, run in-process), label handling, the
+bad-data errors, and the built-in datasets.
+
+References: the frames we wrote, pandas' own CSV reader, the published sylva counts.
+"""
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import tensorflow as tf
 
 from tests.conftest import serialized_example
-from trainer.data.ingest import DataError, load, read_table, sanitize_name, validate
+from tests.test_beam_data import plan_of
+from trainer.data import beam_values
+from trainer.data.beam_files import plan_ranges, read_range
+from trainer.data.ingest import BUILTIN_DATASETS, DataError, builtin_frame, sanitize_name, validate
+
+
+def read_table(pattern: str) -> pd.DataFrame:
+    """Every row of the files `pattern` names, as the Beam data step's readers read them (range by range)."""
+    parts = plan_ranges(pattern, range_bytes=64)  # many ranges for a CSV, cut mid-line
+    batches = [pa.Table.from_batches([batch]) for part in parts for _, batch in read_range(part)]
+    table = pa.concat_tables(batches)
+    columns = {}
+    for name in table.column_names:  # a TFRecord's one-value lists as scalars, its bytes as text
+        column = beam_values.scalar_column(table.column(name).combine_chunks())[0]
+        columns[name] = column.cast(pa.large_string()) if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type) else column
+    return pa.table(columns).to_pandas()
+
+
+def load(pattern: str, label: str, positive_label=None):
+    """The rows of `pattern`, checked and cleaned (`validate`), as the data step reads them."""
+    return validate(read_table(pattern), label, positive_label)
 
 
 def _write_tfrecord(frame: pd.DataFrame, path: str) -> None:
@@ -28,7 +53,7 @@ def test_csv_parquet_and_tfrecord_read_the_same(tmp_path, small):
     small.to_csv(tmp_path / "d.csv", index=False)
     small.to_parquet(tmp_path / "d.parquet")
     _write_tfrecord(small, str(tmp_path / "d.tfrecord"))
-    results = [load(str(tmp_path / name), "label", None) for name in ("d.csv", "d.parquet", "d.tfrecord")]
+    results = [load(str(tmp_path / name), "label") for name in ("d.csv", "d.parquet", "d.tfrecord")]
     for result in results:
         np.testing.assert_array_equal(result.labels, [0, 0, 1, 0, 1, 0])
         np.testing.assert_allclose(result.features["amount"].to_numpy(), small["amount"].to_numpy())
@@ -90,8 +115,8 @@ def test_unknown_positive_label():
 def test_bad_csv_files(tmp_path, content, message):
     path = tmp_path / "bad.csv"
     path.write_text(content)
-    with pytest.raises(DataError, match=message):
-        read_table(str(path))
+    with pytest.raises(DataError, match=message):  # the data step's first pass (profile, plan)
+        plan_of(str(path), label="label")
 
 
 def test_truncated_tfrecord(tmp_path, small):
@@ -99,16 +124,16 @@ def test_truncated_tfrecord(tmp_path, small):
     _write_tfrecord(small, str(path))
     data = path.read_bytes()
     path.write_bytes(data[: len(data) - 7])
-    with pytest.raises(DataError, match="cannot read"):
-        read_table(str(path))
+    with pytest.raises(DataError, match=r"cannot read .*d.tfrecord: record 6 is corrupt or truncated"):
+        plan_of(str(path), label="label")
 
 
 def test_missing_file_and_unknown_type(tmp_path):
     with pytest.raises(DataError, match="no input file"):
-        read_table(str(tmp_path / "nothing-*.csv"))
+        plan_of(str(tmp_path / "nothing-*.csv"))
     (tmp_path / "x.xlsx").write_text("x")
     with pytest.raises(DataError, match="unknown file type"):
-        read_table(str(tmp_path / "x.xlsx"))
+        plan_of(str(tmp_path / "x.xlsx"))
 
 
 def test_column_names_are_sanitized_and_collisions_refused():
@@ -122,6 +147,16 @@ def test_column_names_are_sanitized_and_collisions_refused():
 
 
 def test_builtin_sylva_matches_the_published_counts():
-    sylva = load("sylva", None, None)
-    assert sylva.features.shape == (13086, 216)
-    assert int(sylva.labels.sum()) == 805
+    frame, label = builtin_frame("sylva", None, 0)
+    assert label == "target" and frame.shape == (13086, 217)
+    assert int(frame["target"].sum()) == 805
+
+
+def test_builtin_synthetic_is_seeded_and_a_built_in_label_must_be_target():
+    assert BUILTIN_DATASETS == ("sylva", "synthetic")
+    first, _ = builtin_frame("synthetic", None, 3, (300, 30))
+    pd.testing.assert_frame_equal(first, builtin_frame("synthetic", "target", 3, (300, 30))[0])
+    assert len(first) == 330 and int(first["target"].sum()) == 30
+    assert not first.equals(builtin_frame("synthetic", None, 4, (300, 30))[0])
+    with pytest.raises(DataError, match="has label column 'target', not 'y'"):
+        builtin_frame("synthetic", "y", 3, (300, 30))

@@ -5,21 +5,20 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.conftest import tiny_config
 from trainer.data.dataset import make_dataset
 from trainer.data.ingest import validate
-from trainer.data.schema import infer_schema
-from trainer.data.split import assign_splits, write_splits
+from trainer.data.prepare import prepare_data
+from trainer.data.split import assign_splits
 from trainer.hparams import declare_all, with_values
 from trainer.model import build_model
 
 
 @pytest.fixture(scope="module")
-def written(tmp_path_factory, tiny_frame):
-    directory = tmp_path_factory.mktemp("split")
+def written(tmp_path_factory, tiny_frame, tiny_csv):
+    data = prepare_data(tiny_config(str(tmp_path_factory.mktemp("split") / "run"), tiny_csv, seed=0))
     frame = validate(tiny_frame, "target", None)
-    assignment = assign_splits(frame.labels, (0.7, 0.15, 0.15), seed=0)
-    patterns = write_splits(frame.features, frame.labels, frame.label_name, assignment, str(directory))
-    return frame, infer_schema(frame.features[assignment == 0], frame.label_name), patterns
+    return frame, data.schema, {name: data.pattern(name) for name in ("train", "validation", "test")}
 
 
 def _eager_inputs(frame, schema, rows):
@@ -41,7 +40,7 @@ def test_eager_and_tf_data_paths_agree(written):
     features, labels = next(iter(make_dataset(patterns["test"], schema, batch_size=10_000)))
     from_files = model(features, training=False).numpy()
     # The same rows, straight from the DataFrame: the test split in file order is
-    # the test rows in their original order (the Beam pipeline keeps chunk order).
+    # the test rows in their original order (a small file's split keeps file order).
     assignment = assign_splits(frame.labels, (0.7, 0.15, 0.15), seed=0)
     rows = np.nonzero(assignment == 2)[0]
     np.testing.assert_array_equal(labels.numpy(), frame.labels[rows])

@@ -13,7 +13,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from trainer.config import RunConfig
-from trainer.data.ingest import load
+from trainer.data.ingest import builtin_frame, validate
 from trainer.data.split import assign_splits
 
 pytestmark = pytest.mark.slow
@@ -24,7 +24,7 @@ def test_weighted_model_beats_balanced_logistic_regression_on_sylva(tmp_path):
 
     config = RunConfig(data="sylva", output_dir=str(tmp_path / "run"), epochs=15, verbose=0)
     summary = train_and_export(config)
-    sylva = load("sylva", None, None)
+    sylva = validate(*builtin_frame("sylva", None, config.seed), None)
     assignment = assign_splits(sylva.labels, config.split, config.seed)
     x, y = sylva.features.to_numpy(np.float64), sylva.labels
     train, test = assignment == 0, assignment == 2

@@ -24,7 +24,9 @@ import pytest
 import tensorflow as tf
 
 from tests.conftest import REPO, serialized_example
-from trainer.data.ingest import DataError, read_table
+from tests.test_beam_data import plan_of
+from tests.test_ingest import read_table
+from trainer.data.ingest import DataError
 
 # TensorFlow's C++ logging writes these while it is imported, whatever
 # TF_CPP_MIN_LOG_LEVEL says; they are not the program's own output.
@@ -219,12 +221,12 @@ def test_short_csv_row_is_refused_not_padded_with_missing_values(tmp_path):
     path = tmp_path / "d.csv"
     path.write_text("x,region,y\n1.5,north,0\n2.5,south\n3.5,,1\n")  # line 3 lost a field; line 4 is fine
     with pytest.raises(DataError, match="line 3 has 2 fields, the header has 3") as info:
-        read_table(str(path))
+        plan_of(str(path))
     assert "\n" not in str(info.value)
     gz = tmp_path / "d.csv.gz"
     gz.write_bytes(gzip.compress(path.read_bytes()))
     with pytest.raises(DataError, match="line 3 has 2 fields"):
-        read_table(str(gz))
+        plan_of(str(gz))
     path.write_text("x,region,y\n1.5,north,0\n\n3.5,,1\n\"a\nb\",2,0\n")  # blank lines and quoted newlines are fine
     frame = read_table(str(path))
     assert frame.shape == (3, 3) and pd.isna(frame["region"][1])
@@ -234,7 +236,7 @@ def test_truncated_tfrecord_names_the_record_not_tensorflow_internals(tmp_path):
     path = str(tmp_path / "d.tfrecord")
     _truncated_tfrecord(path)  # 40 records, the last one cut
     with pytest.raises(DataError) as info:
-        read_table(path)
+        plan_of(path)
     message = str(info.value)
     assert message.startswith(f"cannot read {path}: record 40 is corrupt or truncated")
     assert "39 records before it were read" in message

@@ -120,10 +120,9 @@ def test_read_only_existing_run_is_left_as_it_was(tmp_path, capsys, tiny_run, ti
 
 # --- simulated: ENOSPC raised at each write site -----------------------------------------------------------------
 
-@pytest.mark.parametrize("engine", ["beam", "in_memory"])
-def test_enospc_while_writing_splits(tmp_path, capsys, tiny_csv, monkeypatch, engine):
-    """The Beam data step (files) and the in-memory one (built-in data) each fail half-way through writing."""
-    from trainer.data import beam_ingest, split
+def test_enospc_while_writing_splits(tmp_path, capsys, tiny_csv, monkeypatch):
+    """The Beam data step fails half-way through writing."""
+    from trainer.data import beam_ingest
 
     def half_write(directory):
         os.makedirs(os.path.join(directory, "train"), exist_ok=True)
@@ -132,14 +131,8 @@ def test_enospc_while_writing_splits(tmp_path, capsys, tiny_csv, monkeypatch, en
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     out = tmp_path / "run"
-    if engine == "beam":
-        monkeypatch.setattr(beam_ingest, "run_data_step", lambda settings, directory, beam_args: half_write(directory))
-        argv = _train_argv(tiny_csv, out)
-    else:
-        monkeypatch.setattr(split, "write_splits", lambda *args: half_write(args[4]))
-        argv = ["--data", "synthetic", "--synthetic-rows", "300", "30", "--output-dir", str(out), "--epochs", "1",
-                "--verbose", "0"]
-    code, lines = _main(argv, capsys)
+    monkeypatch.setattr(beam_ingest, "run_data_step", lambda settings, directory, beam_args: half_write(directory))
+    code, lines = _main(_train_argv(tiny_csv, out), capsys)
     assert code == 2 and lines == [f"error: [Errno 28] cannot write the prepared data under {out}: "
                                    "No space left on device"]
     assert not out.exists()

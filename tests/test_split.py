@@ -1,12 +1,15 @@
-"""Stratified, deterministic split; the Beam pipeline writes every row once."""
+"""Stratified, deterministic split; the Beam data step writes every row once, in its split.
+
+References: NumPy counts of the labels, and the tiny frame itself."""
 
 import numpy as np
 import pytest
 
+from tests.conftest import tiny_config
 from trainer.data.dataset import read_labels, read_serialized
-from trainer.data.ingest import DataError, validate
-from trainer.data.schema import infer_schema
-from trainer.data.split import assign_splits, class_counts, write_splits
+from trainer.data.ingest import DataError
+from trainer.data.prepare import prepare_data
+from trainer.data.split import assign_splits, class_counts
 
 
 def test_split_is_stratified_and_exact(rng):
@@ -34,19 +37,18 @@ def test_class_too_small_for_the_split():
 
 
 @pytest.mark.slow  # a Beam pipeline
-def test_beam_pipeline_writes_every_row_once(tmp_path, tiny_frame):
-    frame = validate(tiny_frame, "target", None)
-    assignment = assign_splits(frame.labels, (0.7, 0.15, 0.15), seed=0)
-    patterns = write_splits(frame.features, frame.labels, frame.label_name, assignment, str(tmp_path))
-    schema = infer_schema(frame.features, frame.label_name)
+def test_beam_pipeline_writes_every_row_once(tmp_path, tiny_frame, tiny_csv):
+    data = prepare_data(tiny_config(str(tmp_path / "run"), tiny_csv, seed=0))
+    labels = tiny_frame["target"].to_numpy()
+    assignment = assign_splits(labels, (0.7, 0.15, 0.15), seed=0)
     for index, name in enumerate(("train", "validation", "test")):
-        labels = read_labels(patterns[name], schema)
-        assert len(labels) == int((assignment == index).sum())
-        assert int(labels.sum()) == int(frame.labels[assignment == index].sum())
-    # Missing values are absent features, not zeros.
+        written = read_labels(data.pattern(name), data.schema)
+        assert len(written) == int((assignment == index).sum())
+        assert int(written.sum()) == int(labels[assignment == index].sum())
+    # Missing values are features without a value, not zeros.
     import tensorflow as tf
 
-    examples = [tf.train.Example.FromString(s) for s in read_serialized(patterns["train"])]
-    missing = sum("x0" not in e.features.feature for e in examples)
-    expected = int(frame.features["x0"][assignment == 0].isna().sum())
+    examples = [tf.train.Example.FromString(s) for s in read_serialized(data.pattern("train"))]
+    missing = sum(not e.features.feature["x0"].float_list.value for e in examples)
+    expected = int(tiny_frame["x0"][assignment == 0].isna().sum())
     assert missing == expected > 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import field
-from typing import Any
+from typing import Any, ClassVar
 
 from trainer.flags import flag
 
@@ -25,7 +25,9 @@ SELECTIONS = ("auto", "validation", "cross_validation")
 EARLY_STOPPING = ("pr_auc", "log_loss")
 SYNTHETIC_ROWS = (500_000, 31_000)  # the reference problem's size: (negatives, positives)
 WANDB_MODES = ("offline", "online")  # wandb.init's modes: offline needs no account or network
-DATA_ENGINES = ("auto", "beam", "in_memory")  # trainer.data.prepare's data steps (auto: files -> beam, built-ins -> in memory)
+# Settings that no longer exist -> (their flag group, why). The flag is still accepted with a warning, and a
+# saved config carrying the key still loads, so old command lines and resumed runs keep working.
+RETIRED_SETTINGS = {"data_engine": ("data", "the data step always runs on Beam (docs/design.md §2)")}
 VOCABULARY_SIZE = 1000  # the default top-k of a categorical feature's vocabulary
 
 
@@ -98,10 +100,6 @@ class RunConfig:
         cell of a numeric column that is not a number, an infinite value.
         Skipped rows are counted in `RUN/data/source.json` and `run.json`;
         more than this many stop the run with their count.
-      data_engine: The data step: `auto` (files through the Beam pipeline,
-        the built-in datasets in memory), `beam` (a built-in dataset is
-        written to a temporary Parquet file and read by the Beam pipeline)
-        or `in_memory` (a pandas frame; for small files and comparisons).
       vocabulary_size: At most this many values (the most frequent, ties by
         value) make a categorical feature's vocabulary.
       vocabulary_min_count: Values seen fewer times than this in the
@@ -109,6 +107,7 @@ class RunConfig:
         out-of-vocabulary bucket (1, the default: every value may enter).
     """
 
+    retired: ClassVar[dict[str, tuple[str, str]]] = RETIRED_SETTINGS  # flags.add_flags accepts and ignores them
     data: str = field(default="sylva", metadata=flag(
         "data", "CSV/Parquet/TFRecord path or glob, or 'sylva'/'synthetic'"))
     label: str | None = field(default=None, metadata=flag("data", "label column (required for your own data)"))
@@ -165,9 +164,6 @@ class RunConfig:
     max_bad_rows: int = field(default=0, metadata=flag(
         "data", "skip at most this many bad rows (a wrong number of fields, a missing or unreadable label, text in "
                 "a numeric column, an infinite value), counted in run.json; 0: the first one stops the run"))
-    data_engine: str = field(default="auto", metadata=flag(
-        "data", "the data step: auto (files on Beam, built-in datasets in memory), beam or in_memory",
-        choices=DATA_ENGINES))
     vocabulary_size: int = field(default=VOCABULARY_SIZE, metadata=flag(
         "data", "at most this many values (most frequent first) in a categorical feature's vocabulary"))
     vocabulary_min_count: int = field(default=1, metadata=flag(
@@ -182,7 +178,6 @@ class RunConfig:
         _check_choice("selection", self.selection, SELECTIONS)
         _check_choice("early_stopping", self.early_stopping, EARLY_STOPPING)
         _check_choice("wandb", self.wandb, WANDB_MODES, allow_none=True)
-        _check_choice("data_engine", self.data_engine, DATA_ENGINES)
         if self.max_bad_rows < 0:
             raise ConfigError(f"max_bad_rows must be at least 0, got {self.max_bad_rows}")
         if self.vocabulary_size < 1:
@@ -209,12 +204,12 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RunConfig:
-        """Builds a config, failing loudly on unknown keys."""
+        """Builds a config, failing loudly on unknown keys (retired ones, `RETIRED_SETTINGS`, are dropped)."""
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
+        unknown = sorted(set(values) - known - set(RETIRED_SETTINGS))
         if unknown:
             raise ConfigError(f"unknown config keys: {', '.join(unknown)}")
-        values = dict(values)
+        values = {key: value for key, value in values.items() if key not in RETIRED_SETTINGS}
         if values.get("weight_scheme") in RENAMED_WEIGHT_SCHEMES:  # e.g. a run.json written before the rename
             values["weight_scheme"] = RENAMED_WEIGHT_SCHEMES[values["weight_scheme"]]
         for key in ("split", "synthetic_rows", "beam_pipeline_args"):

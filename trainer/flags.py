@@ -12,6 +12,9 @@ The flag is `--epochs` (the field name with dashes), typed from the field's
 annotation: `int`, `float`, `str`, `bool` (a switch), `X | None` (default
 None), `tuple[int, int]` (two values), `tuple[str, ...]` (one string, split
 as shell words or at commas). Library code never sees the flags.
+
+A retired setting (the class's `retired`: field name -> (group, why)) keeps
+its flag: accepted with its value, ignored, and a one-line warning says why.
 """
 
 from __future__ import annotations
@@ -59,7 +62,22 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, groups: tuple[str, ...
         for field, spec in _fields(cls, group):
             added[group].add_argument(_name(field, spec), dest=field.name,
                                       **_argument(hints[field.name], spec, getattr(defaults, field.name)))
+        for name, (retired_group, reason) in getattr(cls, "retired", {}).items():
+            if retired_group == group:
+                added[group].add_argument("--" + name.replace("_", "-"), action=_Retired, reason=reason,
+                                          dest=f"retired_{name}", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return added
+
+
+class _Retired(argparse.Action):
+    """A retired flag: takes its value, warns that it is ignored (old command lines keep working)."""
+
+    def __init__(self, option_strings, dest, reason: str, **kwargs):
+        super().__init__(option_strings, dest, **kwargs)
+        self._reason = reason
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"warning: {option_string} is retired and ignored: {self._reason}", file=sys.stderr)
 
 
 def values_from_args(args: argparse.Namespace, cls: type, groups: tuple[str, ...]) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """The data step: reading, validating, splitting, statistics and the training input.
 
-`prepare.prepare_data` is the entry: files go through the Beam pipeline
-(`beam_ingest` and the `beam_*` modules it runs), the built-in datasets
-through the in-memory path (`ingest`, `split`, `schema`); `dataset` feeds the
+`prepare.prepare_data` is the entry: every dataset goes through the one Beam
+data step (`beam_ingest` and the `beam_*` modules it runs; a built-in dataset
+from a temporary Parquet copy), with the rules in `ingest` (bad-data cases,
+column kinds, labels, names), `split` and `schema`; `dataset` feeds the
 written shards to training. docs/design.md §2 has the contract.
 """

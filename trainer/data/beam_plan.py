@@ -1,7 +1,7 @@
 """The driver's decisions between the two passes, from the merged first-pass profile.
 
-The bad-data cases and their one-line messages are the in-memory reader's
-(`trainer.data.ingest.validate`), checked in the same order, plus the number of
+The bad-data cases and their one-line messages are `trainer.data.ingest`'s
+(as `ingest.validate` checks an in-memory frame), in the same order, plus the number of
 offending records and the first few with their file and line (CSV), record
 (TFRecord) or row (Parquet). With `--max-bad-rows` N > 0 the per-row cases
 (a ragged CSV row, a missing or unreadable label, text in a numeric column,

@@ -4,8 +4,8 @@ Up to `EXACT_ORDER_ROWS` records the split is `split.assign_splits`' own,
 record for record: the driver draws the same per-class permutations and
 ships, per class, the split of its k-th record in file order (one byte a
 record); workers count each class's records in order (the first pass gave
-every range's class counts). So small files split exactly as the in-memory
-path splits them, and benchmarks that rebuild the split agree.
+every range's class counts). So small files split exactly as
+`assign_splits` splits their labels, and benchmarks that rebuild the split agree.
 
 Above that, within each class, records are ordered by a seeded 64-bit hash of their id
 (`beam_values.record_hashes`); the first round(N_c * validation) go to

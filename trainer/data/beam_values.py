@@ -1,6 +1,6 @@
 """Cell-level rules of the Beam data step, vectorized over Arrow batches.
 
-The rules are the in-memory reader's (`trainer.data.ingest`): a text cell is a
+The rules (`trainer.data.ingest` holds the shared parts): a text cell is a
 number when pandas' `to_numeric` reads it as one (NaN text is not), typed
 numbers and text never mix in one column, labels are normalized by
 `ingest._label_text`. Both passes use these functions, so the first pass's
@@ -93,7 +93,7 @@ def classify(array: pa.Array, numbers: bool = True) -> Cells:
 def _decoded(array: pa.Array) -> pa.Array:
     try:
         return pc.cast(array, pa.string())
-    except pa.ArrowInvalid:  # invalid UTF-8 is replaced, as the in-memory TFRecord reader does
+    except pa.ArrowInvalid:  # invalid UTF-8 is replaced, not refused
         return pa.array([None if v is None else v.decode("utf-8", errors="replace") for v in array.to_pylist()],
                         pa.string())
 
@@ -102,8 +102,8 @@ def parse_numbers(array: pa.Array) -> np.ndarray:
     """float64 [n]: each text cell read as a number, NaN for missing or non-numbers.
 
     Arrow's parser reads a whole column at C speed; when it refuses a cell
-    (text, surrounding spaces), pandas' `to_numeric`, the in-memory reader's
-    rule, decides, once per distinct value when values repeat (categories).
+    (text, surrounding spaces), pandas' `to_numeric`, the package's rule for
+    numbers in text, decides, once per distinct value when values repeat (categories).
     """
     try:
         numbers = pc.cast(array, pa.float64()).to_numpy(zero_copy_only=False)

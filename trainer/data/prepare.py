@@ -1,16 +1,13 @@
 """`RUN/data/`: validated, split, schema'd data, written once and reused.
 
-Two engines, one contract (`prepare_data`): files go through two Apache Beam
-pipelines (`trainer.data.beam_ingest`: read, validate and profile every record,
-then split, encode, write and compute the training statistics, with the
-driver holding only counts and statistics); the built-in datasets, which
-are Python objects, go through the in-memory path (`trainer.data.ingest`: a
-pandas frame, then a Beam pipeline that writes it). Up to a million rows
-both split a file identically, bad rows skipped under `--max-bad-rows`
-included. `--data-engine` chooses: `beam` reads a built-in dataset from a
-temporary Parquet copy, `in_memory` reads a file into pandas.
+One engine (docs/design.md §2): every dataset goes through the Apache Beam
+data step (`trainer.data.beam_ingest`: read, validate and profile every
+record, then split, encode, write and compute the training statistics, with
+the driver holding only counts and statistics). A built-in dataset (`sylva`,
+`synthetic`: Python objects) is first written to a temporary Parquet file in
+the staging directory, which the pipeline reads as it reads any file.
 
-Both engines keep the training split's statistics beside the schema
+The training split's statistics are kept beside the schema
 (`layout.TRAIN_STATISTICS`, TFDV's format: `trainer.data.statistics`), the
 reference `evaluation.drift` compares served data with.
 
@@ -30,11 +27,10 @@ import shutil
 import sys
 
 from trainer.atomic import staging_directory
-from trainer.config import DATA_ENGINES, VOCABULARY_SIZE, RunConfig
-from trainer.data import ingest, split, statistics
-from trainer.data.beam_stats import TrainStats
+from trainer.config import VOCABULARY_SIZE, RunConfig
+from trainer.data import ingest, split
 from trainer.data.ingest import BadRows, DataError
-from trainer.data.schema import Schema, infer_schema, load_schema, save_schema
+from trainer.data.schema import Schema, load_schema, save_schema
 from trainer.layout import DATA_DIR, shard_pattern
 
 SOURCE_FILE = "source.json"
@@ -74,38 +70,16 @@ def data_source(config: RunConfig) -> dict:
     return source
 
 
-ENGINES = DATA_ENGINES
-
-
-def data_engine(config: RunConfig, engine: str | None = None) -> str:
-    """Which data step runs: `engine` (default `config.data_engine`); `auto` is `in_memory` for the
-    built-in datasets (Python objects) and `beam` for files.
-
-    Raises:
-      DataError: an unknown engine.
-    """
-    engine = engine or config.data_engine
-    if engine not in ENGINES:
-        raise DataError(f"unknown data engine {engine!r}; use one of {', '.join(ENGINES)}")
-    if engine == "auto":
-        return "in_memory" if config.data in ingest.BUILTIN_DATASETS else "beam"
-    return engine
-
-
 def run_record(data: PreparedData) -> dict:
     """What `run.json` records about the data step: the bad rows it skipped (when it recorded them)."""
     return {"bad_rows": data.source["bad_rows"]} if "bad_rows" in data.source else {}
 
 
-def prepare_data(config: RunConfig, engine: str | None = None) -> PreparedData:
-    """Returns the run's prepared data, creating it if needed.
+def prepare_data(config: RunConfig) -> PreparedData:
+    """Returns the run's prepared data, creating it with the Beam data step if needed.
 
     Args:
       config: The run's configuration.
-      engine: Overrides `config.data_engine`: `auto` (the Beam data step
-        for files, the in-memory one for the built-in datasets), `beam` or
-        `in_memory` (everything in a pandas frame in this process: for
-        comparison and small files).
 
     Raises:
       ingest.DataError: bad input data (more bad rows than
@@ -115,17 +89,16 @@ def prepare_data(config: RunConfig, engine: str | None = None) -> PreparedData:
     source = data_source(config)
     if os.path.exists(os.path.join(directory, SOURCE_FILE)):
         return _reuse(directory, source, config.max_bad_rows)
-    engine = data_engine(config, engine)
-    # The in-memory path validates before anything exists; the Beam one validates in its pipeline,
-    # whose refusal removes the staging directory (and a run directory it created) again.
-    write = _beam_step(config) if engine == "beam" else _in_memory_step(config)
+    # The pipeline validates before it writes; its refusal removes the staging directory
+    # (and a run directory it created) again.
+    write = _beam_step(config)
     created = _missing_directories(config.output_dir)
     os.makedirs(config.output_dir, exist_ok=True)
     try:
         with staging_directory(config.output_dir, "data-staging") as staging:
             os.makedirs(staging)
             schema, counts, extras = write(staging)
-            source = {**source, **extras, "engine": engine}
+            source = {**source, **extras}
             save_schema(schema, staging)
             split.save_counts(counts, staging)
             with open(os.path.join(staging, SOURCE_FILE), "w") as handle:
@@ -147,29 +120,6 @@ def prepare_data(config: RunConfig, engine: str | None = None) -> PreparedData:
     if bad_rows.skipped:
         print(f"warning: {bad_rows.notice()}", file=sys.stderr, flush=True)
     return PreparedData(directory, schema, counts, source)
-
-
-def _in_memory_step(config: RunConfig):
-    """Validates everything in a pandas frame now; returns the writer of a staging directory."""
-    frame = ingest.load(config.data, config.label, config.positive_label, config.seed, config.synthetic_rows,
-                        config.max_bad_rows)
-    assignment = split.assign_splits(frame.labels, config.split, config.seed)
-    schema = infer_schema(frame.features[assignment == 0], frame.label_name, config.vocabulary_size,
-                          config.vocabulary_min_count)
-    counts = split.class_counts(frame.labels, assignment)
-
-    def write(staging: str) -> tuple[Schema, dict, dict]:
-        split.write_splits(frame.features, frame.labels, frame.label_name, assignment, staging,
-                           config.beam_pipeline_args)
-        train = statistics.frame_columns(frame.features[assignment == 0])
-        base = TrainStats()
-        base.add(train.rows, train.numeric, train.categorical)
-        statistics.save_training_statistics(base, [(f.name, f.kind) for f in schema.features], frame.label_name,
-                                            counts["train"], staging)
-        return schema, counts, {"positive_value": frame.positive_value, "renamed_columns": frame.renamed,
-                                "bad_rows": frame.bad_rows.to_json()}
-
-    return write
 
 
 def _beam_step(config: RunConfig):

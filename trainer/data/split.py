@@ -1,9 +1,9 @@
-"""Stratified train / validation / test split, written as TFRecord shards.
+"""The stratified train / validation / test split's rules and its recorded class counts.
 
 The assignment is exact per class (a seeded permutation of each class's rows),
-so every split has the same positive rate up to rounding. The conversion to
-`tf.Example` and the writing of shards is an Apache Beam pipeline, as TFX's
-ExampleGen is, so it runs on the same runners as the TFMA evaluation.
+so every split has the same positive rate up to rounding. The Beam data step
+(`trainer.data.beam_split`) uses this order for small inputs and a seeded
+record hash with the same per-class counts beyond; it writes the shards.
 """
 
 from __future__ import annotations
@@ -13,13 +13,10 @@ import logging
 import os
 
 import numpy as np
-import pandas as pd
 
 from trainer.data.ingest import DataError
-from trainer.layout import SHARD_PREFIX, SHARD_SUFFIX, shard_pattern
 
 SPLITS = ("train", "validation", "test")
-CHUNK_ROWS = 20_000
 
 
 def assign_splits(labels: np.ndarray, fractions: tuple[float, float, float], seed: int) -> np.ndarray:
@@ -72,54 +69,6 @@ def class_counts(labels: np.ndarray, assignment: np.ndarray) -> dict[str, list[i
     }
 
 
-def write_splits(features: pd.DataFrame, labels: np.ndarray, label_name: str, assignment: np.ndarray,
-                 directory: str, beam_pipeline_args=()) -> dict[str, str]:
-    """Writes `directory/{train,validation,test}/data-*.tfrecord.gz` with Beam.
-
-    Returns:
-      {split: file pattern} of the written shards.
-    """
-    import apache_beam as beam
-
-    from trainer.beam_runner import make_pipeline
-
-    frame = features.copy()
-    frame[label_name] = labels
-    frame["__split__"] = assignment
-    chunks = [frame.iloc[start:start + CHUNK_ROWS] for start in range(0, len(frame), CHUNK_ROWS)]
-    patterns = {}
-    beam_log = logging.getLogger("apache_beam.runners.common")
-    quiet = _QuietOSErrors()
-    beam_log.addFilter(quiet)
-    try:
-        with make_pipeline(beam_pipeline_args) as pipeline:
-            examples = (
-                pipeline
-                | "Chunks" >> beam.Create(chunks, reshuffle=False)
-                | "ToExamples" >> beam.FlatMap(_chunk_to_examples, label_name)
-            )
-            parts = examples | "BySplit" >> beam.Partition(lambda item, _: item[0], len(SPLITS))
-            for index, name in enumerate(SPLITS):
-                prefix = os.path.join(directory, name, SHARD_PREFIX)
-                os.makedirs(os.path.dirname(prefix), exist_ok=True)
-                _ = (
-                    parts[index]
-                    | f"Serialize{name}" >> beam.Map(lambda item: item[1])
-                    | f"Write{name}" >> beam.io.WriteToTFRecord(
-                        prefix, file_name_suffix=SHARD_SUFFIX, num_shards=_shards(assignment, index)
-                    )
-                )
-                patterns[name] = shard_pattern(directory, name)
-    except RuntimeError as error:
-        cause = _os_error(error)  # Beam wraps a worker's OSError (e.g. a full disk) in a RuntimeError
-        if cause is None:
-            raise
-        raise cause from None
-    finally:
-        beam_log.removeFilter(quiet)
-    return patterns
-
-
 class _QuietOSErrors(logging.Filter):
     """Drops Beam's log of a worker's OSError (with its traceback).
 
@@ -141,30 +90,6 @@ def _os_error(error: BaseException | None) -> OSError | None:
         seen.add(id(error))
         error = error.__cause__ or error.__context__
     return None
-
-
-def _shards(assignment: np.ndarray, index: int) -> int:
-    # About 100k examples a shard: few files for small data, parallel reads for large.
-    return max(1, int(np.ceil((assignment == index).sum() / 100_000)))
-
-
-def _chunk_to_examples(chunk: pd.DataFrame, label_name: str):
-    import tensorflow as tf
-
-    columns = [c for c in chunk.columns if c not in ("__split__", label_name)]
-    numeric = {c: pd.api.types.is_numeric_dtype(chunk[c]) for c in columns}
-    for values in chunk.to_dict("records"):
-        feature = {label_name: tf.train.Feature(int64_list=tf.train.Int64List(value=[int(values[label_name])]))}
-        for name in columns:
-            value = values[name]
-            if value is None or (numeric[name] and np.isnan(value)):
-                continue  # missing: the feature is absent, as in TF Serving requests
-            if numeric[name]:
-                feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
-            else:
-                feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[str(value).encode()]))
-        example = tf.train.Example(features=tf.train.Features(feature=feature))
-        yield int(values["__split__"]), example.SerializeToString()
 
 
 def save_counts(counts: dict, directory: str) -> None:
