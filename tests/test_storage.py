@@ -8,6 +8,7 @@ readers check what TensorFlow wrote through the proxy.
 
 from __future__ import annotations
 
+import gzip
 import os
 
 import numpy as np
@@ -53,11 +54,14 @@ def test_files_round_trip(bucket, tmp_path):
     (source / "a.bin").write_bytes(rng.bytes(300_000))  # several HTTP chunks' worth
     (source / "sub" / "b.txt").write_text("é\n" * 10)
     (source / "empty").write_bytes(b"")
+    (source / "c.csv.gz").write_bytes(gzip.compress(b"x,y\n1,2\n"))  # stored as is, never compressed again
     remote = storage.join(bucket, "run", "copy")
 
-    assert storage.copy_tree(str(source), remote)[-1] in ("a.bin", "empty", "sub/b.txt")
-    assert storage.list_files(remote) == ["a.bin", "empty", "sub/b.txt"]
-    assert storage.listdir(remote) == ["a.bin", "empty", "sub"]
+    assert storage.copy_tree(str(source), remote)[-1] in ("a.bin", "c.csv.gz", "empty", "sub/b.txt")
+    assert storage.list_files(remote) == ["a.bin", "c.csv.gz", "empty", "sub/b.txt"]
+    assert storage.listdir(remote) == ["a.bin", "c.csv.gz", "empty", "sub"]
+    assert storage.glob(storage.join(remote, "*.gz")) == [storage.join(remote, "c.csv.gz")]
+    assert storage.size(storage.join(remote, "a.bin")) == 300_000
     assert storage.listdir(storage.join(bucket, "run")) == ["copy"]
     assert storage.exists(storage.join(remote, "sub")) and not storage.exists(storage.join(remote, "nope"))
     assert storage.read_text(storage.join(remote, "sub", "b.txt")) == "é\n" * 10
@@ -67,10 +71,10 @@ def test_files_round_trip(bucket, tmp_path):
     assert _tree(str(back)) == _tree(str(source))
 
     storage.copy_tree(remote, storage.join(bucket, "other"))  # within the store: server-side copies
-    assert storage.list_files(storage.join(bucket, "other")) == ["a.bin", "empty", "sub/b.txt"]
+    assert storage.list_files(storage.join(bucket, "other")) == ["a.bin", "c.csv.gz", "empty", "sub/b.txt"]
     storage.remove_tree(remote)
     assert storage.list_files(remote) == [] and storage.listdir(remote) == []
-    assert storage.list_files(storage.join(bucket, "other")) == ["a.bin", "empty", "sub/b.txt"]
+    assert storage.list_files(storage.join(bucket, "other")) == ["a.bin", "c.csv.gz", "empty", "sub/b.txt"]
 
 
 @pytest.mark.slow

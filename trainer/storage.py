@@ -144,6 +144,23 @@ def list_files(directory: str) -> list[str]:
     return sorted(m.path[len(prefix):] for m in result.metadata_list if len(m.path) > len(prefix))
 
 
+def glob(pattern: str) -> list[str]:
+    """The files matching a path or glob (`*`, `?`, `[...]`; `**` crosses directories remotely), sorted."""
+    if not is_remote(pattern):
+        import glob as local_glob
+
+        return sorted(p for p in local_glob.glob(pattern) if os.path.isfile(p))
+    check_bucket(pattern)
+    return sorted(m.path for m in _filesystems().match([pattern])[0].metadata_list if not m.path.endswith("/"))
+
+
+def size(path: str) -> int:
+    """A file's size in bytes."""
+    if not is_remote(path):
+        return os.path.getsize(path)
+    return _filesystems().match([path])[0].metadata_list[0].size_in_bytes
+
+
 def listdir(directory: str) -> list[str]:
     """The names directly under `directory` (files and subdirectories); [] if there is none."""
     if not is_remote(directory):
@@ -191,7 +208,9 @@ class _S3Writer(io.RawIOBase):
 
     def write(self, data) -> int:
         if self._writer is None and len(data):
-            self._writer = _filesystems().create(self._path)
+            from apache_beam.io.filesystem import CompressionTypes
+
+            self._writer = _filesystems().create(self._path, compression_type=CompressionTypes.UNCOMPRESSED)
         return self._writer.write(data) if len(data) else 0
 
     def close(self) -> None:

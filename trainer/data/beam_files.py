@@ -8,6 +8,9 @@ as Arrow record batches of raw values. Every record has a stable id, (range,
 ordinal within the range), that depends on the files only, never on the
 runner or the number of workers, so the split computed from it is
 reproducible anywhere.
+
+Input files may be on gs:// or s3://: they are listed, sized and opened
+through `trainer.storage` (Beam's FileSystems), locally as before.
 """
 
 from __future__ import annotations
@@ -16,13 +19,13 @@ import csv
 import dataclasses
 import functools
 import gzip
-import os
 import struct
 from collections.abc import Callable, Iterator
 
 import pyarrow as pa
 from google_crc32c import value as _crc32c
 
+from trainer import storage
 from trainer.data.ingest import DataError, resolve_paths
 
 RANGE_BYTES = 16 * 2**20  # ~65k rows of the synthetic CSV: enough ranges to keep 2+ workers busy
@@ -67,7 +70,7 @@ def plan_ranges(pattern: str, range_bytes: int = RANGE_BYTES) -> list[Range]:
     """
     from trainer.data.ingest import _kind  # one notion of file types for both engines
 
-    paths = resolve_paths(pattern)
+    paths = _resolve(pattern)
     kind = _kind(paths[0])
     ranges: list[Range] = []
     for path in paths:
@@ -79,6 +82,24 @@ def plan_ranges(pattern: str, range_bytes: int = RANGE_BYTES) -> list[Range]:
     return ranges
 
 
+def _resolve(pattern: str) -> list[str]:
+    """`resolve_paths` for local patterns; on gs:// and s3:// Beam's FileSystems list the files."""
+    if not storage.is_remote(pattern):
+        return resolve_paths(pattern)
+    try:
+        paths = storage.glob(pattern)
+    except OSError as error:
+        raise DataError(_first_line(error)) from None
+    if not paths:
+        raise DataError(f"no input file matches {pattern!r}")
+    return paths
+
+
+def _open(path: str):
+    """A binary, seekable file object for a local or remote (gs://, s3://) path."""
+    return storage.open_file(path, "rb")
+
+
 def _whole_file(path: str, _: int) -> list[dict]:
     return [{}]
 
@@ -87,7 +108,7 @@ def _parquet_ranges(path: str, _: int) -> list[dict]:
     import pyarrow.parquet as pq
 
     try:
-        parquet = pq.ParquetFile(path)
+        parquet = pq.ParquetFile(_open(path) if storage.is_remote(path) else path)
     except Exception as error:  # pyarrow's own failure becomes one line
         raise DataError(f"cannot read {path}: {_first_line(error)}") from None
     columns = tuple(parquet.schema_arrow.names)
@@ -96,7 +117,7 @@ def _parquet_ranges(path: str, _: int) -> list[dict]:
 
 def _csv_ranges(path: str, range_bytes: int) -> list[dict]:
     columns, header_end = read_header(path)
-    size = os.path.getsize(path)
+    size = storage.size(path)
     if path.lower().endswith(".gz") or size - header_end <= range_bytes:
         return [{"start": header_end, "end": -1, "columns": columns}]
     starts = range(header_end, size, range_bytes)
@@ -109,11 +130,10 @@ def csv_delimiter(path: str) -> str:
 
 def read_header(path: str) -> tuple[tuple[str, ...], int]:
     """A CSV file's column names and the byte offset just after its header line."""
-    if os.path.getsize(path) == 0:
+    if storage.size(path) == 0:
         raise DataError(f"{path}: the file is empty")
-    opener = gzip.open if path.lower().endswith(".gz") else open
     try:
-        with opener(path, "rb") as handle:
+        with _open(path) as raw, (gzip.GzipFile(fileobj=raw) if path.lower().endswith(".gz") else raw) as handle:
             line = handle.readline()
         text = line.decode("utf-8-sig")
     except (OSError, EOFError, UnicodeDecodeError) as error:
@@ -162,7 +182,9 @@ def _csv_batches(part: Range, on_bad_row) -> Iterator[pa.RecordBatch]:
 
     whole = part.end < 0
     if whole:
-        source = pa.input_stream(part.path, compression="gzip" if part.path.lower().endswith(".gz") else None)
+        compression = "gzip" if part.path.lower().endswith(".gz") else None
+        source = pa.input_stream(_open(part.path) if storage.is_remote(part.path) else part.path,
+                                 compression=compression)
         source.read(part.start)  # the header line, read in the driver
     else:
         source = pa.BufferReader(_range_bytes(part.path, part.start, part.end))
@@ -198,8 +220,8 @@ def _open_csv(pacsv, source, part: Range, whole: bool, invalid):
 
 def _range_bytes(path: str, start: int, end: int) -> bytes:
     """The bytes of the lines that start in [start, end)."""
-    size = os.path.getsize(path)
-    with open(path, "rb") as handle:
+    size = storage.size(path)
+    with _open(path) as handle:
         begin = _line_start_at_or_after(handle, start, size)
         finish = size if end >= size else _line_start_at_or_after(handle, end, size)
         handle.seek(begin)
@@ -221,14 +243,14 @@ def range_begin(part: Range) -> int:
     """The byte offset of the range's first line (CSV), for locating lines in the driver."""
     if part.end < 0:
         return part.start
-    with open(part.path, "rb") as handle:
-        return _line_start_at_or_after(handle, part.start, os.path.getsize(part.path))
+    with _open(part.path) as handle:
+        return _line_start_at_or_after(handle, part.start, storage.size(part.path))
 
 
 def _parquet_batches(part: Range, _) -> Iterator[pa.RecordBatch]:
     import pyarrow.parquet as pq
 
-    parquet = pq.ParquetFile(part.path)
+    parquet = pq.ParquetFile(_open(part.path) if storage.is_remote(part.path) else part.path)
     if parquet.num_row_groups == 0:
         return
     yield from parquet.iter_batches(batch_size=BATCH_ROWS, row_groups=[part.start], use_threads=False)
@@ -254,9 +276,8 @@ def tfrecord_records(path: str) -> Iterator[bytes]:
     Raises:
       ReadError: a truncated or corrupt record, naming it.
     """
-    opener = gzip.open if path.lower().endswith(".gz") else open
     count = 0
-    with opener(path, "rb") as handle:
+    with _open(path) as raw, (gzip.GzipFile(fileobj=raw) if path.lower().endswith(".gz") else raw) as handle:
         while True:
             try:
                 record = _next_record(handle)
