@@ -42,10 +42,10 @@ def measure(time_budget: str) -> dict:
     return {
         "dataset": "sylva", "trials": tuning["trials"], "tuning_epochs": summary.config["tuning_epochs"],
         "search_seconds": tuning["search_seconds"], "seconds_per_trial": tuning["search_seconds"] / tuning["trials"],
-        "total_seconds": round(total, 1), "tfma_seconds": (summary.evaluation or {}).get("tfma_seconds"),
+        "total_seconds": round(total, 1), "tfma_seconds": summary.evaluation.tfma_seconds if summary.evaluation else None,
         "weighted_test_pr_auc": summary.weighted.test.pr_auc,
         "baseline_test_pr_auc": summary.baseline.test.pr_auc,
-        "verdict": (summary.evaluation or {}).get("verdict"), "pushed": (summary.push or {}).get("pushed"),
+        "verdict": summary.evaluation.verdict if summary.evaluation else None, "pushed": (summary.push or {}).get("pushed"),
         "cpus": os.cpu_count(),
     }
 

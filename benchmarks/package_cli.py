@@ -76,7 +76,7 @@ def gate_outcome(run_dir: str, run: RunSummary) -> dict:
     model_dir = served_dir(run_dir, push) if pushed else candidate
     if not model_dir or not os.path.isdir(model_dir):
         raise RuntimeError(f"no model to score: pushed={pushed}, push={push}, weighted.version_dir={candidate!r}")
-    return {"served": pushed, "push_reason": push.get("reason"), "verdict": (run.evaluation or {}).get("verdict"),
+    return {"served": pushed, "push_reason": push.get("reason"), "verdict": run.evaluation.verdict if run.evaluation else None,
             "pushed_model": push.get("model"),
             "model_dir": model_dir, "threshold": decision_threshold(weighted, model_dir, pushed),
             "execution": run.execution or {}, "weighted": weighted}

@@ -29,11 +29,12 @@ from evaluation.run_files import (
 from trainer import progress
 from trainer.atomic import write_json_atomically
 from trainer.layout import EVALUATION_DIR, REPORT_DIR
+from trainer.summary import RunSummary
 
 SUMMARY_FILE = "summary.json"  # in EVALUATION_DIR
 
 
-def resolve_models(run_dir: str, options: EvaluationOptions, run_json: dict) -> list[EvaluatedModel]:
+def resolve_models(run_dir: str, options: EvaluationOptions, run_json: RunSummary) -> list[EvaluatedModel]:
     """The run's models (candidate, baseline[, served]), with any overrides applied."""
     overrides = {CANDIDATE: (options.candidate_dir, options.candidate_threshold),
                  BASELINE: (options.baseline_dir, options.baseline_threshold)}
@@ -94,8 +95,7 @@ def run_evaluation(run_dir: str, options: EvaluationOptions | None = None) -> di
         raise FileNotFoundError(f"no TFMA output in {eval_dir}: run the evaluation without --report-only first")
     predictions = {m.name: predict_test(m.path, split_pattern(run_dir), schema) for m in models}
     reference = SERVED if options.served_dir is not None else BASELINE
-    objective = run_json.get("config", {}).get("threshold_objective", "recall_at_precision:0.5")
-    gate = resolve_gate(options, objective, reference, predictions, {m.name: m.threshold for m in models},
+    gate = resolve_gate(options, run_json.threshold_objective, reference, predictions, {m.name: m.threshold for m in models},
                         {m.name: m.held_out for m in models})
     seconds = None
     if not options.report_only:

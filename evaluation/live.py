@@ -157,7 +157,7 @@ def _served(run: str):
     from evaluation.drift import _served as served_of
     from evaluation.run_files import RUN_KEYS
     from trainer.data.prepare import SOURCE_FILE
-    from trainer.layout import read_run_json
+    from trainer.summary import read_run
     from tuning.push import PUSH_FILE
 
     served = served_of(run)
@@ -166,7 +166,8 @@ def _served(run: str):
     if os.path.exists(push_path):
         with open(push_path) as handle:
             model = json.load(handle).get("model", model)
-    figures = read_run_json(os.path.dirname(served.data_dir)).get(RUN_KEYS.get(model, "weighted"), {}).get("test", {})
+    section = read_run(os.path.dirname(served.data_dir)).model(RUN_KEYS.get(model, "weighted"))
+    figures = section.test.to_json() if section is not None and section.test is not None else {}
     with open(os.path.join(served.data_dir, SOURCE_FILE)) as handle:
         source = json.load(handle)
     return served, figures, source

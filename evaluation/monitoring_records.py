@@ -36,8 +36,8 @@ from trainer.layout import (
     SERVING_DIR,
     execution_dir,
     list_versions,
-    read_run_json,
 )
+from trainer.summary import read_run
 
 STAMP = "%Y%m%dT%H%M%S.%fZ"  # file names sort by time as text
 
@@ -203,7 +203,7 @@ def served_versions(run_dir: str) -> list[ServedVersion]:
             with open(os.path.join(path, PUSH_FILE)) as handle:
                 push = json.load(handle)
         execution = push.get("execution")
-        since = read_run_json(execution_dir(run_dir, str(execution))).get("execution", {}).get("finished") \
+        since = (read_run(execution_dir(run_dir, str(execution))).execution or {}).get("finished") \
             if execution else None
         if since is None:
             modified = os.path.getmtime(os.path.join(path, SAVED_MODEL_FILE))

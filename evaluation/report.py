@@ -18,10 +18,11 @@ from evaluation import attribution_report, plots, weighting_report
 from evaluation.blessing import Verdict
 from evaluation.intervals import METHODS
 from evaluation.results import MIN_RANKED_POSITIVES, OVERALL, ModelResult, has_positives, worst_first
-from evaluation.run_files import BASELINE, CANDIDATE, SERVED, EvaluatedModel
+from evaluation.run_files import BASELINE, CANDIDATE, RUN_KEYS, SERVED, EvaluatedModel
 from evaluation.slicing import readable_slice
 from trainer.atomic import write_text_atomically
 from trainer.layout import REPORT_PAGE
+from trainer.summary import ModelSummary, RunSummary
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1150px;
@@ -48,7 +49,8 @@ class ReportInputs:
       results: model name -> TFMA results.
       verdict: From TFMA's validation result.
       reliability: model name -> {"before": bins, "after": bins} from predictions.
-      run_json: The run's run.json (Brier / ECE before and after calibration).
+      run_json: The run's run.json (`trainer.summary.RunSummary`: Brier / ECE
+        before and after calibration, the model card's facts).
       histories: run.json key -> per-epoch Keras metrics.
       trials: Rows of tuning/trials.csv ([] when absent).
       checks: Human-readable blessing rules.
@@ -64,7 +66,7 @@ class ReportInputs:
     results: dict[str, ModelResult]
     verdict: Verdict
     reliability: dict[str, dict]
-    run_json: dict
+    run_json: RunSummary
     histories: dict
     trials: list[dict]
     checks: list[str]
@@ -91,7 +93,7 @@ def write_report(inputs: ReportInputs, out_dir: str) -> str:
     others = [labels[n] for n in names[1:]]
     body = [f"<h1>Evaluation report: {html.escape(labels[names[0]])} model"
             + (" vs " + html.escape(" and ".join(others)) if others else "") + "</h1>", _verdict(inputs)]
-    body.append(weighting_report.section(inputs.run_json.get("weighting_study")))  # the question, answered first
+    body.append(weighting_report.section(inputs.run_json.weighting_study))  # the question, answered first
     body += _headline(inputs, names, labels)
     body.append(attribution_report.section(inputs.explanations, labels))
     body.append(_model_card(inputs))
@@ -137,9 +139,9 @@ def write_report(inputs: ReportInputs, out_dir: str) -> str:
 
 def _model_card(inputs: ReportInputs) -> str:
     """A model card (Mitchell et al. 2019, in brief): use, data, metrics with intervals, limits, decision."""
-    weighted = inputs.run_json.get("weighted", {})
-    config = inputs.run_json.get("config", {})
-    counts = weighted.get("class_counts", {})
+    weighted = inputs.run_json.weighted
+    config = inputs.run_json.config or {}
+    counts = (weighted.class_counts if weighted is not None else None) or {}
     rows = "".join(f"<tr><td class='name'>{html.escape(split)}</td><td>{_count(float(pair[0]))}</td>"
                    f"<td>{_count(float(pair[1]))}</td><td>{_fmt(pair[1] / max(sum(pair), 1), 4)}</td></tr>"
                    for split, pair in counts.items())
@@ -167,8 +169,8 @@ def _model_card(inputs: ReportInputs) -> str:
     return ("<h2>Model card</h2><table>"
             f"<tr><td class='name'>intended use</td><td class='name'>score examples for the minority class "
             f"({html.escape(str(config.get('label') or 'the label'))} = 1) and flag those at or above the "
-            f"threshold {_fmt(weighted.get('threshold', {}).get('value'))}, chosen for "
-            f"{html.escape(str(config.get('threshold_objective', '')))}</td></tr>"
+            f"threshold {_fmt(weighted.threshold.value if weighted is not None else None)}, chosen for "
+            f"{html.escape(inputs.run_json.threshold_objective)}</td></tr>"
             f"<tr><td class='name'>model</td><td class='name'>{html.escape(_model_in_words(weighted))}</td></tr>"
             f"<tr><td class='name'>data</td><td class='name'>{html.escape(str(config.get('data', '')))}</td></tr>"
             f"<tr><td class='name'>test metrics (TFMA)</td><td class='name'>PR-AUC {with_interval('pr_auc')}; "
@@ -181,22 +183,21 @@ def _model_card(inputs: ReportInputs) -> str:
             f"{rows}</table>")
 
 
-def _model_in_words(summary: dict) -> str:
+def _model_in_words(summary: ModelSummary | None) -> str:
     """Every member of the candidate with its weight, and the rows each was trained on."""
     from trainer.description import describe_model
 
-    if "test" not in summary:  # a run.json without a trained model
-        return str(summary.get("model_family", ""))
-    seen = summary.get("rows_seen") or []
-    rows = "; ".join(f"{r['rows']:,} rows ({r['how']})" for r in seen)
+    if summary is None or summary.test is None:  # a run.json without a trained model
+        return str(summary.model_family or "") if summary is not None else ""
+    rows = "; ".join(f"{r.rows:,} rows ({r.how})" for r in summary.rows_seen or ())
     return describe_model(summary) + (f"; trained on {rows}" if rows else "")
 
 
-def _cost_ratio(run_json: dict) -> float | None:
+def _cost_ratio(run_json: RunSummary) -> float | None:
     """cost_fn / cost_fp when the run's threshold objective is `cost:FN:FP`, else None."""
     from trainer.threshold import parse_objective
 
-    objective = parse_objective(run_json.get("config", {}).get("threshold_objective", "f1"))
+    objective = parse_objective(run_json.threshold_objective)
     return objective.value if objective.kind == "cost" else None
 
 
@@ -255,13 +256,15 @@ def _interval_methods(inputs: ReportInputs, names: list[str]) -> str:
 def _calibration_table(inputs: ReportInputs, names: list[str], labels: dict[str, str]) -> str:
     rows = []
     for name in names:
-        section = inputs.run_json.get("weighted" if name == CANDIDATE else "baseline", {})
-        test = section.get("test", {})
+        # The served model has no section in this run's run.json: its cells are dashes.
+        section = inputs.run_json.model(RUN_KEYS[name]) if name in RUN_KEYS else None
+        test = section.test if section is not None else None
+        figures = [_fmt(getattr(test, key) if test is not None else None)
+                   for key in ("brier_before", "brier", "ece_before", "ece")]
+        calibration = (section.calibration if section is not None else None) or {}
         rows.append(f"<tr><td class='name'>{html.escape(labels[name])}</td>"
-                    f"<td class='name'>{html.escape(_calibration_choice(section.get('calibration', {})))}</td>"
-                    f"<td>{_fmt(test.get('brier_before'))}</td>"
-                    f"<td>{_fmt(test.get('brier'))}</td><td>{_fmt(test.get('ece_before'))}</td>"
-                    f"<td>{_fmt(test.get('ece'))}</td></tr>")
+                    f"<td class='name'>{html.escape(_calibration_choice(calibration))}</td>"
+                    + "".join(f"<td>{figure}</td>" for figure in figures) + "</tr>")
     return ("<table><tr><th class='name'>model</th><th class='name'>correction (cross-fitted held-out log-loss)</th>"
             "<th>Brier before</th><th>Brier after</th><th>ECE before</th>"
             f"<th>ECE after</th></tr>{''.join(rows)}</table>")
@@ -290,7 +293,7 @@ def _slice_table(inputs: ReportInputs, names: list[str], labels: dict[str, str])
              f"<th colspan='{3 * span}'>majority class 0</th></tr>")
     head2 = "<tr>" + "".join(f"<th>{title} {short[n]}</th>" for _, title in SLICE_COLUMNS for n in names) + "</tr>"
     rows = []
-    label = inputs.run_json.get("config", {}).get("label")
+    label = (inputs.run_json.config or {}).get("label")
     for slice_name in worst_first(candidate):
         metrics = {n: inputs.results[n].slices.get(slice_name, {}) for n in names}
         count = metrics[names[0]].get("example_count", math.nan)

@@ -13,8 +13,9 @@ import json
 import os
 
 from trainer.data.schema import Schema, load_schema
-from trainer.layout import DATA_DIR, MODEL_DIRS, RUN_JSON, history_path, list_versions, read_run_json, trials_path
+from trainer.layout import DATA_DIR, MODEL_DIRS, RUN_JSON, history_path, list_versions, trials_path
 from trainer.layout import split_pattern as _split_pattern
+from trainer.summary import RunSummary, ThresholdRecord, read_run
 
 # TFMA model names: the weighted candidate, its unweighted twin and the model
 # being served (the push gate's reference, docs/design.md §10).
@@ -70,15 +71,15 @@ def latest_version(base: str) -> str:
     return versions[max(versions)]
 
 
-def load_run_json(run_dir: str) -> dict:
-    """`RUN/run.json`; unlike `trainer.layout.read_run_json`, its absence is an error here."""
+def load_run_json(run_dir: str) -> RunSummary:
+    """`RUN/run.json` (`trainer.summary.read_run`); unlike there, its absence is an error here."""
     path = os.path.join(run_dir, RUN_JSON)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path} does not exist: train the run first")
-    return read_run_json(run_dir)
+    return read_run(run_dir)
 
 
-def run_models(run_dir: str, run_json: dict | None = None) -> list[EvaluatedModel]:
+def run_models(run_dir: str, run_json: RunSummary | None = None) -> list[EvaluatedModel]:
     """The candidate (weighted) and baseline models of a run, latest versions.
 
     The threshold of each comes from its own `run.json` section, because the
@@ -87,23 +88,23 @@ def run_models(run_dir: str, run_json: dict | None = None) -> list[EvaluatedMode
     run_json = run_json if run_json is not None else load_run_json(run_dir)
     models = []
     for name in (CANDIDATE, BASELINE):
-        section = run_json.get(RUN_KEYS[name])
+        section = run_json.model(RUN_KEYS[name])
         if section is None:
             raise FileNotFoundError(f"run.json has no '{RUN_KEYS[name]}' section: train it first")
-        export_dir = section.get("export_dir", MODEL_DIRS[RUN_KEYS[name]])
+        export_dir = section.export_dir or MODEL_DIRS[RUN_KEYS[name]]
         models.append(EvaluatedModel(
             name=name,
             path=latest_version(os.path.join(run_dir, export_dir)),
-            threshold=float(section["threshold"]["value"]),
+            threshold=float(section.threshold.value),
             label=LABELS[name],
-            held_out=held_out_point(section["threshold"]),
+            held_out=held_out_point(section.threshold),
         ))
     return models
 
 
-def held_out_point(record: dict) -> HeldOutPoint | None:
+def held_out_point(record: ThresholdRecord) -> HeldOutPoint | None:
     """The held-out precision and flagged count of a run.json `threshold` record, if it has both."""
-    flagged, precision = record.get("held_out_flagged"), record.get("validation_precision")
+    flagged, precision = record.held_out_flagged, record.validation_precision
     if flagged is None or precision is None:
         return None
     return HeldOutPoint(precision=float(precision), flagged=int(flagged))

@@ -10,6 +10,7 @@ import pytest
 from evaluation.results import ModelResult, flatten_metrics, slice_name, worst_first
 from evaluation.slicing import BUCKET_SUFFIX, MISSING, add_buckets, bucket_name, plan_slices
 from trainer.data.schema import Feature, Schema
+from trainer.summary import ModelSummary, RunSummary
 
 SCHEMA = Schema(features=(Feature("x0", "numeric", mean=1.0, std=2.0),
                           Feature("region", "categorical", vocabulary=("a", "b")),
@@ -144,8 +145,9 @@ def test_threshold_explorer_draws_with_and_without_a_cost_objective(tmp_path):
         path = plots.threshold_explorer(curve, 0.5, ratio, str(tmp_path / f"t{ratio}.png"))
         with open(path, "rb") as handle:
             assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
-    assert _cost_ratio({"config": {"threshold_objective": "cost:25:2"}}) == 12.5
-    assert _cost_ratio({"config": {"threshold_objective": "recall_at_precision:0.5"}}) is None
+    assert _cost_ratio(RunSummary(config={"threshold_objective": "cost:25:2"})) == 12.5
+    assert _cost_ratio(RunSummary(config={"threshold_objective": "recall_at_precision:0.5"})) is None
+    assert _cost_ratio(RunSummary()) is None  # none recorded: RunConfig's default, not a cost
 
 
 def test_majority_histogram_matches_the_histogram_of_one_minus_p():
@@ -184,12 +186,15 @@ def test_majority_histogram_matches_the_histogram_of_one_minus_p():
 def test_the_model_card_names_every_member_its_weight_and_the_rows_it_saw():
     from evaluation.report import _model_in_words
 
-    summary = {"test": {}, "loss": "weighted_ce", "weight_ratio": 3.0, "model_family": "ensemble",
-               "members": [{"weight": 0.6, "weight_ratio": 3.0, "hyperparameters": {"model_family": "trees"}},
-                           {"weight": 0.4, "weight_ratio": 1.0,
-                            "hyperparameters": {"model_family": "neural", "body": "linear",
-                                                "numeric_encoding": "standard"}}],
-               "rows_seen": [{"rows": 1870, "how": "refit on train + validation"}, {"rows": 1540, "how": "train split"}]}
+    test = {"examples": 300, "positives": 30, "pr_auc": 0.5, "roc_auc": 0.8, "threshold": 0.4, "precision": 0.5,
+            "recall": 0.5}
+    summary = ModelSummary.from_json({
+        "version_dir": "v", "threshold": {"value": 0.4}, "test": test, "loss": "weighted_ce", "weight_ratio": 3.0,
+        "model_family": "ensemble",
+        "members": [{"weight": 0.6, "weight_ratio": 3.0, "hyperparameters": {"model_family": "trees"}},
+                    {"weight": 0.4, "weight_ratio": 1.0,
+                     "hyperparameters": {"model_family": "neural", "body": "linear", "numeric_encoding": "standard"}}],
+        "rows_seen": [{"rows": 1870, "how": "refit on train + validation"}, {"rows": 1540, "how": "train split"}]})
     assert _model_in_words(summary) == (
         "0.6 x boosted trees (w1/w0 = 3) + 0.4 x logistic regression on standard inputs (w1/w0 = 1); "
         "trained on 1,870 rows (refit on train + validation); 1,540 rows (train split)")

@@ -26,7 +26,7 @@ from evaluation.gate import Gate, resolve_gate
 from evaluation.options import EvaluationOptions
 from evaluation.run_files import HeldOutPoint
 from tests.conftest import tiny_config
-from trainer.summary import ModelSummary
+from trainer.summary import EvaluationRecord, ModelSummary, ThresholdRecord
 from tuning.push import PUSH_FILE, served_model
 
 OBJECTIVE = "recall_at_precision:0.5"
@@ -180,9 +180,9 @@ def test_precision_a_little_below_p_within_both_splits_uncertainty_passes(tmp_pa
 def test_runs_without_a_held_out_count_fall_back_to_the_test_split_alone():
     from evaluation.run_files import held_out_point
 
-    assert held_out_point({"value": 0.4, "validation_precision": 0.5}) is None
-    assert held_out_point({"value": 0.4, "validation_precision": 0.5, "held_out_flagged": 300}) == HeldOutPoint(0.5,
-                                                                                                                 300)
+    assert held_out_point(ThresholdRecord(value=0.4, validation_precision=0.5)) is None
+    assert held_out_point(ThresholdRecord(value=0.4, validation_precision=0.5, held_out_flagged=300)) == \
+        HeldOutPoint(0.5, 300)
     labels, scores = churn_like()
     gate = gate_for(labels, scores, scores, thresholds=(0.8, 0.8), held_out=None)
     assert gate.candidate.precision_se_held is None
@@ -245,9 +245,8 @@ def test_with_a_served_model_a_failed_change_check_still_blocks(tmp_path, saved_
     assert decision.serve is None and decision.reason is None and not decision.first_execution
     assert decide(gate, Verdict(blessed=True, failures=()), metrics).serve == "candidate"
     run_dir, summary = tuning_summary(tmp_path, saved_model_dir, gate, verdict, decision, thresholds=(0.1, 0.1))
-    first = push_of(run_dir, {**summary, "evaluation": {**summary["evaluation"], "blessed": True, "verdict": "BLESSED",
-                                                        "decision": {"serve": "candidate", "reason": None,
-                                                                     "first_execution": False}}})
+    first = push_of(run_dir, {**summary, "evaluation": summary["evaluation"].replace(
+        blessed=True, verdict="BLESSED", decision={"serve": "candidate", "reason": None, "first_execution": False})})
     assert first["reason"] == "BLESSED: pushed as version 1"
     second = push_of(run_dir, summary)
     assert not second["pushed"] and second["reason"] == "NOT_BLESSED: not pushed; version 1 stays served"
@@ -328,12 +327,11 @@ def tuning_summary(tmp_path, model_dir: str, gate: Gate, verdict: Verdict, decis
             "test": {"examples": 1000, "positives": 100, "pr_auc": 0.4, "roc_auc": 0.9, "recall": 0.5,
                      "precision": 0.5, "threshold": threshold, "brier": 0.05, "brier_before": 0.06}})
     verdict_name = "BLESSED" if verdict.blessed else "NOT_BLESSED"
-    summary["evaluation"] = {"verdict": verdict_name, "blessed": verdict.blessed,
-                             "verdict_file": os.path.join(execution, "evaluation", verdict_name),
-                             "compared_with": "the unweighted baseline" if gate.twin else "served version 1",
-                             "report": os.path.join(execution, "report", "index.html"),
-                             "failures": list(verdict.failures), "checks": gate.in_words(),
-                             "decision": dataclasses.asdict(decision), "tfma_seconds": None}
+    summary["evaluation"] = EvaluationRecord(
+        verdict=verdict_name, blessed=verdict.blessed, verdict_file=os.path.join(execution, "evaluation", verdict_name),
+        compared_with="the unweighted baseline" if gate.twin else "served version 1",
+        report=os.path.join(execution, "report", "index.html"), failures=list(verdict.failures),
+        checks=gate.in_words(), decision=dataclasses.asdict(decision), tfma_seconds=None)
     return run_dir, summary
 
 

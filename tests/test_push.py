@@ -127,7 +127,7 @@ def test_push_anyway_is_recorded(tiny_run, tmp_path):
 def test_a_model_predicting_the_prior_fails_on_value_thresholds_alone(tiny_run, tmp_path):
     run_dir = copy_run(tiny_run, tmp_path)
     config = tiny_run[0]
-    counts = tiny_run[1]["class_counts"]["train"]
+    counts = tiny_run[1].class_counts["train"]
     prior_model = save_prior_model(str(tmp_path / "prior_model"), counts[1] / sum(counts))
     summary = run_evaluation(run_dir, EvaluationOptions(**FAST, candidate_dir=prior_model,
                                                         candidate_threshold=0.5, **NO_CHANGE_CHECK))

@@ -9,7 +9,7 @@ from trainer.crossval import load_arrays, predict_margin
 from trainer.data.dataset import read_serialized
 from trainer.data.prepare import prepare_data
 from trainer.hparams import declare_tree_hparams, with_values
-from trainer.summary import MemberSummary, ModelSummary, ThresholdRecord
+from trainer.summary import EvaluationRecord, MemberSummary, ModelSummary, ThresholdRecord
 from trainer.train import fit_settings
 from trainer.trees import _settings, feature_matrix
 
@@ -105,12 +105,12 @@ def test_the_push_with_refit_full_publishes_the_refit_version(tmp_path):
         return {"version_dir": refit_dir, "rows": 1234}
 
     summary = {"weighted": ModelSummary(version_dir=judged, threshold=ThresholdRecord(value=0.4)),
-               "evaluation": {"verdict": "BLESSED", "blessed": True, "decision": {"serve": "candidate"}}}
+               "evaluation": EvaluationRecord(verdict="BLESSED", blessed=True, decision={"serve": "candidate"})}
     result = _push(str(tmp_path / "run"), "0001", summary, False, refit)
     assert asked == [(judged, True)] and result["pushed"] and result["refit_full"] == {"rows": 1234}
     assert "refit on all 1234 rows" in result["reason"]
     with open(os.path.join(result["path"], "assets.extra", "push.json")) as handle:
         assert json.load(handle)["refit_full"] == {"rows": 1234}
-    summary["evaluation"] = {"verdict": "NOT_BLESSED", "blessed": False, "decision": {"serve": None}}
+    summary["evaluation"] = EvaluationRecord(verdict="NOT_BLESSED", blessed=False, decision={"serve": None})
     asked.clear()
     assert not _push(str(tmp_path / "run"), "0001", summary, False, refit)["pushed"] and asked == []

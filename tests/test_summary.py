@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import tiny_config
 from trainer.summary import (
+    EvaluationRecord,
     MemberSummary,
     ModelSummary,
     RowsSeen,
@@ -43,8 +44,12 @@ def ensemble() -> ModelSummary:
 
 
 def test_a_run_round_trips_through_json_text():
+    evaluation = EvaluationRecord(verdict="BLESSED", blessed=True, report="/run/report/index.html", failures=[],
+                                  checks=["candidate PR-AUC >= 0.2"], decision={"serve": "candidate"},
+                                  intervals={"candidate": {"pr_auc": [0.5, 0.7]}})
     run = RunSummary(config={"threshold_objective": "f1"}, weighted=ensemble(), status="complete",
-                     push={"pushed": True, "version": 1}, bad_rows={"skipped": 2, "limit": 5, "first": []})
+                     push={"pushed": True, "version": 1}, bad_rows={"skipped": 2, "limit": 5, "first": []},
+                     evaluation=evaluation)
     text = json.dumps(run.to_json())
     assert RunSummary.from_json(json.loads(text)) == run
     written = json.loads(text)
@@ -77,14 +82,19 @@ def test_a_run_json_an_older_version_wrote_still_reads(tmp_path):
                         "threshold": {"value": 0.3, "objective": "f1", "fallback": False,
                                       "validation_precision": 0.4, "validation_recall": 0.6},
                         "test": {k: v for k, v in TEST.items() if not k.startswith(("brier", "ece"))},
-                        "blend": {"weight": 0.5, "partner": {"model_family": "trees"}}}}
+                        "blend": {"weight": 0.5, "partner": {"model_family": "trees"}}},
+           # Before `blessed`, `checks`, `decision` and the intervals were recorded.
+           "evaluation": {"verdict": "NOT_BLESSED", "verdict_file": "/old/evaluation/NOT_BLESSED",
+                          "report": "/old/report/index.html", "failures": ["pr_auc below 0.2"], "tfma_seconds": 31.0}}
     (tmp_path / "run.json").write_text(json.dumps(old))
     run = read_run(str(tmp_path))
     assert run.weighted.threshold.held_out_flagged is None and run.weighted.test.brier is None
     assert run.weighted.members is None and run.baseline is None
+    assert run.evaluation.verdict == "NOT_BLESSED" and run.evaluation.blessed is None
     assert run.threshold_objective == "recall_at_precision:0.5"  # none recorded: RunConfig's default
     rewritten = run.to_json()
     assert rewritten["weighted"] == {k: v for k, v in old["weighted"].items() if k != "blend"}
+    assert rewritten["evaluation"] == old["evaluation"]
 
 
 def test_nested_results_must_be_typed():

@@ -139,7 +139,7 @@ def test_offline_run_has_the_test_pr_curves(logged):
     from evaluation.run_files import run_models, run_schema, split_pattern
 
     run_dir, run_json, _ = logged
-    models = {model.name: model for model in run_models(run_dir, run_json)}
+    models = {model.name: model for model in run_models(run_dir)}  # read from the logged run.json
     for key, model in (("weighted", models["candidate"]), ("baseline", models["baseline"])):
         [table_file] = glob.glob(os.path.join(run_dir, "wandb", "offline-run-*", "files", "media", "table",
                                               "test", f"pr_curve_{key}_table_*.table.json"))

@@ -8,8 +8,8 @@ newly written key cannot be read as "absent"; keys a field was added for
 later are optional (None), so the run.json files older runs wrote still read.
 `to_json` leaves out optional fields that are None, as those runs did.
 
-Sections not typed yet (`tuning`, `execution`, `evaluation`, `push`,
-`weighting_study`, `refit_full`) are the JSON values as recorded.
+Sections not typed yet (`tuning`, `execution`, `push`, `weighting_study`,
+`refit_full`) are the JSON values as recorded.
 
 Plain Python: the evaluation's run readers and the server import it without
 TensorFlow.
@@ -260,6 +260,41 @@ class ModelSummary(_Record):
 
 
 @dataclasses.dataclass(frozen=True)
+class EvaluationRecord(_Record):
+    """run.json's `evaluation` section: what the push gate decided about an execution (`tuning.task`).
+
+    Attributes:
+      verdict: BLESSED or NOT_BLESSED.
+      blessed: Whether every check passed (None in runs written before it
+        was recorded: `verdict` says).
+      verdict_file: The marker file written beside TFMA's output.
+      compared_with: The reference, in words (the twin, or a served version).
+      report: The HTML report's path.
+      failures, checks: The failed checks, and every check, in words.
+      decision: `evaluation.decision.Decision` as a dict: on a first
+        execution, which model to serve (`serve`) and why.
+      tfma_seconds: TFMA's wall time (None: `--report-only`).
+      intervals, interval_methods: {model: {metric: [low, high]}} on the
+        overall test slice, and how each was made (`evaluation.intervals`).
+    """
+
+    verdict: str
+    blessed: bool | None = None
+    verdict_file: str | None = None
+    compared_with: str | None = None
+    report: str | None = None
+    failures: list | None = None
+    checks: list | None = None
+    decision: dict | None = None
+    tfma_seconds: float | None = None
+    intervals: dict | None = None
+    interval_methods: dict | None = None
+
+    def replace(self, **changes) -> EvaluationRecord:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclasses.dataclass(frozen=True)
 class RunSummary(_Record):
     """The whole of run.json.
 
@@ -268,9 +303,9 @@ class RunSummary(_Record):
       versions: The library versions that wrote it.
       weighted, baseline: The two exported models (None: not trained yet).
       bad_rows: The data step's skipped rows, when it recorded them.
-      status, execution, tuning, evaluation, push, weighting_study,
-        refit_full: A tuning execution's sections (`tuning.pipeline`), as
-        recorded.
+      evaluation: A tuning execution's gate decision.
+      status, execution, tuning, push, weighting_study, refit_full: A tuning
+        execution's other sections (`tuning.pipeline`), as recorded.
     """
 
     WHERE = ""  # error messages name a section by its run.json key
@@ -283,7 +318,7 @@ class RunSummary(_Record):
     status: str | None = None
     execution: dict | None = None
     tuning: dict | None = None
-    evaluation: dict | None = None
+    evaluation: EvaluationRecord | None = None
     push: dict | None = None
     weighting_study: dict | None = None
     refit_full: dict | None = None

@@ -31,8 +31,8 @@ from trainer.layout import (
     execution_dir,
     execution_ids,
     is_complete,
-    read_run_json,
 )
+from trainer.summary import read_run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,17 +91,19 @@ def write_history(run_dir: str) -> str:
 
 def history_row(run_dir: str, execution_id: str) -> dict:
     """One execution's line of the history, from its run.json."""
-    run = read_run_json(execution_dir(run_dir, execution_id))
-    info, evaluation, push = run.get("execution", {}), run.get("evaluation", {}), run.get("push", {})
-    test = run.get("weighted", {}).get("test", {})
+    run = read_run(execution_dir(run_dir, execution_id))
+    info, evaluation, push = run.execution or {}, run.evaluation, run.push or {}
+    test = run.weighted.test if run.weighted is not None else None
     return {"id": execution_id, "started": info.get("started"), "finished": info.get("finished"),
-            "status": run.get("status", "running"), "data": info.get("data", {}),
-            "verdict": evaluation.get("verdict"), "failures": evaluation.get("failures", []),
+            "status": run.status or "running", "data": info.get("data", {}),
+            "verdict": evaluation.verdict if evaluation else None,
+            "failures": (evaluation.failures if evaluation else None) or [],
             "pushed_version": push.get("version"), "push_anyway": push.get("push_anyway", False),
             # Which model was pushed: on a first execution the gate may serve the unweighted twin.
             "pushed_model": push.get("model") or ("candidate" if push.get("pushed") else None),
             "push_reason": push.get("reason"),
-            "metrics": {key: test.get(key) for key in ("pr_auc", "recall", "precision", "threshold")},
+            "metrics": {key: getattr(test, key) if test is not None else None
+                        for key in ("pr_auc", "recall", "precision", "threshold")},
             "report": os.path.join(EXECUTIONS_DIR, execution_id, REPORT_DIR, REPORT_PAGE) if evaluation else None}
 
 

@@ -24,9 +24,10 @@ from trainer.config import RunConfig
 from trainer.data.ingest import DataError
 from trainer.data.prepare import prepare_data
 from trainer.hparams import declare_all
-from trainer.layout import CANDIDATE_DIR, COMPLETE, TRIALS_FILE, TUNING_DIR, read_run_json
+from trainer.layout import CANDIDATE_DIR, COMPLETE, TRIALS_FILE, TUNING_DIR
 from trainer.pipeline import train_and_export, update_run_json
 from trainer.refit import refit_full
+from trainer.summary import read_run
 from trainer.threshold import parse_objective
 from trainer.weighting_study import DEFAULT_OPERATING_PRECISION, FORMULA
 from tuning import tensorboard_hparams
@@ -47,7 +48,8 @@ def run_tuning(config: RunConfig, evaluate=None, push_anyway: bool = False) -> d
       evaluate: Called as `evaluate(execution_config, served)` after both
         models are exported, with the `tuning.push.ServedModel` being served
         (or None); runs TFMA and the report and returns a JSON-able summary
-        with `blessed`. None skips evaluation, and so the push.
+        as a `trainer.summary.EvaluationRecord`. None skips evaluation, and
+        so the push.
       push_anyway: Push the candidate even if it is NOT_BLESSED (recorded).
 
     Returns:
@@ -64,7 +66,7 @@ def run_tuning(config: RunConfig, evaluate=None, push_anyway: bool = False) -> d
     with progress.step("data", "split, statistics and shards"):
         data = prepare_data(config)
     if not is_worker:
-        started = read_run_json(execution.path).get("execution", {}).get("started") or now()
+        started = (read_run(execution.path).execution or {}).get("started") or now()
         update_run_json(config, {"status": "running", "execution": {
             "id": execution.id, "started": started, "data": describe_data(config, data.counts)}})
         write_history(run_dir)
@@ -162,13 +164,13 @@ def _push(run_dir: str, execution_id: str, summary: dict, push_anyway: bool, ref
     if evaluation is None and not push_anyway:
         return {"pushed": False, "version": None, "path": None, "push_anyway": False, "model": None,
                 "reason": "not evaluated (--skip-evaluation): not pushed; evaluate it, or use --push-anyway"}
-    decision = (evaluation or {}).get("decision") or {}
-    serve = decision.get("serve", CANDIDATE if evaluation and evaluation["blessed"] else None)
+    decision = (evaluation.decision if evaluation else None) or {}
+    serve = decision.get("serve", CANDIDATE if evaluation and evaluation.blessed else None)
     forced = push_anyway and serve != CANDIDATE  # --push-anyway names the candidate
     model = CANDIDATE if forced or serve is None else serve
     section = summary[RUN_KEYS[model]]
     record = {"execution": execution_id, "model": model, "threshold": section.threshold.value,
-              "verdict": evaluation["verdict"] if evaluation else "NOT_EVALUATED", "pushed_at": now()}
+              "verdict": evaluation.verdict if evaluation else "NOT_EVALUATED", "pushed_at": now()}
     version_dir = section.version_dir
     if refit is not None and (serve is not None or forced):
         refitted = refit(section, model == CANDIDATE)
@@ -184,7 +186,7 @@ def _push(run_dir: str, execution_id: str, summary: dict, push_anyway: bool, ref
 
 def update_run_json_sections(config: RunConfig, summary: dict) -> dict:
     """Marks the execution complete in its run.json; returns its `execution` record."""
-    record = {**read_run_json(config.output_dir).get("execution", {}), "finished": now()}
+    record = {**(read_run(config.output_dir).execution or {}), "finished": now()}
     sections = {"tuning": summary["tuning"], "push": summary["push"], "status": COMPLETE, "execution": record}
     if "refit_full" in summary:
         sections["refit_full"] = summary["refit_full"]

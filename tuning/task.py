@@ -27,6 +27,7 @@ import sys
 from evaluation.flags import add_gate_arguments, gate_options
 from trainer import cli
 from trainer.config import RunConfig
+from trainer.summary import EvaluationRecord
 
 # The search's flags: RunConfig's fields of these groups (the weighting is what it tunes).
 TUNING_GROUPS = ("data", "training", "tuning")
@@ -50,19 +51,19 @@ def _evaluator(args: argparse.Namespace):
         return None
     from evaluation import run_evaluation
 
-    def evaluate(config: RunConfig, served) -> dict:
+    def evaluate(config: RunConfig, served) -> EvaluationRecord:
         options = gate_options(args, beam_pipeline_args=config.beam_pipeline_args,
                                served_dir=served.path if served else None,
                                served_threshold=served.threshold if served else None)
         summary = run_evaluation(config.output_dir, options)
         verdict = "BLESSED" if summary["blessed"] else "NOT_BLESSED"
-        return {"verdict": verdict, "blessed": summary["blessed"],
-                "verdict_file": os.path.join(summary["evaluation_dir"], verdict),
-                "compared_with": f"served version {served.version}" if served else "the unweighted baseline",
-                "report": summary["report"], "failures": summary["failures"], "checks": summary["checks"],
-                "decision": summary["decision"], "tfma_seconds": summary["tfma_seconds"],
-                # 95% intervals of the overall test slice, inside each metric's range (evaluation/intervals.py).
-                "intervals": summary["intervals"], "interval_methods": summary["interval_methods"]}
+        return EvaluationRecord(
+            verdict=verdict, blessed=summary["blessed"], verdict_file=os.path.join(summary["evaluation_dir"], verdict),
+            compared_with=f"served version {served.version}" if served else "the unweighted baseline",
+            report=summary["report"], failures=summary["failures"], checks=summary["checks"],
+            decision=summary["decision"], tfma_seconds=summary["tfma_seconds"],
+            # 95% intervals of the overall test slice, inside each metric's range (evaluation/intervals.py).
+            intervals=summary["intervals"], interval_methods=summary["interval_methods"])
 
     return evaluate
 
@@ -120,14 +121,14 @@ def print_summary(config: RunConfig, summary: dict) -> None:
         print(f"{name:8s} model {part.version_dir}  ({describe_model(part)}): {headline(part)}")
     if "weighting_study" in summary:  # absent with --skip-weighting-study
         print(f"weighting: {summary['weighting_study']['answer']}")
-    evaluation = summary.get("evaluation") or {}
-    if evaluation:
-        print(f"verdict: {evaluation['verdict']} against {evaluation['compared_with']}  ({evaluation['verdict_file']})")
-        for check in evaluation.get("checks", []):  # each with what was measured on test
+    evaluation = summary.get("evaluation")
+    if evaluation is not None:
+        print(f"verdict: {evaluation.verdict} against {evaluation.compared_with}  ({evaluation.verdict_file})")
+        for check in evaluation.checks or ():  # each with what was measured on test
             print(f"  check:  {check}")
-        for failure in evaluation["failures"]:
+        for failure in evaluation.failures or ():
             print(f"  failed: {failure}")
-        print(f"report:  {evaluation['report']}")
+        print(f"report:  {evaluation.report}")
     push = summary["push"]
     print(f"push:    {push['reason']}" + (f"  ({push['path']})" if push["pushed"] else ""))
     print(f"history: {summary['history']}")

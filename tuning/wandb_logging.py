@@ -28,7 +28,7 @@ import numpy as np
 from evaluation.predictions import predict_test
 from evaluation.run_files import RUN_KEYS, load_histories, load_trials, run_models, run_schema, split_pattern
 from trainer.config import ConfigError
-from trainer.layout import read_run_json
+from trainer.summary import RunSummary, read_run
 
 INSTALL_HINT = "pip install 'imbalance-tf[tracking]'  (or: pip install wandb)"
 CLASS_NAMES = ["majority", "minority"]  # class ids 0 and 1 in the PR curve's legend
@@ -71,7 +71,7 @@ def log_execution(execution_dir: str, mode: str, project: str) -> str:
 
 
 def _log(wandb, execution_dir: str, mode: str, project: str) -> str:
-    run_json = read_run_json(execution_dir)
+    run_json = read_run(execution_dir)
     run = wandb.init(project=project, dir=execution_dir, mode=mode, name=run_name(execution_dir, run_json),
                      job_type="tune", config=run_config(run_json),
                      # Quiet: the command prints its own summary; no system metrics of a finished run.
@@ -88,21 +88,22 @@ def _log(wandb, execution_dir: str, mode: str, project: str) -> str:
     return where
 
 
-def run_name(execution_dir: str, run_json: dict) -> str:
+def run_name(execution_dir: str, run_json: RunSummary) -> str:
     """`<run directory name>-<execution id>` (e.g. `sylva-0001`), or the directory's name."""
-    execution = run_json.get("execution", {}).get("id")
+    execution = (run_json.execution or {}).get("id")
     if execution is None:
         return os.path.basename(os.path.abspath(execution_dir))
     run_dir = os.path.dirname(os.path.dirname(os.path.abspath(execution_dir)))  # RUN/executions/<id>
     return f"{os.path.basename(run_dir)}-{execution}"
 
 
-def run_config(run_json: dict) -> dict:
+def run_config(run_json: RunSummary) -> dict:
     """The run configuration, the exported model's hyperparameters and how it was weighted."""
-    weighted = run_json.get("weighted", {})
-    return {**run_json.get("config", {}), "hyperparameters": weighted.get("hyperparameters", {}),
-            "model_family": weighted.get("model_family"), "loss": weighted.get("loss"),
-            "weight_ratio": weighted.get("weight_ratio"), "execution": run_json.get("execution", {}).get("id")}
+    weighted = run_json.weighted
+    model = {"hyperparameters": {}, "model_family": None, "loss": None, "weight_ratio": None} if weighted is None \
+        else {"hyperparameters": weighted.hyperparameters or {}, "model_family": weighted.model_family,
+              "loss": weighted.loss, "weight_ratio": weighted.weight_ratio}
+    return {**(run_json.config or {}), **model, "execution": (run_json.execution or {}).get("id")}
 
 
 def epoch_rows(histories: dict[str, dict[str, list[float]]]) -> list[dict[str, float]]:
@@ -113,15 +114,17 @@ def epoch_rows(histories: dict[str, dict[str, list[float]]]) -> list[dict[str, f
             for epoch in range(epochs)]
 
 
-def run_summary(run_json: dict) -> dict:
+def run_summary(run_json: RunSummary) -> dict:
     """Test metrics of both models, the verdict and the push, as flat W&B summary keys."""
     summary = {}
     for model in RUN_KEYS.values():
-        for metric, value in run_json.get(model, {}).get("test", {}).items():
-            summary[f"{model}/test_{metric}"] = value
-    evaluation, push = run_json.get("evaluation") or {}, run_json.get("push") or {}
-    if evaluation:
-        summary["verdict"] = evaluation.get("verdict")
+        section = run_json.model(model)
+        if section is not None and section.test is not None:
+            for metric, value in section.test.to_json().items():
+                summary[f"{model}/test_{metric}"] = value
+    evaluation, push = run_json.evaluation, run_json.push or {}
+    if evaluation is not None:
+        summary["verdict"] = evaluation.verdict
     if push:
         summary["pushed_version"] = push.get("version")
     return summary
@@ -150,7 +153,7 @@ def _number_or_text(value: str):
         return value
 
 
-def _log_pr_curves(run, execution_dir: str, run_json: dict) -> None:
+def _log_pr_curves(run, execution_dir: str, run_json: RunSummary) -> None:
     """Each exported model's PR curve on the test split (W&B's own chart, interpolated precision)."""
     import wandb
 
@@ -159,17 +162,17 @@ def _log_pr_curves(run, execution_dir: str, run_json: dict) -> None:
         key = RUN_KEYS[model.name]
         outputs = predict_test(model.path, pattern, schema)
         scores = outputs["scores"]
-        pr_auc = run_json[key]["test"]["pr_auc"]
+        pr_auc = run_json.model(key).test.pr_auc
         run.log({f"test/pr_curve_{key}": wandb.plot.pr_curve(
             outputs["labels"], np.stack([1.0 - scores, scores], axis=1), labels=CLASS_NAMES, classes_to_plot=[1],
             title=f"Test PR curve, {key} model (PR-AUC {pr_auc:.4f})")})
 
 
-def _log_report(run, run_json: dict) -> None:
+def _log_report(run, run_json: RunSummary) -> None:
     """The report directory (index.html and its PNGs) as an artifact; nothing when it was not evaluated."""
     import wandb
 
-    report = (run_json.get("evaluation") or {}).get("report")
+    report = run_json.evaluation.report if run_json.evaluation else None
     if not report or not os.path.exists(report):
         return
     artifact = wandb.Artifact(re.sub(r"[^A-Za-z0-9_.-]", "-", f"report-{run.name}"), type="report",
