@@ -123,6 +123,19 @@ def read_trials(execution_dir: str) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
+def schema_of(features: pd.DataFrame, label: str, vocabulary_size: int = 1000, vocabulary_min_count: int = 1):
+    """The schema the data step computes (its accumulators, `beam_stats.TrainStats`) of clean feature columns:
+    numbers, or text with None/NaN missing. For tests that need a schema without a data step."""
+    from trainer.data.beam_stats import TrainStats
+    from trainer.data.statistics import frame_columns
+
+    columns = frame_columns(features)
+    stats = TrainStats()
+    stats.add(columns.rows, columns.numeric, columns.categorical)
+    kinds = [(name, "numeric" if name in columns.numeric else "categorical") for name in features.columns]
+    return stats.schema(kinds, label, vocabulary_size, vocabulary_min_count)
+
+
 def assert_numeric_statistics(schema, train: pd.DataFrame, names) -> None:
     """The schema's mean, std, 129 quantiles and missing fraction of `names` are NumPy's on the `train` rows."""
     by_name = {f.name: f for f in schema.features}

@@ -20,7 +20,7 @@ from evaluation.attributions import (
     sampled_shapley,
     tree_shap,
 )
-from trainer.data.schema import infer_schema
+from tests.conftest import schema_of
 
 
 def linear(weights: dict[str, float], levels: dict[str, float], bias: float = 0.3):
@@ -115,7 +115,7 @@ def exported_trees(tmp_path_factory):
     frame.loc[rng.random(n) < 0.1, "x1"] = np.nan
     margin = 2.0 * frame["x0"] - 1.5 * frame["x1"].fillna(0.0) + (frame["colour"] == "red") * 1.0
     frame["y"] = (margin + 0.3 * rng.normal(size=n) > 1.0).astype(int)
-    schema = infer_schema(frame.drop(columns="y"), "y")
+    schema = schema_of(frame.drop(columns="y"), "y")
     features = {name: frame[name].to_numpy() for name in ("x0", "x1", "noise", "colour")}
     params = {"tree_learning_rate": 0.1, "num_leaves": 8, "min_child_samples": 20, "feature_fraction": 1.0,
               "bagging_fraction": 1.0, "tree_l2": 1.0}

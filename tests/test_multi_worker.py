@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.conftest import REPO
+from tests.conftest import REPO, schema_of
 from trainer import hparams as hparams_lib
-from trainer.data.schema import infer_schema
 from trainer.distribute import vocabulary_ids
 from trainer.model import build_model, lookup_layers, with_vocabulary_ids
 
@@ -26,7 +25,7 @@ def reference_ids(values, vocabulary) -> np.ndarray:
 
 def test_the_view_over_vocabulary_ids_is_the_same_model(tiny_frame):
     frame = tiny_frame.head(300)
-    schema = infer_schema(frame.drop(columns=["target"]), "target")
+    schema = schema_of(frame.drop(columns=["target"]), "target")
     hp = hparams_lib.with_values((270, 30), {"body": "mlp"})
     model = build_model(hp, schema)
     raw = {f.name: frame[f.name].to_numpy(np.float32) if f.kind == "numeric" else

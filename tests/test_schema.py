@@ -1,4 +1,5 @@
-"""Schema inference against pandas, and its tensorflow_metadata form."""
+"""The schema the data step's accumulators (`beam_stats.TrainStats`) infer, against pandas and a Counter,
+and its tensorflow_metadata form."""
 
 import collections
 
@@ -8,15 +9,17 @@ import pytest
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
+from tests.conftest import schema_of
 from trainer.data.beam_stats import TrainStats
 from trainer.data.ingest import validate
-from trainer.data.schema import infer_schema, load_schema, save_schema, to_metadata_proto_text
+from trainer.data.schema import load_schema, save_schema, to_metadata_proto_text
 
 
 def test_inferred_statistics_match_pandas(tiny_frame):
     frame = validate(tiny_frame, "target", None)
-    schema = infer_schema(frame.features, frame.label_name)
+    schema = schema_of(frame.features, frame.label_name)
     by_name = {f.name: f for f in schema.features}
+    assert np.allclose(by_name["x4"].quantiles, np.nanquantile(frame.features["x4"], np.linspace(0, 1, 129)))
     x4 = frame.features["x4"]
     assert by_name["x4"].kind == "numeric"
     assert np.isclose(by_name["x4"].mean, x4.mean())
@@ -30,13 +33,13 @@ def test_inferred_statistics_match_pandas(tiny_frame):
 
 
 def test_constant_column_gets_unit_std():
-    schema = infer_schema(pd.DataFrame({"c": [2.0, 2.0, 2.0]}), "y")
+    schema = schema_of(pd.DataFrame({"c": [2.0, 2.0, 2.0]}), "y")
     assert schema.features[0].std == 1.0
 
 
 def test_json_round_trip_and_metadata_proto(tmp_path, tiny_frame):
     frame = validate(tiny_frame, "target", None)
-    schema = infer_schema(frame.features, frame.label_name)
+    schema = schema_of(frame.features, frame.label_name)
     save_schema(schema, str(tmp_path))
     assert load_schema(str(tmp_path)) == schema
     proto = text_format.Parse(to_metadata_proto_text(schema), schema_pb2.Schema())
@@ -54,7 +57,7 @@ def _reference_vocabulary(values, size, min_count):
 
 
 @pytest.mark.parametrize("size,min_count", [(1000, 1), (4, 1), (1000, 5), (3, 7), (50, 1000)])
-def test_vocabulary_top_k_and_minimum_count_in_memory_and_from_merged_beam_statistics(size, min_count):
+def test_vocabulary_top_k_and_minimum_count_from_one_and_from_merged_beam_statistics(size, min_count):
     rng = np.random.default_rng(5)
     # Zipf-like counts with ties: value v{i} drawn with weight 1/(i//2 + 1).
     names = np.array([f"v{i:02d}" for i in range(40)], dtype=object)
@@ -64,7 +67,7 @@ def test_vocabulary_top_k_and_minimum_count_in_memory_and_from_merged_beam_stati
     reference = _reference_vocabulary(values, size, min_count)
     assert 0 < len(reference) or min_count == 1000
     frame = pd.DataFrame({"c": pd.Series(values, dtype=object), "x": rng.normal(size=3000)})
-    assert infer_schema(frame, "y", size, min_count).features[0].vocabulary == reference
+    assert schema_of(frame, "y", size, min_count).features[0].vocabulary == reference
     stats = TrainStats()
     for chunk in np.array_split(np.arange(3000), 7):  # per-range accumulators, merged
         part = TrainStats()
@@ -73,12 +76,12 @@ def test_vocabulary_top_k_and_minimum_count_in_memory_and_from_merged_beam_stati
     assert stats.schema([("c", "categorical"), ("x", "numeric")], "y", size, min_count).features[0].vocabulary \
         == reference
     if (size, min_count) == (1000, 1):  # the defaults keep today's vocabulary
-        assert infer_schema(frame, "y").features[0].vocabulary == reference
+        assert schema_of(frame, "y").features[0].vocabulary == reference
 
 
 def test_a_trimmed_vocabulary_round_trips_through_schema_json_and_pbtxt(tmp_path, tiny_frame):
     frame = validate(tiny_frame, "target", None)
-    schema = infer_schema(frame.features, frame.label_name, vocabulary_size=10, vocabulary_min_count=12)
+    schema = schema_of(frame.features, frame.label_name, vocabulary_size=10, vocabulary_min_count=12)
     merchant = {f.name: f for f in schema.features}["merchant"]
     counts = frame.features["merchant"].value_counts()
     assert merchant.vocabulary == _reference_vocabulary(frame.features["merchant"], 10, 12)
@@ -93,9 +96,9 @@ def test_a_trimmed_vocabulary_round_trips_through_schema_json_and_pbtxt(tmp_path
 def test_vocabulary_ties_go_by_value_and_rare_values_stay_out():
     column = pd.Series(["b", "a", "d", "b", "a", "c", "c", None, "e", "e", "e"], dtype=object)
     frame = pd.DataFrame({"c": column})
-    assert infer_schema(frame, "y").features[0].vocabulary == ("e", "a", "b", "c", "d")
-    assert infer_schema(frame, "y", vocabulary_min_count=2).features[0].vocabulary == ("e", "a", "b", "c")
-    assert infer_schema(frame, "y", vocabulary_size=2, vocabulary_min_count=2).features[0].vocabulary == ("e", "a")
+    assert schema_of(frame, "y").features[0].vocabulary == ("e", "a", "b", "c", "d")
+    assert schema_of(frame, "y", vocabulary_min_count=2).features[0].vocabulary == ("e", "a", "b", "c")
+    assert schema_of(frame, "y", vocabulary_size=2, vocabulary_min_count=2).features[0].vocabulary == ("e", "a")
     stats = TrainStats()
     stats.add(len(column), {}, {"c": column.to_numpy()})
     assert stats.schema([("c", "categorical")], "y", 2, 2).features[0].vocabulary == ("e", "a")

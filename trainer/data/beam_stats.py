@@ -1,8 +1,8 @@
 """Training-split statistics of the Beam data step, as mergeable accumulators.
 
 Workers add the training records they write to a `TrainStats`; a combiner
-merges them; the driver turns the one merged value into the `Schema` that
-`schema.infer_schema` would give: means and standard deviations (exact, by
+merges them; the driver turns the one merged value into the `Schema`:
+means and standard deviations (exact, by
 Chan et al.'s parallel update), missing fractions and vocabularies (exact
 counts, most frequent first, ties by value), and 129 quantiles (exact, with
 NumPy's linear interpolation, up to `SKETCH_CAPACITY` values a feature; above
@@ -145,7 +145,7 @@ class TrainStats:
 
     def schema(self, features: list[tuple[str, str]], label: str, vocabulary_size: int = MAX_VOCABULARY,
                vocabulary_min_count: int = 1) -> Schema:
-        """The Schema of `features` [(clean name, kind)], as `schema.infer_schema` computes it.
+        """The Schema of `features` [(clean name, kind)] from these exact moments, counts and quantile sketches.
 
         Vocabularies follow `schema.top_vocabulary` over the exact counts.
         """

@@ -13,7 +13,6 @@ import os
 from collections.abc import Iterable
 
 import numpy as np
-import pandas as pd
 
 from trainer.config import VOCABULARY_SIZE
 
@@ -73,34 +72,6 @@ class Schema:
             for f in payload["features"]
         )
         return cls(features=features, label=payload["label"])
-
-
-def infer_schema(features: pd.DataFrame, label: str, vocabulary_size: int = MAX_VOCABULARY,
-                 vocabulary_min_count: int = 1) -> Schema:
-    """Infers the schema from the training split's features.
-
-    Args:
-      features: Clean feature columns (see `trainer.data.ingest.LabeledFrame`).
-      label: The label's name.
-      vocabulary_size: At most this many values per categorical feature.
-      vocabulary_min_count: Values seen fewer times stay out of the vocabulary.
-    """
-    inferred = []
-    for name in features.columns:
-        column = features[name]
-        missing = float(column.isna().mean())
-        if pd.api.types.is_numeric_dtype(column):
-            values = column.dropna().to_numpy(dtype=np.float64)
-            mean = float(values.mean()) if values.size else 0.0
-            std = float(values.std()) if values.size else 1.0
-            # A constant column must not divide by zero in normalization.
-            inferred.append(Feature(name, "numeric", mean=mean, std=std if std > 1e-12 else 1.0,
-                                    missing_fraction=missing, quantiles=quantiles(values)))
-        else:
-            counts = column.dropna().value_counts()
-            vocabulary = top_vocabulary(counts.items(), vocabulary_size, vocabulary_min_count)
-            inferred.append(Feature(name, "categorical", vocabulary=vocabulary, missing_fraction=missing))
-    return Schema(features=tuple(inferred), label=label)
 
 
 def top_vocabulary(counts: Iterable[tuple[str, int]], size: int = MAX_VOCABULARY, min_count: int = 1
