@@ -6,7 +6,8 @@ members and rows), and the file as a whole a `RunSummary`. `from_json`
 rejects a key it does not know with one line naming it, so a misspelt or
 newly written key cannot be read as "absent"; keys a field was added for
 later are optional (None), so the run.json files older runs wrote still read.
-`to_json` leaves out optional fields that are None, as those runs did.
+`to_json` leaves out optional fields that are None, as those runs did
+(`trainer.json_record`).
 
 Sections not typed yet (`tuning`, `execution`, `push`, `weighting_study`,
 `refit_full`) are the JSON values as recorded.
@@ -19,104 +20,19 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import typing
-from collections.abc import Mapping
 from typing import Any
 
 from trainer.atomic import write_json_atomically
 from trainer.config import RunConfig
+from trainer.json_record import JsonRecord, RunJsonError
 from trainer.layout import RUN_JSON, read_run_json
 
 # The threshold objective of a run whose run.json records none: RunConfig's own default, stated once.
 DEFAULT_THRESHOLD_OBJECTIVE = {f.name: f for f in dataclasses.fields(RunConfig)}["threshold_objective"].default
 
 
-class RunJsonError(ValueError):
-    """A run.json record with a key this version does not know, or without one it needs."""
-
-
-def _nested(annotation) -> tuple[type | None, bool]:
-    """(the result type a field holds, whether it holds a tuple of them), from its annotation."""
-    for arg in typing.get_args(annotation) or (annotation,):
-        if dataclasses.is_dataclass(arg):
-            return arg, False
-        if typing.get_origin(arg) is tuple and dataclasses.is_dataclass(typing.get_args(arg)[0]):
-            return typing.get_args(arg)[0], True
-    return None, False
-
-
-class _Record:
-    """to_json / from_json for a frozen dataclass of JSON values and nested records.
-
-    A field without a default is required; `LEGACY` names keys older runs
-    wrote that are read and dropped.
-    """
-
-    LEGACY: typing.ClassVar[frozenset[str]] = frozenset()
-
-    def __post_init__(self):
-        # Typed all the way down: a nested result given as a plain dict (or a list) fails here,
-        # where it is made, not later where it is read.
-        hints = typing.get_type_hints(type(self))
-        for field in dataclasses.fields(self):
-            kind, many = _nested(hints[field.name])
-            value = getattr(self, field.name)
-            if kind is None or value is None:
-                continue
-            if many and not (isinstance(value, tuple) and all(isinstance(v, kind) for v in value)):
-                raise TypeError(f"{type(self).__name__}.{field.name}: expected a tuple of {kind.__name__}")
-            if not many and not isinstance(value, kind):
-                raise TypeError(f"{type(self).__name__}.{field.name}: expected {kind.__name__}, "
-                                f"got {type(value).__name__}")
-
-    def to_json(self) -> dict:
-        """The JSON object of run.json, keys unchanged; optional fields that are None left out."""
-        record = {}
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if value is None and field.default is None:
-                continue
-            if isinstance(value, _Record):
-                value = value.to_json()
-            elif isinstance(value, tuple) and value and isinstance(value[0], _Record):
-                value = [item.to_json() for item in value]
-            record[field.name] = value
-        return record
-
-    @classmethod
-    def from_json(cls, record: Mapping, where: str | None = None):
-        """Reads a run.json object; raises RunJsonError on a key not known here or a required one missing."""
-        where = getattr(cls, "WHERE", cls.__name__) if where is None else where
-        if not isinstance(record, Mapping):
-            raise RunJsonError(f"run.json {where or 'top level'}: expected an object, got {type(record).__name__}")
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(record) - set(fields) - cls.LEGACY)
-        if unknown:
-            raise RunJsonError(f"run.json {where or 'top level'}: unknown key(s) {', '.join(map(repr, unknown))}; "
-                               f"known: {', '.join(fields)}")
-        missing = [name for name, f in fields.items() if _required(f) and name not in record]
-        if missing:
-            raise RunJsonError(f"run.json {where or 'top level'}: missing key(s) {', '.join(map(repr, missing))}")
-        hints = typing.get_type_hints(cls)
-        values = {}
-        for name, value in record.items():
-            if name not in fields:
-                continue  # LEGACY
-            kind, many = _nested(hints[name])
-            if kind is not None and value is not None:
-                inner = f"{where}.{name}" if where else name
-                value = (tuple(kind.from_json(v, f"{inner}[{i}]") for i, v in enumerate(value)) if many
-                         else kind.from_json(value, inner))
-            values[name] = value
-        return cls(**values)
-
-
-def _required(field: dataclasses.Field) -> bool:
-    return field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
-
-
 @dataclasses.dataclass(frozen=True)
-class TestMetrics(_Record):
+class TestMetrics(JsonRecord):
     """Minority-class metrics on the test split at the model's threshold (`trainer.finalize.test_metrics`).
 
     Attributes:
@@ -144,7 +60,7 @@ class TestMetrics(_Record):
 
 
 @dataclasses.dataclass(frozen=True)
-class ThresholdRecord(_Record):
+class ThresholdRecord(JsonRecord):
     """Where a model's decision threshold was chosen on held-out data (`trainer.threshold.choose_threshold`).
 
     Attributes:
@@ -166,7 +82,7 @@ class ThresholdRecord(_Record):
 
 
 @dataclasses.dataclass(frozen=True)
-class RowsSeen(_Record):
+class RowsSeen(JsonRecord):
     """Which rows a member of the exported model was trained on, in numbers and words."""
 
     rows: int
@@ -174,7 +90,7 @@ class RowsSeen(_Record):
 
 
 @dataclasses.dataclass(frozen=True)
-class MemberSummary(_Record):
+class MemberSummary(JsonRecord):
     """One member of an exported ensemble (`trainer.pipeline`): its weight, origin and size.
 
     Attributes:
@@ -203,7 +119,7 @@ class MemberSummary(_Record):
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelSummary(_Record):
+class ModelSummary(JsonRecord):
     """run.json's `weighted` or `baseline` section: one exported model and how it did on test.
 
     `trainer.finalize` fills the first group, `trainer.pipeline` the rest.
@@ -260,7 +176,7 @@ class ModelSummary(_Record):
 
 
 @dataclasses.dataclass(frozen=True)
-class EvaluationRecord(_Record):
+class EvaluationRecord(JsonRecord):
     """run.json's `evaluation` section: what the push gate decided about an execution (`tuning.task`).
 
     Attributes:
@@ -295,7 +211,7 @@ class EvaluationRecord(_Record):
 
 
 @dataclasses.dataclass(frozen=True)
-class RunSummary(_Record):
+class RunSummary(JsonRecord):
     """The whole of run.json.
 
     Attributes:
