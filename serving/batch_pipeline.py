@@ -9,6 +9,10 @@ version and its signatures, the input files, their columns, the output
 directory), so a bad argument ends the job with one line and nothing
 written. The workers write into a hidden staging directory next to
 `--output`, renamed to `--output` only when the pipeline has succeeded.
+On object storage (gs://, s3://: `--data`, `--output`, `--model_base_path`,
+through `trainer.storage`), which has no rename, the part files are written
+under `--output` and `_SUCCESS` last; a failed job removes them. A model on
+s3:// is copied to local disk first (TensorFlow 2.21 cannot open s3://).
 No step shuffles rows, so the driver holds no rows whatever the input size;
 the counts come back through Beam metrics.
 """
@@ -36,10 +40,12 @@ from serving.batch_write import (
     PREDICTION_LOG,
     REFUSED,
     SCORED_COUNTER,
+    SUCCESS_FILE,
     WriteErrors,
     WritePredictions,
 )
 from serving.servable import DEFAULT_SIGNATURE, FEATURES_SIGNATURE, _read_signature_defs
+from trainer import storage
 from trainer.atomic import staging_directory
 from trainer.beam_runner import make_pipeline
 from trainer.data.beam_files import Range, plan_ranges
@@ -65,7 +71,13 @@ class BatchError(ValueError):
 
 def resolve_model(config: BatchConfig) -> tuple[ModelRef, ModelInputs]:
     """The version to score with and the raw features it reads, from its saved_model.pb (no TensorFlow load)."""
-    if not os.path.isdir(config.model_base_path):
+    try:
+        remote = storage.is_remote(config.model_base_path)
+        if remote:
+            storage.check_bucket(config.model_base_path)
+    except OSError as error:
+        raise BatchError(f"--model_base_path {error}") from None
+    if not remote and not os.path.isdir(config.model_base_path):
         raise BatchError(f"--model_base_path {config.model_base_path!r} is not a directory")
     versions = list_versions(config.model_base_path)
     if not versions:
@@ -74,14 +86,29 @@ def resolve_model(config: BatchConfig) -> tuple[ModelRef, ModelInputs]:
     if version not in versions:
         raise BatchError(f"--model_version {version} is not under {config.model_base_path} "
                          f"(versions: {', '.join(map(str, sorted(versions)))})")
-    signatures = _read_signature_defs(versions[version])
+    path = versions[version]
+    if not storage.tensorflow_can_open(path):  # s3:// (TensorFlow 2.21 cannot open it): a local copy
+        path = _local_copy(path)
+    signatures = _read_signature_defs(path)
     missing = [name for name in (FEATURES_SIGNATURE, DEFAULT_SIGNATURE) if name not in signatures]
     if missing:
         raise BatchError(f"{versions[version]} has no {' or '.join(missing)} signature; export it with this package")
     inputs = signatures[FEATURES_SIGNATURE].inputs
     numeric = tuple(sorted(name for name, info in inputs.items() if info.dtype != _DT_STRING))
     text = tuple(sorted(name for name, info in inputs.items() if info.dtype == _DT_STRING))
-    return ModelRef(versions[version], version, config.model_name), ModelInputs(numeric, text)
+    return ModelRef(path, version, config.model_name), ModelInputs(numeric, text)
+
+
+def _local_copy(version_dir: str) -> str:
+    """A version on s3:// copied to the driver's local disk (the in-process runner's workers share it)."""
+    import atexit
+    import shutil
+    import tempfile
+
+    local = tempfile.mkdtemp(prefix="imbalance-batch-model-")
+    atexit.register(shutil.rmtree, local, True)
+    storage.copy_tree(version_dir, local)
+    return local
 
 
 _DT_STRING = 7  # types_pb2.DT_STRING, without importing TensorFlow in the driver's checks
@@ -99,7 +126,15 @@ def _plan(config: BatchConfig, inputs: ModelInputs) -> list[Range]:
 
 
 def _check_output(output: str) -> None:
-    if os.path.isfile(output) or (os.path.isdir(output) and os.listdir(output)):
+    if storage.is_remote(output):
+        try:
+            storage.check_bucket(output)
+            taken = bool(storage.list_files(output)) or storage.exists(output)
+        except OSError as error:
+            raise BatchError(f"--output {error}") from None
+        if taken:
+            raise BatchError(f"--output {output} exists and is not empty; choose a new one")
+    elif os.path.isfile(output) or (os.path.isdir(output) and os.listdir(output)):
         raise BatchError(f"--output {output} exists and is not an empty directory; choose a new one")
 
 
@@ -169,10 +204,12 @@ def score(config: BatchConfig) -> BatchResult:
     """
     model, inputs = resolve_model(config)
     ranges = _plan(config, inputs)
-    output = os.path.abspath(config.output)
+    output = config.output if storage.is_remote(config.output) else os.path.abspath(config.output)
     _check_output(output)
-    parent = os.path.dirname(output)
     logging.getLogger().addFilter(_BeamMemoryProbeNoise())
+    if storage.is_remote(output):
+        return _score_to_object_storage(config, model, inputs, ranges, output)
+    parent = os.path.dirname(output)
     with staging_directory(parent, prefix=f"{os.path.basename(output)}.staging") as staging:
         os.makedirs(staging)
         pipeline = make_pipeline(config.beam_pipeline_args)
@@ -183,6 +220,26 @@ def score(config: BatchConfig) -> BatchResult:
         if os.path.isdir(output):
             os.rmdir(output)  # empty (checked above)
         os.rename(staging, output)
+    return BatchResult(scored, errors, model.version, output)
+
+
+def _score_to_object_storage(config: BatchConfig, model: ModelRef, inputs: ModelInputs, ranges: list[Range],
+                             output: str) -> BatchResult:
+    """Object storage has no rename: the part files go under `output` (each whole or absent), `_SUCCESS` last.
+
+    A failed job removes what it wrote, so `output` holds a complete result
+    with `_SUCCESS`, or nothing.
+    """
+    try:
+        pipeline = make_pipeline(config.beam_pipeline_args)
+        build(pipeline, config, model, inputs, ranges, output)
+        result = pipeline.run()
+        result.wait_until_finish()
+        scored, errors = (_counter(result, name) for name in (SCORED_COUNTER, ERRORS_COUNTER))
+        storage.write_text(storage.join(output, SUCCESS_FILE), f"scored {scored} rows, {errors} errors\n")
+    except BaseException:
+        storage.remove_tree(output)
+        raise
     return BatchResult(scored, errors, model.version, output)
 
 

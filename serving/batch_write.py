@@ -20,6 +20,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import tempfile
 import uuid
 
 import apache_beam as beam
@@ -28,6 +29,7 @@ import pyarrow as pa
 
 from serving.batch_handlers import METRICS_NAMESPACE, Scored
 from serving.batch_rows import RowError
+from trainer import storage
 from trainer.data.beam_files import frame_records
 
 PARQUET, PREDICTION_LOG = "parquet", "prediction_log"
@@ -36,6 +38,8 @@ ROW_GROUP_ROWS = 65_536
 PROBABILITY, CLASS_ID, MODEL_VERSION = "probability", "class_id", "model_version"
 SCORED_COUNTER, ERRORS_COUNTER = "rows_scored", "row_errors"
 REFUSED = "refused"  # errors-<range>-refused.jsonl: rows of batches the model refused
+# Written last into an output on object storage (no rename there): readers trust such an output only with it.
+SUCCESS_FILE = "_SUCCESS"
 
 
 def predictions_name(part: int, output_format: str, continuation: int = 0) -> str:
@@ -72,14 +76,27 @@ class _OneOpen:
 
 
 class _Temporary:
-    """A file written under a hidden temporary name and renamed into place on `publish`."""
+    """A file written under a hidden temporary name and renamed into place on `publish`.
+
+    For an output on object storage (gs://, s3://) the temporary file is on
+    local disk and `publish` copies it to its final name (one object, whole
+    or absent) through `trainer.storage`, then removes it.
+    """
 
     def __init__(self, directory: str, name: str):
-        self.final = os.path.join(directory, name)
-        self.path = os.path.join(directory, f".tmp-{uuid.uuid4().hex}-{name}")
+        self.final = storage.join(directory, name)
+        self._remote = storage.is_remote(directory)
+        hidden = f".tmp-{uuid.uuid4().hex}-{name}"
+        self.path = os.path.join(tempfile.gettempdir(), hidden) if self._remote else os.path.join(directory, hidden)
 
     def publish(self) -> None:
-        os.replace(self.path, self.final)
+        if not self._remote:
+            os.replace(self.path, self.final)
+            return
+        try:
+            storage.copy_file(self.path, self.final)
+        finally:
+            os.remove(self.path)
 
 
 class _ParquetPart:

@@ -270,7 +270,7 @@ def _shape_text(shape: tf.TensorShape) -> str:
 def _read_signature_defs(path: str) -> dict[str, meta_graph_pb2.SignatureDef]:
     """The `serve`-tagged meta graph's SignatureDefs from saved_model.pb."""
     proto = saved_model_pb2.SavedModel()
-    with open(os.path.join(path, SAVED_MODEL_FILE), "rb") as handle:
+    with tf.io.gfile.GFile(os.path.join(path, SAVED_MODEL_FILE), "rb") as handle:  # local or gs://
         proto.ParseFromString(handle.read())
     for meta_graph in proto.meta_graphs:
         if "serve" in meta_graph.meta_info_def.tags:
