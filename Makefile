@@ -51,7 +51,7 @@ bench: install
 bench-quick: install
 	$(PY) -m benchmarks.run
 
-# Issue 20's protocol: the package (through `make tune`'s own command, push gate included) against library
+# The confirmation protocol (docs/benchmarks.md, "Protocol"): the package (through `make tune`'s own command, push gate included) against library
 # defaults and tuned peers on the confirmation sets, which no default was chosen on (docs/benchmarks.md,
 # "Confirmation"). Hours on 2 CPUs; the quick variant (2 small sets, 1 seed, 3 trials) takes a few minutes.
 bench-confirm: install

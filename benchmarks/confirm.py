@@ -1,4 +1,4 @@
-"""The confirmation protocol (issue 20): the package against a user's first tries and tuned peers,
+"""The confirmation protocol (docs/benchmarks.md, "Protocol"): the package against a user's first tries and tuned peers,
 on datasets no default was chosen on (entry point of `make bench-confirm` / `make bench-confirm-quick`).
 
   .venv/bin/python -m benchmarks.confirm              # all confirmation sets, 5 or 3 seeds, every contender

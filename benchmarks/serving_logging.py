@@ -52,7 +52,7 @@ from benchmarks.serving import (
 RESULTS = os.path.join(ROOT, "benchmarks", "results", "serving_logging.json")
 HEADING = "## Serving: request logging cost"
 CONCURRENCY = 32
-TARGET_COST = 0.10  # issue 21: logging at rate 1.0 costs at most 10% of batched throughput
+TARGET_COST = 0.10  # logging at rate 1.0 costs at most 10% of batched throughput
 METRICS_PATH = "/monitoring/prometheus/metrics"
 LOGGING = """
   logging_config {{
@@ -200,11 +200,11 @@ def markdown(report: dict) -> str:
     per_round = ratio["per_round"]
     quartiles = np.percentile(per_round, [25, 75])
     if quartiles[1] - quartiles[0] > report["target_cost"]:  # the noise between rounds is wider than the target
-        verdict = (f"which this run cannot judge against the issue's target of {report['target_cost']:.0%}: the "
+        verdict = (f"which this run cannot judge against the target of {report['target_cost']:.0%}: the "
                    f"middle half of the per-round ratios spans {quartiles[0]:.2f}–{quartiles[1]:.2f}, wider than "
                    "the target (the machine's other load, not the server, sets the rounds' throughput)")
     else:
-        verdict = (f"{'within' if report['cost'] <= report['target_cost'] else 'above'} the issue's target of "
+        verdict = (f"{'within' if report['cost'] <= report['target_cost'] else 'above'} the target of "
                    f"{report['target_cost']:.0%}")
     loads = sorted(float(cell["loadavg"].split()[0]) for key in ("off", "logging") for cell in report["cells"][key]
                    if cell["loadavg"] != "n/a")

@@ -247,7 +247,7 @@ def _contender_notes(payload: dict) -> str:
             "them, threshold from the out-of-fold predictions; otherwise a trial scores validation average "
             "precision after training on train, and that model is kept. Optuna's TPE sampler is seeded with the "
             "split seed; the rows in these development tables started from 3 random trials (as the package's "
-            "Bayesian tuner does), while runs since issue 20 (records with `first_trial`) make the library's "
+            "Bayesian tuner does), while runs since the confirmation protocol (records with `first_trial`) make the library's "
             "defaults the first trial (`benchmarks.tuned.DEFAULTS`), then 2 random ones. Search spaces: "
             "LightGBM num_leaves 4–128, learning_rate 0.01–0.3, min_child_samples 2–100, feature_fraction "
             "0.4–1, bagging_fraction 0.5–1, lambda_l2 1e-3–10, scale_pos_weight 1–N0/N1 (log scales where "
@@ -339,7 +339,7 @@ def speed_section(payload: dict, results_name: str) -> str:
 
 def render(quality: dict | None, speed: dict | None, names: dict[str, str], command: str,
            confirmation: str | None = None) -> str:
-    """The whole generated block, markers included; the confirmation section (issue 20) comes first."""
+    """The whole generated block, markers included; the confirmation section comes first."""
     parts = [START, ""]
     if confirmation:
         parts += [confirmation, ""]

@@ -176,7 +176,7 @@ def answer(rows: list[dict], formula_ratio: float) -> str:
         sentences.append(f"At the 0.5 threshold it moved recall from {unweighted['recall_at_0_5']:.3f} to "
                          f"{tuned['recall_at_0_5']:.3f}; the threshold tuned on held-out data makes that move "
                          f"for any model, so this alone is no reason to weight.")
-    sentences.append(f"The formula N0/N1 = {formula_ratio:.3g}: {_ranking(formula)}.")
+    sentences.append(f"At the textbook ratio N0/N1 = {formula_ratio:.3g}: {_ranking(formula)}.")
     return " ".join(sentences)
 
 
