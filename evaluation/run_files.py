@@ -90,6 +90,9 @@ def run_models(run_dir: str, run_json: RunSummary | None = None) -> list[Evaluat
     for name in (CANDIDATE, BASELINE):
         section = run_json.model(RUN_KEYS[name])
         if section is None:
+            if name == BASELINE:  # trainer.task trains one weighted model; only a tuning execution has the twin
+                raise FileNotFoundError(f"{run_dir} has no unweighted twin to compare with (a trainer.task run "
+                                        "trains one model): evaluate a tuning run (make tune, python -m tuning.task)")
             raise FileNotFoundError(f"run.json has no '{RUN_KEYS[name]}' section: train it first")
         export_dir = section.export_dir or MODEL_DIRS[RUN_KEYS[name]]
         models.append(EvaluatedModel(

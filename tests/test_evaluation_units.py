@@ -198,3 +198,16 @@ def test_the_model_card_names_every_member_its_weight_and_the_rows_it_saw():
     assert _model_in_words(summary) == (
         "0.6 x boosted trees (w1/w0 = 3) + 0.4 x logistic regression on standard inputs (w1/w0 = 1); "
         "trained on 1,870 rows (refit on train + validation); 1,540 rows (train split)")
+
+
+def test_a_run_without_the_twin_is_refused_with_what_to_run_instead(tiny_run):
+    """A trainer.task run has one weighted model: evaluating it says a tuning run is needed, not 'train it'."""
+    from evaluation.run_files import load_run_json, run_models
+
+    config, _, _ = tiny_run
+    run_json = load_run_json(config.output_dir)
+    assert [m.name for m in run_models(config.output_dir, run_json)] == ["candidate", "baseline"]
+    with pytest.raises(FileNotFoundError, match=r"has no unweighted twin .* evaluate a tuning run \(make tune"):
+        run_models(config.output_dir, run_json.replace(baseline=None))
+    with pytest.raises(FileNotFoundError, match="run.json has no 'weighted' section"):
+        run_models(config.output_dir, run_json.replace(weighted=None))
