@@ -202,6 +202,7 @@ def score(config: BatchConfig) -> BatchResult:
     Raises:
       BatchError: a bad argument or input, before anything is written.
     """
+    storage.configure(config.beam_pipeline_args)  # the driver's own reads: `--s3_endpoint_url`, credentials
     model, inputs = resolve_model(config)
     ranges = _plan(config, inputs)
     output = config.output if storage.is_remote(config.output) else os.path.abspath(config.output)

@@ -91,3 +91,20 @@ def test_failed_remote_job_leaves_nothing(gcs, tmp_path, version_dir, monkeypatc
         batch_pipeline.score(batch_pipeline.BatchConfig(model_base_path=model, data=str(tmp_path / "rows.csv"),
                                                         output=output))
     assert storage.list_files(output) == []  # the part files written before the failure were removed
+
+
+def test_s3_endpoint_from_beam_pipeline_args(s3, s3_server, tmp_path, version_dir, monkeypatch, capsys):  # noqa: F811
+    """`--beam-pipeline-args=--s3_endpoint_url=...` reaches the driver's reads and the workers' (no env variable)."""
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3")
+    args = f"--s3_endpoint_url={s3_server.server.url} --s3_access_key_id=testing --s3_secret_access_key=testing"
+    frame = make_synthetic(negatives=30, positives=3, seed=5).drop(columns=["target"])
+    frame.to_csv(tmp_path / "rows.csv", index=False)
+    local_model = tmp_path / "model"
+    publish_version(version_dir, str(local_model))
+    try:
+        assert main(["--model_base_path", str(local_model), "--data", str(tmp_path / "rows.csv"),
+                     "--output", storage.join(s3, "scores"), "--beam-pipeline-args", args]) == 0
+        assert capsys.readouterr().out.strip().endswith(f"scored {len(frame)} rows, 0 errors")
+        assert SUCCESS_FILE in storage.list_files(storage.join(s3, "scores"))
+    finally:
+        storage.configure(["--s3_endpoint_url=" + s3_server.server.url])  # later tests share the process
