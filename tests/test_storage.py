@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -283,3 +284,12 @@ def test_export_version_to_object_storage_predicts_identically(store, request, t
     loaded = tf.saved_model.load(local)
     np.testing.assert_array_equal(loaded.signatures["serving_default"](examples=examples)["scores"].numpy(),
                                   module.serve_examples(examples)["scores"].numpy())
+
+
+def test_a_server_that_cannot_start_is_one_clear_error(tmp_path):
+    """What the fixtures turn into a skip: the command, the port and the server's last words."""
+    from tests.object_storage import free_port, start_server
+
+    with pytest.raises(RuntimeError, match=r"did not start on port \d+: .*no-such-option"):
+        start_server([sys.executable, "-c", "import sys; sys.exit('no-such-option')"], str(tmp_path / "log"),
+                     free_port())
