@@ -75,31 +75,26 @@ _configured = False
 
 
 def configure(beam_pipeline_args: list[str] | tuple[str, ...] = ()) -> None:
-    """Gives Beam's FileSystems their options (`--s3_endpoint_url`, credentials...), once per process.
-
-    Beam's S3 file system needs pipeline options even outside a pipeline.
-    Under `STORAGE_EMULATOR_HOST` (a GCS emulator: no credentials exist)
-    Beam's search for Google credentials, ~21 s of retries before it falls
-    back to anonymous access, is skipped, as google-cloud-storage itself
-    does for an emulator.
-    """
+    """Gives Beam's FileSystems their options (`--s3_endpoint_url`, credentials...); S3 needs them outside pipelines."""
     global _configured
     from apache_beam.io.filesystems import FileSystems
     from apache_beam.options.pipeline_options import PipelineOptions
 
     if beam_pipeline_args or not _configured:
         FileSystems.set_options(PipelineOptions(list(beam_pipeline_args)))
-    if os.environ.get("STORAGE_EMULATOR_HOST"):
-        from apache_beam.internal.gcp import auth
-
-        with auth._Credentials._credentials_lock:
-            auth._Credentials._credentials, auth._Credentials._credentials_init = None, True
     _configured = True
 
 
 def _filesystems():
     if not _configured:
         configure()
+    if os.environ.get("STORAGE_EMULATOR_HOST"):
+        # A GCS emulator has no credentials: skip Beam's search for them (~21 s of retries before it falls
+        # back to anonymous access), as google-cloud-storage itself does for an emulator.
+        from apache_beam.internal.gcp import auth
+
+        with auth._Credentials._credentials_lock:
+            auth._Credentials._credentials, auth._Credentials._credentials_init = None, True
     from apache_beam.io.filesystems import FileSystems
 
     return FileSystems
@@ -108,19 +103,18 @@ def _filesystems():
 def check_bucket(path: str) -> None:
     """Remote only: a missing bucket is a StorageError naming it (Beam reports a missing file, or nothing)."""
     bucket = "/".join(path.split("/")[:3])
-    if scheme(path) == GCS:
-        from apache_beam.io.gcp import gcsio
+    options = _filesystems()._pipeline_options
+    try:
+        if scheme(path) == GCS:
+            from apache_beam.io.gcp import gcsio
 
-        found = gcsio.GcsIO(pipeline_options=_filesystems()._pipeline_options).get_bucket(bucket[5:])
-    else:
-        from apache_beam.io.aws import s3io
+            found = gcsio.GcsIO(pipeline_options=options).get_bucket(bucket[5:]) is not None
+        else:
+            from apache_beam.io.aws import s3io
 
-        client = s3io.S3IO(options=_filesystems()._pipeline_options).client.client
-        try:
-            client.head_bucket(Bucket=bucket[5:])
-            found = True
-        except Exception:  # botocore's ClientError (404/403) or a connection failure
-            found = False
+            found = s3io.S3IO(options=options).client.client.head_bucket(Bucket=bucket[5:]) is not None
+    except Exception:  # 404/403 from the store, or no connection: one line below either way
+        found = False
     if not found:
         raise StorageError(f"{path}: the bucket {bucket} does not exist or cannot be reached")
 
