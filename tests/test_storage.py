@@ -293,3 +293,29 @@ def test_a_server_that_cannot_start_is_one_clear_error(tmp_path):
     with pytest.raises(RuntimeError, match=r"did not start on port \d+: .*no-such-option"):
         start_server([sys.executable, "-c", "import sys; sys.exit('no-such-option')"], str(tmp_path / "log"),
                      free_port())
+
+
+@pytest.mark.slow
+def test_checkpoints_and_summaries_on_gcs_through_the_proxy(gcs):  # noqa: F811
+    """What a run directory on gs:// needs from TensorFlow besides SavedModels: checkpoints and TensorBoard logs."""
+    import tensorflow as tf
+
+    weights = tf.Variable([1.5, -2.0, 0.25])
+    checkpoint = tf.train.Checkpoint(weights=weights)
+    prefix = checkpoint.save(storage.join(gcs, "run", "checkpoints", "ckpt"))
+    assert tf.train.latest_checkpoint(storage.join(gcs, "run", "checkpoints")) == prefix
+    weights.assign([0.0, 0.0, 0.0])
+    checkpoint.restore(prefix).assert_consumed()
+    np.testing.assert_array_equal(weights.numpy(), [1.5, -2.0, 0.25])
+
+    logs = storage.join(gcs, "run", "logs", "weighted")
+    writer = tf.summary.create_file_writer(logs)
+    with writer.as_default():
+        for step, value in enumerate([0.5, 0.25, 0.125]):
+            tf.summary.scalar("loss", value, step=step)
+    writer.close()
+    events = storage.glob(storage.join(logs, "events.out.tfevents.*"))
+    assert len(events) == 1
+    read = [(e.step, float(tf.make_ndarray(v.tensor))) for e in tf.compat.v1.train.summary_iterator(events[0])
+            for v in e.summary.value if v.tag == "loss"]
+    assert read == [(0, 0.5), (1, 0.25), (2, 0.125)]
