@@ -64,6 +64,59 @@ def test_server_polls_object_storage_and_never_sees_half_a_version(store, reques
         running.stop()
 
 
+def test_server_process_on_gcs_answers_and_takes_a_new_version(gcs, version_dir, reference, rows):  # noqa: F811
+    """`python -m serving.server --model_base_path gs://...`: answers, then serves version 2 once published."""
+    import os
+    import signal
+
+    from tests.serving_fixtures import free_port
+
+    base = storage.join(gcs, "run", "serving_model")
+    publish_version(version_dir, base)
+    rest_port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "serving.server", f"--model_name={MODEL}",
+                                f"--model_base_path={base}", "--port=0", f"--rest_api_port={rest_port}",
+                                "--file_system_poll_wait_seconds=1"], cwd=REPO, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    url = f"http://127.0.0.1:{rest_port}/v1/models/{MODEL}"
+    serialized = [serialize(example_features(row)) for row in rows]
+    expected = call_signature(reference, "serving_default", examples=serialized)
+    try:
+        assert _wait_for(process, url, "1"), process.stderr.read().decode()[-2000:] if process.poll() else "no v1"
+        response = post(f"{url}:predict", {"instances": [{"b64": _b64(s)} for s in serialized]})
+        assert response.status_code == 200, response.text
+        assert_close([p["scores"] for p in response.json()["predictions"]], expected["scores"])
+        publish_version(version_dir, base)
+        assert _wait_for(process, url, "2"), "version 2 was not served"
+        body = requests.get(url, timeout=30).json()
+        assert {s["version"]: s["state"] for s in body["model_version_status"]} == {"2": "AVAILABLE", "1": "END"}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_for(process, url: str, version: str) -> bool:
+    """Polls the status until `version` is AVAILABLE; bounded (about 4 minutes), False if it never is."""
+    for _ in range(480):
+        if process.poll() is not None:
+            return False
+        try:
+            states = {s["version"]: s["state"] for s in requests.get(url, timeout=5).json()["model_version_status"]}
+            if states.get(version) == "AVAILABLE":
+                return True
+        except (requests.ConnectionError, KeyError, ValueError):
+            pass
+        try:
+            process.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+            pass
+    return False
+
+
 def _b64(data: bytes) -> str:
     import base64
 
