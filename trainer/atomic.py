@@ -15,6 +15,7 @@ with a completion marker written last, which readers trust
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import shutil
@@ -27,7 +28,14 @@ from trainer.layout import SAVED_MODEL_FILE, next_version
 
 
 def write_text_atomically(path: str, text: str) -> None:
-    """Replaces `path` with `text` (UTF-8), atomically."""
+    """Replaces `path` with `text` (UTF-8), atomically.
+
+    On object storage (gs://, s3://) the object is uploaded in one piece:
+    GCS and S3 show an object whole or not at all, and replace it whole.
+    """
+    if storage.is_remote(path):
+        storage.write_text(path, text)
+        return
     temporary = f"{path}.tmp-{os.getpid()}"
     try:
         with open(temporary, "w", encoding="utf-8", newline="") as handle:
@@ -45,6 +53,12 @@ def write_arrays_atomically(path: str, **arrays) -> None:
     """Replaces `path` with NumPy's `.npz` of `arrays`, atomically (a reader never sees half a file)."""
     import numpy as np
 
+    if storage.is_remote(path):  # one object, whole or absent (as write_text_atomically)
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        with storage.open_file(path, "wb") as handle:
+            handle.write(buffer.getvalue())
+        return
     temporary = f"{path}.tmp-{os.getpid()}.npz"  # np.savez appends .npz to names without it
     try:
         np.savez(temporary, **arrays)
