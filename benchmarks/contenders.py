@@ -251,9 +251,9 @@ def run_package_tuned(dataset: Dataset, assignment: np.ndarray, seed: int, workd
     """The package's tuned model: `tuning.pipeline.run_tuning(config, evaluate=None)` on a fresh run directory.
 
     The tuner gets `trials` trials (`max_trials`) and scores them its own way;
-    the exported weighted model (`summary["weighted"].version_dir`) is
+    the exported weighted model (`summary.weighted.version_dir`) is
     scored on the test TFRecords like `run_package`'s, at the threshold the
-    package chose (`summary["weighted"].threshold.value`). "train
+    package chose (`summary.weighted.threshold.value`). "train
     seconds" = the search plus the retraining of the best weighted model.
 
     `make_tune=True` runs `make tune`'s own command instead (`tuning.task.main`,
@@ -280,15 +280,15 @@ def run_package_tuned(dataset: Dataset, assignment: np.ndarray, seed: int, workd
     started = time.time()
     summary = run_tuning(config, evaluate=None)
     run_seconds = time.time() - started
-    data = prepare_data(config.replace(output_dir=summary["execution"]["path"]))  # the execution's data, reused
+    data = prepare_data(config.replace(output_dir=summary.execution["path"]))  # the execution's data, reused
     check = verify_split(data, dataset, assignment)
-    weighted = summary["weighted"]
+    weighted = summary.weighted
     predicted = predict_test(weighted.version_dir, data.pattern("test"), data.schema)
-    tuning = {k: v for k, v in summary.get("tuning", {}).items()
+    tuning = {k: v for k, v in summary.tuning.items()
               if k not in ("best", "best_file") and isinstance(v, (str, int, float, bool, type(None)))}
     return {"labels": predicted["labels"], "scores": predicted["scores"],
             "threshold": weighted.threshold.value,
-            "train_seconds": float(summary["tuning"]["search_seconds"]) + float(weighted.train_seconds),
+            "train_seconds": float(summary.tuning["search_seconds"]) + float(weighted.train_seconds),
             "run_tuning_seconds": round(run_seconds, 1), "trials": trials, "package_tuning": tuning,
             "hyperparameters": weighted.hyperparameters, "epochs_run": weighted.epochs_run,
             "weight_ratio": weighted.weight_ratio, "calibration": weighted.calibration["kind"],

@@ -43,9 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     for intervals in args.methods.split(","):
         started = time.time()
         summary = run_evaluation(RUN, EvaluationOptions(intervals=intervals))
-        results[intervals] = {"tfma_seconds": summary["tfma_seconds"],
+        results[intervals] = {"tfma_seconds": summary.tfma_seconds,
                               "run_evaluation_seconds": round(time.time() - started, 1),
-                              "pr_auc_interval": summary["intervals"]["candidate"].get("pr_auc")}
+                              "pr_auc_interval": summary.intervals["candidate"].get("pr_auc")}
         print(intervals, results[intervals], flush=True)
     base = results.get("none", next(iter(results.values())))["tfma_seconds"]
     for value in results.values():

@@ -58,8 +58,8 @@ def evaluate(run_dir: str, intervals: str, beam_args: str) -> dict:
     options = EvaluationOptions(intervals=intervals, beam_pipeline_args=tuple(shlex.split(beam_args)))
     started = time.time()
     summary = run_evaluation(run_dir, options)
-    return {"run_evaluation_seconds": time.time() - started, "tfma_seconds": summary["tfma_seconds"],
-            "blessed": summary["blessed"], "intervals": summary["gate"]["intervals"], "beam_args": beam_args}
+    return {"run_evaluation_seconds": time.time() - started, "tfma_seconds": summary.tfma_seconds,
+            "blessed": summary.blessed, "intervals": summary.gate.intervals, "beam_args": beam_args}
 
 
 def infer(run_dir: str) -> dict:
@@ -148,7 +148,7 @@ def tune(run_dir: str, trials: int, tuning_epochs: int, epochs: int) -> dict:
     started = time.time()
     summary = run_tuning(config)
     total = time.time() - started
-    search, done = summary["tuning"]["search_seconds"], summary["tuning"]["trials"]
+    search, done = summary.tuning["search_seconds"], summary.tuning["trials"]
     train_examples = sum(load_counts(os.path.join(execution, DATA_DIR))["train"])
     shutil.rmtree(tune_dir, ignore_errors=True)
     return {"trials": done, "tuning_epochs": tuning_epochs, "retrain_epochs": epochs, "search_seconds": search,

@@ -7,10 +7,15 @@ and Beam load only when an evaluation runs.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from evaluation.options import EvaluationOptions
 
+if TYPE_CHECKING:  # evaluation.evaluate loads TFMA's readers: only when an evaluation runs
+    from evaluation.evaluate import EvaluationSummary
 
-def run_evaluation(run_dir: str, options: EvaluationOptions | None = None) -> dict:
+
+def run_evaluation(run_dir: str, options: EvaluationOptions | None = None) -> EvaluationSummary:
     """See `evaluation.evaluate.run_evaluation`."""
     from evaluation.evaluate import run_evaluation as evaluate
 

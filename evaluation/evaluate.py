@@ -8,8 +8,8 @@ import os
 import numpy as np
 
 from evaluation.blessing import read_verdict, write_marker
-from evaluation.decision import decide
-from evaluation.gate import resolve_gate
+from evaluation.decision import Decision, decide
+from evaluation.gate import Gate, resolve_gate
 from evaluation.options import EvaluationOptions
 from evaluation.predictions import predict_test, reliability
 from evaluation.results import OVERALL, load_model_result
@@ -34,6 +34,52 @@ from trainer.summary import RunSummary
 SUMMARY_FILE = "summary.json"  # in EVALUATION_DIR
 
 
+@dataclasses.dataclass(frozen=True)
+class EvaluationSummary:
+    """What `run_evaluation` found (`to_json()` is `RUN/evaluation/summary.json`).
+
+    Attributes:
+      blessed: TFMA's verdict on the candidate: every check passed.
+      failures: The failed checks, in words.
+      checks: The gate in words, with the measured values.
+      gate: The resolved push gate (`evaluation.gate`).
+      decision: What to serve (`evaluation.decision`: on a first execution
+        the twin may be served instead, or the candidate in spite of a failed
+        change check).
+      evaluation_dir, report: TFMA's output directory and the HTML report.
+      tfma_seconds: TFMA's wall time (None with `report_only`).
+      models: {model name: {"path", "threshold"}} as evaluated.
+      metrics: {model name: TFMA's overall-slice metrics}.
+      intervals: {model: {metric: [lower, upper]}}, inside each metric's range.
+      interval_methods: {model: {metric: method}} (`evaluation.intervals.METHODS`).
+      tfma_intervals: {model: {metric: [lower, upper]}}, TFMA's own.
+    """
+
+    blessed: bool
+    failures: tuple[str, ...]
+    checks: list[str]
+    gate: Gate
+    decision: Decision
+    evaluation_dir: str
+    report: str
+    tfma_seconds: float | None
+    models: dict
+    metrics: dict
+    intervals: dict
+    interval_methods: dict
+    tfma_intervals: dict
+
+    @property
+    def verdict(self) -> str:
+        """The marker's name: BLESSED or NOT_BLESSED."""
+        return "BLESSED" if self.blessed else "NOT_BLESSED"
+
+    def to_json(self) -> dict:
+        """summary.json: the fields, with the gate and the decision as objects."""
+        return {**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)}, "failures": list(self.failures),
+                "gate": dataclasses.asdict(self.gate), "decision": dataclasses.asdict(self.decision)}
+
+
 def resolve_models(run_dir: str, options: EvaluationOptions, run_json: RunSummary) -> list[EvaluatedModel]:
     """The run's models (candidate, baseline[, served]), with any overrides applied."""
     overrides = {CANDIDATE: (options.candidate_dir, options.candidate_threshold),
@@ -51,7 +97,7 @@ def resolve_models(run_dir: str, options: EvaluationOptions, run_json: RunSummar
     return models
 
 
-def run_evaluation(run_dir: str, options: EvaluationOptions | None = None) -> dict:
+def run_evaluation(run_dir: str, options: EvaluationOptions | None = None) -> EvaluationSummary:
     """Evaluates a trained run and writes `RUN/evaluation/` and `RUN/report/`.
 
     Runs TFMA over the test split for the weighted model (candidate), its
@@ -71,15 +117,7 @@ def run_evaluation(run_dir: str, options: EvaluationOptions | None = None) -> di
       options: Slices, thresholds, Beam args; defaults when None.
 
     Returns:
-      A JSON-able summary (also written to `RUN/evaluation/summary.json`):
-      `blessed` (bool), `failures` (list of str), `checks` (the gate in
-      words, with the measured values), `gate`, `decision` (`serve`:
-      `candidate`, `baseline` or None; `reason`: one line or None;
-      `first_execution`), `evaluation_dir`, `report`, `tfma_seconds` (None
-      with `report_only`), `metrics`: {model name: overall-slice metrics},
-      `intervals` ({model: {metric: [lower, upper]}}, inside each metric's
-      range), `interval_methods` ({model: {metric: method}},
-      `evaluation.intervals.METHODS`) and `tfma_intervals` (TFMA's own).
+      An `EvaluationSummary` (also written to `RUN/evaluation/summary.json`).
 
     Raises:
       FileNotFoundError: the run lacks models, run.json or the test split
@@ -120,16 +158,17 @@ def run_evaluation(run_dir: str, options: EvaluationOptions | None = None) -> di
     results = {m.name: load_model_result(eval_dir, m.name) for m in models}
     decision = decide(gate, verdict, {name: result.overall for name, result in results.items()})
     report_path = _report(run_dir, models, results, verdict, run_json, gate, seconds, predictions, decision)
-    summary = {"blessed": verdict.blessed, "failures": list(verdict.failures), "checks": gate.in_words(),
-               "gate": dataclasses.asdict(gate), "decision": dataclasses.asdict(decision), "evaluation_dir": eval_dir,
-               "report": report_path, "tfma_seconds": None if seconds is None else round(seconds, 1),
-               "models": {m.name: {"path": m.path, "threshold": m.threshold} for m in models},
-               "metrics": {name: result.overall for name, result in results.items()},
-               # Shown intervals, inside each metric's range, how each was made, and TFMA's own.
-               "intervals": {name: result.overall_intervals for name, result in results.items()},
-               "interval_methods": {name: result.overall_interval_methods for name, result in results.items()},
-               "tfma_intervals": {name: result.tfma_intervals.get(OVERALL, {}) for name, result in results.items()}}
-    write_json_atomically(os.path.join(eval_dir, SUMMARY_FILE), summary)
+    summary = EvaluationSummary(
+        blessed=verdict.blessed, failures=tuple(verdict.failures), checks=gate.in_words(), gate=gate,
+        decision=decision, evaluation_dir=eval_dir, report=report_path,
+        tfma_seconds=None if seconds is None else round(seconds, 1),
+        models={m.name: {"path": m.path, "threshold": m.threshold} for m in models},
+        metrics={name: result.overall for name, result in results.items()},
+        # Shown intervals, inside each metric's range, how each was made, and TFMA's own.
+        intervals={name: result.overall_intervals for name, result in results.items()},
+        interval_methods={name: result.overall_interval_methods for name, result in results.items()},
+        tfma_intervals={name: result.tfma_intervals.get(OVERALL, {}) for name, result in results.items()})
+    write_json_atomically(os.path.join(eval_dir, SUMMARY_FILE), summary.to_json())
     return summary
 
 

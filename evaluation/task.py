@@ -49,25 +49,23 @@ def main(argv: list[str] | None = None) -> int:
 def _evaluate(argv: list[str] | None) -> int:
     args = parse_args(argv)
     cli.start(show_native_logs=args.tensorflow_logs)
-    from evaluation.decision import Decision
     from evaluation.evaluate import run_evaluation
 
     options = gate_options(args, beam_pipeline_args=cli.beam_args(args), report_only=args.report_only)
     summary = run_evaluation(resolve_run(args.run), options)
-    verdict = "BLESSED" if summary["blessed"] else "NOT_BLESSED"
-    print(f"{verdict}  report: {summary['report']}")
+    print(f"{summary.verdict}  report: {summary.report}")
     if args.report_only and os.path.isdir(os.path.join(args.run, MONITORING_DIR)):  # drawn again with the report
         from evaluation.monitoring import write_monitoring_page
 
         print(f"monitoring: {write_monitoring_page(args.run)}")
-    for failure in summary["failures"]:
+    for failure in summary.failures:
         print(f"  failed: {failure}")
-    decision = Decision(**summary["decision"]).in_words()
+    decision = summary.decision.in_words()
     if decision:  # the verdict alone does not say what a first execution serves; this command never pushes
         print(f"first execution: {decision}")
-    if summary["tfma_seconds"] is not None:
-        print(f"TFMA: {summary['tfma_seconds']} s")
-    return 0 if summary["blessed"] or args.report_only else 1
+    if summary.tfma_seconds is not None:
+        print(f"TFMA: {summary.tfma_seconds} s")
+    return 0 if summary.blessed or args.report_only else 1
 
 
 if __name__ == "__main__":

@@ -221,7 +221,7 @@ def test_tfma_attribution_metrics_match_the_explained_rows(evaluated_with_trees)
         reference = (weights[:, None] * np.abs(attributions.values[positive])).sum(axis=0) / weights.sum()
         np.testing.assert_allclose([minority[f] for f in attributions.features], reference, rtol=1e-6, atol=1e-6)
         np.testing.assert_allclose(attributions.margins, served, rtol=0, atol=1e-5)
-    with open(summary["report"], encoding="utf-8") as handle:
+    with open(summary.report, encoding="utf-8") as handle:
         page = handle.read()
     assert "What drives the minority predictions?" in page and "exact TreeSHAP" in page
     assert "<td class='name'>explanations</td>" in page

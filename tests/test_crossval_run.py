@@ -22,7 +22,7 @@ def tuned(tmp_path_factory, tiny_csv):
                          tuning_epochs=1, epochs=2, selection="cross_validation", cv_folds=2)
     summary = run_tuning(config)
     # The execution's directory holds what a trainer run would (data/, tuning/, models).
-    return config.replace(output_dir=summary["execution"]["path"]), summary
+    return config.replace(output_dir=summary.execution["path"]), summary
 
 
 def test_first_trial_is_the_default_configuration(tuned):
@@ -39,7 +39,7 @@ def test_first_trial_is_the_default_configuration(tuned):
 def test_final_model_is_the_fold_ensemble_thresholded_out_of_fold(tuned):
     config, summary = tuned
     data = prepare_data(config)
-    weighted = summary["weighted"]
+    weighted = summary.weighted
     assert weighted.selection == "cross_validation"
     for member in weighted.members or [weighted]:  # an ensemble's members, or the single model
         assert len(member.cross_validation["fold_scores"]) == 2
@@ -51,4 +51,4 @@ def test_final_model_is_the_fold_ensemble_thresholded_out_of_fold(tuned):
     outputs = loaded.signatures["serving_default"](examples=serialized)
     np.testing.assert_array_equal(outputs["class_ids"].numpy(),
                                   (outputs["scores"].numpy() >= np.float32(weighted.threshold.value)))
-    assert summary["baseline"].selection == "cross_validation"
+    assert summary.baseline.selection == "cross_validation"

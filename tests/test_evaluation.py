@@ -52,7 +52,7 @@ def test_tfma_agrees_with_scikit_learn_on_model_predictions(evaluated):
     for model in run_models(run_dir):
         predicted = predict_test(model.path, split_pattern(run_dir), schema)
         labels, scores = predicted["labels"], predicted["scores"]
-        tfma_metrics = summary["metrics"][model.name]
+        tfma_metrics = summary.metrics[model.name]
         assert tfma_metrics["example_count"] == labels.size
         assert abs(tfma_metrics["pr_auc"] - average_precision_score(labels, scores)) < PR_AUC_TOLERANCE
         assert abs(tfma_metrics["auc"] - roc_auc_score(labels, scores)) < ROC_AUC_TOLERANCE
@@ -78,7 +78,7 @@ def test_per_class_metrics_and_label_slices_load_back(evaluated):
 
     run_dir, summary = evaluated
     label = run_schema(run_dir).label
-    eval_dir = summary["evaluation_dir"]
+    eval_dir = summary.evaluation_dir
     for name in ("candidate", "baseline"):
         result = tfma.load_eval_result(eval_dir, model_name=name)
         slices = dict(result.slicing_metrics)
@@ -91,15 +91,19 @@ def test_per_class_metrics_and_label_slices_load_back(evaluated):
         assert any(key and key[0][0] == "x0_bucket" for key in slices)  # bucketed numeric slices
         assert any(key and key[0][0] == "region" for key in slices)
     validation = tfma.load_validation_result(eval_dir)
-    assert validation.validation_ok == summary["blessed"]
-    marker = "BLESSED" if summary["blessed"] else "NOT_BLESSED"
+    assert validation.validation_ok == summary.blessed
+    marker = "BLESSED" if summary.blessed else "NOT_BLESSED"
     assert os.listdir(eval_dir).count(marker) == 1
-    assert ("NOT_BLESSED" if summary["blessed"] else "BLESSED") not in os.listdir(eval_dir)
+    assert ("NOT_BLESSED" if summary.blessed else "BLESSED") not in os.listdir(eval_dir)
+    with open(os.path.join(eval_dir, "summary.json")) as handle:  # the typed summary, written as JSON
+        written = json.load(handle)
+    assert written["blessed"] == summary.blessed and written["decision"]["serve"] == summary.decision.serve
+    assert written["gate"]["candidate"]["min_recall"] == summary.gate.candidate.min_recall
 
 
 def test_report_renders_with_every_image(evaluated):
     run_dir, summary = evaluated
-    report = summary["report"]
+    report = summary.report
     with open(report, encoding="utf-8") as handle:
         page = handle.read()
     sources = re.findall(r"<img src='([^']+)'", page)
@@ -109,12 +113,12 @@ def test_report_renders_with_every_image(evaluated):
         with open(path, "rb") as handle:
             assert handle.read(8) == PNG_MAGIC, source
     assert "<script" not in page and "http" not in page  # static, no network
-    assert ("NOT_BLESSED" in page) != summary["blessed"]
+    assert ("NOT_BLESSED" in page) != summary.blessed
     assert "target = 0" in page and "weighted" in page
     # The model card: the class balance of every split, from run.json, and the gate's decision.
     counts = json.load(open(os.path.join(run_dir, "run.json")))["weighted"]["class_counts"]
     assert "Model card" in page and f"<td>{counts['test'][1]:,}</td>" in page
-    assert ("BLESSED: every check passed" in page) == summary["blessed"]
+    assert ("BLESSED: every check passed" in page) == summary.blessed
 
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -131,7 +135,7 @@ def test_report_fits_a_laptop_screen_in_a_headless_browser(evaluated, tmp_path):
     if chromium is None:
         pytest.skip("no Chromium on this machine: the page is checked as HTML only")
     copy = tmp_path / "report"
-    shutil.copytree(os.path.dirname(evaluated[1]["report"]), copy)
+    shutil.copytree(os.path.dirname(evaluated[1].report), copy)
     page = (copy / "index.html").read_text(encoding="utf-8")
     (copy / "probe.html").write_text(page.replace("</body>", WIDTH_PROBE + "</body>"), encoding="utf-8")
     dom = subprocess.run([chromium, *CHROMIUM_FLAGS, "--dump-dom", f"file://{copy / 'probe.html'}"], check=False,
@@ -174,7 +178,7 @@ TREE_PANEL = "trees: validation PR-AUC per boosting round"
 
 
 def test_a_neural_run_s_report_has_no_empty_figure(evaluated):
-    assert_no_empty_figure(evaluated[1]["report"], NEURAL_PANELS)
+    assert_no_empty_figure(evaluated[1].report, NEURAL_PANELS)
 
 
 def test_a_trees_only_run_s_report_draws_boosting_rounds(tiny_run, tmp_path):
@@ -188,8 +192,8 @@ def test_a_trees_only_run_s_report_draws_boosting_rounds(tiny_run, tmp_path):
         train_and_export(config, members=[Member({"model_family": "trees"})], weighted=weighted)
     summary = run_evaluation(run_dir, EvaluationOptions(slice_features=(), min_recall=0.0, intervals="none",
                                                         attribution_rows=0))  # the figures only
-    assert_no_empty_figure(summary["report"], {TREE_PANEL})
-    assert report_figures(summary["report"])["training.png"][TREE_PANEL] >= 2 * 2  # two curves of >= 1 round + dots
+    assert_no_empty_figure(summary.report, {TREE_PANEL})
+    assert report_figures(summary.report)["training.png"][TREE_PANEL] >= 2 * 2  # two curves of >= 1 round + dots
 
 
 def test_a_near_perfect_model_s_intervals_stay_inside_zero_one(tiny_run, tmp_path):
@@ -199,7 +203,7 @@ def test_a_near_perfect_model_s_intervals_stay_inside_zero_one(tiny_run, tmp_pat
     summary = run_evaluation(run_dir, EvaluationOptions(candidate_dir=model, candidate_threshold=0.5,
                                                         slice_features=(), min_recall=0.0, intervals="jackknife",
                                                         attribution_rows=0))  # intervals only
-    metrics, shown, raw = (summary[key]["candidate"] for key in ("metrics", "intervals", "tfma_intervals"))
+    metrics, shown, raw = (getattr(summary, key)["candidate"] for key in ("metrics", "intervals", "tfma_intervals"))
     # Near-perfect, as built: about 5% of positives fall below 0.5 (recall 0.9 exactly on the tiny test split).
     assert metrics["pr_auc"] > 0.95 and metrics["recall"] >= 0.9
     assert any(high > 1.0 for name, (low, high) in raw.items() if not name.endswith("_diff"))  # the issue
@@ -209,7 +213,7 @@ def test_a_near_perfect_model_s_intervals_stay_inside_zero_one(tiny_run, tmp_pat
         else:
             upper = float("inf") if name.endswith("calibration") else 1.0  # mean prediction / mean label
             assert 0.0 <= low <= metrics[name] <= high <= upper, (name, low, high)
-    with open(summary["report"], encoding="utf-8") as handle:
+    with open(summary.report, encoding="utf-8") as handle:
         rows = re.findall(r"<tr><td class='name'>([^<]+)</td>(.*?)</tr>", handle.read())
     brackets = [(title, float(low), float(high)) for title, cells in rows if not title.startswith("calibration")
                 for low, high in re.findall(r"\[(-?[\d.]+), (-?[\d.]+)\]", cells)]
@@ -238,8 +242,8 @@ def save_near_perfect_model(path: str, label: str) -> str:
 def test_report_only_rebuilds_without_tfma(evaluated):
     run_dir, summary = evaluated
     again = run_evaluation(run_dir, EvaluationOptions(report_only=True))
-    assert again["tfma_seconds"] is None and again["blessed"] == summary["blessed"]
-    assert again["metrics"]["candidate"]["pr_auc"] == summary["metrics"]["candidate"]["pr_auc"]
+    assert again.tfma_seconds is None and again.blessed == summary.blessed
+    assert again.metrics["candidate"]["pr_auc"] == summary.metrics["candidate"]["pr_auc"]
 
 
 def save_random_model(path: str) -> str:
@@ -287,9 +291,9 @@ def test_a_tree_family_blend_evaluates_in_tfma_like_a_neural_model(tiny_run, tmp
     evaluation = run_evaluation(run_dir, EvaluationOptions(min_recall=0.0, intervals="none"))
     predicted = predict_test(summary.version_dir, split_pattern(run_dir), run_schema(run_dir))
     expected = average_precision_score(predicted["labels"], predicted["scores"])
-    assert abs(evaluation["metrics"]["candidate"]["pr_auc"] - expected) < PR_AUC_TOLERANCE
+    assert abs(evaluation.metrics["candidate"]["pr_auc"] - expected) < PR_AUC_TOLERANCE
     # The blend's training figure: the trees' rounds and the neural member's epochs (the baseline is neural).
-    assert_no_empty_figure(evaluation["report"], NEURAL_PANELS | {TREE_PANEL})
+    assert_no_empty_figure(evaluation.report, NEURAL_PANELS | {TREE_PANEL})
 
 
 def test_tfma_intervals_agree_with_a_numpy_bootstrap(evaluated):
@@ -305,7 +309,7 @@ def test_tfma_intervals_agree_with_a_numpy_bootstrap(evaluated):
     from evaluation.predictions import predict_test
 
     run_dir, summary = evaluated  # default options: "auto" intervals, jackknife on a test split this small
-    assert summary["gate"]["intervals"] == "jackknife"
+    assert summary.gate.intervals == "jackknife"
     candidate = next(m for m in run_models(run_dir) if m.name == "candidate")
     predicted = predict_test(candidate.path, split_pattern(run_dir), run_schema(run_dir))
     labels, scores = predicted["labels"], predicted["scores"]
@@ -316,10 +320,10 @@ def test_tfma_intervals_agree_with_a_numpy_bootstrap(evaluated):
     samples = [rng.integers(0, labels.size, labels.size) for _ in range(2000)]
     t = stats.t.ppf(0.975, df=19)
     for name, statistic in statistics.items():
-        low, high = summary["tfma_intervals"]["candidate"][name]
-        point = summary["metrics"]["candidate"][name]
+        low, high = summary.tfma_intervals["candidate"][name]
+        point = summary.metrics["candidate"][name]
         assert low <= point <= high
-        shown_low, shown_high = summary["intervals"]["candidate"][name]  # rebuilt inside [0, 1]
+        shown_low, shown_high = summary.intervals["candidate"][name]  # rebuilt inside [0, 1]
         assert 0.0 <= shown_low <= point <= shown_high <= 1.0
         tfma_se = (high - low) / (2 * t)
         numpy_se = np.std([statistic(labels[i], scores[i], decided[i]) for i in samples], ddof=1)

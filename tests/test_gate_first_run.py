@@ -120,8 +120,8 @@ def test_a_twin_better_beyond_noise_is_served_instead(tmp_path, saved_model_dir,
 
     # The pusher serves the twin's own version directory with its own threshold, and records it.
     run_dir, summary = tuning_summary(tmp_path, saved_model_dir, gate, verdict, decision, thresholds=(0.31, 0.27))
-    summary["push"] = push_of(run_dir, summary)
-    push = summary["push"]
+    summary = summary.replace(push=push_of(run_dir, summary))
+    push = summary.push
     assert push["pushed"] and push["model"] == "baseline" and push["version"] == 1
     assert push["reason"].startswith("pushed the unweighted twin: it beat the candidate beyond noise on test (PR-AUC")
     served = served_model(run_dir)
@@ -130,7 +130,7 @@ def test_a_twin_better_beyond_noise_is_served_instead(tmp_path, saved_model_dir,
         assert json.load(handle)["model"] == "baseline"
     history = record_execution(summary)
     assert history["pushed_model"] == "baseline" and history["pushed_version"] == 1
-    run_json = json.load(open(os.path.join(summary["execution"]["path"], "run.json")))
+    run_json = json.load(open(os.path.join(summary.execution["path"], "run.json")))
     assert run_json["push"]["model"] == "baseline" and run_json["evaluation"]["decision"]["serve"] == "baseline"
     printed = print_tuning_summary(summary, capsys)
     assert f"push:    pushed the unweighted twin: it beat the candidate beyond noise on test (PR-AUC {twin_auc:.4f}" \
@@ -172,8 +172,8 @@ def test_precision_a_little_below_p_within_both_splits_uncertainty_passes(tmp_pa
     precision_check = next(c for c in gate.in_words() if c.startswith("candidate precision"))
     assert "both splits' uncertainty" in precision_check and f"measured on test {177 / 400:.3f}" in precision_check
     run_dir, summary = tuning_summary(tmp_path, saved_model_dir, gate, verdict, decision, thresholds=(0.8, 0.8))
-    summary["push"] = push_of(run_dir, summary)
-    assert summary["push"]["pushed"] and summary["push"]["reason"] == "BLESSED: pushed as version 1"
+    summary = summary.replace(push=push_of(run_dir, summary))
+    assert summary.push["pushed"] and summary.push["reason"] == "BLESSED: pushed as version 1"
     assert precision_check in print_tuning_summary(summary, capsys)
 
 
@@ -208,8 +208,8 @@ def test_when_neither_model_is_fit_nothing_is_pushed_and_one_line_says_why(tmp_p
                                "for the candidate, "f"{upper:.2f} for the twin with 57 test positives): "
                                "the data may not separate the classes")
     run_dir, summary = tuning_summary(tmp_path, saved_model_dir, gate, verdict, decision, thresholds=(0.99, 0.99))
-    summary["push"] = push_of(run_dir, summary)
-    push = summary["push"]
+    summary = summary.replace(push=push_of(run_dir, summary))
+    push = summary.push
     assert not push["pushed"] and push["reason"] == f"not pushed: {decision.reason}; nothing is served"
     assert "\n" not in push["reason"] and served_model(run_dir) is None
     assert not os.path.exists(os.path.join(run_dir, "serving_model"))
@@ -245,8 +245,8 @@ def test_with_a_served_model_a_failed_change_check_still_blocks(tmp_path, saved_
     assert decision.serve is None and decision.reason is None and not decision.first_execution
     assert decide(gate, Verdict(blessed=True, failures=()), metrics).serve == "candidate"
     run_dir, summary = tuning_summary(tmp_path, saved_model_dir, gate, verdict, decision, thresholds=(0.1, 0.1))
-    first = push_of(run_dir, {**summary, "evaluation": summary["evaluation"].replace(
-        blessed=True, verdict="BLESSED", decision={"serve": "candidate", "reason": None, "first_execution": False})})
+    first = push_of(run_dir, summary.replace(evaluation=summary.evaluation.replace(
+        blessed=True, verdict="BLESSED", decision={"serve": "candidate", "reason": None, "first_execution": False})))
     assert first["reason"] == "BLESSED: pushed as version 1"
     second = push_of(run_dir, summary)
     assert not second["pushed"] and second["reason"] == "NOT_BLESSED: not pushed; version 1 stays served"
@@ -310,55 +310,60 @@ def saved_model_dir(tmp_path_factory) -> str:
 
 
 def tuning_summary(tmp_path, model_dir: str, gate: Gate, verdict: Verdict, decision,
-                   thresholds) -> tuple[str, dict]:
+                   thresholds) -> tuple[str, object]:
     """A run with one execution whose candidate and twin (copies of `model_dir`) are exported, as
     `tuning.pipeline.run_tuning` has it before the push."""
+    from tuning.pipeline import ExecutionSummary
+
     run_dir = str(tmp_path / "run")
     execution = os.path.join(run_dir, "executions", "0001")
-    summary = {"execution": {"id": "0001", "path": execution, "resumed": False},
-               "tuning": {"best_file": os.path.join(execution, "tuning", "best_hyperparameters.json")}}
+    models = {}
     for key, directory, threshold in (("weighted", "candidate_model", thresholds[0]),
                                       ("baseline", "baseline_model", thresholds[1])):
         version_dir = os.path.join(execution, directory, "1")
         shutil.copytree(model_dir, version_dir)
-        summary[key] = ModelSummary.from_json({
+        models[key] = ModelSummary.from_json({
             "version_dir": version_dir, "threshold": {"value": threshold}, "loss": "weighted_ce",
             "weight_ratio": 6.4 if key == "weighted" else 1.0, "hyperparameters": {"model_family": "trees"},
             "test": {"examples": 1000, "positives": 100, "pr_auc": 0.4, "roc_auc": 0.9, "recall": 0.5,
                      "precision": 0.5, "threshold": threshold, "brier": 0.05, "brier_before": 0.06}})
     verdict_name = "BLESSED" if verdict.blessed else "NOT_BLESSED"
-    summary["evaluation"] = EvaluationRecord(
+    evaluation = EvaluationRecord(
         verdict=verdict_name, blessed=verdict.blessed, verdict_file=os.path.join(execution, "evaluation", verdict_name),
         compared_with="the unweighted baseline" if gate.twin else "served version 1",
         report=os.path.join(execution, "report", "index.html"), failures=list(verdict.failures),
         checks=gate.in_words(), decision=dataclasses.asdict(decision), tfma_seconds=None)
-    return run_dir, summary
+    return run_dir, ExecutionSummary(
+        execution={"id": "0001", "path": execution, "resumed": False},
+        tuning={"best_file": os.path.join(execution, "tuning", "best_hyperparameters.json")},
+        evaluation=evaluation, **models)
 
 
-def push_of(run_dir: str, summary: dict, push_anyway: bool = False) -> dict:
+def push_of(run_dir: str, summary, push_anyway: bool = False) -> dict:
     from tuning.pipeline import _push
 
-    return _push(run_dir, summary["execution"]["id"], summary, push_anyway)
+    pushed, refitted = _push(run_dir, summary.execution["id"], summary, push_anyway)
+    assert refitted is None  # no --refit-full here
+    return pushed
 
 
-def record_execution(summary: dict) -> dict:
+def record_execution(summary) -> dict:
     """Writes the execution's run.json sections as `run_tuning` does; returns its history row."""
     from tuning.executions import history_row, write_history
     from tuning.pipeline import update_run_json_sections
 
-    execution = summary["execution"]["path"]
+    execution = summary.execution["path"]
     run_dir = os.path.dirname(os.path.dirname(execution))
     update_run_json_sections(tiny_config(execution, "unused.csv"), summary)
-    summary["history"] = write_history(run_dir)
+    write_history(run_dir)
     return history_row(run_dir, "0001")
 
 
-def print_tuning_summary(summary: dict, capsys) -> str:
+def print_tuning_summary(summary, capsys) -> str:
     from tuning.task import print_summary
 
-    summary.setdefault("history", "history.html")
     capsys.readouterr()
-    print_summary(None, summary)
+    print_summary(None, summary.replace(history=summary.history or "history.html"))
     return capsys.readouterr().out
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from evaluation import EvaluationOptions, run_evaluation
+from evaluation.decision import Decision
 from evaluation.predictions import predict_test
 from evaluation.run_files import run_models, run_schema, split_pattern
 from tests.test_evaluation import copy_run, save_random_model
@@ -72,12 +73,12 @@ def test_worse_candidate_is_not_pushed_and_the_served_version_is_untouched(tiny_
     summary = run_evaluation(run_dir, EvaluationOptions(
         **FAST, candidate_dir=broken, candidate_threshold=0.5,
         served_dir=served.path, served_threshold=served.threshold))
-    assert not summary["blessed"]
-    assert any("pr_auc change vs the reference" in f for f in summary["failures"]), summary["failures"]
+    assert not summary.blessed
+    assert any("pr_auc change vs the reference" in f for f in summary.failures), summary.failures
     # With a model served, the change check blocks as before: no twin to fall back on.
-    assert summary["gate"]["twin"] is None
-    assert summary["decision"] == {"serve": None, "reason": None, "first_execution": False}
-    result = push(run_dir, broken, {"execution": "0002", "threshold": 0.5}, blessed=summary["blessed"])
+    assert summary.gate.twin is None
+    assert summary.decision == Decision(serve=None, reason=None, first_execution=False)
+    result = push(run_dir, broken, {"execution": "0002", "threshold": 0.5}, blessed=summary.blessed)
     assert not result["pushed"] and "version 2 stays served" in result["reason"]
     assert tree_digest(os.path.join(run_dir, "serving_model")) == before
     assert served_model(run_dir).version == 2
@@ -97,13 +98,13 @@ def test_better_candidate_becomes_the_next_version(tiny_run, tmp_path):
         **FAST, candidate_dir=os.path.join(run_dir, "serving_model", "1"),
         served_dir=served.path, served_threshold=served.threshold,
         beam_pipeline_args=("--direct_num_workers=2", "--direct_running_mode=multi_processing")))
-    assert summary["blessed"], summary["failures"]
-    assert summary["gate"]["reference"] == "served"
+    assert summary.blessed, summary.failures
+    assert summary.gate.reference == "served"
     assert os.path.exists(os.path.join(run_dir, "evaluation", "BLESSED"))
     assert not os.path.exists(os.path.join(run_dir, "evaluation", "NOT_BLESSED"))
     candidate = dataclasses.replace(candidate_of(run_dir), path=os.path.join(run_dir, "serving_model", "1"))
     result = push(run_dir, candidate.path, {"execution": "0002", "threshold": candidate.threshold},
-                  blessed=summary["blessed"])
+                  blessed=summary.blessed)
     assert result["pushed"] and result["version"] == served.version + 1
     assert tree_digest(served.path) == before
     # The pushed copy is the candidate plus its push record, loadable as a SavedModel.
@@ -132,27 +133,26 @@ def test_a_model_predicting_the_prior_fails_on_value_thresholds_alone(tiny_run, 
     summary = run_evaluation(run_dir, EvaluationOptions(**FAST, candidate_dir=prior_model,
                                                         candidate_threshold=0.5, **NO_CHANGE_CHECK))
     assert config.threshold_objective.startswith("recall_at_precision")
-    assert not summary["blessed"]
-    assert summary["failures"] and not any("change" in f for f in summary["failures"])
-    assert any("pr_auc" in f for f in summary["failures"])  # PR-AUC = the positive rate < 2x that rate
+    assert not summary.blessed
+    assert summary.failures and not any("change" in f for f in summary.failures)
+    assert any("pr_auc" in f for f in summary.failures)  # PR-AUC = the positive rate < 2x that rate
     # A first execution: the twin (the run's real baseline) is served instead if it passes the same floors,
     # judged in Python on TFMA's metrics of the twin.
-    from evaluation.decision import Decision, shortfalls
-    from evaluation.gate import ValueFloors
+    from evaluation.decision import shortfalls
 
-    twin = ValueFloors(**summary["gate"]["twin"])
+    twin = summary.gate.twin
     assert twin.model == "baseline" and twin.held_out_flagged is not None  # run.json's held-out count is used
     # The gate's own counts at the threshold are TFMA's (TFMA and NumPy count score > threshold alike).
-    assert twin.precision == pytest.approx(summary["metrics"]["baseline"]["precision"], abs=1e-9)
-    assert twin.recall == pytest.approx(summary["metrics"]["baseline"]["recall"], abs=1e-9)
-    twin_fit = not shortfalls(twin, summary["metrics"]["baseline"])
-    decision = summary["decision"]
-    assert decision["first_execution"] and decision["serve"] == ("baseline" if twin_fit else None)
+    assert twin.precision == pytest.approx(summary.metrics["baseline"]["precision"], abs=1e-9)
+    assert twin.recall == pytest.approx(summary.metrics["baseline"]["recall"], abs=1e-9)
+    twin_fit = not shortfalls(twin, summary.metrics["baseline"])
+    decision = summary.decision
+    assert decision.first_execution and decision.serve == ("baseline" if twin_fit else None)
     if twin_fit:  # the prior model flags nobody at 0.5 and ranks at random
-        assert decision["reason"].startswith("the unweighted twin: the candidate misses recall ≥ 0.1")
-        assert "precision" not in decision["reason"]  # nothing flagged on test: precision is not judged
-        assert "PR-AUC ≥" in decision["reason"]
+        assert decision.reason.startswith("the unweighted twin: the candidate misses recall ≥ 0.1")
+        assert "precision" not in decision.reason  # nothing flagged on test: precision is not judged
+        assert "PR-AUC ≥" in decision.reason
     else:
-        assert decision["reason"].startswith("neither model")
+        assert decision.reason.startswith("neither model")
     with open(os.path.join(run_dir, "report", "index.html"), encoding="utf-8") as handle:
-        assert f"First execution: {Decision(**decision).in_words()}"[:60] in handle.read()
+        assert f"First execution: {decision.in_words()}"[:60] in handle.read()

@@ -90,7 +90,7 @@ def test_the_push_with_refit_full_publishes_the_refit_version(tmp_path):
     import shutil
 
     from tests.test_evaluation import save_random_model
-    from tuning.pipeline import _push
+    from tuning.pipeline import ExecutionSummary, _push
 
     model = save_random_model(str(tmp_path / "random"))
     execution = tmp_path / "run" / "executions" / "0001"
@@ -104,13 +104,16 @@ def test_the_push_with_refit_full_publishes_the_refit_version(tmp_path):
         asked.append((section.version_dir, weighted))
         return {"version_dir": refit_dir, "rows": 1234}
 
-    summary = {"weighted": ModelSummary(version_dir=judged, threshold=ThresholdRecord(value=0.4)),
-               "evaluation": EvaluationRecord(verdict="BLESSED", blessed=True, decision={"serve": "candidate"})}
-    result = _push(str(tmp_path / "run"), "0001", summary, False, refit)
+    weighted = ModelSummary(version_dir=judged, threshold=ThresholdRecord(value=0.4))
+    summary = ExecutionSummary(execution={"id": "0001"}, tuning={}, weighted=weighted, baseline=weighted,
+                               evaluation=EvaluationRecord(verdict="BLESSED", blessed=True, decision={"serve": "candidate"}))
+    result, refitted = _push(str(tmp_path / "run"), "0001", summary, False, refit)
     assert asked == [(judged, True)] and result["pushed"] and result["refit_full"] == {"rows": 1234}
+    assert refitted == {"version_dir": refit_dir, "rows": 1234}  # run.json's refit_full section
     assert "refit on all 1234 rows" in result["reason"]
     with open(os.path.join(result["path"], "assets.extra", "push.json")) as handle:
         assert json.load(handle)["refit_full"] == {"rows": 1234}
-    summary["evaluation"] = EvaluationRecord(verdict="NOT_BLESSED", blessed=False, decision={"serve": None})
+    summary = summary.replace(evaluation=EvaluationRecord(verdict="NOT_BLESSED", blessed=False, decision={"serve": None}))
     asked.clear()
-    assert not _push(str(tmp_path / "run"), "0001", summary, False, refit)["pushed"] and asked == []
+    result, refitted = _push(str(tmp_path / "run"), "0001", summary, False, refit)
+    assert not result["pushed"] and refitted is None and asked == []

@@ -33,8 +33,8 @@ def tuned(tmp_path_factory, tiny_csv):
 
 def test_outputs_of_a_search(tuned):
     config, summary = tuned
-    execution = summary["execution"]["path"]
-    assert execution == first_execution(config.output_dir) and summary["execution"]["resumed"] is False
+    execution = summary.execution["path"]
+    assert execution == first_execution(config.output_dir) and summary.execution["resumed"] is False
     rows = read_trials(execution)
     assert len(rows) == 4 and {r["status"] for r in rows} == {"COMPLETED"}
     # The first trials are the portfolio's, in its order, weight ratios included (tuning/portfolio.py).
@@ -52,7 +52,7 @@ def test_outputs_of_a_search(tuned):
     for name in ("candidate_model", "baseline_model"):
         assert os.listdir(os.path.join(execution, name)) == ["1"]
     # Not evaluated, so not pushed: nothing is served.
-    assert not summary["push"]["pushed"] and not os.path.exists(os.path.join(config.output_dir, "serving_model"))
+    assert not summary.push["pushed"] and not os.path.exists(os.path.join(config.output_dir, "serving_model"))
     run = json.load(open(os.path.join(execution, "run.json")))
     assert run["status"] == "complete" and run["tuning"]["trials"] == 4
     # The exported model is the ensemble selection's: its members are trials, with the selection's weights,
@@ -81,7 +81,7 @@ def test_every_execution_studies_the_weighting(tuned):
     from trainer.weighting_study import load_predictions
 
     config, summary = tuned
-    execution = summary["execution"]["path"]
+    execution = summary.execution["path"]
     study = json.load(open(os.path.join(execution, "run.json")))["weighting_study"]
     counts = prepare_data(config.replace(output_dir=execution)).train_counts
     saved = {v: load_predictions(execution, v) for v in ("unweighted", "tuned", "formula")}
@@ -89,7 +89,7 @@ def test_every_execution_studies_the_weighting(tuned):
     assert all(w[0] == w[1] for w in saved["unweighted"].weights)
     assert saved["formula"].ratios == pytest.approx([counts[0] / counts[1]] * len(saved["tuned"].ratios))
     members = json.load(open(os.path.join(execution, "run.json")))["weighted"].get("members")
-    tuned_ratios = [m["weight_ratio"] for m in members] if members else [summary["weighted"].weight_ratio]
+    tuned_ratios = [m["weight_ratio"] for m in members] if members else [summary.weighted.weight_ratio]
     assert list(saved["tuned"].ratios) == pytest.approx(tuned_ratios)
     # A member already trained with the same weights is reused, not trained again: the study's members at
     # N0/N1 and the twin's members the search trained unweighted, exactly those.
@@ -121,8 +121,8 @@ def test_best_trial_reproduces_from_the_json(tuned, tmp_path):
     from trainer.pipeline import train_and_export
 
     config, summary = tuned
-    best_file = os.path.join(summary["execution"]["path"], "tuning", "best_hyperparameters.json")
-    rows = read_trials(summary["execution"]["path"])
+    best_file = os.path.join(summary.execution["path"], "tuning", "best_hyperparameters.json")
+    rows = read_trials(summary.execution["path"])
     best_score = max(float(r["objective"]) for r in rows)
     retrain = config.replace(output_dir=str(tmp_path / "again"), hparams=best_file, epochs=config.tuning_epochs)
     summary = train_and_export(retrain)

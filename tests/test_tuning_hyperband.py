@@ -18,9 +18,9 @@ def test_hyperband_search_and_retrain(tmp_path, tiny_csv, selection):
     config = tiny_config(str(tmp_path / "run"), tiny_csv, tuner="hyperband", tuning_epochs=3, epochs=1,
                          selection=selection, cv_folds=2)
     summary = run_tuning(config)
-    rows = read_trials(summary["execution"]["path"])
+    rows = read_trials(summary.execution["path"])
     assert rows and {r["status"] for r in rows} == {"COMPLETED"}
     assert "tuner/epochs" in rows[0]
     assert any(r.get("tuner/trial_id") for r in rows), "no trial was promoted"
-    assert not any(name.startswith("tuner/") for name in summary["weighted"].hyperparameters)
-    assert os.listdir(os.path.join(summary["execution"]["path"], "candidate_model")) == ["1"]
+    assert not any(name.startswith("tuner/") for name in summary.weighted.hyperparameters)
+    assert os.listdir(os.path.join(summary.execution["path"], "candidate_model")) == ["1"]

@@ -33,7 +33,12 @@ def test_the_finished_execution_is_logged_with_the_flags_mode_and_project(tmp_pa
     """The wiring only (no training): `--wandb MODE --wandb-project P` logs the execution `run_tuning` returns."""
     pytest.importorskip("wandb", reason="wandb is not installed (the tracking extra)")
     execution = str(tmp_path / "run" / "executions" / "0001")
-    summary = {"execution": {"id": "0001", "path": execution, "resumed": False}, "push": {"pushed": False}}
+    from trainer.summary import ModelSummary, ThresholdRecord
+    from tuning.pipeline import ExecutionSummary
+
+    model = ModelSummary(version_dir="unused", threshold=ThresholdRecord(value=0.5))
+    summary = ExecutionSummary(execution={"id": "0001", "path": execution, "resumed": False}, tuning={},
+                               weighted=model, baseline=model, push={"pushed": False})
     calls = []
     monkeypatch.setattr("tuning.pipeline.run_tuning", lambda config, **kwargs: summary)
     monkeypatch.setattr(task, "print_summary", lambda config, summary: None)

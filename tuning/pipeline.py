@@ -27,7 +27,7 @@ from trainer.hparams import declare_all
 from trainer.layout import CANDIDATE_DIR, COMPLETE, TRIALS_FILE, TUNING_DIR
 from trainer.pipeline import train_and_export, update_run_json
 from trainer.refit import refit_full
-from trainer.summary import read_run
+from trainer.summary import EvaluationRecord, ModelSummary, read_run
 from trainer.threshold import parse_objective
 from trainer.weighting_study import DEFAULT_OPERATING_PRECISION, FORMULA
 from tuning import tensorboard_hparams
@@ -39,7 +39,38 @@ from tuning.results import BEST_FILE, write_best_hyperparameters, write_trials_c
 from tuning.search import make_tuner
 
 
-def run_tuning(config: RunConfig, evaluate=None, push_anyway: bool = False) -> dict:
+@dataclasses.dataclass(frozen=True)
+class ExecutionSummary:
+    """What one execution of `run_tuning` did (its run.json holds the same sections).
+
+    Attributes:
+      execution: Its `id`, `path`, whether it `resumed`, and run.json's
+        execution record (`started`, `finished`, `data`).
+      tuning: The search: trials, seconds, best values and file, objective,
+        tuner, the ensemble selection.
+      weighted, baseline: The candidate and its unweighted twin.
+      weighting_study: The weighting study's section (None: skipped).
+      evaluation: The gate's record (None: `--skip-evaluation`).
+      push: `tuning.push.push`'s result, or why nothing was pushed.
+      refit_full: With `--refit-full`, the pushed model trained on every row.
+      history: `RUN/history.html`.
+    """
+
+    execution: dict
+    tuning: dict
+    weighted: ModelSummary
+    baseline: ModelSummary
+    weighting_study: dict | None = None
+    evaluation: EvaluationRecord | None = None
+    push: dict | None = None
+    refit_full: dict | None = None
+    history: str | None = None
+
+    def replace(self, **changes) -> ExecutionSummary:
+        return dataclasses.replace(self, **changes)
+
+
+def run_tuning(config: RunConfig, evaluate=None, push_anyway: bool = False) -> ExecutionSummary | None:
     """Runs (or resumes) one execution of the tuning pipeline on `config.output_dir`.
 
     Args:
@@ -53,11 +84,8 @@ def run_tuning(config: RunConfig, evaluate=None, push_anyway: bool = False) -> d
       push_anyway: Push the candidate even if it is NOT_BLESSED (recorded).
 
     Returns:
-      A summary: execution id and directory, trials, best hyperparameters,
-      the weighted and baseline models (`trainer.summary.ModelSummary`), the
-      evaluation's summary and the push.
-      A keras-tuner worker returns {"role": "worker"} once the chief's search
-      is over.
+      The `ExecutionSummary`; None on a keras-tuner worker, once the chief's
+      search is over (the chief retrains and exports).
     """
     run_dir = config.output_dir
     execution = begin_execution(run_dir)
@@ -70,28 +98,29 @@ def run_tuning(config: RunConfig, evaluate=None, push_anyway: bool = False) -> d
         update_run_json(config, {"status": "running", "execution": {
             "id": execution.id, "started": started, "data": describe_data(config, data.counts)}})
         write_history(run_dir)
-    summary = {"execution": {"id": execution.id, "path": execution.path, "resumed": execution.resumed},
-               **_search_and_export(config, data)}
-    if summary.get("role") == "worker":
-        return summary
+    found = _search_and_export(config, data)
+    if found is None:
+        return None
+    summary = ExecutionSummary(execution={"id": execution.id, "path": execution.path, "resumed": execution.resumed},
+                               **found)
     if evaluate is not None:
-        summary["evaluation"] = evaluate(config, served_model(run_dir))
+        summary = summary.replace(evaluation=evaluate(config, served_model(run_dir)))
     refit = (lambda section, weighted: refit_full(config, data, section, weighted)) if config.refit_full else None
-    summary["push"] = _push(run_dir, execution.id, summary, push_anyway, refit)
+    pushed, refitted = _push(run_dir, execution.id, summary, push_anyway, refit)
+    summary = summary.replace(push=pushed, refit_full=refitted)
     record = update_run_json_sections(config, summary)
-    summary["history"] = write_history(run_dir)
-    summary["execution"].update(record)
-    return summary
+    return summary.replace(history=write_history(run_dir), execution={**summary.execution, **record})
 
 
-def _search_and_export(config: RunConfig, data) -> dict:
+def _search_and_export(config: RunConfig, data) -> dict | None:
+    """The search, ensemble selection and the final trainings: ExecutionSummary's fields (None: a worker)."""
     started = time.time()
     tuner = make_tuner(data, config)
     budget = None if config.tuner == "hyperband" else config.max_trials  # Hyperband's brackets set its count
     with progress.step("search", "trial", total=budget) as tuner.advance:
         tuner.search(verbose=0, callbacks=tensorboard_hparams.search_callbacks(config.output_dir))
     if distribute.has_chief_oracle() and not distribute.is_chief_oracle():
-        return {"role": "worker"}
+        return None
     tuning_dir = os.path.join(config.output_dir, TUNING_DIR)
     trial_count = write_trials_csv(tuner, os.path.join(tuning_dir, TRIALS_FILE))
     best = write_best_hyperparameters(tuner, os.path.join(tuning_dir, BEST_FILE))
@@ -108,7 +137,7 @@ def _search_and_export(config: RunConfig, data) -> dict:
                    "ensemble": {**selection.to_dict(), "members": [dataclasses.asdict(m) for m in members]}},
         "weighted": weighted,
         "baseline": baseline,
-        **({"weighting_study": study} if study else {}),
+        "weighting_study": study or None,
     }
 
 
@@ -151,49 +180,52 @@ def select_members(tuner, data, config: RunConfig) -> tuple[Selection, list[Memb
     return selection, members
 
 
-def _push(run_dir: str, execution_id: str, summary: dict, push_anyway: bool, refit=None) -> dict:
+def _push(run_dir: str, execution_id: str, summary: ExecutionSummary, push_anyway: bool,
+          refit=None) -> tuple[dict, dict | None]:
     """Pushes what the evaluation's decision serves (the candidate, or on a first execution maybe its twin).
 
     With `refit` (`--refit-full`), what is pushed is that model's members
     trained again on every row (`trainer.refit`), called as
     `refit(section, weighted)` only once the decision is to push.
+
+    Returns:
+      (the push's result, the refit model's record or None).
     """
     from evaluation.run_files import CANDIDATE, RUN_KEYS
 
-    evaluation = summary.get("evaluation")
+    evaluation = summary.evaluation
     if evaluation is None and not push_anyway:
         return {"pushed": False, "version": None, "path": None, "push_anyway": False, "model": None,
-                "reason": "not evaluated (--skip-evaluation): not pushed; evaluate it, or use --push-anyway"}
+                "reason": "not evaluated (--skip-evaluation): not pushed; evaluate it, or use --push-anyway"}, None
     decision = (evaluation.decision if evaluation else None) or {}
     serve = decision.get("serve", CANDIDATE if evaluation and evaluation.blessed else None)
     forced = push_anyway and serve != CANDIDATE  # --push-anyway names the candidate
     model = CANDIDATE if forced or serve is None else serve
-    section = summary[RUN_KEYS[model]]
+    section = getattr(summary, RUN_KEYS[model])
     record = {"execution": execution_id, "model": model, "threshold": section.threshold.value,
               "verdict": evaluation.verdict if evaluation else "NOT_EVALUATED", "pushed_at": now()}
-    version_dir = section.version_dir
+    version_dir, refitted = section.version_dir, None
     if refit is not None and (serve is not None or forced):
         refitted = refit(section, model == CANDIDATE)
         version_dir, record["refit_full"] = refitted["version_dir"], {"rows": refitted["rows"]}
-        summary["refit_full"] = refitted
     result = push(run_dir, version_dir, record, blessed=serve is not None and not forced,
                   push_anyway=forced, why=None if forced else decision.get("reason"))
     if "refit_full" in record and result["pushed"]:
         result["refit_full"] = record["refit_full"]
         result["reason"] += f"; refit on all {record['refit_full']['rows']} rows (--refit-full)"
-    return result
+    return result, refitted
 
 
-def update_run_json_sections(config: RunConfig, summary: dict) -> dict:
+def update_run_json_sections(config: RunConfig, summary: ExecutionSummary) -> dict:
     """Marks the execution complete in its run.json; returns its `execution` record."""
     record = {**(read_run(config.output_dir).execution or {}), "finished": now()}
-    sections = {"tuning": summary["tuning"], "push": summary["push"], "status": COMPLETE, "execution": record}
-    if "refit_full" in summary:
-        sections["refit_full"] = summary["refit_full"]
-    if "evaluation" in summary:
-        sections["evaluation"] = summary["evaluation"]
+    sections = {"tuning": summary.tuning, "push": summary.push, "status": COMPLETE, "execution": record}
+    if summary.refit_full is not None:
+        sections["refit_full"] = summary.refit_full
+    if summary.evaluation is not None:
+        sections["evaluation"] = summary.evaluation
     update_run_json(config, sections)
     return record
 
 
-__all__ = ["DataError", "run_tuning"]
+__all__ = ["DataError", "ExecutionSummary", "run_tuning"]

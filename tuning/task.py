@@ -20,6 +20,7 @@ and KERASTUNER_ORACLE_PORT set, over a shared --output-dir (see README).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -56,14 +57,14 @@ def _evaluator(args: argparse.Namespace):
                                served_dir=served.path if served else None,
                                served_threshold=served.threshold if served else None)
         summary = run_evaluation(config.output_dir, options)
-        verdict = "BLESSED" if summary["blessed"] else "NOT_BLESSED"
         return EvaluationRecord(
-            verdict=verdict, blessed=summary["blessed"], verdict_file=os.path.join(summary["evaluation_dir"], verdict),
+            verdict=summary.verdict, blessed=summary.blessed,
+            verdict_file=os.path.join(summary.evaluation_dir, summary.verdict),
             compared_with=f"served version {served.version}" if served else "the unweighted baseline",
-            report=summary["report"], failures=summary["failures"], checks=summary["checks"],
-            decision=summary["decision"], tfma_seconds=summary["tfma_seconds"],
+            report=summary.report, failures=list(summary.failures), checks=summary.checks,
+            decision=dataclasses.asdict(summary.decision), tfma_seconds=summary.tfma_seconds,
             # 95% intervals of the overall test slice, inside each metric's range (evaluation/intervals.py).
-            intervals=summary["intervals"], interval_methods=summary["interval_methods"])
+            intervals=summary.intervals, interval_methods=summary.interval_methods)
 
     return evaluate
 
@@ -78,17 +79,16 @@ def _main(argv: list[str] | None) -> int:
     config, args = parse_args(argv)
     cli.start(show_native_logs=args.tensorflow_logs)
     summary = _tune(config, args)
-    if summary.get("role") == "worker":
+    if summary is None:  # a keras-tuner worker
         print("[tuning] worker done: the chief retrains and exports the best model")
         return 0
     print_summary(config, summary)
     if config.wandb:
-        log_to_wandb(config, summary["execution"]["path"])
-    push = summary["push"]
-    return 0 if push["pushed"] or "evaluation" not in summary else 1
+        log_to_wandb(config, summary.execution["path"])
+    return 0 if summary.push["pushed"] or summary.evaluation is None else 1
 
 
-def _tune(config: RunConfig, args) -> dict:
+def _tune(config: RunConfig, args):
     if config.wandb:
         from tuning.wandb_logging import require_wandb
 
@@ -110,18 +110,19 @@ def log_to_wandb(config: RunConfig, execution_dir: str) -> None:
     print(f"wandb:   {where}" + (f"  (upload it with: wandb sync {where})" if config.wandb == "offline" else ""))
 
 
-def print_summary(config: RunConfig, summary: dict) -> None:
+def print_summary(config: RunConfig, summary) -> None:
+    """The execution's results on the command line (`tuning.pipeline.ExecutionSummary`)."""
     from trainer.description import describe_model, headline
 
-    execution = summary["execution"]
+    execution = summary.execution
     print(f"\nexecution {execution['id']}{' (resumed)' if execution['resumed'] else ''}: {execution['path']}")
-    print(f"best hyperparameters: {summary['tuning']['best_file']}")
+    print(f"best hyperparameters: {summary.tuning['best_file']}")
     for name in ("weighted", "baseline"):
-        part = summary[name]
+        part = getattr(summary, name)
         print(f"{name:8s} model {part.version_dir}  ({describe_model(part)}): {headline(part)}")
-    if "weighting_study" in summary:  # absent with --skip-weighting-study
-        print(f"weighting: {summary['weighting_study']['answer']}")
-    evaluation = summary.get("evaluation")
+    if summary.weighting_study is not None:  # None with --skip-weighting-study
+        print(f"weighting: {summary.weighting_study['answer']}")
+    evaluation = summary.evaluation
     if evaluation is not None:
         print(f"verdict: {evaluation.verdict} against {evaluation.compared_with}  ({evaluation.verdict_file})")
         for check in evaluation.checks or ():  # each with what was measured on test
@@ -129,9 +130,9 @@ def print_summary(config: RunConfig, summary: dict) -> None:
         for failure in evaluation.failures or ():
             print(f"  failed: {failure}")
         print(f"report:  {evaluation.report}")
-    push = summary["push"]
+    push = summary.push
     print(f"push:    {push['reason']}" + (f"  ({push['path']})" if push["pushed"] else ""))
-    print(f"history: {summary['history']}")
+    print(f"history: {summary.history}")
 
 
 if __name__ == "__main__":
