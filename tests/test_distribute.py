@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from tests.conftest import REPO
 from trainer.data.dataset import read_serialized
+from trainer.summary import ModelSummary
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +28,7 @@ SCRIPT = textwrap.dedent("""
     from trainer.pipeline import train_and_export
     config = RunConfig(data=sys.argv[1], label="target", output_dir=sys.argv[2], epochs=2, verbose=0,
                        distribute="mirrored", selection="validation")
-    print(json.dumps(train_and_export(config), default=str))
+    print(json.dumps(train_and_export(config).to_json(), default=str))
 """)
 
 
@@ -35,7 +36,7 @@ def _train_mirrored(csv_path, run_dir):
     result = subprocess.run([sys.executable, "-c", SCRIPT, csv_path, str(run_dir)], cwd=REPO, capture_output=True,
                             text=True, timeout=600, env={**os.environ, "PYTHONPATH": REPO})
     assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return ModelSummary.from_json(json.loads(result.stdout.strip().splitlines()[-1]))  # run.json's section
 
 
 @pytest.mark.parametrize("categorical", [False, True], ids=["numeric", "categorical"])
