@@ -6,7 +6,7 @@ RUN ?= runs/sylva
 DATA ?= sylva
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install tune train evaluate report serve test test-fast bench bench-quick bench-confirm bench-confirm-quick bench-serving bench-tune bench-scale bench-batch lint clean
+.PHONY: install tune train evaluate report serve test test-fast bench bench-quick bench-confirm bench-confirm-quick bench-autogluon-env bench-confirm-autogluon bench-serving bench-tune bench-scale bench-batch lint clean
 
 install: $(VENV)/.installed
 
@@ -54,11 +54,30 @@ bench-quick: install
 # The confirmation protocol (docs/benchmarks.md, "Protocol"): the package (through `make tune`'s own command, push gate included) against library
 # defaults and tuned peers on the confirmation sets, which no default was chosen on (docs/benchmarks.md,
 # "Confirmation"). Hours on 2 CPUs; the quick variant (2 small sets, 1 seed, 3 trials) takes a few minutes.
-bench-confirm: install
+bench-confirm: install bench-autogluon-env
 	$(PY) -m benchmarks.confirm
 
 bench-confirm-quick: install
 	$(PY) -m benchmarks.confirm --quick
+
+# AutoGluon, a benchmark contender only (never a dependency of the package): its own Python 3.11 venv, so its
+# pins cannot clash with the stack's; no torch (the tabular tree models only). `benchmarks/autogluon_contender.py`
+# runs `benchmarks/autogluon_fit.py` with this venv's python.
+AUTOGLUON_VENV := .venv-autogluon
+AUTOGLUON_SPEC := autogluon.tabular[lightgbm,catboost,xgboost]==1.6.3
+bench-autogluon-env: $(AUTOGLUON_VENV)/.installed
+
+$(AUTOGLUON_VENV)/.installed:
+	$(PYTHON) -m venv $(AUTOGLUON_VENV)
+	$(AUTOGLUON_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(AUTOGLUON_VENV)/bin/python -m pip install --quiet "$(AUTOGLUON_SPEC)" pyarrow
+	! $(AUTOGLUON_VENV)/bin/python -m pip show --quiet torch 2>/dev/null  # the tabular extras must not pull torch in
+	touch $@
+
+# The AutoGluon contender alone (`medium_quality`, the package's recorded wall time as its budget) on the
+# confirmation sets; its records merge into benchmarks/results/confirmation.json with the others'.
+bench-confirm-autogluon: install bench-autogluon-env
+	$(PY) -m benchmarks.confirm --contenders autogluon_medium
 
 bench-serving: install
 	$(PY) -m benchmarks.serving

@@ -28,14 +28,15 @@ import traceback
 import warnings
 
 from benchmarks import registry
+from benchmarks.autogluon_contender import AUTOGLUON, DEFAULT_BUDGET_SECONDS
 from benchmarks.contenders import PACKAGE_TUNED, SplitMismatch
 from benchmarks.defaults import DEFAULT_CONTENDERS
 from benchmarks.quality import SPLIT, load_previous, make_record, merge, record_line
 from benchmarks.selection import QUICK_TUNING_TRIALS, TUNING_TRIALS
 
 CONTENDERS = (PACKAGE_TUNED, "lightgbm_default", "lightgbm_300_spw", "logreg_balanced", "lightgbm_tuned",
-              "ydf_gbt_default", "ydf_gbt_tuned")
-CHEAP = tuple(name for name in CONTENDERS if name != PACKAGE_TUNED)
+              "ydf_gbt_default", "ydf_gbt_tuned", AUTOGLUON)
+CHEAP = tuple(name for name in CONTENDERS if name not in (PACKAGE_TUNED, AUTOGLUON))
 YDF_CONTENDERS = ("ydf_gbt_default", "ydf_gbt_tuned")
 LABELS = {
     PACKAGE_TUNED: "this package: `tuning.task.main` (= `make tune`: search, retrain, TFMA, push gate) on a "
@@ -50,6 +51,10 @@ LABELS = {
     "ydf_gbt_default": "YDF GradientBoostedTrees at the library's defaults, all non-test rows, threshold 0.5",
     "ydf_gbt_tuned": "YDF GradientBoostedTrees tuned with Optuna TPE, first trial = YDF's defaults; the "
                      "package's budget and selection rule",
+    AUTOGLUON: "AutoGluon 1.6.3 `TabularPredictor(eval_metric='average_precision').fit(presets='medium_quality', "
+               "time_limit=the package's recorded wall time on the split, else "
+               f"{DEFAULT_BUDGET_SECONDS:.0f} s)` in its own venv (`make bench-autogluon-env`); all non-test "
+               "rows, its own decision threshold",
 }
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
@@ -87,8 +92,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def run_contender(name: str, dataset, assignment, seed: int, workdir: str, trials: int) -> dict:
-    """One contender on one split (a contender result: test labels, scores, threshold, train seconds)."""
+def run_contender(name: str, dataset, assignment, seed: int, workdir: str, trials: int, earlier=()) -> dict:
+    """One contender on one split (a contender result: test labels, scores, threshold, train seconds).
+
+    `earlier`: the split's records so far (AutoGluon's budget is the package's wall time on the split).
+    """
     if name == PACKAGE_TUNED:
         from benchmarks.contenders import run_package_tuned
 
@@ -105,15 +113,24 @@ def run_contender(name: str, dataset, assignment, seed: int, workdir: str, trial
         from benchmarks.contenders import run_sklearn
 
         return run_sklearn(name, dataset, assignment, seed)
+    if name == AUTOGLUON:
+        from benchmarks.autogluon_contender import run_autogluon
+
+        return run_autogluon(dataset, assignment, seed, workdir, earlier)
     raise KeyError(name)
 
 
 def available(contenders: list[str], log) -> list[str]:
-    """The contenders whose library is installed (YDF is optional: the `bench` extra)."""
-    if importlib.util.find_spec("ydf") is not None:
-        return contenders
-    log("[confirm] ydf is not installed: skipping " + ", ".join(c for c in contenders if c in YDF_CONTENDERS))
-    return [c for c in contenders if c not in YDF_CONTENDERS]
+    """The contenders whose library is installed (YDF: the `bench` extra; AutoGluon: its own venv)."""
+    from benchmarks.autogluon_contender import installed
+
+    if importlib.util.find_spec("ydf") is None:
+        log("[confirm] ydf is not installed: skipping " + ", ".join(c for c in contenders if c in YDF_CONTENDERS))
+        contenders = [c for c in contenders if c not in YDF_CONTENDERS]
+    if AUTOGLUON in contenders and not installed():
+        log(f"[confirm] no AutoGluon venv (make bench-autogluon-env): skipping {AUTOGLUON}")
+        contenders = [c for c in contenders if c != AUTOGLUON]
+    return contenders
 
 
 def evaluate_split(dataset, seed: int, contenders: list[str], workdir: str, trials: int, log):
@@ -126,7 +143,8 @@ def evaluate_split(dataset, seed: int, contenders: list[str], workdir: str, tria
     for name in contenders:
         started = time.time()
         try:
-            result = run_contender(name, dataset, assignment, seed, os.path.join(workdir, dataset.name), trials)
+            result = run_contender(name, dataset, assignment, seed, os.path.join(workdir, dataset.name), trials,
+                                   records)
             row = make_record(dataset.name, seed, name, result, test_counts,
                               {"wall_seconds": round(time.time() - started, 2)})
         except SplitMismatch:

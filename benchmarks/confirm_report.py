@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from benchmarks import paired, registry
+from benchmarks.autogluon_contender import AUTOGLUON
 from benchmarks.contenders import PACKAGE_TUNED
 from benchmarks.quality import aggregate, common_datasets, ranks
 from benchmarks.summary import MISSING, mean_std, table
@@ -64,12 +65,13 @@ def summary_rows(table_: dict, records: list[dict], contenders: list[str], datas
 
 
 def summary_block(table_: dict, records: list[dict], present: list[str], contenders: tuple) -> str:
-    """The summary over the sets every cheap contender ran; the package joins once it ran all of those.
+    """The summary over the sets every cheap contender ran; the package and AutoGluon join once they ran all those.
 
     Keeping the package out until it is complete keeps every mean of the
     table over the same datasets (its paired tests use whatever it ran).
     """
-    core = [c for c in present if c != PACKAGE_TUNED] or present
+    # AutoGluon, like the package, costs minutes per split: it joins once complete, never shrinking the sets
+    core = [c for c in present if c not in (PACKAGE_TUNED, AUTOGLUON)] or present
     datasets = common_datasets(table_, core)
     shown = core + [c for c in present if c not in core and datasets and all(c in table_[d] for d in datasets)]
     if not datasets:
