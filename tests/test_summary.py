@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -95,6 +96,18 @@ def test_a_run_json_an_older_version_wrote_still_reads(tmp_path):
     rewritten = run.to_json()
     assert rewritten["weighted"] == {k: v for k, v in old["weighted"].items() if k != "blend"}
     assert rewritten["evaluation"] == old["evaluation"]
+
+
+def test_an_unreadable_run_json_stops_training_before_it_starts(tmp_path, capsys):
+    """One `error:` line naming the file and the key, exit 2, and nothing trained or written."""
+    from trainer import task
+
+    record = {"weighted": {**ensemble().to_json(), "thresold": {"value": 0.5}}}  # misspelt by a hand edit
+    (tmp_path / "run.json").write_text(json.dumps(record))
+    assert task.main(["--output-dir", str(tmp_path), "--epochs", "1"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {tmp_path / 'run.json'}: weighted: unknown key(s) 'thresold'")
+    assert sorted(os.listdir(tmp_path)) == ["run.json"]
 
 
 def test_nested_results_must_be_typed():

@@ -15,9 +15,14 @@ import dataclasses
 import typing
 from collections.abc import Mapping
 
+from trainer.config import ConfigError
 
-class RunJsonError(ValueError):
-    """A run.json record with a key this version does not know, or without one it needs."""
+
+class RunJsonError(ConfigError):
+    """A run.json record with a key this version does not know, or without one it needs.
+
+    A `ConfigError`: the entry points print it as one `error:` line and exit 2.
+    """
 
 
 def _nested(annotation) -> tuple[type | None, bool]:
@@ -41,6 +46,10 @@ class JsonRecord:
     """
 
     LEGACY: typing.ClassVar[frozenset[str]] = frozenset()
+
+    def replace(self, **changes) -> typing.Self:
+        """A copy with `changes` (the nested records are checked again)."""
+        return dataclasses.replace(self, **changes)
 
     def __post_init__(self):
         # Typed all the way down: a nested result given as a plain dict (or a list) fails here,

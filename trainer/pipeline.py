@@ -69,6 +69,7 @@ def train_and_export(config: RunConfig, data: PreparedData | None = None, values
     strategy = make_strategy(config.distribute)
     check_supported(strategy)
     file_values = hparams_lib.load_values(config.hparams) if config.hparams else {}  # fail before writing
+    read_run(config.output_dir)  # a run.json this version cannot read fails here, not after the training
     if data is None:
         with progress.step("data", "split, statistics and shards"):
             data = prepare_data(config)

@@ -171,8 +171,6 @@ class ModelSummary(JsonRecord):
     reused: list | None = None
     members: tuple[MemberSummary, ...] | None = None
 
-    def replace(self, **changes) -> ModelSummary:
-        return dataclasses.replace(self, **changes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,8 +204,6 @@ class EvaluationRecord(JsonRecord):
     intervals: dict | None = None
     interval_methods: dict | None = None
 
-    def replace(self, **changes) -> EvaluationRecord:
-        return dataclasses.replace(self, **changes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -239,8 +235,6 @@ class RunSummary(JsonRecord):
     weighting_study: dict | None = None
     refit_full: dict | None = None
 
-    def replace(self, **changes) -> RunSummary:
-        return dataclasses.replace(self, **changes)
 
     def model(self, key: str) -> ModelSummary | None:
         """The section under a run.json model key (`weighted` or `baseline`)."""
@@ -263,7 +257,7 @@ def read_run(directory: str) -> RunSummary:
     try:
         return RunSummary.from_json(read_run_json(directory))
     except RunJsonError as error:
-        raise RunJsonError(f"{os.path.join(directory, RUN_JSON)}: {error}") from None
+        raise RunJsonError(f"{os.path.join(directory, RUN_JSON)}: {str(error).removeprefix('run.json ')}") from None
 
 
 def write_run(directory: str, run: RunSummary) -> None:
