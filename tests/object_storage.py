@@ -25,6 +25,7 @@ it are skipped with the reason.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
 import datetime
 import http.client
@@ -69,7 +70,7 @@ def start_server(argv: list[str], log_path: str, port: int) -> Server:
     """Starts `argv`, waits until 127.0.0.1:`port` accepts connections; raises RuntimeError if it does not."""
     log = open(log_path, "wb")  # noqa: SIM115 (kept open for the process's lifetime)
     process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                               cwd=REPO)
+                               cwd=REPO, preexec_fn=_die_with_parent)
     deadline = time.monotonic() + START_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -81,6 +82,13 @@ def start_server(argv: list[str], log_path: str, port: int) -> Server:
     with open(log_path, "rb") as handle:
         tail = handle.read().decode(errors="replace").strip().splitlines()[-3:]
     raise RuntimeError(f"{argv[0]} did not start on port {port}: {' | '.join(tail) or 'no output'}")
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when the test process dies, so a killed pytest worker (no fixture teardown)
+    leaves no emulator or proxy running (Linux's PR_SET_PDEATHSIG; elsewhere nothing)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
 def stop(process: subprocess.Popen) -> None:

@@ -341,3 +341,31 @@ def test_atomic_file_writes_on_object_storage(bucket):
         for name, values in arrays.items():
             np.testing.assert_array_equal(loaded[name], values)
     assert storage.list_files(storage.join(bucket, "run")) == ["notes.txt", "run.json", "study/tuned.npz"]
+
+
+def test_a_started_server_dies_with_the_test_process_that_started_it(tmp_path):
+    """A pytest worker killed with SIGKILL runs no fixture teardown: its emulators must not outlive it."""
+    import signal
+    import subprocess
+    import time
+
+    script = ("import sys, time\nfrom tests.object_storage import free_port, start_server\n"
+              "port = free_port()\n"
+              f"server = start_server([sys.executable, '-m', 'http.server', str(port), '--bind', '127.0.0.1'], "
+              f"{str(tmp_path / 'server.log')!r}, port)\n"
+              "print(server.process.pid, flush=True)\ntime.sleep(60)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                              cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    child = int(parent.stdout.readline())
+    os.kill(child, 0)  # running
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(child, signal.SIGKILL)
+    pytest.fail(f"the server {child} outlived its killed parent")
