@@ -322,8 +322,7 @@ def gcs(gcs_servers, monkeypatch, request) -> str:
     """A fresh bucket on the emulator, with this test's environment pointing Beam and TensorFlow at it."""
     for key, value in gcs_servers.environment().items():
         monkeypatch.setenv(key, value)
-    name = "t-" + "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:50].strip("-")
-    return create_gcs_bucket(gcs_servers, f"{name}-{os.getpid()}-{time.monotonic_ns() % 10**6}")
+    return create_gcs_bucket(gcs_servers, _bucket_name(request, 50))
 
 
 @pytest.fixture
@@ -331,8 +330,13 @@ def s3(s3_server, monkeypatch, request) -> str:
     """A fresh bucket on moto, with this test's environment pointing boto3 (Beam) at it."""
     for key, value in s3_server.environment().items():
         monkeypatch.setenv(key, value)
-    name = "t-" + "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:40].strip("-")
-    return create_s3_bucket(s3_server, f"{name}-{os.getpid()}-{time.monotonic_ns() % 10**6}")
+    return create_s3_bucket(s3_server, _bucket_name(request, 40))
+
+
+def _bucket_name(request, length: int) -> str:
+    """A bucket name of the test's own (at most `length` characters of it), unique per process and call."""
+    name = "t-" + "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:length].strip("-")
+    return f"{name}-{os.getpid()}-{time.monotonic_ns() % 10**6}"
 
 
 if __name__ == "__main__":  # the proxy's own process: PORT UPSTREAM_PORT CERT KEY
