@@ -44,6 +44,9 @@ MONITORING_DIR, MONITORING_PAGE = "monitoring", "monitoring.html"
 DRIFT_RECORD, LIVE_RECORD = "drift", "live"
 MAX_VERSION = 2**63 - 1  # versions are int64 in TF Serving's protos
 SAVED_MODEL_FILE = "saved_model.pb"  # a version directory is complete once it holds this
+# On object storage (no rename) a version counts once this is there, written after every other object
+# (`trainer.storage.publish_tree`); in assets.extra, which TF Serving ignores.
+VERSION_MARKER = "assets.extra/published"
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")  # TF Serving's warm-up records
 # A trees-only model's LightGBM booster as text, beside its SavedModel (TF Serving ignores assets.extra):
 # exact TreeSHAP at evaluation (evaluation/attributions.py) on the trees that are served.

@@ -33,12 +33,10 @@ import shutil
 import uuid
 from collections.abc import Iterator
 
+from trainer.layout import SAVED_MODEL_FILE, VERSION_MARKER  # saved_model.pb is copied last: never half a version
+
 LOCAL, GCS, S3 = "local", "gs", "s3"
 REMOTE_SCHEMES = (GCS, S3)
-SAVED_MODEL_FILE = "saved_model.pb"  # as trainer.layout; copied last so TF Serving never loads half a version
-# Written last into a version published on object storage; readers there trust a version only with it.
-# In assets.extra, which TF Serving ignores.
-VERSION_MARKER = posixpath.join("assets.extra", "published")
 
 
 class StorageError(OSError):
