@@ -149,3 +149,21 @@ def test_the_report_pairs_the_package_with_autogluon_without_shrinking_the_summa
     assert f"`{ag.AUTOGLUON}` (2 of 3 sets)" in text
     # package vs AutoGluon over the two sets both ran: 0.600 vs 0.550, one win and one loss
     assert f"| `{ag.AUTOGLUON}` | 2 | 0.600 | 0.550 | +0.050 | 1 / 0 / 1 |" in text
+
+
+@pytest.mark.slow  # a real AutoGluon fit in its own venv (~30-60 s on 2 busy cores)
+@pytest.mark.skipif(not ag.installed(), reason="no AutoGluon venv: make bench-autogluon-env")
+def test_the_real_script_scores_the_test_rows_in_order(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = (rng.random(400) < 0.15).astype(np.int64)
+    # separable by x0 alone: scores out of the test rows' order would not be
+    features = pd.DataFrame({"x0": labels * 3.0 + rng.normal(scale=0.5, size=400), "x1": rng.normal(size=400)})
+    dataset = Dataset("separable", features, labels, "synthetic")
+    assignment = assign_splits(labels, SPLIT, 0)
+    result = ag.run_autogluon(dataset, assignment, 0, str(tmp_path), budget=30.0)
+    row = make_record("separable", 0, ag.AUTOGLUON, result, class_counts(labels, assignment)["test"])
+    assert result["autogluon_version"] == "1.6.3" and result["presets"] == "medium_quality"
+    assert np.all((result["scores"] >= 0) & (result["scores"] <= 1))
+    # scores in the test rows' order: the positive rows get the high scores
+    assert row["pr_auc"] > 0.9 and row["pr_auc"] == pytest.approx(
+        average_precision_score(labels[assignment == 2], result["scores"]), abs=1e-12)
