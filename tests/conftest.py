@@ -42,7 +42,7 @@ def serialized_example(features: dict) -> bytes:
 
 
 # The serving tests' fixtures (servers on free loopback ports, references).
-pytest_plugins = ["tests.serving_fixtures"]
+pytest_plugins = ["tests.serving_fixtures", "tests.object_storage"]  # fixtures registered once: one emulator per session
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,6 @@ import sys
 import numpy as np
 import pytest
 
-from tests.object_storage import gcs, gcs_servers, s3, s3_server  # noqa: F401 (fixtures)
 from trainer import layout, storage
 
 
@@ -140,7 +139,7 @@ def test_failed_publish_leaves_nothing(bucket, tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_tensorflow_files_on_gcs_through_the_proxy(gcs, tmp_path):  # noqa: F811
+def test_tensorflow_files_on_gcs_through_the_proxy(gcs, tmp_path):
     import tensorflow as tf
 
     payload = np.random.default_rng(5).bytes(1_500_000)  # large enough for TF to upload in parts
@@ -194,7 +193,7 @@ def test_beam_text_and_tfrecords(store, request):
 
 
 @pytest.mark.slow
-def test_publish_version_between_stores(gcs, tmp_path):  # noqa: F811
+def test_publish_version_between_stores(gcs, tmp_path):
     from trainer.atomic import publish_version
 
     source = _version_source(tmp_path, "one")
@@ -241,7 +240,7 @@ def test_version_manager_loads_only_marked_versions(store, request, tmp_path):
 
 
 @pytest.mark.slow
-def test_unreachable_store_keeps_serving(gcs, tmp_path, monkeypatch):  # noqa: F811
+def test_unreachable_store_keeps_serving(gcs, tmp_path, monkeypatch):
     from serving.versions import VersionManager
 
     base = storage.join(gcs, "serving_model")
@@ -297,7 +296,7 @@ def test_a_server_that_cannot_start_is_one_clear_error(tmp_path):
 
 
 @pytest.mark.slow
-def test_checkpoints_and_summaries_on_gcs_through_the_proxy(gcs):  # noqa: F811
+def test_checkpoints_and_summaries_on_gcs_through_the_proxy(gcs):
     """What a run directory on gs:// needs from TensorFlow besides SavedModels: checkpoints and TensorBoard logs."""
     import tensorflow as tf
 

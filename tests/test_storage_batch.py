@@ -11,7 +11,6 @@ import pytest
 
 from serving.batch import main
 from serving.batch_write import SUCCESS_FILE
-from tests.object_storage import gcs, gcs_servers, s3, s3_server  # noqa: F401 (fixtures)
 from trainer import storage
 from trainer.atomic import publish_version
 from trainer.data.synthetic import make_synthetic
@@ -71,7 +70,7 @@ def test_missing_bucket_is_one_line_exit_2(bucket, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-def test_failed_remote_job_leaves_nothing(gcs, tmp_path, version_dir, monkeypatch):  # noqa: F811
+def test_failed_remote_job_leaves_nothing(gcs, tmp_path, version_dir, monkeypatch):
     import serving.batch_pipeline as batch_pipeline
 
     frame = make_synthetic(negatives=40, positives=4, seed=2).drop(columns=["target"])
@@ -93,7 +92,7 @@ def test_failed_remote_job_leaves_nothing(gcs, tmp_path, version_dir, monkeypatc
     assert storage.list_files(output) == []  # the part files written before the failure were removed
 
 
-def test_s3_endpoint_from_beam_pipeline_args(s3, s3_server, tmp_path, version_dir, monkeypatch, capsys):  # noqa: F811
+def test_s3_endpoint_from_beam_pipeline_args(s3, s3_server, tmp_path, version_dir, monkeypatch, capsys):
     """`--beam-pipeline-args=--s3_endpoint_url=...` reaches the driver's reads and the workers' (no env variable)."""
     monkeypatch.delenv("AWS_ENDPOINT_URL_S3")
     args = f"--s3_endpoint_url={s3_server.server.url} --s3_access_key_id=testing --s3_secret_access_key=testing"

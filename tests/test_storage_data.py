@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.object_storage import gcs, gcs_servers, s3, s3_server  # noqa: F401 (fixtures)
 from trainer import storage
 from trainer.data.beam_files import plan_ranges, read_range, tfrecord_records
 from trainer.data.ingest import DataError

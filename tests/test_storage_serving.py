@@ -14,7 +14,6 @@ import requests
 
 from serving.app import ServerOptions, start
 from tests.conftest import REPO
-from tests.object_storage import gcs, gcs_servers, s3, s3_server  # noqa: F401 (fixtures)
 from tests.serving_fixtures import (
     MODEL,
     assert_close,
@@ -64,7 +63,7 @@ def test_server_polls_object_storage_and_never_sees_half_a_version(store, reques
         running.stop()
 
 
-def test_server_process_on_gcs_answers_and_takes_a_new_version(gcs, version_dir, reference, rows):  # noqa: F811
+def test_server_process_on_gcs_answers_and_takes_a_new_version(gcs, version_dir, reference, rows):
     """`python -m serving.server --model_base_path gs://...`: answers, then serves version 2 once published."""
     import os
     import signal
@@ -127,7 +126,7 @@ def _b64(data: bytes) -> str:
     ("gs://no-such-bucket-imbalance/serving_model", "the bucket gs://no-such-bucket-imbalance does not exist"),
     ("hdfs://namenode/serving_model", "unsupported storage scheme hdfs://"),
 ])
-def test_server_bad_object_storage_path_is_one_line_exit_2(gcs, path, message):  # noqa: F811
+def test_server_bad_object_storage_path_is_one_line_exit_2(gcs, path, message):
     import os
 
     done = subprocess.run([sys.executable, "-m", "serving.server", "--model_base_path", path, "--rest_api_port",
