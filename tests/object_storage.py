@@ -294,27 +294,26 @@ def s3_server(tmp_path_factory) -> S3:
 
 def create_gcs_bucket(gcs: Gcs, name: str) -> str:
     """Creates a bucket on the emulator (JSON API); returns gs://name."""
-    connection = http.client.HTTPConnection("127.0.0.1", gcs.emulator.port, timeout=30)
-    connection.request("POST", "/storage/v1/b?project=test", body=f'{{"name": "{name}"}}',
-                       headers={"Content-Type": "application/json"})
-    response = connection.getresponse()
-    response.read()
-    connection.close()
-    if response.status not in (200, 409):
-        raise RuntimeError(f"cannot create bucket {name}: HTTP {response.status}")
+    _create_bucket(gcs.emulator.port, "POST", "/storage/v1/b?project=test", name, body=f'{{"name": "{name}"}}',
+                   headers={"Content-Type": "application/json"})
     return f"gs://{name}"
 
 
 def create_s3_bucket(s3: S3, name: str) -> str:
     """Creates a bucket on moto; returns s3://name."""
-    connection = http.client.HTTPConnection("127.0.0.1", s3.server.port, timeout=30)
-    connection.request("PUT", f"/{name}")
+    _create_bucket(s3.server.port, "PUT", f"/{name}", name)
+    return f"s3://{name}"
+
+
+def _create_bucket(port: int, method: str, path: str, name: str, **request) -> None:
+    """One request to a store on loopback; 200 (made) or 409 (there already) is success."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    connection.request(method, path, **request)
     response = connection.getresponse()
     response.read()
     connection.close()
     if response.status not in (200, 409):
         raise RuntimeError(f"cannot create bucket {name}: HTTP {response.status}")
-    return f"s3://{name}"
 
 
 @pytest.fixture
