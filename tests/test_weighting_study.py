@@ -85,3 +85,15 @@ def test_the_report_section_shows_the_answer_and_every_variant_per_split():
     low, high = study["test"][2]["vs_unweighted"]["pr_auc"]["interval"]
     assert f"[{low:+.4f}, {high:+.4f}]" in page
     assert "no weighting study" in weighting_report.section(None)
+
+
+def test_a_run_without_the_study_keeps_no_predictions_for_it(tiny_run):
+    """trainer.task-style training (the weighted model and a baseline, no tuning execution) runs no study,
+    so it leaves no `weighting_study/` behind (test_tuning checks a tuning execution keeps all three)."""
+    import os
+
+    from trainer.layout import WEIGHTING_STUDY_DIR
+
+    config, weighted, baseline = tiny_run
+    assert os.path.isdir(os.path.join(config.output_dir, weighted.export_dir))  # the run itself is there
+    assert not os.path.exists(os.path.join(config.output_dir, WEIGHTING_STUDY_DIR))

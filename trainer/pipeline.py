@@ -28,7 +28,7 @@ from trainer.weighting_study import TUNED, UNWEIGHTED, save_predictions
 def train_and_export(config: RunConfig, data: PreparedData | None = None, values: dict | None = None,
                      weighted: bool = True, members: list[Member] | None = None,
                      export_dir: str | None = None, study_variant: str | None = None,
-                     reuse: dict | None = None) -> ModelSummary | dict:
+                     reuse: dict | None = None, keep_predictions: bool = False) -> ModelSummary | dict:
     """Trains one model (or an ensemble of members) and exports it as the next version.
 
     Args:
@@ -49,8 +49,11 @@ def train_and_export(config: RunConfig, data: PreparedData | None = None, values
       study_variant: Train for the weighting study only
         (`trainer.weighting_study`, e.g. its N0/N1 variant): nothing is
         exported or written to run.json; the raw predictions are kept under
-        this name. Otherwise the weighted model's are kept as `tuned`, the
-        baseline's as `unweighted`.
+        this name.
+      keep_predictions: Also keep the raw predictions of the weighted model
+        (as `tuned`) or the baseline (as `unweighted`) for the weighting
+        study, which a tuning execution runs next (a `trainer.task` run has
+        no study, so nothing is kept).
       reuse: Members already trained by an earlier call on the same data,
         filled by this one (`member_key` -> candidate): a member whose
         hyperparameters and resolved loss and weights are the same is not
@@ -77,11 +80,11 @@ def train_and_export(config: RunConfig, data: PreparedData | None = None, values
     members = [dataclasses.replace(m, values={**file_values, **m.values}) for m in members]
     with output_dir_of(strategy, config.output_dir) as output_dir:  # only the chief writes the run
         return _train_and_export(config.replace(output_dir=output_dir), data, strategy, members, weighted,
-                                 export_dir, study_variant, reuse)
+                                 export_dir, study_variant, reuse, keep_predictions)
 
 
 def _train_and_export(config, data, strategy, members: list[Member], weighted, export_dir, study_variant,
-                      reuse) -> ModelSummary | dict:
+                      reuse, keep_predictions) -> ModelSummary | dict:
     name = study_variant or ("weighted" if weighted else "baseline")
     counts = data.train_counts
     keras.utils.set_random_seed(config.seed)
@@ -121,7 +124,8 @@ def _train_and_export(config, data, strategy, members: list[Member], weighted, e
     export_dir = export_dir or MODEL_DIRS[name]
     summary, test = finalize(candidate.model, settings, data, config, os.path.join(config.output_dir, export_dir),
                              held_out=(candidate.margins, candidate.labels), shift=shift)
-    keep(test)
+    if keep_predictions:
+        keep(test)
     grown = {k: v for k, v in candidate.info.items() if k != "members"}  # a blend's: described per member below
     summary = summary.replace(
         export_dir=export_dir, hyperparameters=dict(hp.values),

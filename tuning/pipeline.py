@@ -127,8 +127,11 @@ def _search_and_export(config: RunConfig, data) -> dict | None:
     search_seconds = round(time.time() - started, 1)
     selection, members = select_members(tuner, data, config)
     trained = {}  # members trained once: a member the twin or the study shares with the candidate is reused
-    weighted = train_and_export(config, data, members=members, export_dir=CANDIDATE_DIR, reuse=trained)
-    baseline = train_and_export(config, data, members=members, weighted=False, reuse=trained)
+    keep = not config.skip_weighting_study  # the study's tuned and unweighted variants are these two models
+    weighted = train_and_export(config, data, members=members, export_dir=CANDIDATE_DIR, reuse=trained,
+                                keep_predictions=keep)
+    baseline = train_and_export(config, data, members=members, weighted=False, reuse=trained,
+                                keep_predictions=keep)
     study = None if config.skip_weighting_study else study_weighting(config, data, members, trained)
     return {
         "tuning": {"trials": trial_count, "search_seconds": search_seconds, "best": dict(best.values),
