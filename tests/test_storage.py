@@ -117,7 +117,7 @@ def test_publish_marker_last_and_only_marked_versions_listed(bucket, tmp_path):
     storage.copy_tree(_version_source(tmp_path, "two"), storage.join(base, "2"))
     assert layout.list_versions(base) == {1: path}
     assert layout.next_version(base) == 3
-    with pytest.raises(storage.StorageError, match="another publisher took version 2"):
+    with pytest.raises(storage.VersionTaken, match="another publisher took version 2"):
         storage.publish_tree(_version_source(tmp_path, "again"), base, 2)
     assert storage.read_text(storage.join(base, "2", layout.SAVED_MODEL_FILE)) == "model two"  # untouched
 

@@ -140,11 +140,8 @@ def publish_to_next_version(staging: str, base: str, extra_files: dict[str, str]
         return rename_to_next_version(staging, base)
     for _ in range(10):
         version = next_version(base)
-        try:
+        with contextlib.suppress(storage.VersionTaken):
             return storage.publish_tree(staging, base, version, extra_files)
-        except storage.StorageError as error:
-            if "another publisher" not in str(error):
-                raise
     raise storage.StorageError(f"{base}: could not take a version number: other publishers kept taking them")
 
 

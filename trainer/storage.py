@@ -43,6 +43,10 @@ class StorageError(OSError):
     """A path that cannot be used (unknown scheme, missing bucket...), as one line."""
 
 
+class VersionTaken(StorageError):
+    """Another publisher took the version number `publish_tree` was given: try the next one."""
+
+
 def scheme(path: str) -> str:
     """`local`, `gs` or `s3`; any other URL scheme is a StorageError."""
     if "://" not in path:
@@ -268,13 +272,6 @@ def remove_tree(path: str) -> None:
         _filesystems().delete(files)
 
 
-def is_complete_version(directory: str) -> bool:
-    """A version directory readers may load: locally `saved_model.pb` (renamed into place whole), remotely its marker."""
-    if not is_remote(directory):
-        return os.path.isfile(os.path.join(directory, SAVED_MODEL_FILE))
-    return _filesystems().exists(join(directory, VERSION_MARKER))
-
-
 def version_dirs(base: str) -> dict[str, bool]:
     """Remote only: the names directly under `base` -> whether their version marker is present (one listing)."""
     names = list_files(base)
@@ -292,7 +289,7 @@ def publish_tree(source: str, base: str, version: int, extra_files: dict[str, st
     """
     target = join(base, str(version))
     if list_files(target):
-        raise StorageError(f"{target} already exists: another publisher took version {version}")
+        raise VersionTaken(f"{target} already exists: another publisher took version {version}")
     token = uuid.uuid4().hex
     try:
         copy_tree(source, target, last=(SAVED_MODEL_FILE,))
@@ -300,7 +297,7 @@ def publish_tree(source: str, base: str, version: int, extra_files: dict[str, st
             write_text(join(target, relative), text)
         write_text(join(target, VERSION_MARKER), token)
         if read_text(join(target, VERSION_MARKER)) != token:  # another publisher wrote the same number
-            raise StorageError(f"{target}: another publisher wrote version {version} at the same time")
+            raise VersionTaken(f"{target}: another publisher wrote version {version} at the same time")
     except BaseException:
         remove_tree(target)
         raise
