@@ -25,7 +25,7 @@ import dataclasses
 
 import numpy as np
 
-from trainer.data.split import SPLITS, split_sizes
+from trainer.data.split import SPLITS, split_sizes, splits_by_rank
 
 TRAIN, VALIDATION, TEST = 0, 1, 2
 BOUNDARY = -1
@@ -80,21 +80,8 @@ def plan_split(histograms: np.ndarray, fractions: tuple[float, float, float], se
     counts = {name: [sizes[0][index], sizes[1][index]] for index, name in enumerate(SPLITS)}
     if histograms.sum() > exact_order_rows:
         return SplitPlan(table, offsets, cuts, counts)
-    return SplitPlan(table, offsets, cuts, counts, _by_rank(histograms.sum(axis=1), fractions, seed),
+    return SplitPlan(table, offsets, cuts, counts, splits_by_rank(histograms.sum(axis=1), fractions, seed),
                      _range_offsets(range_counts))
-
-
-def _by_rank(totals: np.ndarray, fractions: tuple[float, float, float], seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)  # the same draws as `assign_splits`, in the same order
-    by_rank = []
-    for cls in (0, 1):
-        order = rng.permutation(int(totals[cls]))
-        n_val, n_test = split_sizes(int(totals[cls]), fractions, cls)
-        splits = np.full(order.size, TRAIN, np.int8)
-        splits[order[:n_val]] = VALIDATION
-        splits[order[n_val:n_val + n_test]] = TEST
-        by_rank.append(splits)
-    return by_rank[0], by_rank[1]
 
 
 def _range_offsets(range_counts: dict[int, tuple[int, int]]) -> dict[int, tuple[int, int]]:

@@ -33,15 +33,32 @@ def assign_splits(labels: np.ndarray, fractions: tuple[float, float, float], see
     Raises:
       DataError: when a class is too small to put one example in every split.
     """
-    rng = np.random.default_rng(seed)
+    by_rank = splits_by_rank(np.bincount(labels, minlength=2), fractions, seed)
     assignment = np.zeros(labels.shape[0], dtype=np.int8)
     for cls in (0, 1):
-        rows = np.nonzero(labels == cls)[0]
-        rows = rows[rng.permutation(rows.size)]
-        n_val, n_test = split_sizes(rows.size, fractions, cls)
-        assignment[rows[:n_val]] = 1
-        assignment[rows[n_val:n_val + n_test]] = 2
+        assignment[labels == cls] = by_rank[cls]  # a row's rank: its place among its class's rows
     return assignment
+
+
+def splits_by_rank(totals: np.ndarray, fractions: tuple[float, float, float],
+                   seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per class, int8 [totals[class]]: the split of the class's k-th row, for every k.
+
+    The one split rule, for `assign_splits` and the Beam data step
+    (`trainer.data.beam_split`): a seeded permutation per class (class 0's
+    drawn first), its first `split_sizes` ranks to validation, the next to
+    test, the rest to train.
+    """
+    rng = np.random.default_rng(seed)
+    by_rank = []
+    for cls in (0, 1):
+        order = rng.permutation(int(totals[cls]))
+        n_val, n_test = split_sizes(int(totals[cls]), fractions, cls)
+        splits = np.zeros(order.size, np.int8)  # 0 = train
+        splits[order[:n_val]] = 1
+        splits[order[n_val:n_val + n_test]] = 2
+        by_rank.append(splits)
+    return by_rank[0], by_rank[1]
 
 
 def split_sizes(n: int, fractions: tuple[float, float, float], cls: int) -> tuple[int, int]:
