@@ -37,16 +37,21 @@ def _ranking(values: np.ndarray, weights: np.ndarray, labels: np.ndarray) -> np.
     return np.argsort(-np.average(np.abs(values[positive]), axis=0, weights=weights[positive]))
 
 
-def explain(run: str, budget: int, seed: int) -> dict:
-    """One explanation of the run's candidate at `budget`: its sizes, seconds and feature ranking."""
+def load(run: str):
+    """The run's schema, test and training arrays, and its candidate's margin function (read once)."""
     schema = load_schema(os.path.join(run, DATA_DIR))
     test, train = load_arrays([split_pattern(run)], schema), load_arrays([split_pattern(run, "train")], schema)
+    versions = list_versions(os.path.join(run, CANDIDATE_DIR))
+    return schema, test, train, margin_function(versions[max(versions)], schema)
+
+
+def explain(loaded, budget: int, seed: int) -> dict:
+    """One explanation of the run's candidate at `budget`: its sizes, seconds and feature ranking."""
+    schema, test, train, f = loaded
     names = [feature.name for feature in schema.features]
     rows, background = sample_sizes(AttributionOptions(max_evaluations=budget), len(names), True)
     index, weights = sample_rows(test.labels, rows, seed)
     chosen = np.random.default_rng(seed).choice(len(train.labels), size=background, replace=False)
-    versions = list_versions(os.path.join(run, CANDIDATE_DIR))
-    f = margin_function(versions[max(versions)], schema)
     started = time.perf_counter()
     explained = sampled_shapley(f, {n: test.features[n][index] for n in names},
                                 {n: train.features[n][chosen] for n in names}, seed)
@@ -67,9 +72,9 @@ def main(argv=None) -> None:
     parser.add_argument("--run", required=True, help="a finished tuning execution's directory")
     parser.add_argument("--budgets", type=int, nargs="+", default=[200_000, 100_000, 50_000])
     args = parser.parse_args(argv)
-    results = []
+    loaded, results = load(args.run), []
     for budget in args.budgets:
-        runs = [explain(args.run, budget, seed) for seed in (0, 1)]
+        runs = [explain(loaded, budget, seed) for seed in (0, 1)]
         results.append({"budget": budget, "rows": runs[0]["rows"], "background": runs[0]["background"],
                         "seconds": [r["seconds"] for r in runs], **agreement(runs[0]["ranking"], runs[1]["ranking"])})
         print(json.dumps(results[-1]), flush=True)
