@@ -42,7 +42,9 @@ def serialized_example(features: dict) -> bytes:
 
 
 # The serving tests' fixtures (servers on free loopback ports, references).
-pytest_plugins = ["tests.serving_fixtures", "tests.object_storage"]  # fixtures registered once: one emulator per session
+# tests.scheduling: the order of the tests on pytest-xdist's workers (the long modules first).
+pytest_plugins = ["tests.serving_fixtures", "tests.object_storage",  # fixtures registered once: one emulator per session
+                  "tests.scheduling"]
 
 
 @pytest.fixture(scope="session")
