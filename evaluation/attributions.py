@@ -221,9 +221,9 @@ def tree_shap(model_dir: str, rows: dict[str, np.ndarray], schema: Schema) -> At
       ValueError: the contributions do not sum to the exported margin (the
         booster text and the exported trees disagree).
     """
-    import lightgbm
+    from trainer.trees import feature_matrix, import_lightgbm
 
-    from trainer.trees import feature_matrix
+    lightgbm = import_lightgbm()
 
     booster = lightgbm.Booster(model_file=os.path.join(model_dir, TREES_FILE))
     contributions = booster.predict(feature_matrix(rows, schema), pred_contrib=True)  # [n, F + 1]

@@ -6,6 +6,8 @@ import csv
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# As trainer.trees.import_lightgbm sets it: tests that import LightGBM themselves load libgomp first.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import math
 

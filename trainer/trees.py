@@ -26,6 +26,23 @@ EARLY_STOPPING_ROUNDS = 50
 MAX_ROUNDS = 2000
 
 
+def import_lightgbm():
+    """LightGBM, its OpenMP threads set to sleep rather than spin while they wait for each other.
+
+    libgomp's default lets a waiting thread spin. When another process holds
+    one of the cores (the other pytest worker, a neighbour's job), a spinning
+    thread burns the time slice its partner needs: 200 rounds on 11,123 x 216
+    rows with 2 threads took 68-75 s spinning against 8 s sleeping on 2 cores
+    at load 4, where 1 thread took 7-10 s (docs/benchmarks.md, "LightGBM's
+    threads"). libgomp reads the policy once, when it is loaded, so it is set
+    before the first import; a policy the user set is kept.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    import lightgbm
+
+    return lightgbm
+
+
 def feature_matrix(features: dict, schema: Schema) -> np.ndarray:
     """Raw features ({name: [N]}) -> [N, F] float64: numerics (NaN = missing), category indices."""
     columns = []
@@ -168,7 +185,7 @@ def fit_trees(train_x: np.ndarray, train_y: np.ndarray, weights: tuple[float, fl
     Returns:
       (booster, rounds used).
     """
-    import lightgbm
+    lightgbm = import_lightgbm()
 
     settings = _settings(params, seed)
     sample_weight = np.where(train_y == 1, weights[1], weights[0])
@@ -204,7 +221,7 @@ def fit_trees_cross_validated(x: np.ndarray, y: np.ndarray, weights: tuple[float
     Returns:
       (boosters, rounds): one booster per fold, and the shared best round count.
     """
-    import lightgbm
+    lightgbm = import_lightgbm()
 
     settings = _settings(params, seed)
     boosters = []
