@@ -58,13 +58,13 @@ def test_expected_types_and_os_errors_become_one_line(capsys):
 
 
 @pytest.mark.parametrize("module", ["trainer.task", "tuning.task"])
-def test_a_run_directory_on_object_storage_is_refused_before_anything_is_written(module, tmp_path, tiny_csv,
-                                                                                 monkeypatch, capsys):
-    """Until a run directory can live on gs:// or s3://, one line and exit 2, and no local 'gs:' directory
-    (os.makedirs would have made one under the working directory)."""
+def test_a_run_directory_on_unsupported_storage_is_refused_before_anything_is_written(module, tmp_path, tiny_csv,
+                                                                                      monkeypatch, capsys):
+    """A URL other than gs:// and s3:// (tests/test_storage_run.py) is one line and exit 2, and no local
+    'hdfs:' directory (os.makedirs would have made one under the working directory)."""
     monkeypatch.chdir(tmp_path)
-    argv = ["--data", tiny_csv, "--label", "target", "--output-dir", "gs://bucket/runs/fraud"]
+    argv = ["--data", tiny_csv, "--label", "target", "--output-dir", "hdfs://namenode/runs/fraud"]
     assert importlib.import_module(module).main(argv) == cli.USAGE_ERROR
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and "object storage is not supported yet" in errors[0], errors
-    assert not (tmp_path / "gs:").exists()
+    assert len(errors) == 1 and "unsupported storage scheme hdfs://" in errors[0], errors
+    assert not (tmp_path / "hdfs:").exists()

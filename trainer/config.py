@@ -12,6 +12,7 @@ import json
 from dataclasses import field
 from typing import Any, ClassVar
 
+from trainer import storage
 from trainer.flags import flag
 
 LOSSES = ("weighted_ce", "focal", "logit_adjusted")
@@ -178,10 +179,10 @@ class RunConfig:
         _check_choice("selection", self.selection, SELECTIONS)
         _check_choice("early_stopping", self.early_stopping, EARLY_STOPPING)
         _check_choice("wandb", self.wandb, WANDB_MODES, allow_none=True)
-        if "://" in self.output_dir:  # os.makedirs would make a local directory named 'gs:' instead
-            raise ConfigError(f"--output-dir {self.output_dir}: a run directory on object storage is not supported "
-                              "yet; use a local directory (--data, batch scoring and the server's "
-                              "--model_base_path take gs:// and s3://: docs/scaling.md)")
+        try:  # gs:// and s3:// are run through a local working copy (trainer.run_storage); other URLs fail here
+            storage.scheme(self.output_dir)
+        except storage.StorageError as error:
+            raise ConfigError(f"--output-dir {error}") from None
         if self.max_bad_rows < 0:
             raise ConfigError(f"max_bad_rows must be at least 0, got {self.max_bad_rows}")
         if self.vocabulary_size < 1:

@@ -102,9 +102,14 @@ def _filesystems():
     return FileSystems
 
 
+_found_buckets: set[str] = set()  # checked once per process: every remote write checks its bucket
+
+
 def check_bucket(path: str) -> None:
     """Remote only: a missing bucket is a StorageError naming it (Beam reports a missing file, or nothing)."""
     bucket = "/".join(path.split("/")[:3])
+    if bucket in _found_buckets:
+        return
     options = _filesystems()._pipeline_options
     try:
         if scheme(path) == GCS:
@@ -119,6 +124,7 @@ def check_bucket(path: str) -> None:
         found = False
     if not found:
         raise StorageError(f"{path}: the bucket {bucket} does not exist or cannot be reached")
+    _found_buckets.add(bucket)
 
 
 def exists(path: str) -> bool:
@@ -270,6 +276,17 @@ def remove_tree(path: str) -> None:
     files = [join(path, name) for name in list_files(path)]
     if files:
         _filesystems().delete(files)
+
+
+def remove_files(paths: list[str]) -> None:
+    """Removes the given files (local or remote); ones already gone are not an error locally."""
+    local = [p for p in paths if not is_remote(p)]
+    for path in local:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+    remote = [p for p in paths if is_remote(p)]
+    if remote:
+        _filesystems().delete(remote)
 
 
 def version_dirs(base: str) -> dict[str, bool]:

@@ -33,13 +33,20 @@ def main(argv: list[str] | None = None) -> int:
 def _train(argv: list[str] | None) -> int:
     config, args = parse_args(argv)
     cli.start(show_native_logs=args.tensorflow_logs)
+    from trainer.run_storage import run_on
+
+    printed, where = run_on(config, _train_and_describe)  # gs://, s3://: on a local copy, then uploaded
+    print(where(printed), end="")
+    return 0
+
+
+def _train_and_describe(config: RunConfig) -> str:
+    """Trains and exports on a local run directory; returns the lines to print."""
     from trainer.description import describe_model, headline
     from trainer.pipeline import train_and_export
 
     summary = train_and_export(config)
-    print(f"exported {summary.version_dir}")
-    print(f"weighted model ({describe_model(summary)}): {headline(summary)}")
-    return 0
+    return f"exported {summary.version_dir}\nweighted model ({describe_model(summary)}): {headline(summary)}\n"
 
 
 if __name__ == "__main__":

@@ -20,7 +20,9 @@ and KERASTUNER_ORACLE_PORT set, over a shared --output-dir (see README).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import io
 import logging
 import os
 import sys
@@ -78,14 +80,27 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     config, args = parse_args(argv)
     cli.start(show_native_logs=args.tensorflow_logs)
-    summary = _tune(config, args)
+    from trainer.run_storage import run_on
+
+    # On a gs:// or s3:// run directory the execution runs on a local copy, uploaded before anything is printed.
+    (summary, printed), where = run_on(config, lambda local: _execute(local, args))
     if summary is None:  # a keras-tuner worker
         print("[tuning] worker done: the chief retrains and exports the best model")
         return 0
-    print_summary(config, summary)
-    if config.wandb:
-        log_to_wandb(config, summary.execution["path"])
+    print(where(printed), end="")
     return 0 if summary.push["pushed"] or summary.evaluation is None else 1
+
+
+def _execute(config: RunConfig, args) -> tuple:
+    """One execution on a local run directory: (its summary or None on a worker, the lines to print)."""
+    summary = _tune(config, args)
+    if summary is None:
+        return None, ""
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        print_summary(config, summary)
+        if config.wandb:  # before any upload: offline W&B files go into the execution
+            log_to_wandb(config, summary.execution["path"])
+    return summary, printed.getvalue()
 
 
 def _tune(config: RunConfig, args):
