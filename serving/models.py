@@ -187,4 +187,6 @@ class ModelRegistry:
         for thread in self._threads:
             thread.join(timeout=10)
         self._threads = []
+        for manager in self._managers.values():
+            manager.close()  # local copies of versions on object storage
 

@@ -19,7 +19,9 @@ store unreachable) changes nothing: the loaded versions keep serving.
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
 import shutil
 import tempfile
 import threading
@@ -132,6 +134,11 @@ class VersionManager:
         self._drop_local_copy(version)  # the servable holds its graph and variables in memory
         log.info("unloaded %s version %d", self.model_name, version)
 
+    def close(self) -> None:
+        """Removes the local copies of remote versions (the server is stopping; loaded models stay in memory)."""
+        for version in list(self._local_copies):
+            self._drop_local_copy(version)
+
     def _drop_local_copy(self, version: int) -> None:
         local = self._local_copies.pop(version, None)
         if local:
@@ -208,13 +215,31 @@ def _local_copy(version: int, path: str) -> str:
     copy is whole; loading from local disk serves s3:// too, which
     TensorFlow 2.21 cannot open.
     """
-    local = tempfile.mkdtemp(prefix=f"imbalance-serving-v{version}-")
+    local = tempfile.mkdtemp(prefix=f"v{version}-", dir=_copies_parent())
     try:
         storage.copy_tree(path, local)
     except BaseException:
         shutil.rmtree(local, ignore_errors=True)
         raise
     return local
+
+
+_copies_lock = threading.Lock()
+_copies_root: str | None = None
+
+
+def _copies_parent() -> str:
+    """This process's one directory for local copies (`imbalance-serving-<pid>-*`), removed when it exits.
+
+    `ModelServer.stop` removes the copies themselves; the parent goes at exit
+    (a SIGKILL leaves it, one directory per process, named by its PID).
+    """
+    global _copies_root
+    with _copies_lock:
+        if _copies_root is None or not os.path.isdir(_copies_root):
+            _copies_root = tempfile.mkdtemp(prefix=f"imbalance-serving-{os.getpid()}-")
+            atexit.register(shutil.rmtree, _copies_root, True)
+        return _copies_root
 
 
 def _load_and_warm_up(version: int, path: str) -> Servable:
