@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.shared import build_once
 from trainer.config import RunConfig
 from trainer.data.synthetic import make_synthetic
 
@@ -57,9 +58,12 @@ def tiny_frame() -> pd.DataFrame:
 
 @pytest.fixture(scope="session")
 def tiny_csv(tmp_path_factory, tiny_frame) -> str:
-    path = tmp_path_factory.mktemp("csv") / "tiny.csv"
-    tiny_frame.to_csv(path, index=False)
-    return str(path)
+    def write(directory):
+        directory.mkdir()
+        tiny_frame.to_csv(directory / "tiny.csv", index=False)
+        return str(directory / "tiny.csv")
+
+    return build_once(tmp_path_factory, "csv", write)  # one file for every xdist worker (tests/shared.py)
 
 
 def tiny_config(output_dir: str, data: str, **overrides) -> RunConfig:
@@ -75,23 +79,44 @@ def tiny_config(output_dir: str, data: str, **overrides) -> RunConfig:
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, tiny_csv):
-    """A run directory with a weighted and a baseline model, trained on tiny data.
+    """A run directory with a weighted and a baseline model, trained on tiny data (once for every xdist
+    worker, tests/shared.py: tests only read it, or copy it).
 
     Returns:
       (config, weighted summary, baseline summary).
     """
-    from trainer.pipeline import train_and_export
+    def train(directory):
+        from trainer.pipeline import train_and_export
 
-    config = tiny_config(str(tmp_path_factory.mktemp("run") / "run"), tiny_csv)
-    weighted = train_and_export(config)
-    baseline = train_and_export(config, weighted=False)
-    return config, weighted, baseline
+        config = tiny_config(str(directory / "run"), tiny_csv)
+        return config, train_and_export(config), train_and_export(config, weighted=False)
+
+    return build_once(tmp_path_factory, "run", train)
+
+
+@pytest.fixture(scope="session")
+def tiny_search(tmp_path_factory, tiny_csv):
+    """`make tune`'s execution on tiny data: a 4-trial random search (TensorBoard logs included), ensemble
+    selection, retrain and weighting study, no evaluation. Shared by test_tuning and test_tensorboard_hparams
+    (tests/scheduling.py keeps them on one xdist worker; tests/shared.py: once in any case).
+
+    Returns:
+      (config, `tuning.pipeline.ExecutionSummary`).
+    """
+    def tune(directory):
+        from tuning.pipeline import run_tuning
+
+        config = tiny_config(str(directory / "run"), tiny_csv, max_trials=4, tuner="random", tuning_epochs=2,
+                             epochs=2, skip_weighting_study=False)
+        return config, run_tuning(config)
+
+    return build_once(tmp_path_factory, "tune", tune)
 
 
 # Fixtures that train models or start servers. A test using one, directly or through another
 # fixture (`version_dir`, `server`, ...), is marked `slow`, so `make test-fast` (-m "not slow")
 # trains nothing and serves nothing, and no test using them can miss the marker.
-SLOW_FIXTURES = ("tiny_run", "conformance_server")
+SLOW_FIXTURES = ("tiny_run", "tiny_search", "conformance_server")
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker

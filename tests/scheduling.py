@@ -35,14 +35,17 @@ LONG_MODULES = {
     "tests/test_refit.py": 40,
     "tests/test_trees.py": 40,
     "tests/test_crossval_run.py": 35,
-    "tests/test_tensorboard_hparams.py": 35,
     "tests/test_reliability_export.py": 35,
 }
 
 
+# Modules that share a session-scoped fixture with a long module go with it (built once, on one worker).
+SHARING = {"tests/test_tensorboard_hparams.py": "tests/test_tuning.py"}  # conftest's tiny_search
+
+
 def _group(nodeid: str) -> str:
     path = nodeid.split("::")[0]
-    return "tests/test_storage" if path.startswith("tests/test_storage") else path
+    return "tests/test_storage" if path.startswith("tests/test_storage") else SHARING.get(path, path)
 
 
 def chunk_sizes(count: int, workers: int) -> list[int]:

@@ -6,25 +6,16 @@ import os
 
 import pytest
 
-from tests.conftest import tiny_config
-
 pytestmark = pytest.mark.slow  # a (tiny) search trains models
 
-TRIALS = 3  # the neural defaults, the trees' defaults, one random neural or trees trial
+TRIALS = 4  # the session's tiny search (conftest's tiny_search): the portfolio's first four, neural and trees
 
 
-@pytest.fixture(scope="module")
-def searched(tmp_path_factory, tiny_csv):
-    """A 3-trial random search over the tiny data, as `tuning.pipeline` runs it (no retrain, no export)."""
-    from trainer.data.prepare import prepare_data
-    from tuning.search import make_tuner
-    from tuning.tensorboard_hparams import search_callbacks
-
-    config = tiny_config(str(tmp_path_factory.mktemp("tb") / "execution"), tiny_csv, tuner="random",
-                         max_trials=TRIALS, tuning_epochs=2)
-    tuner = make_tuner(prepare_data(config), config)
-    tuner.search(verbose=0, callbacks=search_callbacks(config.output_dir))
-    return config
+@pytest.fixture
+def searched(tiny_search):
+    """The execution of the session's 4-trial random search over the tiny data, as `tuning.pipeline` runs it."""
+    config, summary = tiny_search
+    return config.replace(output_dir=summary.execution["path"])
 
 
 def _keras_tuner_trials(execution_dir):

@@ -8,11 +8,10 @@ import shutil
 import keras_tuner as kt
 import pytest
 
-from tests.conftest import first_execution, read_trials, tiny_config
+from tests.conftest import first_execution, read_trials
 from trainer.data.prepare import prepare_data
 from trainer.hparams import declare_all
 from tuning import task
-from tuning.pipeline import run_tuning
 from tuning.portfolio import portfolio_values
 
 pytestmark = pytest.mark.slow
@@ -24,11 +23,10 @@ def load_best_hyperparameters(path):
         return kt.HyperParameters.from_config(json.load(handle))
 
 
-@pytest.fixture(scope="module")
-def tuned(tmp_path_factory, tiny_csv):
-    config = tiny_config(str(tmp_path_factory.mktemp("tune") / "run"), tiny_csv, max_trials=4,
-                         tuner="random", tuning_epochs=2, epochs=2, skip_weighting_study=False)
-    return config, run_tuning(config)
+@pytest.fixture
+def tuned(tiny_search):
+    """The session's tiny tuning run (conftest: 4 random-search trials, weighting study, no evaluation)."""
+    return tiny_search
 
 
 def test_outputs_of_a_search(tuned):
