@@ -107,7 +107,8 @@ def run_on(config: RunConfig, work: Callable[[RunConfig], T]) -> tuple[T, Callab
     try:
         upload(copy)
     except Exception as error:
-        raise storage.StorageError(f"uploading the run to {copy.remote} failed ({error}); the run's results are "
+        why = " ".join(str(error).split()) or type(error).__name__  # a store's errors span lines: one line
+        raise storage.StorageError(f"uploading the run to {copy.remote} failed ({why}); the run's results are "
                                    f"kept in {copy.local}") from error
     shutil.rmtree(copy.local, ignore_errors=True)
     return result, copy.to_remote
