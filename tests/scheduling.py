@@ -20,22 +20,24 @@ import pytest
 # Seconds of one module on a worker of a 2-worker `make test` on 2 idle cores (fixtures included), from the
 # suite's --durations (docs/benchmarks.md) and one-file runs. Estimates: they only decide the order.
 LONG_MODULES = {
-    "tests/test_tuning.py": 130,
     "tests/test_storage": 150,  # test_storage*.py: one group, they share the session's emulators
-    "tests/test_evaluation.py": 110,
+    "tests/test_tuning.py": 130,  # with test_tensorboard_hparams (SHARING)
+    "tests/test_evaluation.py": 120,
     "tests/test_tuning_hyperband.py": 86,
     "tests/test_tuning_processes.py": 80,
-    "tests/test_attributions.py": 60,
-    "tests/test_push.py": 60,
-    "tests/test_reliability_data.py": 55,
+    "tests/test_attributions.py": 65,
+    "tests/test_push.py": 65,
+    "tests/test_export.py": 60,
+    "tests/test_reliability_data.py": 50,
     "tests/test_quality.py": 51,
-    "tests/test_distribute.py": 50,
+    "tests/test_reliability_serving.py": 50,
+    "tests/test_refit.py": 45,
+    "tests/test_distribute.py": 40,
     "tests/test_multi_worker.py": 40,
-    "tests/test_live.py": 40,
-    "tests/test_refit.py": 40,
-    "tests/test_trees.py": 40,
+    "tests/test_reliability_export.py": 40,
+    "tests/test_live.py": 35,
+    "tests/test_trees.py": 35,
     "tests/test_crossval_run.py": 35,
-    "tests/test_reliability_export.py": 35,
 }
 
 
