@@ -23,6 +23,7 @@ from serving import versions
 from serving.app import ServerOptions, start
 from tests.serving_fixtures import MODEL, assert_close, call_signature, example_features, post, rest_url, serialize
 from trainer import cli, run_storage, storage
+from trainer.config import ConfigError
 from trainer.layout import SERVING_DIR
 
 # The cheapest execution that still searches, trains both models, runs TFMA and gates (as test_tuning's).
@@ -270,3 +271,18 @@ def test_a_failed_upload_removes_its_new_files_and_keeps_the_copy(gcs, tmp_path,
     (kept,) = _copies(scratch)
     assert kept in str(raised.value) and os.path.isfile(os.path.join(kept, "executions", "0003", "a.txt"))
     assert {name: storage.read_text(storage.join(run, name)) for name in storage.list_files(run)} == before
+
+
+@pytest.mark.parametrize("shared", ["multi_worker", "distributed_search"])
+def test_several_processes_cannot_share_a_remote_run(shared, monkeypatch, scratch):
+    """Each process would work on a copy of its own: one line before any request to the store."""
+    from tests.conftest import tiny_config
+
+    overrides = {"distribute": "multi_worker"} if shared == "multi_worker" else {}
+    if shared == "distributed_search":
+        for key, value in (("KERASTUNER_TUNER_ID", "worker0"), ("KERASTUNER_ORACLE_IP", "127.0.0.1"),
+                           ("KERASTUNER_ORACLE_PORT", "8000")):
+            monkeypatch.setenv(key, value)
+    with pytest.raises(ConfigError, match="run by one process"):
+        run_storage.run_on(tiny_config("gs://bucket/runs/r", "unused.csv", **overrides), lambda config: None)
+    assert _copies(scratch) == []

@@ -93,7 +93,9 @@ def run_on(config: RunConfig, work: Callable[[RunConfig], T]) -> tuple[T, Callab
     """
     if not storage.is_remote(config.output_dir):
         return work(config), str
-    if config.distribute == "multi_worker" or os.environ.get("KERASTUNER_ORACLE_IP"):
+    from keras_tuner.src.distribute import utils as distributed_search  # as tuning.pipeline asks it
+
+    if config.distribute == "multi_worker" or distributed_search.has_chief_oracle():
         raise ConfigError(f"--output-dir {config.output_dir}: a run directory on object storage is run by one "
                           "process; a multi-worker training or distributed search needs a shared file system")
     storage.configure(config.beam_pipeline_args)
