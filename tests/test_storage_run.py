@@ -141,6 +141,7 @@ def test_trainer_on_s3_uploads_the_model_it_trained(s3, tiny_csv, scratch, rows,
             call_signature(tf.saved_model.load(before), "serving_default", examples=serialized)[name])
 
 
+@pytest.mark.slow  # starts a store (tests/object_storage.py)
 @pytest.mark.parametrize("module", ["trainer.task", "tuning.task"])
 def test_a_missing_bucket_is_one_line_and_exit_2(module, gcs, tiny_csv, scratch, capsys):
     import importlib
@@ -181,6 +182,7 @@ def _remote_run(bucket: str, tmp_path) -> str:
     return run
 
 
+@pytest.mark.slow  # starts a store (tests/object_storage.py)
 def test_working_copy_downloads_what_is_read_and_uploads_what_changed(bucket, tmp_path, scratch):
     """Without TensorFlow: the copy holds the newest marked version and what a new execution reads; the
     upload publishes version 3 (2 was taken), writes changes with local paths as the URL, removes what the run
@@ -211,6 +213,7 @@ def test_working_copy_downloads_what_is_read_and_uploads_what_changed(bucket, tm
     shutil.rmtree(local)
 
 
+@pytest.mark.slow  # starts a store (tests/object_storage.py)
 def test_a_version_taken_meanwhile_stops_the_upload_before_the_records(gcs, tmp_path, scratch):
     run = _remote_run(gcs, tmp_path)
     copy = run_storage.download(run)
@@ -226,6 +229,7 @@ def test_a_version_taken_meanwhile_stops_the_upload_before_the_records(gcs, tmp_
     shutil.rmtree(copy.local)
 
 
+@pytest.mark.slow  # starts a store (tests/object_storage.py)
 def test_a_crash_leaves_the_store_as_it_was_and_keeps_the_copy(gcs, tmp_path, scratch, capsys):
     from tests.conftest import tiny_config
 
@@ -244,6 +248,7 @@ def test_a_crash_leaves_the_store_as_it_was_and_keeps_the_copy(gcs, tmp_path, sc
     assert f"the working copy is kept in {kept}" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # starts a store (tests/object_storage.py)
 def test_a_failed_upload_removes_its_new_files_and_keeps_the_copy(gcs, tmp_path, scratch, monkeypatch):
     from tests.conftest import tiny_config
 
