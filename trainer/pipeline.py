@@ -28,7 +28,8 @@ from trainer.weighting_study import TUNED, UNWEIGHTED, save_predictions
 def train_and_export(config: RunConfig, data: PreparedData | None = None, values: dict | None = None,
                      weighted: bool = True, members: list[Member] | None = None,
                      export_dir: str | None = None, study_variant: str | None = None,
-                     reuse: dict | None = None, keep_predictions: bool = False) -> ModelSummary | dict:
+                     reuse: dict | None = None, keep_predictions: bool = False,
+                     splits: Splits | None = None) -> ModelSummary | dict:
     """Trains one model (or an ensemble of members) and exports it as the next version.
 
     Args:
@@ -59,6 +60,9 @@ def train_and_export(config: RunConfig, data: PreparedData | None = None, values
         hyperparameters and resolved loss and weights are the same is not
         trained again (the twin's unweighted members, the study's members
         already at N0/N1).
+      splits: The splits already in memory (the search's, shared by the
+        candidate, its twin and the study's variant): loaded from the
+        prepared data when None.
 
     Returns:
       The model's `trainer.summary.ModelSummary`, also written under
@@ -80,16 +84,16 @@ def train_and_export(config: RunConfig, data: PreparedData | None = None, values
     members = [dataclasses.replace(m, values={**file_values, **m.values}) for m in members]
     with output_dir_of(strategy, config.output_dir) as output_dir:  # only the chief writes the run
         return _train_and_export(config.replace(output_dir=output_dir), data, strategy, members, weighted,
-                                 export_dir, study_variant, reuse, keep_predictions)
+                                 export_dir, study_variant, reuse, keep_predictions, splits)
 
 
 def _train_and_export(config, data, strategy, members: list[Member], weighted, export_dir, study_variant,
-                      reuse, keep_predictions) -> ModelSummary | dict:
+                      reuse, keep_predictions, splits) -> ModelSummary | dict:
     name = study_variant or ("weighted" if weighted else "baseline")
     counts = data.train_counts
     keras.utils.set_random_seed(config.seed)
     started = time.time()
-    splits = Splits(data, config)
+    splits = Splits(data, config) if splits is None else splits
     tensorboard = keras.callbacks.TensorBoard(log_dir=os.path.join(config.output_dir, LOGS_DIR, name))
     trained, reused = [], []
     with strategy_scope(strategy):  # variables and train steps replicated across devices

@@ -19,7 +19,7 @@ import time
 from keras_tuner.src.distribute import utils as distribute
 
 from trainer import progress, weighting_study
-from trainer.candidates import Member
+from trainer.candidates import Member, Splits
 from trainer.config import RunConfig
 from trainer.data.ingest import DataError
 from trainer.data.prepare import prepare_data
@@ -128,11 +128,12 @@ def _search_and_export(config: RunConfig, data) -> dict | None:
     selection, members = select_members(tuner, data, config)
     trained = {}  # members trained once: a member the twin or the study shares with the candidate is reused
     keep = not config.skip_weighting_study  # the study's tuned and unweighted variants are these two models
+    splits = tuner.hypermodel.splits  # the rows the search held in memory: not read again for each model
     weighted = train_and_export(config, data, members=members, export_dir=CANDIDATE_DIR, reuse=trained,
-                                keep_predictions=keep)
+                                keep_predictions=keep, splits=splits)
     baseline = train_and_export(config, data, members=members, weighted=False, reuse=trained,
-                                keep_predictions=keep)
-    study = None if config.skip_weighting_study else study_weighting(config, data, members, trained)
+                                keep_predictions=keep, splits=splits)
+    study = None if config.skip_weighting_study else study_weighting(config, data, members, trained, splits)
     return {
         "tuning": {"trials": trial_count, "search_seconds": search_seconds, "best": dict(best.values),
                    "best_file": os.path.join(tuning_dir, BEST_FILE), "objective": config.objective,
@@ -144,7 +145,8 @@ def _search_and_export(config: RunConfig, data) -> dict | None:
     }
 
 
-def study_weighting(config: RunConfig, data, members: list[Member], trained: dict) -> dict:
+def study_weighting(config: RunConfig, data, members: list[Member], trained: dict,
+                    splits: Splits | None = None) -> dict:
     """`trainer.weighting_study` for this execution: trains the members at N0/N1 (those already trained so,
     in `trained`, are reused), compares the three variants, writes run.json's `weighting_study`.
 
@@ -155,7 +157,7 @@ def study_weighting(config: RunConfig, data, members: list[Member], trained: dic
     n0, n1 = data.train_counts
     formula_ratio = n0 / n1
     formula = train_and_export(config.replace(weight_ratio=formula_ratio, weight_scheme=None), data,
-                               members=members, study_variant=FORMULA, reuse=trained)
+                               members=members, study_variant=FORMULA, reuse=trained, splits=splits)
     objective = parse_objective(config.threshold_objective)
     precision = objective.value if objective.kind == "recall_at_precision" else DEFAULT_OPERATING_PRECISION
     with progress.step("weighting study", "paired bootstrap"):
