@@ -368,3 +368,31 @@ def test_a_started_server_dies_with_the_test_process_that_started_it(tmp_path):
         time.sleep(0.1)
     os.kill(child, signal.SIGKILL)
     pytest.fail(f"the server {child} outlived its killed parent")
+
+
+@pytest.mark.slow
+def test_an_input_on_object_storage_changes_the_data_fingerprint_when_it_changes(bucket, tmp_path):
+    """`describe_data`'s fingerprint covers remote inputs as it does local ones: name, size, update time."""
+    from trainer.config import RunConfig
+    from tuning.executions import describe_data
+
+    counts = {"train": [8, 2], "validation": [2, 1], "test": [2, 1]}
+    data = storage.join(bucket, "in", "rows.csv")
+    storage.write_text(data, "x,target\n1,0\n")
+
+    def fingerprint(path: str) -> tuple[str, int | None]:
+        described = describe_data(RunConfig(data=path, output_dir=str(tmp_path / "run")), counts)
+        return described["fingerprint"], described["files"]
+
+    first = fingerprint(data)
+    assert first[1] == 1 and fingerprint(data) == first  # unchanged: the same fingerprint
+    facts = storage.file_facts(data)
+    assert [(path, size) for path, size, _ in facts] == [(data, len("x,target\n1,0\n"))]
+    storage.write_text(data, "x,target\n1,0\n2,1\n")  # the input grows
+    assert fingerprint(data)[0] != first[0]
+    assert storage.file_facts(storage.join(bucket, "in", "*.csv"))[0][1] == len("x,target\n1,0\n2,1\n")
+
+    local = tmp_path / "rows.csv"  # local inputs: the same rule, with the absolute path and st_mtime_ns
+    local.write_text("x,target\n1,0\n")
+    status = os.stat(local)
+    assert storage.file_facts(str(local)) == [(str(local), status.st_size, status.st_mtime_ns)]

@@ -291,3 +291,17 @@ def test_several_processes_cannot_share_a_remote_run(shared, monkeypatch, scratc
     with pytest.raises(ConfigError, match="run by one process"):
         run_storage.run_on(tiny_config("gs://bucket/runs/r", "unused.csv", **overrides), lambda config: None)
     assert _copies(scratch) == []
+
+
+@pytest.mark.parametrize("pipeline", ["trainer.pipeline.train_and_export", "tuning.pipeline.run_tuning"])
+def test_the_python_api_refuses_a_remote_run_directory_before_writing(pipeline, tmp_path, monkeypatch):
+    """Called directly (not through `run_on`), a pipeline refuses gs:// with the way to do it, writing nothing."""
+    import importlib
+
+    from trainer.config import RunConfig
+
+    module, name = pipeline.rsplit(".", 1)
+    monkeypatch.chdir(tmp_path)  # a local directory named 'gs:' would appear here
+    with pytest.raises(ConfigError, match="run_storage.run_on"):
+        getattr(importlib.import_module(module), name)(RunConfig(data="rows.csv", output_dir="gs://b/runs/r"))
+    assert os.listdir(tmp_path) == []

@@ -20,6 +20,7 @@ from trainer.distribute import check_supported, make_strategy, output_dir_of, st
 from trainer.finalize import finalize, raw_test_predictions
 from trainer.layout import LOGS_DIR, MODEL_DIRS, history_path
 from trainer.losses import prior_shift
+from trainer.run_storage import require_local
 from trainer.summary import MemberSummary, ModelSummary, RowsSeen, read_run, write_run
 from trainer.train import EpochProgress, fit_settings, save_history
 from trainer.weighting_study import TUNED, UNWEIGHTED, save_predictions
@@ -72,6 +73,7 @@ def train_and_export(config: RunConfig, data: PreparedData | None = None, values
       writes the run; every other worker runs the same steps into a scratch
       directory that is removed, so the paths of its summary no longer exist.
     """
+    require_local(config.output_dir)
     # First: a multi-worker strategy configures collective ops, which must precede any TensorFlow op.
     strategy = make_strategy(config.distribute)
     check_supported(strategy)

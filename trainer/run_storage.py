@@ -83,6 +83,17 @@ class WorkingCopy:
         return text.replace(self.local, self.remote)
 
 
+def require_local(output_dir: str) -> None:
+    """Refuses a remote run directory where a pipeline would write it directly (the Python API).
+
+    The pipelines write with local file functions; only `run_on` (the entry
+    points) runs them on object storage, through a working copy.
+    """
+    if storage.is_remote(output_dir):
+        raise ConfigError(f"{output_dir}: a pipeline writes a local run directory; for object storage call it "
+                          "through trainer.run_storage.run_on (as trainer.task and tuning.task do)")
+
+
 def run_on(config: RunConfig, work: Callable[[RunConfig], T]) -> tuple[T, Callable[[str], str]]:
     """`work(config)` on `config.output_dir`: a remote one through a local working copy (module docstring).
 

@@ -156,6 +156,19 @@ def glob(pattern: str) -> list[str]:
     return sorted(m.path for m in _filesystems().match([pattern])[0].metadata_list if not m.path.endswith("/"))
 
 
+def file_facts(pattern: str) -> list[tuple[str, int, float]]:
+    """(path, size in bytes, modification time) of each file matching `pattern`, sorted by path.
+
+    What tells a changed input apart without reading its bytes (`tuning.executions.describe_data`).
+    Local: the absolute path and `st_mtime_ns`; remote: the store's size and last-update time.
+    """
+    if not is_remote(pattern):
+        return [(os.path.abspath(p), (status := os.stat(p)).st_size, status.st_mtime_ns) for p in glob(pattern)]
+    check_bucket(pattern)
+    matched = _filesystems().match([pattern])[0].metadata_list
+    return sorted((m.path, m.size_in_bytes, m.last_updated_in_seconds) for m in matched if not m.path.endswith("/"))
+
+
 def size(path: str) -> int:
     """A file's size in bytes."""
     if not is_remote(path):

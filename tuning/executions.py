@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import glob
 import hashlib
 import html
 import os
 
+from trainer import storage
 from trainer.atomic import write_json_atomically, write_text_atomically
 from trainer.config import RunConfig
 from trainer.data.ingest import BUILTIN_DATASETS
@@ -66,11 +66,10 @@ def describe_data(config: RunConfig, counts: dict[str, list[int]]) -> dict:
     times (not their bytes, which can be terabytes) with the split settings,
     so two executions on the same unchanged files share it.
     """
-    files = sorted(glob.glob(config.data)) if config.data not in BUILTIN_DATASETS else []
+    files = storage.file_facts(config.data) if config.data not in BUILTIN_DATASETS else []
     digest = hashlib.sha256(repr((config.data, config.label, config.seed, list(config.split))).encode())
-    for path in files:
-        status = os.stat(path)
-        digest.update(repr((os.path.abspath(path), status.st_size, status.st_mtime_ns)).encode())
+    for facts in files:  # (path, size, modification time), on local disk or object storage
+        digest.update(repr(facts).encode())
     return {"source": config.data, "files": len(files) if files else None, "fingerprint": digest.hexdigest()[:16],
             "rows": sum(sum(pair) for pair in counts.values()),
             "positives": sum(pair[1] for pair in counts.values())}

@@ -27,6 +27,7 @@ from trainer.hparams import declare_all
 from trainer.layout import CANDIDATE_DIR, COMPLETE, TRIALS_FILE, TUNING_DIR
 from trainer.pipeline import train_and_export, update_run_json
 from trainer.refit import refit_full
+from trainer.run_storage import require_local
 from trainer.summary import EvaluationRecord, ModelSummary, read_run
 from trainer.threshold import parse_objective
 from trainer.weighting_study import DEFAULT_OPERATING_PRECISION, FORMULA
@@ -87,6 +88,7 @@ def run_tuning(config: RunConfig, evaluate=None, push_anyway: bool = False) -> E
       The `ExecutionSummary`; None on a keras-tuner worker, once the chief's
       search is over (the chief retrains and exports).
     """
+    require_local(config.output_dir)
     run_dir = config.output_dir
     execution = begin_execution(run_dir)
     config = config.replace(output_dir=execution.path)
