@@ -53,6 +53,7 @@ from trainer.data.ingest import DataError, sanitize_name
 from trainer.data.split import SPLITS
 from trainer.data.statistics import load_statistics, save_statistics, to_proto
 from trainer.layout import DATA_DIR, TRAIN_STATISTICS, execution_dir, resolve_run, split_pattern
+from trainer.run_storage import require_local_run
 
 STATISTICS_SUFFIXES = (".pb", ".pbtxt")
 TRAIN, VALIDATION, TEST = SPLITS
@@ -311,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _drift(argv: list[str] | None) -> int:
     options = parse_args(argv)
+    if options.run:
+        require_local_run(options.run, "evaluation.drift")
     if options.run and options.score:  # the served model will be loaded: TensorFlow's start-up lines held back
         cli.start(show_native_logs=False, progress_display=False)
     result = run_drift(options)

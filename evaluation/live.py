@@ -43,6 +43,7 @@ import numpy as np
 from trainer import cli
 from trainer.atomic import write_json_atomically
 from trainer.data.ingest import DataError
+from trainer.run_storage import require_local_run
 
 MIN_POSITIVES = 20
 TOLERANCE = 0.02
@@ -318,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _live(argv: list[str] | None) -> int:
     options = parse_args(argv)
+    require_local_run(options.run, "evaluation.live")
     cli.start(show_native_logs=False, progress_display=False)
     summary = run_live(options)
     for line in summary["alerts"]:

@@ -35,9 +35,11 @@ from evaluation.monitoring_records import (
     served_versions,
     write_record,
 )
+from trainer import storage
 from trainer.atomic import write_text_atomically
 from trainer.data.ingest import DataError
 from trainer.layout import HISTORY_JSON, MONITORING_PAGE
+from trainer.run_storage import require_local_run
 
 FEATURES_PER_FIGURE = 12
 DRAWN_FEATURES = 24  # panels drawn; every feature has its table (216 panels took 35 s and 9 MB)
@@ -283,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m evaluation.monitoring", description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, help="the run directory (its monitoring/ records)")
     args = parser.parse_args(argv)
+    if storage.is_remote(args.run):
+        return cli.run_entry_point(lambda: require_local_run(args.run, "evaluation.monitoring"))
     if not os.path.isdir(args.run):
         print(f"error: --run {args.run}: no such run directory", file=sys.stderr)
         return cli.USAGE_ERROR

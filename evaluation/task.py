@@ -20,6 +20,7 @@ import sys
 from evaluation.flags import add_gate_arguments, gate_options
 from trainer import cli
 from trainer.layout import MONITORING_DIR, resolve_run
+from trainer.run_storage import require_local_run
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _evaluate(argv: list[str] | None) -> int:
     args = parse_args(argv)
+    require_local_run(args.run, "evaluation.task")
     cli.start(show_native_logs=args.tensorflow_logs)
     from evaluation.evaluate import run_evaluation
 

@@ -309,3 +309,21 @@ def test_the_python_api_refuses_a_remote_run_directory_before_writing(pipeline, 
     with pytest.raises(ConfigError, match="run_storage.run_on"):
         getattr(importlib.import_module(module), name)(RunConfig(data="rows.csv", output_dir="gs://b/runs/r"))
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("module, arguments", [
+    ("evaluation.task", []),
+    ("evaluation.drift", ["--data", "rows.csv", "--output", "drift"]),
+    ("evaluation.live", ["--predictions", "p.parquet", "--labels", "l.csv", "--id-column", "id", "--output", "live"]),
+    ("evaluation.monitoring", []),
+])
+def test_commands_without_a_working_copy_refuse_a_remote_run_in_one_line(module, arguments, tmp_path, monkeypatch,
+                                                                         capsys):
+    """Evaluating, judging drift, live evaluation and the monitoring page read a local run: one line, exit 2."""
+    import importlib
+
+    monkeypatch.chdir(tmp_path)
+    assert importlib.import_module(module).main(["--run", "gs://b/runs/r", *arguments]) == cli.USAGE_ERROR
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: --run gs://b/runs/r: ") and "copied to local disk" in error and "\n" not in error
+    assert os.listdir(tmp_path) == []  # nothing written, no local 'gs:' directory

@@ -94,6 +94,13 @@ def require_local(output_dir: str) -> None:
                           "through trainer.run_storage.run_on (as trainer.task and tuning.task do)")
 
 
+def require_local_run(run: str, command: str) -> None:
+    """Refuses a run on object storage in the commands that read one but have no working copy yet."""
+    if storage.is_remote(run):
+        raise ConfigError(f"--run {run}: {command} reads a local run directory; a run on object storage is "
+                          f"copied to local disk first (e.g. gcloud storage cp -r {run} .)")
+
+
 def run_on(config: RunConfig, work: Callable[[RunConfig], T]) -> tuple[T, Callable[[str], str]]:
     """`work(config)` on `config.output_dir`: a remote one through a local working copy (module docstring).
 
