@@ -116,7 +116,8 @@ def digest(record: bytes) -> bytes:
 
 
 def explain_models(models: list[EvaluatedModel], schema: Schema, test_records: list[bytes], test: dict,
-                   labels: np.ndarray, train: dict, options: AttributionOptions) -> ExplainedRows:
+                   labels: np.ndarray, train: dict, options: AttributionOptions,
+                   loaded: dict | None = None) -> ExplainedRows:
     """Explains a sample of the test rows for each model that exposes raw features.
 
     Args:
@@ -128,10 +129,12 @@ def explain_models(models: list[EvaluatedModel], schema: Schema, test_records: l
       test, labels: The same rows parsed ({name: [N]}) and their labels [N].
       train: Training rows ({name: [M]}), the background's source.
       options: Sample sizes and seed.
+      loaded: SavedModels the caller already loaded, by model name (else each is loaded here).
     """
     candidates = [m for m in models if m.name in EXPLAINED]
     trees = {m.name for m in candidates if has_trees_file(m.path)}
-    functions = {m.name: margin_function(m.path, schema) for m in candidates if m.name not in trees}
+    functions = {m.name: margin_function((loaded or {}).get(m.name, m.path), schema)
+                 for m in candidates if m.name not in trees}
     sampled = {name: f for name, f in functions.items() if f is not None}
     cap, size = sample_sizes(options, len(schema.features), bool(sampled))
     indices, weights = sample_rows(labels, cap, options.seed)
@@ -236,7 +239,7 @@ def _slice_value(single) -> object:
 
 
 def explain_run(run_dir: str, models: list[EvaluatedModel], schema: Schema, plan: SlicePlan,
-                options: AttributionOptions | None = None) -> ExplainedRows:
+                options: AttributionOptions | None = None, loaded: dict | None = None) -> ExplainedRows:
     """Explains the run's candidate and baseline on a sample of its test split (`explain_models`).
 
     The test records get the same slice buckets as TFMA's input
@@ -251,7 +254,7 @@ def explain_run(run_dir: str, models: list[EvaluatedModel], schema: Schema, plan
     test = load_arrays([split_pattern(run_dir)], schema)
     train = load_arrays([split_pattern(run_dir, "train")], schema)
     return explain_models(models, schema, records, test.features, test.labels, train.features,
-                          options or AttributionOptions())
+                          options or AttributionOptions(), loaded)
 
 
 def summary(explained: ExplainedRows) -> dict:

@@ -142,14 +142,15 @@ def feature_columns(rows: dict, schema: Schema) -> dict[str, np.ndarray]:
     return columns
 
 
-def margin_function(model_dir: str, schema: Schema):
+def margin_function(model, schema: Schema):
     """The SavedModel's `predict_features` margin, batched: {name: [N]} -> [N] float64.
 
-    None when the SavedModel has no such signature (e.g. one written by hand).
+    `model`: its directory, or the SavedModel already loaded. None when the
+    SavedModel has no such signature (e.g. one written by hand).
     """
     import tensorflow as tf
 
-    signatures = tf.saved_model.load(model_dir).signatures
+    signatures = (tf.saved_model.load(model) if isinstance(model, str) else model).signatures
     if FEATURES_SIGNATURE not in signatures:
         return None
     function = signatures[FEATURES_SIGNATURE]

@@ -131,7 +131,10 @@ def run_evaluation(run_dir: str, options: EvaluationOptions | None = None) -> Ev
     eval_dir = os.path.join(run_dir, EVALUATION_DIR)
     if options.report_only and not os.path.exists(os.path.join(eval_dir, "eval_config.json")):
         raise FileNotFoundError(f"no TFMA output in {eval_dir}: run the evaluation without --report-only first")
-    predictions = {m.name: predict_test(m.path, split_pattern(run_dir), schema) for m in models}
+    import tensorflow as tf
+
+    loaded = {m.name: tf.saved_model.load(m.path) for m in models}  # once each: predictions and attributions
+    predictions = {m.name: predict_test(loaded[m.name], split_pattern(run_dir), schema) for m in models}
     reference = SERVED if options.served_dir is not None else BASELINE
     gate = resolve_gate(options, run_json.threshold_objective, reference, predictions, {m.name: m.threshold for m in models},
                         {m.name: m.held_out for m in models})
@@ -145,7 +148,7 @@ def run_evaluation(run_dir: str, options: EvaluationOptions | None = None) -> Ev
         informative = informative_numeric(run_dir, schema) if options.slice_features is None else None
         plan = plan_slices(schema, options.slice_features, options.max_slice_vocabulary, informative)
         eval_config = build_eval_config(models, schema.label, plan, gate)
-        explained = _explain(run_dir, models, schema, plan, options, eval_config)
+        explained = _explain(run_dir, models, schema, plan, options, eval_config, loaded)
         with progress.step("TFMA", f"{len(models)} models sliced by {len(plan.feature_keys)} features"):
             seconds = run_tfma(models, eval_config, split_pattern(run_dir), plan, eval_dir,
                                options.beam_pipeline_args, explained)
@@ -172,7 +175,7 @@ def run_evaluation(run_dir: str, options: EvaluationOptions | None = None) -> Ev
     return summary
 
 
-def _explain(run_dir, models, schema, plan, options: EvaluationOptions, eval_config):
+def _explain(run_dir, models, schema, plan, options: EvaluationOptions, eval_config, loaded: dict):
     """Attributions of a sample of test rows (evaluation/attribution_extractor.py), added to `eval_config`."""
     if options.attribution_rows <= 0:
         return None
@@ -180,7 +183,8 @@ def _explain(run_dir, models, schema, plan, options: EvaluationOptions, eval_con
     from evaluation.attributions import AttributionOptions
 
     with progress.step("Attributions", f"at most {options.attribution_rows} test rows"):
-        explained = explain_run(run_dir, models, schema, plan, AttributionOptions(max_rows=options.attribution_rows))
+        explained = explain_run(run_dir, models, schema, plan, AttributionOptions(max_rows=options.attribution_rows),
+                                loaded)
     add_attribution_specs(eval_config, explained)
     return explained
 

@@ -18,8 +18,14 @@ from trainer.data.schema import Schema
 BATCH = 4096
 
 
-def predict_test(model_dir: str, data_pattern: str, schema: Schema) -> dict[str, np.ndarray]:
+def predict_test(model, data_pattern: str, schema: Schema) -> dict[str, np.ndarray]:
     """Labels and outputs of one SavedModel on the shards of `data_pattern`.
+
+    Args:
+      model: The SavedModel's directory, or the SavedModel already loaded
+        (`tf.saved_model.load`: an evaluation loads each model once).
+      data_pattern: TFRecord shards of serialized examples.
+      schema: The run's schema (the label).
 
     Returns:
       `labels` [N], `scores` [N] (calibrated), `raw` [N] (sigmoid of the logit,
@@ -29,7 +35,7 @@ def predict_test(model_dir: str, data_pattern: str, schema: Schema) -> dict[str,
 
     from trainer.finalize import run_signature
 
-    serve = tf.saved_model.load(model_dir).signatures["serving_default"]
+    serve = (tf.saved_model.load(model) if isinstance(model, str) else model).signatures["serving_default"]
     joined = run_signature(lambda batch: serve(examples=batch), read_serialized(data_pattern), BATCH)
     return {"labels": read_labels(data_pattern, schema), "scores": joined["scores"].astype(np.float64),
             "raw": sigmoid(joined["logits"]), "class_ids": joined["class_ids"]}
