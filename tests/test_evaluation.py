@@ -221,14 +221,25 @@ def test_a_near_perfect_model_s_intervals_stay_inside_zero_one(tiny_run, tmp_pat
 
 
 def save_near_perfect_model(path: str, label: str) -> str:
-    """A model that reads the label (!) and adds hashed noise: about 5% of positives fall below 0.5."""
+    """A model that reads the label (!) and adds hashed noise: about 5% of positives fall below 0.5.
+
+    The noise hashes two feature values, not the serialized example: the data
+    step's bytes order a tf.Example's features differently in each process
+    (protobuf maps have no fixed order), which made this model's PR-AUC
+    differ from one test session to the next.
+    """
     import tensorflow as tf
 
     class NearPerfect(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
         def serve(self, examples):
-            y = tf.cast(tf.io.parse_example(examples, {label: tf.io.FixedLenFeature([], tf.int64)})[label], tf.float32)
-            noise = tf.cast(tf.strings.to_hash_bucket_fast(examples, 10_007), tf.float32) / 10_007.0 - 0.5
+            spec = {label: tf.io.FixedLenFeature([], tf.int64),
+                    **{name: tf.io.FixedLenFeature([], tf.float32, default_value=0.0) for name in ("x0", "x1")}}
+            parsed = tf.io.parse_example(examples, spec)
+            y = tf.cast(parsed[label], tf.float32)
+            key = tf.strings.join([tf.strings.as_string(parsed["x0"], precision=9),
+                                   tf.strings.as_string(parsed["x1"], precision=9)], separator="/")
+            noise = tf.cast(tf.strings.to_hash_bucket_fast(key, 10_007), tf.float32) / 10_007.0 - 0.5
             margin = 4.5 * (2.0 * y - 1.0) + 10.0 * noise
             score = tf.sigmoid(margin)
             return {"probabilities": tf.stack([1.0 - score, score], axis=1), "scores": score,
