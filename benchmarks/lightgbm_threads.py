@@ -1,12 +1,13 @@
 """LightGBM's OpenMP wait policy on a shared machine (trainer.trees.import_lightgbm).
 
-    python -m benchmarks.lightgbm_threads [--busy 2] [--repeats 3] [--rounds 200]
+    python -m benchmarks.lightgbm_threads [--busy 2] [--repeats 3] [--rounds 200] [--skip CASE ...]
 
 Each case is one subprocess (libgomp reads `OMP_WAIT_POLICY` once, when it is
 loaded) that grows `--rounds` LightGBM rounds on 11,123 x 216 synthetic rows
 (sylva's training split's shape) with the package's tree settings: one thread
-(the reference), and all cores with libgomp's default (spinning) and with the
-passive policy the package sets. `--busy N` runs N single-threaded busy loops
+(the reference), and all cores with libgomp's default, with its spinning and
+passive wait policies (the package sets passive) and with a short spin count.
+`--busy N` runs N single-threaded busy loops
 alongside, as another job or the second pytest worker would; `--busy 0`
 measures an idle machine. Cases alternate within each repeat, so a change in
 the machine's load hits them alike; the ratios are against the one-thread
@@ -24,8 +25,10 @@ import subprocess
 import sys
 import time
 
-CASES = {"1 thread": (1, None), "all cores, spinning (libgomp's default)": (0, "ACTIVE"),
-         "all cores, passive (the package's)": (0, "PASSIVE")}
+CASES = {"1 thread": (1, {}), "all cores, libgomp's default (spin, then sleep)": (0, {}),
+         "all cores, OMP_WAIT_POLICY=ACTIVE": (0, {"OMP_WAIT_POLICY": "ACTIVE"}),
+         "all cores, OMP_WAIT_POLICY=PASSIVE": (0, {"OMP_WAIT_POLICY": "PASSIVE"}),
+         "all cores, GOMP_SPINCOUNT=10000": (0, {"GOMP_SPINCOUNT": "10000"})}
 RESULTS = os.path.join(os.path.dirname(__file__), "results", "lightgbm_threads.json")
 
 
@@ -45,10 +48,9 @@ def grow(threads: int, rounds: int) -> float:
     return time.perf_counter() - started
 
 
-def _case(threads: int, policy: str | None, rounds: int) -> float:
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    if policy:
-        env["OMP_WAIT_POLICY"] = policy
+def _case(threads: int, settings: dict, rounds: int) -> float:
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env.update(settings)
     code = f"from benchmarks.lightgbm_threads import grow; print(grow({threads}, {rounds}))"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
@@ -64,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--busy", type=int, default=2, help="busy single-threaded processes alongside")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=200)
+    parser.add_argument("--skip", nargs="*", default=[], help="case names to leave out")
     args = parser.parse_args(argv)
     hogs = [multiprocessing.Process(target=_busy_loop, daemon=True) for _ in range(args.busy)]
     for hog in hogs:
@@ -71,12 +74,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         seconds = {name: [] for name in CASES}
         for _ in range(args.repeats):
-            for name, (threads, policy) in CASES.items():
-                seconds[name].append(round(_case(threads, policy, args.rounds), 2))
+            for name, (threads, settings) in CASES.items():
+                if name in args.skip:
+                    continue
+                seconds[name].append(round(_case(threads, settings, args.rounds), 2))
     finally:
         for hog in hogs:
             hog.terminate()
     reference = seconds["1 thread"]
+    seconds = {name: values for name, values in seconds.items() if values}
     rows = {name: {"seconds": values, "median_s": statistics.median(values),
                    "median_ratio_to_1_thread": round(statistics.median(
                        [v / r for v, r in zip(values, reference, strict=True)]), 2)}
