@@ -35,7 +35,6 @@ from evaluation.monitoring_records import (
     served_versions,
     write_record,
 )
-from trainer import storage
 from trainer.atomic import write_text_atomically
 from trainer.data.ingest import DataError
 from trainer.layout import HISTORY_JSON, MONITORING_PAGE
@@ -285,12 +284,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m evaluation.monitoring", description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, help="the run directory (its monitoring/ records)")
     args = parser.parse_args(argv)
-    if storage.is_remote(args.run):
-        return cli.run_entry_point(lambda: require_local_run(args.run, "evaluation.monitoring"))
-    if not os.path.isdir(args.run):
-        print(f"error: --run {args.run}: no such run directory", file=sys.stderr)
-        return cli.USAGE_ERROR
-    return cli.run_entry_point(lambda: print(write_monitoring_page(args.run)) or 0)
+    return cli.run_entry_point(lambda: _write_page(args.run))
+
+
+def _write_page(run: str) -> int:
+    require_local_run(run, "evaluation.monitoring")
+    if not os.path.isdir(run):
+        raise DataError(f"--run {run}: no such run directory")
+    print(write_monitoring_page(run))
+    return 0
 
 
 if __name__ == "__main__":

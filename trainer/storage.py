@@ -152,8 +152,13 @@ def glob(pattern: str) -> list[str]:
         import glob as local_glob
 
         return sorted(p for p in local_glob.glob(pattern) if os.path.isfile(p))
+    return sorted(m.path for m in _remote_matches(pattern))
+
+
+def _remote_matches(pattern: str) -> list:
+    """Beam's metadata of the objects matching a remote pattern (folder markers left out)."""
     check_bucket(pattern)
-    return sorted(m.path for m in _filesystems().match([pattern])[0].metadata_list if not m.path.endswith("/"))
+    return [m for m in _filesystems().match([pattern])[0].metadata_list if not m.path.endswith("/")]
 
 
 def file_facts(pattern: str) -> list[tuple[str, int, float]]:
@@ -164,9 +169,7 @@ def file_facts(pattern: str) -> list[tuple[str, int, float]]:
     """
     if not is_remote(pattern):
         return [(os.path.abspath(p), (status := os.stat(p)).st_size, status.st_mtime_ns) for p in glob(pattern)]
-    check_bucket(pattern)
-    matched = _filesystems().match([pattern])[0].metadata_list
-    return sorted((m.path, m.size_in_bytes, m.last_updated_in_seconds) for m in matched if not m.path.endswith("/"))
+    return sorted((m.path, m.size_in_bytes, m.last_updated_in_seconds) for m in _remote_matches(pattern))
 
 
 def size(path: str) -> int:
