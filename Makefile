@@ -16,8 +16,9 @@ $(VENV)/.installed: setup.py
 	$(PY) -m pip install --quiet -e ".[test,bench]"
 	touch $@
 
-# The search stops starting trials after TIME_BUDGET seconds (the portfolio's trials come first), so a slow or
-# busy machine still ends in about 4 minutes on sylva; on 2 idle cores its 10 trials take less than that.
+# The search stops starting trials after TIME_BUDGET seconds (the portfolio's trials come first); the final
+# trainings, TFMA and the report follow it, unbounded. On sylva, 2 idle cores run all 10 trials within the
+# budget and the whole job in 5-6 minutes (docs/benchmarks.md, "make tune on sylva").
 TIME_BUDGET ?= 120
 tune: install
 	$(PY) -m tuning.task --data $(DATA) --output-dir $(RUN) --time-budget $(TIME_BUDGET)
