@@ -129,7 +129,7 @@ def test_the_time_budget_stops_scheduling_trials(tmp_path, monkeypatch):
     clock = [1000.0]
     monkeypatch.setattr(search.time, "monotonic", lambda: clock[0])
     oracle = _oracle(tmp_path)
-    search.start_with_portfolio(oracle, COUNTS, time_budget=60.0)
+    search.start_with_portfolio(oracle, COUNTS, deadline=clock[0] + 60.0)
     assert len(_run(oracle, 2)) == 2
     clock[0] += 59.0
     assert len(_run(oracle, 1)) == 1  # within the budget: one more starts
@@ -176,3 +176,31 @@ def test_an_execution_without_saved_held_out_predictions_exports_its_best_trial(
     data = SimpleNamespace(train_counts=COUNTS)
     selection, members = select_members(tuner, data, RunConfig(output_dir=str(tmp_path)))
     assert selection.weights == {"1": 1.0} and [(m.trial, m.weight, m.name) for m in members] == [("1", 1.0, "trees")]
+
+
+@pytest.mark.parametrize("selection", ["validation", "cross_validation"])
+def test_a_neural_trial_running_at_the_deadline_stops_after_its_epoch(tiny_run, monkeypatch, selection):
+    """The time budget reaches into the running trial: it ends after the epoch the deadline passed in
+    (each later fold trains one epoch) with a restored epoch from before it, and says so."""
+    import types
+
+    from trainer import train as train_lib
+    from trainer.candidates import Splits, train_candidate
+    from trainer.data.prepare import prepare_data
+    from trainer.hparams import with_values
+
+    config, _, _ = tiny_run
+    # Patience beyond the epochs: early stopping cannot end these fits first; 3 folds keep the test short.
+    config = config.replace(selection=selection, patience=30, cv_folds=3)
+    data = prepare_data(config)  # the shared run's prepared data, reused read-only
+    hp = with_values(data.train_counts, {"body": "mlp", "width": 32, "depth": 1})
+    settings = train_lib.fit_settings(hp, data.train_counts, config)
+    splits = Splits(data, config)
+    assert splits.cross_validation == (selection == "cross_validation")
+    ticks = iter(range(10, 10_000, 10))  # each epoch's end reads the clock once: 10 s, 20 s, 30 s, ...
+    monkeypatch.setattr(train_lib, "time", types.SimpleNamespace(monotonic=lambda: next(ticks)))
+    cut = train_candidate(hp, settings, data, config, 6, splits, deadline=25.0)  # 6 epochs allowed
+    epochs = cut.info["cross_validation"]["epochs_run"] if splits.cross_validation else [cut.info["epochs_run"]]
+    assert epochs == ([3, 1, 1] if splits.cross_validation else [3])
+    assert cut.info["stopped_by_deadline"]
+    assert max(cut.info["best_epochs"]) <= 3  # the restored epoch is one that ran before the deadline

@@ -92,7 +92,7 @@ class Splits:
 
 def train_candidate(hp, settings, data: PreparedData, config: RunConfig, epochs: int, splits: Splits,
                     callbacks=(), model: keras.Model | None = None, refit: bool = False,
-                    **fit_kwargs) -> Candidate:
+                    deadline: float | None = None, **fit_kwargs) -> Candidate:
     """Trains the family `hp` names with the run's selection rule.
 
     Args:
@@ -110,22 +110,33 @@ def train_candidate(hp, settings, data: PreparedData, config: RunConfig, epochs:
         did not see those rows (calibration and threshold are fit on them).
         Without it (a tuning trial) a tree candidate has no model: only its
         held-out margins are used.
+      deadline: A `time.monotonic()` value after which a neural model stops
+        training at the end of its current epoch (each remaining fold then
+        trains one epoch; the candidate's `info["stopped_by_deadline"]` is
+        then True): the search's time budget (`trainer.train.StopAt`). Trees
+        are not cut: a trial's boosting runs to its end.
       **fit_kwargs: Forwarded to a neural model's `fit` in validation mode
         (Hyperband's `initial_epoch`, verbosity).
     """
     family = declare_family(hp)
     if family == "trees":
         return _trees(hp, settings, data, config, splits, refit)
-    if splits.cross_validation:
-        return _cross_validated(hp, settings, data, config, epochs, splits.train_and_validation)
-    from trainer.train import EVAL_BATCH, compile_and_fit
+    from trainer.train import EVAL_BATCH, StopAt, compile_and_fit
 
-    validation = splits.validation
-    model = model or built(hp, data, config.seed)
-    history = compile_and_fit(model, settings, data, config, callbacks=callbacks,
-                              validation=validation.dataset(EVAL_BATCH), epochs=epochs, **fit_kwargs)
-    info = {"epochs_run": len(history.epoch), "best_epochs": [best_epoch(_as_dict(history), config)]}
-    return _candidate(model, predict_margin(model, validation), validation.labels, config, _as_dict(history), info)
+    stop = [] if deadline is None else [StopAt(deadline)]  # one callback, reused by every fold's fit
+    if splits.cross_validation:
+        candidate = _cross_validated(hp, settings, data, config, epochs, splits.train_and_validation, stop)
+    else:
+        validation = splits.validation
+        model = model or built(hp, data, config.seed)
+        history = compile_and_fit(model, settings, data, config, callbacks=[*callbacks, *stop],
+                                  validation=validation.dataset(EVAL_BATCH), epochs=epochs, **fit_kwargs)
+        info = {"epochs_run": len(history.epoch), "best_epochs": [best_epoch(_as_dict(history), config)]}
+        candidate = _candidate(model, predict_margin(model, validation), validation.labels, config,
+                               _as_dict(history), info)
+    if stop and stop[0].stopped_after is not None:
+        candidate.info["stopped_by_deadline"] = True
+    return candidate
 
 
 def best_epoch(history: dict, config: RunConfig) -> int:
@@ -135,7 +146,7 @@ def best_epoch(history: dict, config: RunConfig) -> int:
     return int(pick(values)) + 1
 
 
-def _cross_validated(hp, settings, data, config, epochs, arrays: Arrays) -> Candidate:
+def _cross_validated(hp, settings, data, config, epochs, arrays: Arrays, callbacks: list) -> Candidate:
     from trainer.train import EVAL_BATCH, compile_and_fit
 
     margins = np.zeros(len(arrays.labels), np.float64)
@@ -144,7 +155,7 @@ def _cross_validated(hp, settings, data, config, epochs, arrays: Arrays) -> Cand
     for fold, (train_index, held_index) in enumerate(folds):
         train, held = arrays.take(train_index), arrays.take(held_index)
         model = built(hp, data, config.seed + fold)
-        fitted = compile_and_fit(model, settings, data, config, epochs=epochs,
+        fitted = compile_and_fit(model, settings, data, config, epochs=epochs, callbacks=callbacks,
                                  train=train.dataset(settings.batch_size, shuffle=True, seed=config.seed + fold),
                                  validation=held.dataset(EVAL_BATCH))
         margins[held_index] = predict_margin(model, held)

@@ -70,8 +70,9 @@ class RunConfig:
       synthetic_rows: Size of the `synthetic` dataset (negatives, positives).
       beam_pipeline_args: Options passed through to Apache Beam.
       max_trials: Tuner budget in trials.
-      time_budget: Seconds of search after which no new trial starts (None:
-        only `max_trials` bounds the search).
+      time_budget: Seconds of search after which no new trial starts and a
+        running neural trial ends after its current epoch (None: only
+        `max_trials` bounds the search).
       refit_full: Push the judged model's members trained again on train +
         validation + test (`trainer.refit`), with the judged calibration and
         threshold, instead of the judged version itself.
@@ -137,8 +138,8 @@ class RunConfig:
         "data", "options for Apache Beam, one string", split="words"))
     max_trials: int = field(default=10, metadata=flag("tuning", "tuner budget in trials"))
     time_budget: float | None = field(default=None, metadata=flag(
-        "tuning", "stop starting new trials after this many seconds of search (the running one finishes; "
-                  "--max-trials still caps the count)"))
+        "tuning", "end the search after this many seconds: no new trial starts, a running neural trial stops "
+                  "after its epoch (a tree trial finishes); --max-trials still caps the count"))
     skip_weighting_study: bool = field(default=False, metadata=flag(
         "tuning", "do not train the selected model a third time, at N0/N1, to answer 'did weighting help?' "
                   "(trainer/weighting_study.py): saves about one final training per execution"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 
 import keras
 import keras_tuner as kt
@@ -120,6 +121,26 @@ def compile_and_fit(model: keras.Model, settings: FitSettings, data: PreparedDat
     for ignored in ("x", "y", "validation_data", "batch_size"):  # the data comes from `data`
         fit_kwargs.pop(ignored, None)
     return model.fit(train, validation_data=validation, callbacks=[stopping, *callbacks], **fit_kwargs)
+
+
+class StopAt(keras.callbacks.Callback):
+    """Ends training after the epoch during which `deadline` (a `time.monotonic()` value) passed.
+
+    The search's time budget reaches into a running trial with it: a trial
+    still training when the budget runs out ends after its current epoch,
+    with its best epoch so far (early stopping restores it) as its result,
+    instead of running its remaining epochs past the budget.
+    """
+
+    def __init__(self, deadline: float):
+        super().__init__()
+        self.deadline = deadline
+        self.stopped_after = None  # the epochs run when the deadline stopped training (None: it did not)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if time.monotonic() >= self.deadline:
+            self.model.stop_training = True
+            self.stopped_after = epoch + 1
 
 
 def compile_model(model: keras.Model, settings: FitSettings, recall_precision_floor: float | None) -> None:

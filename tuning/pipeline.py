@@ -140,6 +140,7 @@ def _search_and_export(config: RunConfig, data) -> dict | None:
         "tuning": {"trials": trial_count, "search_seconds": search_seconds, "best": dict(best.values),
                    "best_file": os.path.join(tuning_dir, BEST_FILE), "objective": config.objective,
                    "tuner": config.tuner, "time_budget": config.time_budget,
+                   "stopped_by_time_budget": list(tuner.hypermodel.stopped_by_deadline),
                    "ensemble": {**selection.to_dict(), "members": [dataclasses.asdict(m) for m in members]}},
         "weighted": weighted,
         "baseline": baseline,

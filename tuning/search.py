@@ -37,6 +37,8 @@ class ImbalanceHyperModel(kt.HyperModel):
         super().__init__(name="imbalance")
         self.data = data
         self.trial_id = None  # the running trial's id, set by the tuner (`_Progress.run_trial`)
+        self.deadline = None  # the time budget's end (`time.monotonic()`): a running neural trial stops there
+        self.stopped_by_deadline: list[str] = []  # ids of the trials the deadline cut short
         # The tuner searches the weighting itself: explicit overrides would pin it.
         self.config = config.replace(loss=None, weight_scheme=None, weight_ratio=None)
 
@@ -63,7 +65,9 @@ class ImbalanceHyperModel(kt.HyperModel):
         epochs = kwargs.pop("epochs", self.config.tuning_epochs)
         kwargs.setdefault("verbose", 0)  # the rest reaches compile_and_fit, which drops x, y and the like
         candidate = train_candidate(hp, settings, self.data, self.config, epochs, self.splits,
-                                    callbacks=callbacks, model=model, **kwargs)
+                                    callbacks=callbacks, model=model, deadline=self.deadline, **kwargs)
+        if candidate.info.get("stopped_by_deadline") and self.trial_id is not None:
+            self.stopped_by_deadline.append(self.trial_id)
         if self.trial_id is not None:  # for the ensemble selection after the search (tuning.ensemble)
             save_held_out(os.path.join(self.config.output_dir, TUNING_DIR), self.trial_id, candidate.margins,
                           candidate.labels, candidate.folds)
@@ -132,20 +136,20 @@ class HyperbandTuner(_Progress, kt.Hyperband):
     pass
 
 
-def start_with_portfolio(oracle, counts: tuple[int, int], time_budget: float | None = None,
+def start_with_portfolio(oracle, counts: tuple[int, int], deadline: float | None = None,
                          portfolio: bool = True) -> None:
     """Makes the search's first trials the portfolio (`tuning.portfolio`), keeps every
     trial's values inside their declared ranges, and stops scheduling trials once
-    `time_budget` seconds have passed since this call (AutoGluon's `time_limit`).
+    `time.monotonic()` reaches `deadline` (the time budget; AutoGluon's `time_limit`).
 
-    A trial that is running when the budget runs out finishes; the next one is
-    not started. As Optuna's `enqueue_trial` is used, the portfolio's trials
-    come first (`portfolio=False` for Hyperband, whose brackets choose their own).
+    No trial starts after the deadline; a neural trial running then stops at
+    the end of its epoch (`ImbalanceHyperModel.deadline`). As Optuna's
+    `enqueue_trial` is used, the portfolio's trials come first
+    (`portfolio=False` for Hyperband, whose brackets choose their own).
     """
     original = getattr(oracle, "populate_space", None)
     if original is None:  # a distributed worker's OracleClient: the chief's oracle decides
         return
-    deadline = None if time_budget is None else time.monotonic() + time_budget
     first = portfolio_values(oracle.hyperparameters.values, counts) if portfolio else []
 
     def populate_space(trial_id):
@@ -187,8 +191,11 @@ def make_tuner(data: PreparedData, config: RunConfig) -> kt.Tuner:
     atomic_state.install()
     strategy = make_strategy(config.distribute)
     check_supported(strategy, bool(data.schema.categorical))
+    hypermodel = ImbalanceHyperModel(data, config)
+    # The budget starts here, just before the search; trials and scheduling share one deadline.
+    hypermodel.deadline = None if config.time_budget is None else time.monotonic() + config.time_budget
     common = {
-        "hypermodel": ImbalanceHyperModel(data, config),
+        "hypermodel": hypermodel,
         "objective": tuner_objective(config),
         "directory": os.path.join(config.output_dir, TUNING_DIR),
         "project_name": PROJECT,
@@ -202,8 +209,8 @@ def make_tuner(data: PreparedData, config: RunConfig) -> kt.Tuner:
             tuner = BayesianTuner(max_trials=config.max_trials, num_initial_points=min(3, config.max_trials), **common)
         else:
             tuner = RandomTuner(max_trials=config.max_trials, **common)
-        start_with_portfolio(tuner.oracle, data.train_counts, config.time_budget)
+        start_with_portfolio(tuner.oracle, data.train_counts, hypermodel.deadline)
         return tuner
     tuner = HyperbandTuner(max_epochs=config.tuning_epochs, factor=3, hyperband_iterations=1, **common)
-    start_with_portfolio(tuner.oracle, data.train_counts, config.time_budget, portfolio=False)
+    start_with_portfolio(tuner.oracle, data.train_counts, hypermodel.deadline, portfolio=False)
     return tuner
