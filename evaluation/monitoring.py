@@ -2,6 +2,9 @@
 
     python -m evaluation.monitoring --run RUN     # draw it again from RUN/monitoring/
 
+(RUN may be on object storage: drawn on a local working copy of its records,
+then uploaded; `trainer.run_storage.on_run`.)
+
 Drawn from the run's records (`evaluation.monitoring_records`) after every
 `evaluation.drift --run RUN` and every live evaluation, and by
 `evaluation.task --run RUN --report-only`: per feature the distance and its
@@ -35,10 +38,11 @@ from evaluation.monitoring_records import (
     served_versions,
     write_record,
 )
+from trainer import storage
 from trainer.atomic import write_text_atomically
 from trainer.data.ingest import DataError
 from trainer.layout import HISTORY_JSON, MONITORING_PAGE
-from trainer.run_storage import require_local_run
+from trainer.run_storage import MONITORING, on_run
 
 FEATURES_PER_FIGURE = 12
 DRAWN_FEATURES = 24  # panels drawn; every feature has its table (216 panels took 35 s and 9 MB)
@@ -288,10 +292,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _write_page(run: str) -> int:
-    require_local_run(run, "evaluation.monitoring")
-    if not os.path.isdir(run):
+    if not storage.is_remote(run) and not os.path.isdir(run):  # a remote one: on_run says it is missing
         raise DataError(f"--run {run}: no such run directory")
-    print(write_monitoring_page(run))
+    page, where = on_run(run, write_monitoring_page, MONITORING)
+    print(where(page))
     return 0
 
 

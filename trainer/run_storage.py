@@ -1,16 +1,20 @@
-"""A run directory on object storage (gs://, s3://): the pipelines run on a local working copy.
+"""A run directory on object storage (gs://, s3://): the commands run on a local working copy.
 
-`trainer.task` and `tuning.task` call `run_on(config, work)`. For a local
-`--output-dir` it is `work(config)`. For a remote one (docs/design.md §10,
-"Object storage"):
+`trainer.task` and `tuning.task` call `run_on(config, work)`; the commands
+that read a run and add to it (`evaluation.task`, `evaluation.monitoring`)
+call `on_run(run, work, selection)`. For a local run it is `work` on it. For a
+remote one (docs/design.md §10, "Object storage"):
 
 1. the bucket is checked (a missing bucket or bad URL: one line, exit 2,
-   before any work);
-2. the run tree is copied into a fresh local directory, except what no
-   execution reads again: of `serving_model/` only the newest marked version
-   (the gate compares with it; the other numbers become empty local
-   directories, so the version sequence continues), and of a complete
-   execution only its `run.json` (the history is rebuilt from it);
+   before any work; so is a missing run, for a command that reads one);
+2. the run tree is copied into a fresh local directory (named as the run),
+   except what the command does not read (`Selection`): of `serving_model/`
+   the newest marked version in full (the gate compares with it), the other
+   numbers as empty local directories (the version sequence continues) or,
+   for the monitoring page, with only their push record and
+   `saved_model.pb`; and of the executions only their `run.json` (the
+   history is rebuilt from it), except the unfinished ones (a new execution
+   resumes one) or the latest one (`evaluation.task` evaluates it);
 3. `work` runs on the copy: every TensorFlow, keras-tuner, TFMA and Beam
    writer writes local files, as for any run;
 4. what the run added or changed is uploaded: new `serving_model/<N>`
@@ -27,7 +31,7 @@ The copy is removed after the upload. An upload that fails removes the new
 files it wrote before the records (no half execution for the next command to
 resume) and keeps the copy, whose path is in the error line; a crash in
 `work` leaves the remote tree as it was and keeps the copy too (a user's
-error, such as bad data, removes it).
+error, such as bad data, removes it, and its line names the remote URL).
 """
 
 from __future__ import annotations
@@ -35,16 +39,16 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import posixpath
 import shutil
 import sys
 import tempfile
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from trainer import storage
 from trainer.config import ConfigError, RunConfig
 from trainer.layout import (
-    COMPLETE,
     EXECUTIONS_DIR,
     HISTORY_HTML,
     HISTORY_JSON,
@@ -52,14 +56,50 @@ from trainer.layout import (
     SAVED_MODEL_FILE,
     SERVING_DIR,
     VERSION_MARKER,
+    is_complete,
     parse_version,
-    read_run_json,
 )
 
 T = TypeVar("T")
 RECORD_SUFFIXES = (".json", ".html")  # text records whose paths name the working copy: uploaded with the URL
 TRANSFERS = 8  # objects copied at once
 LAST = (RUN_JSON, HISTORY_JSON, HISTORY_HTML)  # uploaded after everything else, in this order
+
+
+EXECUTIONS = ("unfinished", "latest", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class Selection:
+    """What of a remote run a command reads: the rest is not copied (module docstring, step 2).
+
+    Attributes:
+      executions: The executions copied in full: the `unfinished` ones (a new
+        execution resumes one), the `latest` (the one evaluated) or `none`.
+        Of the others only their run.json.
+      newest_version: Whether the newest marked version is copied in full
+        (a new execution's gate compares with it; it is a trainer.task
+        run's model).
+      version_records: Whether each marked version holds its push record,
+        marker and `saved_model.pb` (with the store's time): what the
+        monitoring page reads. Otherwise its directory is empty.
+      existing: Whether the run must be there already (a command that reads
+        a run); a new execution may start one.
+    """
+
+    executions: Literal["unfinished", "latest", "none"]
+    newest_version: bool = True
+    version_records: bool = False
+    existing: bool = False
+
+    def __post_init__(self) -> None:
+        if self.executions not in EXECUTIONS:
+            raise ValueError(f"executions must be one of {', '.join(EXECUTIONS)}, got {self.executions!r}")
+
+
+NEW_EXECUTION = Selection("unfinished")  # trainer.task, tuning.task
+EVALUATING = Selection("latest", version_records=True, existing=True)  # evaluation.task (--report-only: the page)
+MONITORING = Selection("none", newest_version=False, version_records=True, existing=True)  # evaluation.monitoring
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,34 +135,45 @@ def require_local(output_dir: str) -> None:
 
 
 def require_local_run(run: str, command: str) -> None:
-    """Refuses a run on object storage in the commands that read one but have no working copy yet."""
+    """Refuses a run on object storage in the commands that have no working copy (docs/scaling.md says why)."""
     if storage.is_remote(run):
         raise ConfigError(f"--run {run}: {command} reads a local run directory; a run on object storage is "
                           f"copied to local disk first (e.g. gcloud storage cp -r {run} .)")
 
 
 def run_on(config: RunConfig, work: Callable[[RunConfig], T]) -> tuple[T, Callable[[str], str]]:
-    """`work(config)` on `config.output_dir`: a remote one through a local working copy (module docstring).
+    """`work(config)` on `config.output_dir`, a remote one through a working copy for a new execution (`on_run`)."""
+    if storage.is_remote(config.output_dir):
+        from keras_tuner.src.distribute import utils as distributed_search  # as tuning.pipeline asks it
+
+        if config.distribute == "multi_worker" or distributed_search.has_chief_oracle():
+            raise ConfigError(f"--output-dir {config.output_dir}: a run directory on object storage is run by one "
+                              "process; a multi-worker training or distributed search needs a shared file system")
+    return on_run(config.output_dir, lambda run: work(config.replace(output_dir=run)), NEW_EXECUTION,
+                  config.beam_pipeline_args)
+
+
+def on_run(run: str, work: Callable[[str], T], selection: Selection, beam_pipeline_args: tuple[str, ...] = (),
+           expected: tuple[type, ...] = ()) -> tuple[T, Callable[[str], str]]:
+    """`work(run)`: a remote run through a local working copy of what `selection` names (module docstring).
+
+    `expected` are the errors the entry point reports as the user's
+    (`trainer.cli.run_entry_point`): they remove the copy, as bad data does.
 
     Returns:
       What `work` returned, and a function that writes the working copy's
       paths in a text (what the entry point prints) as the remote URL (the
       identity for a local run).
     """
-    if not storage.is_remote(config.output_dir):
-        return work(config), str
-    from keras_tuner.src.distribute import utils as distributed_search  # as tuning.pipeline asks it
-
-    if config.distribute == "multi_worker" or distributed_search.has_chief_oracle():
-        raise ConfigError(f"--output-dir {config.output_dir}: a run directory on object storage is run by one "
-                          "process; a multi-worker training or distributed search needs a shared file system")
-    storage.configure(config.beam_pipeline_args)
-    storage.check_bucket(config.output_dir)
-    copy = download(config.output_dir.rstrip("/"))
+    if not storage.is_remote(run):
+        return work(run), str
+    storage.configure(beam_pipeline_args)
+    storage.check_bucket(run)
+    copy = download(run.rstrip("/"), selection)
     try:
-        result = work(config.replace(output_dir=copy.local))
+        result = work(copy.local)
     except BaseException as error:
-        _after_failure(copy, error)
+        _after_failure(copy, error, expected)
         raise
     try:
         upload(copy)
@@ -130,28 +181,37 @@ def run_on(config: RunConfig, work: Callable[[RunConfig], T]) -> tuple[T, Callab
         why = " ".join(str(error).split()) or type(error).__name__  # a store's errors span lines: one line
         raise storage.StorageError(f"uploading the run to {copy.remote} failed ({why}); the run's results are "
                                    f"kept in {copy.local}") from error
-    shutil.rmtree(copy.local, ignore_errors=True)
+    shutil.rmtree(_scratch(copy), ignore_errors=True)
     return result, copy.to_remote
 
 
-def download(remote: str) -> WorkingCopy:
-    """Copies what a new execution reads of the run at `remote` into a fresh local directory."""
-    local = tempfile.mkdtemp(prefix="imbalance-run-")
+def download(remote: str, selection: Selection = NEW_EXECUTION) -> WorkingCopy:
+    """Copies what `selection` names of the run at `remote` into a fresh local directory named as the run.
+
+    Raises:
+      StorageError: `selection.existing` and nothing is under `remote`.
+    """
+    scratch = tempfile.mkdtemp(prefix="imbalance-run-")
+    local = os.path.join(scratch, posixpath.basename(remote) or "run")  # pages titled by the run's name
     try:
         names = [n for n in storage.list_files(remote) if not n.endswith("/")]  # not folder markers
+        if selection.existing and not names:
+            raise storage.StorageError(f"{remote}: no run there (nothing under it)")
+        os.makedirs(local)
         records = [n for n in names if os.path.basename(n) == RUN_JSON and not n.startswith(SERVING_DIR + "/")]
         for name in records:  # first: which executions are done
             _fetch(remote, local, name)
-        skipped = _complete_executions(local)
+        skipped = _skipped_executions(names, local, selection)
         versions = _versions(names)
-        served = max((v for v, marked in versions.items() if marked), default=None, key=int)
         for version in versions:  # the sequence continues after every number taken, marked or not
             os.makedirs(os.path.join(local, SERVING_DIR, version), exist_ok=True)
-        _in_parallel(lambda name: _fetch(remote, local, name),
-                     [n for n in names if _wanted(n, served, skipped) and n not in records])
+        wanted = _version_files(names, versions, selection) | {n for n in names if _wanted(n, skipped)}
+        _in_parallel(lambda name: _fetch(remote, local, name), sorted(wanted - set(records)))
+        if selection.version_records:
+            _keep_store_times(remote, local, wanted)
         return WorkingCopy(remote, local, frozenset(names), _snapshot(local))
     except BaseException:
-        shutil.rmtree(local, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
         raise
 
 
@@ -182,12 +242,23 @@ def upload(copy: WorkingCopy) -> None:
         _put(copy, name)
 
 
-def _after_failure(copy: WorkingCopy, error: BaseException) -> None:
-    """A user's error (bad data...) removes the working copy; anything else keeps it, and says where."""
+def _scratch(copy: WorkingCopy) -> str:
+    """The temporary directory that holds the working copy (removed with it)."""
+    return os.path.dirname(copy.local)
+
+
+def _after_failure(copy: WorkingCopy, error: BaseException, expected: tuple[type, ...]) -> None:
+    """A user's error (bad data...) removes the working copy and names the remote run; anything else keeps
+    the copy, and says where."""
     from trainer.cli import user_error_message
 
-    if isinstance(error, Exception) and user_error_message(error) is not None:
-        shutil.rmtree(copy.local, ignore_errors=True)
+    if isinstance(error, Exception) and user_error_message(error, expected) is not None:
+        shutil.rmtree(_scratch(copy), ignore_errors=True)
+        # Its one line names the remote run, not a copy that is gone (str() reads these).
+        error.args = tuple(copy.to_remote(a) if isinstance(a, str) else a for a in error.args)
+        for name in ("filename", "filename2"):
+            if isinstance(getattr(error, name, None), str):
+                setattr(error, name, copy.to_remote(getattr(error, name)))
     else:
         print(f"note: nothing was uploaded to {copy.remote}; the working copy is kept in {copy.local}",
               file=sys.stderr)
@@ -206,11 +277,16 @@ def _fetch(remote: str, local: str, name: str) -> None:
     storage.copy_file(storage.join(remote, name), os.path.join(local, *name.split("/")))
 
 
-def _complete_executions(local: str) -> set[str]:
-    """`executions/<id>` prefixes whose run.json says complete: no execution reads more of them."""
-    root = os.path.join(local, EXECUTIONS_DIR)
-    ids = os.listdir(root) if os.path.isdir(root) else []
-    return {f"{EXECUTIONS_DIR}/{i}/" for i in ids if read_run_json(os.path.join(root, i)).get("status") == COMPLETE}
+def _skipped_executions(names, local: str, selection: Selection) -> set[str]:
+    """`executions/<id>/` prefixes of which only run.json is copied (`Selection.executions`)."""
+    ids = {name.split("/")[1] for name in names if name.startswith(EXECUTIONS_DIR + "/") and name.count("/") > 1}
+    if selection.executions == "latest":  # as `trainer.layout.resolve_run` picks it
+        read = set(sorted((i for i in ids if parse_version(i) is not None), key=int)[-1:])
+    elif selection.executions == "unfinished":
+        read = {i for i in ids if not is_complete(os.path.join(local, EXECUTIONS_DIR, i))}
+    else:
+        read = set()
+    return {f"{EXECUTIONS_DIR}/{i}/" for i in ids - read}
 
 
 def _versions(names) -> dict[str, bool]:
@@ -225,11 +301,29 @@ def _versions(names) -> dict[str, bool]:
     return found
 
 
-def _wanted(name: str, served: str | None, skipped: set[str]) -> bool:
-    """Whether a file of the remote run is copied: of the served versions only the newest marked one."""
-    if name.startswith(SERVING_DIR + "/"):
-        return served is not None and name.startswith(f"{SERVING_DIR}/{served}/")
-    return not any(name.startswith(prefix) for prefix in skipped)
+def _version_files(names, versions: dict[str, bool], selection: Selection) -> set[str]:
+    """The files under serving_model/ that are copied (`Selection.newest_version`, `version_records`)."""
+    from tuning.push import PUSH_FILE
+
+    marked = [version for version, done in versions.items() if done]
+    newest = max(marked, default=None, key=int) if selection.newest_version else None
+    records = {f"{SERVING_DIR}/{version}/{name}" for version in marked if selection.version_records
+               for name in (SAVED_MODEL_FILE, VERSION_MARKER, PUSH_FILE.replace(os.sep, "/"))}
+    return {n for n in names if (newest is not None and n.startswith(f"{SERVING_DIR}/{newest}/")) or n in records}
+
+
+def _wanted(name: str, skipped: set[str]) -> bool:
+    """Whether a file of the remote run outside serving_model/ is copied."""
+    return not name.startswith(SERVING_DIR + "/") and not any(name.startswith(prefix) for prefix in skipped)
+
+
+def _keep_store_times(remote: str, local: str, copied: set[str]) -> None:
+    """The copied `saved_model.pb` files keep the store's time: a version pushed without a push record
+    (`trainer.task`) was served since then (`evaluation.monitoring_records.served_versions`)."""
+    for path, _, updated in storage.file_facts(storage.join(remote, SERVING_DIR, "*", SAVED_MODEL_FILE)):
+        name = path[len(remote) + 1:]
+        if name in copied:
+            os.utime(os.path.join(local, *name.split("/")), (updated, updated))
 
 
 def _snapshot(local: str) -> dict[str, tuple[int, int]]:
