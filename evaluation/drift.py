@@ -25,7 +25,9 @@ for every comparison), `schema.pbtxt` (the comparators used: edit and pass
 back with `--schema`) and `drift.json` (per feature, every measurement with n
 and status). With `--run`, also a record under the run
 (`RUN/monitoring/drift-<time>.json`), and the run's monitoring page is drawn
-again (`evaluation.monitoring`).
+again (`evaluation.monitoring`). RUN may be on object storage: the command
+runs on a local copy of the served version and its execution, and uploads
+the record and the page (`trainer.run_storage.on_run`).
 
 Exit status: 1 when a threshold is breached (one line per breach), 0
 otherwise; 2 on bad input (one line).
@@ -53,7 +55,8 @@ from trainer.data.ingest import DataError, sanitize_name
 from trainer.data.split import SPLITS
 from trainer.data.statistics import load_statistics, save_statistics, to_proto
 from trainer.layout import DATA_DIR, TRAIN_STATISTICS, execution_dir, resolve_run, split_pattern
-from trainer.run_storage import require_local_run
+from trainer.run_copy import SERVED
+from trainer.run_storage import on_run
 
 STATISTICS_SUFFIXES = (".pb", ".pbtxt")
 TRAIN, VALIDATION, TEST = SPLITS
@@ -312,11 +315,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _drift(argv: list[str] | None) -> int:
     options = parse_args(argv)
-    if options.run:
-        require_local_run(options.run, "evaluation.drift")
     if options.run and options.score:  # the served model will be loaded: TensorFlow's start-up lines held back
         cli.start(show_native_logs=False, progress_display=False)
-    result = run_drift(options)
+    if options.run:  # on object storage: on a local copy of the served version and its data, record uploaded
+        result, _ = on_run(options.run, lambda run: run_drift(dataclasses.replace(options, run=run)), SERVED,
+                           options.beam_pipeline_args)
+    else:
+        result = run_drift(options)
     for comparison in result.breaches:
         print(line(comparison))
     unjudged = sum(c.status == skew.TOO_FEW for c in result.comparisons)

@@ -25,7 +25,10 @@ interval below the pushed figure by more than `--tolerance` (PR-AUC or
 recall at the operating point): a shortfall the live sample cannot explain
 by chance. Writes `DIR/live.json` and TFMA's output under `DIR/tfma/`, and a
 record under the run (`RUN/monitoring/live-<time>.json`), after which the
-run's monitoring page is drawn again (`evaluation.monitoring`).
+run's monitoring page is drawn again (`evaluation.monitoring`). RUN may be
+on object storage: the command runs on a local copy of the served version
+and its execution, and uploads the record and the page
+(`trainer.run_storage.on_run`).
 Exit 0 otherwise, 2 on bad input (one line).
 """
 
@@ -43,9 +46,11 @@ import numpy as np
 from trainer import cli
 from trainer.atomic import write_json_atomically
 from trainer.data.ingest import DataError
-from trainer.run_storage import require_local_run
+from trainer.run_copy import SERVED
+from trainer.run_storage import on_run
 
 MIN_POSITIVES = 20
+EXPECTED = (KeyError,)  # the user's errors besides bad input: a column the joined files lack, named in its message
 TOLERANCE = 0.02
 COMPARED = ("pr_auc", "recall")  # live metric names = the pushed test figures' names in run.json
 
@@ -313,15 +318,15 @@ def parse_args(argv: list[str] | None) -> LiveOptions:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # KeyError: a column the joined files lack (the id or the label), named in its message.
-    return cli.run_entry_point(lambda: _live(argv), expected=(KeyError,))
+    return cli.run_entry_point(lambda: _live(argv), expected=EXPECTED)
 
 
 def _live(argv: list[str] | None) -> int:
     options = parse_args(argv)
-    require_local_run(options.run, "evaluation.live")
     cli.start(show_native_logs=False, progress_display=False)
-    summary = run_live(options)
+    # A run on object storage: on a local copy of the served version and its execution's data, record uploaded.
+    summary, _ = on_run(options.run, lambda run: run_live(dataclasses.replace(options, run=run)), SERVED,
+                        options.beam_pipeline_args, EXPECTED)
     for line in summary["alerts"]:
         print(line)
     metrics = summary["metrics"]

@@ -42,7 +42,8 @@ from trainer import storage
 from trainer.atomic import write_text_atomically
 from trainer.data.ingest import DataError
 from trainer.layout import HISTORY_JSON, MONITORING_PAGE
-from trainer.run_storage import MONITORING, on_run
+from trainer.run_copy import MONITORING
+from trainer.run_storage import on_run
 
 FEATURES_PER_FIGURE = 12
 DRAWN_FEATURES = 24  # panels drawn; every feature has its table (216 panels took 35 s and 9 MB)

@@ -24,7 +24,8 @@ import sys
 from evaluation.flags import add_gate_arguments, gate_options
 from trainer import cli
 from trainer.layout import MONITORING_DIR, resolve_run
-from trainer.run_storage import EVALUATING, on_run
+from trainer.run_copy import EVALUATING
+from trainer.run_storage import on_run
 
 EXPECTED = (ValueError,)  # the evaluation's own errors for a missing or unfinished run (evaluation/run_files.py)
 

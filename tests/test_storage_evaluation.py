@@ -1,4 +1,4 @@
-"""`evaluation.task` and `evaluation.monitoring` on a run on gs:// (`trainer.run_storage.on_run`).
+"""The commands that read a run, on a run on gs:// (`trainer.run_storage.on_run`).
 
 The remote runs are staged locally and uploaded as a tuning execution's
 upload would (`run_storage.upload`): no new training. The references: the
@@ -21,7 +21,7 @@ from evaluation import monitoring
 from evaluation import task as evaluation_task
 from evaluation.monitoring_records import write_record
 from tests.test_storage_run import _copies, scratch  # noqa: F401 (scratch: a fixture)
-from trainer import cli, run_storage, storage
+from trainer import cli, run_copy, run_storage, storage
 from trainer.layout import LIVE_RECORD, MONITORING_PAGE, SAVED_MODEL_FILE
 
 pytestmark = pytest.mark.slow  # starts a store (tests/object_storage.py)
@@ -34,7 +34,7 @@ def _facts(run: str) -> dict[str, tuple[int, float]]:
 
 def _upload(stage: str, run: str) -> None:
     """`stage` uploaded to `run` as a run's upload writes it (versions marker-last, records with the URL)."""
-    run_storage.upload(run_storage.WorkingCopy(run, stage, frozenset(), {}))
+    run_storage.upload(run_copy.WorkingCopy(run, stage, frozenset(), {}))
 
 
 def _stage_execution(source: str, target: str) -> None:
@@ -180,17 +180,25 @@ def test_monitoring_on_gcs_draws_the_page_a_local_run_draws(gcs, tmp_path, scrat
     assert _copies(scratch) == []
 
 
-@pytest.mark.parametrize("module", ["evaluation.task", "evaluation.monitoring"])
+@pytest.mark.parametrize("module, arguments", [
+    ("evaluation.task", []),
+    ("evaluation.monitoring", []),
+    ("evaluation.drift", ["--data", "rows.csv", "--output", "drift"]),
+    ("evaluation.live", ["--predictions", "p.parquet", "--labels", "l.csv", "--id-column", "id", "--output", "live"]),
+])
 @pytest.mark.parametrize("missing", ["bucket", "run"])
-def test_a_missing_remote_run_is_one_line_and_exit_2(module, missing, gcs, scratch, capsys):  # noqa: F811
+def test_a_missing_remote_run_is_one_line_and_exit_2(module, arguments, missing, gcs, scratch, tmp_path,  # noqa: F811
+                                                     monkeypatch, capsys):
     import importlib
 
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
     run = "gs://no-such-bucket-imbalance-eval/runs/r" if missing == "bucket" else storage.join(gcs, "runs", "none")
-    assert importlib.import_module(module).main(["--run", run]) == cli.USAGE_ERROR
+    assert importlib.import_module(module).main(["--run", run, *arguments]) == cli.USAGE_ERROR
     errors = capsys.readouterr().err.strip().splitlines()
     reason = "bucket gs://no-such-bucket-imbalance-eval does not exist" if missing == "bucket" else "no run there"
     assert len(errors) == 1 and errors[0].startswith("error: ") and reason in errors[0], errors
-    assert _copies(scratch) == []
+    assert _copies(scratch) == [] and os.listdir(tmp_path / "cwd") == []  # nothing written, no local 'gs:' directory
 
 
 def test_an_error_on_the_working_copy_names_the_store(gcs, tiny_run, scratch, capsys):  # noqa: F811
@@ -201,4 +209,60 @@ def test_an_error_on_the_working_copy_names_the_store(gcs, tiny_run, scratch, ca
     assert evaluation_task.main(["--run", run]) == cli.USAGE_ERROR
     errors = capsys.readouterr().err.strip().splitlines()
     assert errors == [f"error: no exported model version under {run}/executions/0001/serving_model"], errors
+    assert _copies(scratch) == []
+
+
+def _served_run(source: str, stage: str) -> None:
+    """A tuning run serving version 1, pushed by execution 0001; the later 0002 has only its run.json (the
+    served version's data is 0001's, as its push record says)."""
+    from trainer.summary import read_run
+
+    _stage_execution(source, os.path.join(stage, "executions", "0001"))
+    os.makedirs(os.path.join(stage, "executions", "0002"))
+    with open(os.path.join(stage, "executions", "0002", "run.json"), "w") as handle:
+        json.dump({"status": "complete"}, handle)
+    version = os.path.join(stage, "serving_model", "1")
+    shutil.copytree(os.path.join(source, "serving_model", "1"), version)
+    threshold = read_run(source).model("weighted").threshold.value
+    with open(os.path.join(version, "assets.extra", "push.json"), "w") as handle:
+        json.dump({"execution": "0001", "model": "candidate", "threshold": threshold}, handle)
+
+
+def test_drift_and_live_on_gcs_record_on_the_store_what_they_wrote(gcs, tiny_run, tiny_frame, tmp_path,
+                                                                    scratch, capsys):  # noqa: F811
+    """`evaluation.drift` and `evaluation.live --run gs://` read the served version and the data of the execution
+    that pushed it (not the latest), and their records on the store are what they wrote to `--output`; on the
+    store only the records and the monitoring page are new."""
+    from evaluation import drift, live
+    from tests.test_live import _files
+
+    source, stage, run = tiny_run[0].output_dir, str(tmp_path / "stage" / "fraud"), storage.join(gcs, "runs", "fraud")
+    _served_run(source, stage)
+    _upload(stage, run)
+    before = _facts(run)
+    shifted = tiny_frame.copy()
+    shifted["x0"] += 2.0
+    shifted.to_csv(tmp_path / "shifted.csv", index=False)
+    served = drift._served(stage)  # the rows the served version was tested on: the live predictions' reference
+    predictions, labels = _files(tmp_path, *live.pushed_test(served, served.data_dir))
+
+    output = str(tmp_path / "out")
+    assert drift.main(["--run", run, "--data", str(tmp_path / "shifted.csv"), "--output", f"{output}/drift"]) == 1
+    assert live.main(["--run", run, "--predictions", predictions, "--labels", labels, "--id-column", "id",
+                      "--output", f"{output}/live"]) == 0
+    assert "error" not in capsys.readouterr().err
+    new = _changed(before, _facts(run))
+    records = sorted(name for name in new if name.startswith("monitoring/"))
+    assert new == {*records, MONITORING_PAGE} and [name.split("/")[1].split("-")[0] for name in records] == \
+        ["drift", "live"]
+    drifted, lived = (json.loads(storage.read_text(storage.join(run, name))) for name in records)
+    with open(f"{output}/drift/drift.json") as handle:
+        assert [f["name"] for f in drifted["features"]] == [f["name"] for f in json.load(handle)["features"]]
+    assert drifted["served_version"] == 1 and drifted["scores"]["reference_rows"].startswith("the served execution")
+    with open(f"{output}/live/live.json") as handle:
+        written = json.load(handle)
+    assert lived["metrics"] == written["metrics"] and lived["version"] == 1
+    tested = json.loads(storage.read_text(storage.join(run, "executions", "0001", "run.json")))["weighted"]["test"]
+    assert lived["run_json_test"]["pr_auc"] == tested["pr_auc"]  # execution 0001's figures
+    assert "Monitoring: fraud</h1>" in storage.read_text(storage.join(run, MONITORING_PAGE))
     assert _copies(scratch) == []

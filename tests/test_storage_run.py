@@ -22,7 +22,7 @@ import pytest
 from serving import versions
 from serving.app import ServerOptions, start
 from tests.serving_fixtures import MODEL, assert_close, call_signature, example_features, post, rest_url, serialize
-from trainer import cli, run_storage, storage
+from trainer import cli, run_copy, run_storage, storage
 from trainer.config import ConfigError
 from trainer.layout import SERVING_DIR
 
@@ -193,7 +193,7 @@ def test_working_copy_downloads_what_is_read_and_uploads_what_changed(bucket, tm
     upload publishes version 3 (2 was taken), writes changes with local paths as the URL, removes what the run
     removed, and leaves the rest as it was."""
     run = _remote_run(bucket, tmp_path)
-    copy = run_storage.download(run)
+    copy = run_copy.download(run, run_copy.NEW_EXECUTION)
     local = copy.local
     assert sorted(os.listdir(os.path.join(local, SERVING_DIR))) == ["1", "2"]
     assert os.listdir(os.path.join(local, SERVING_DIR, "2")) == []  # a number kept, nothing copied
@@ -222,7 +222,7 @@ def test_working_copy_downloads_what_is_read_and_uploads_what_changed(bucket, tm
 @pytest.mark.slow  # starts a store (tests/object_storage.py)
 def test_a_version_taken_meanwhile_stops_the_upload_before_the_records(gcs, tmp_path, scratch):
     run = _remote_run(gcs, tmp_path)
-    copy = run_storage.download(run)
+    copy = run_copy.download(run, run_copy.NEW_EXECUTION)
     _fake_version(os.path.join(copy.local, SERVING_DIR, "3"), "mine")
     with open(os.path.join(copy.local, "executions", "0002", "run.json"), "w") as handle:
         handle.write('{"status": "complete", "push": {"version": 3}}')
@@ -311,19 +311,3 @@ def test_the_python_api_refuses_a_remote_run_directory_before_writing(pipeline, 
     with pytest.raises(ConfigError, match="run_storage.run_on"):
         getattr(importlib.import_module(module), name)(RunConfig(data="rows.csv", output_dir="gs://b/runs/r"))
     assert os.listdir(tmp_path) == []
-
-
-@pytest.mark.parametrize("module, arguments", [
-    ("evaluation.drift", ["--data", "rows.csv", "--output", "drift"]),
-    ("evaluation.live", ["--predictions", "p.parquet", "--labels", "l.csv", "--id-column", "id", "--output", "live"]),
-])
-def test_commands_without_a_working_copy_refuse_a_remote_run_in_one_line(module, arguments, tmp_path, monkeypatch,
-                                                                         capsys):
-    """Judging drift and live evaluation read a local run (docs/scaling.md says why): one line, exit 2."""
-    import importlib
-
-    monkeypatch.chdir(tmp_path)
-    assert importlib.import_module(module).main(["--run", "gs://b/runs/r", *arguments]) == cli.USAGE_ERROR
-    error = capsys.readouterr().err.strip()
-    assert error.startswith("error: --run gs://b/runs/r: ") and "copied to local disk" in error and "\n" not in error
-    assert os.listdir(tmp_path) == []  # nothing written, no local 'gs:' directory
