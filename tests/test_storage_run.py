@@ -113,6 +113,17 @@ def test_tuning_on_gcs_then_served_then_a_second_execution(gcs, tiny_csv, scratc
         server.stop()
     assert set(os.listdir(versions._copies_parent())) <= earlier  # this server's local copies of versions are gone
 
+    # `make report RUN=gs://...` on the run tuning made: the latest execution's report drawn again, on the store.
+    from evaluation import task as evaluation_task
+
+    before = storage.file_facts(storage.join(run, "**"))
+    assert evaluation_task.main(["--run", run, "--report-only"]) == 0
+    assert f"report: {run}/executions/0002/report/index.html" in capsys.readouterr().out
+    redrawn = {path for path, _, _ in set(storage.file_facts(storage.join(run, "**"))) ^ set(before)}
+    assert f"{run}/executions/0002/report/index.html" in redrawn and all(
+        path.startswith((f"{run}/executions/0002/report/", f"{run}/executions/0002/evaluation/")) for path in redrawn)
+    assert _copies(scratch) == []
+
 
 @pytest.mark.slow
 def test_trainer_on_s3_uploads_the_model_it_trained(s3, tiny_csv, scratch, rows, tmp_path, monkeypatch, capsys):
