@@ -3,8 +3,9 @@
 The remote runs are staged locally and uploaded as a tuning execution's
 upload would (`run_storage.upload`): no new training. The references: the
 store's own listing with each object's size and time (what changed), the
-working copy as it was before its upload (what the evaluation wrote), and the
-monitoring page drawn by the same function on the full local run.
+working copy as it was before its upload (what the evaluation wrote), the
+monitoring page drawn by the same function on the full local run, and what
+drift and live evaluation wrote to their own `--output`.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def _upload(stage: str, run: str) -> None:
 
 def _stage_execution(source: str, target: str) -> None:
     """The tiny run as a tuning execution's directory, its records naming where it is."""
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns("evaluation", "report", "logs"))
+    # Not what other tests may have written into the shared run (evaluations, monitoring records).
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("evaluation", "report", "logs", "monitoring*"))
     path = os.path.join(target, "run.json")
     with open(path) as handle:
         record = json.load(handle)
