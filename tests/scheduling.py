@@ -23,7 +23,7 @@ LONG_MODULES = {
     "tests/test_storage": 240,  # test_storage*.py: one group, they share the session's emulators (run dirs: +90 s)
     "tests/test_tuning.py": 130,  # with test_tensorboard_hparams (SHARING)
     "tests/test_evaluation.py": 120,
-    "tests/test_tuning_hyperband.py": 86,
+    "tests/test_tuning_hyperband.py": 55,
     "tests/test_tuning_processes.py": 80,
     "tests/test_attributions.py": 65,
     "tests/test_push.py": 65,
