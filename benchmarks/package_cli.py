@@ -24,9 +24,14 @@ import numpy as np
 
 from benchmarks.contenders import verify_split, write_parquet
 from benchmarks.datasets import Dataset
-from trainer.layout import EXECUTIONS_DIR, SERVING_DIR, execution_dir, execution_ids
+from trainer.layout import (
+    EXECUTIONS_DIR,
+    PUSH_FILE,  # a pushed copy's own record of its threshold
+    SERVING_DIR,
+    execution_dir,
+    execution_ids,
+)
 from trainer.summary import ModelSummary, RunSummary, read_run
-from tuning.push import PUSH_FILE  # a pushed copy's own record of its threshold
 
 
 def tune_argv(data_path: str, run_dir: str, seed: int, trials: int) -> list[str]:

@@ -54,7 +54,7 @@ from trainer.atomic import write_json_atomically, write_text_atomically
 from trainer.data.ingest import DataError, sanitize_name
 from trainer.data.split import SPLITS
 from trainer.data.statistics import load_statistics, save_statistics, to_proto
-from trainer.layout import DATA_DIR, TRAIN_STATISTICS, execution_dir, resolve_run, split_pattern
+from trainer.layout import DATA_DIR, PUSH_FILE, TRAIN_STATISTICS, execution_dir, resolve_run, split_pattern
 from trainer.run_copy import SERVED
 from trainer.run_storage import on_run
 
@@ -100,7 +100,7 @@ class _Served:
 
 def _served(run: str) -> _Served:
     from trainer.data.prepare import SOURCE_FILE
-    from tuning.push import PUSH_FILE, served_model
+    from tuning.push import served_model
 
     if not os.path.isdir(run):
         raise DataError(f"--run {run}: no such run directory")

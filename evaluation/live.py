@@ -46,6 +46,7 @@ import numpy as np
 from trainer import cli
 from trainer.atomic import write_json_atomically
 from trainer.data.ingest import DataError
+from trainer.layout import PUSH_FILE
 from trainer.run_copy import SERVED
 from trainer.run_storage import on_run
 
@@ -164,7 +165,6 @@ def _served(run: str):
     from evaluation.run_files import RUN_KEYS
     from trainer.data.prepare import SOURCE_FILE
     from trainer.summary import read_run
-    from tuning.push import PUSH_FILE
 
     served = served_of(run)
     push_path = os.path.join(served.path, PUSH_FILE)

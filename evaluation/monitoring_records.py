@@ -32,6 +32,7 @@ from trainer.layout import (
     DRIFT_RECORD,
     LIVE_RECORD,
     MONITORING_DIR,
+    PUSH_FILE,
     SAVED_MODEL_FILE,
     SERVING_DIR,
     execution_dir,
@@ -194,7 +195,6 @@ def live_records(run_dir: str) -> list[LiveRecord]:
 
 def served_versions(run_dir: str) -> list[ServedVersion]:
     """Every version under `RUN/serving_model/`, oldest first, with when it was pushed."""
-    from tuning.push import PUSH_FILE
 
     result = []
     for version, path in sorted(list_versions(os.path.join(run_dir, SERVING_DIR)).items()):

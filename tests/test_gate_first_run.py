@@ -26,8 +26,9 @@ from evaluation.gate import Gate, resolve_gate
 from evaluation.options import EvaluationOptions
 from evaluation.run_files import HeldOutPoint
 from tests.conftest import tiny_config
+from trainer.layout import PUSH_FILE
 from trainer.summary import EvaluationRecord, ModelSummary, ThresholdRecord
-from tuning.push import PUSH_FILE, served_model
+from tuning.push import served_model
 
 OBJECTIVE = "recall_at_precision:0.5"
 # The two-sided level whose upper end is the one-sided 95% bound at the gate's z = 1.645 (0.90005).

@@ -18,7 +18,8 @@ from evaluation.decision import Decision
 from evaluation.predictions import predict_test
 from evaluation.run_files import run_models, run_schema, split_pattern
 from tests.test_evaluation import copy_run, save_random_model
-from tuning.push import PUSH_FILE, push, served_model
+from trainer.layout import PUSH_FILE
+from tuning.push import push, served_model
 
 pytestmark = pytest.mark.slow
 # Change thresholds cannot fail with these: the scenarios that use them test value thresholds alone.

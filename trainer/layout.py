@@ -47,6 +47,7 @@ SAVED_MODEL_FILE = "saved_model.pb"  # a version directory is complete once it h
 # On object storage (no rename) a version counts once this is there, written after every other object
 # (`trainer.storage.publish_tree`); in assets.extra, which TF Serving ignores.
 VERSION_MARKER = "assets.extra/published"
+PUSH_FILE = os.path.join("assets.extra", "push.json")  # in a served version: which execution and model, and why
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")  # TF Serving's warm-up records
 # A trees-only model's LightGBM booster as text, beside its SavedModel (TF Serving ignores assets.extra):
 # exact TreeSHAP at evaluation (evaluation/attributions.py) on the trees that are served.

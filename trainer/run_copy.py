@@ -18,6 +18,7 @@ from typing import Literal
 from trainer import storage
 from trainer.layout import (
     EXECUTIONS_DIR,
+    PUSH_FILE,
     RUN_JSON,
     SAVED_MODEL_FILE,
     SERVING_DIR,
@@ -176,7 +177,6 @@ def _newest(versions: dict[str, bool]) -> str | None:
 
 def _push_record(version: str) -> str:
     """A version's push record (`tuning.push`: its execution, model and threshold), relative to the run."""
-    from tuning.push import PUSH_FILE
 
     return f"{SERVING_DIR}/{version}/{PUSH_FILE.replace(os.sep, '/')}"
 

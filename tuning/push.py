@@ -22,9 +22,8 @@ import json
 import os
 
 from trainer.atomic import publish_version
-from trainer.layout import SERVING_DIR, list_versions
+from trainer.layout import PUSH_FILE, SERVING_DIR, list_versions
 
-PUSH_FILE = os.path.join("assets.extra", "push.json")
 DEFAULT_THRESHOLD = 0.5
 
 
