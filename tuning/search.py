@@ -120,8 +120,9 @@ class _Progress:
         best_score = f"{best[0].score:.4f}" if best and best[0].score is not None else "n/a"
         trial = self.oracle.get_trial(trial.trial_id)  # the oracle's copy holds the score
         score = f"{trial.score:.4f}" if trial.score is not None else "failed"
+        cut = " (stopped at the time budget)" if trial.trial_id in self.hypermodel.stopped_by_deadline else ""
         if self.advance is not None:
-            self.advance(completed=done, note=f"{self.tuner_id}: val objective {score}, best so far {best_score}")
+            self.advance(completed=done, note=f"{self.tuner_id}: val objective {score}{cut}, best so far {best_score}")
 
 
 class BayesianTuner(_Progress, kt.BayesianOptimization):
