@@ -226,7 +226,38 @@ def summarize(records: list[dict]) -> dict:
                                                         [outcome[k][b][0] for k in keys]) for a, b in COMPARISONS}}
     over_datasets = {f"{a} - {b}": compare([per_dataset[d][a] for d in datasets], [per_dataset[d][b] for d in datasets])
                      for a, b in COMPARISONS}
-    return {"per_dataset": per_dataset, "buckets": buckets, "paired_over_datasets": over_datasets}
+    everywhere = {rule: float(np.mean([per_dataset[d][rule] for d in datasets])) for rule in rules}
+    return {"per_dataset": per_dataset, "buckets": buckets, "mean_test_over_datasets": everywhere,
+            "paired_over_datasets": over_datasets}
+
+
+def markdown(summary: dict) -> str:
+    """docs/benchmarks.md's tables: mean test AP (optimism) per rule and bucket, paired tests, per dataset."""
+    buckets = summary["buckets"]
+    head = " | ".join(f"{b} ({len(v['datasets'])} sets, {v['pairs']} splits)" for b, v in buckets.items())
+    lines = [f"| rule | {head} | all sets |", "|---" + "|---:" * (len(buckets) + 1) + "|"]
+    for rule in summary["mean_test_over_datasets"]:
+        cells = [f"{v['mean_test'][rule]:.3f}" + (f" ({v['optimism'][rule]:+.3f})" if rule in v["optimism"] else "")
+                 for v in buckets.values()]
+        lines.append(f"| {rule} | {' | '.join(cells)} | {summary['mean_test_over_datasets'][rule]:.3f} |")
+    lines += ["", "| comparison | " + " | ".join(buckets) + " | all sets (per-dataset means) |",
+              "|---" + "|---" * (len(buckets) + 1) + "|"]
+    for name, overall in summary["paired_over_datasets"].items():
+        cells = [_test(v["paired_over_pairs"][name]) for v in buckets.values()]
+        lines.append(f"| {name} | {' | '.join(cells)} | {_test(overall)} |")
+    rules = ["a default", "b portfolio cv5", "c search3 cv5", f"c {LARGEST} cv5", f"d {LARGEST} cv3x5",
+             f"e {LARGEST} validation", "oracle"]
+    lines += ["", "| dataset | train+validation positives | splits | " + " | ".join(rules) + " |",
+              "|---|---:|---:" + "|---:" * len(rules) + "|"]
+    for name, row in summary["per_dataset"].items():
+        values = " | ".join(f"{row[rule]:.3f}" for rule in rules)
+        lines.append(f"| {name} | {row['trainval_positives']} | {row['seeds']} | {values} |")
+    return "\n".join(lines)
+
+
+def _test(result: dict) -> str:
+    p = "—" if result["wilcoxon_p"] is None else f"{result['wilcoxon_p']:.2g}"
+    return f"{result['mean_difference']:+.3f}, {result['wins']}/{result['ties']}/{result['losses']}, p {p}"
 
 
 def load(path: str = RESULT) -> dict:
@@ -243,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--random", type=int, default=RANDOM_CONFIGS, help="random configurations beyond the portfolio")
     parser.add_argument("--resume", action="store_true", help="keep the file's splits and skip them")
     parser.add_argument("--summary-only", action="store_true", help="re-summarize the results file")
+    parser.add_argument("--markdown", action="store_true", help="print the summary as docs/benchmarks.md's tables")
     args = parser.parse_args(argv)
     names = args.datasets.split(",")
     foreign = sorted(set(names) - set(registry.DEVELOPMENT))
@@ -268,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
                     write_json_atomically(RESULT, {"config": config, "records": records})
     payload = {**load(), "records": records, "summary": summarize(records)}
     write_json_atomically(RESULT, payload)
-    print(json.dumps(payload["summary"]["buckets"], indent=1))
+    print(markdown(payload["summary"]) if args.markdown else json.dumps(payload["summary"]["buckets"], indent=1))
     return 0
 
 
