@@ -33,7 +33,8 @@ Layout of the metrics specs, and why:
   per-example histogram per class, model and slice (docs/benchmarks.md).
 
 Confidence intervals are TFMA's (jackknife over 20 buckets for small test sets, or
-Poisson bootstrap); TFMA validates point values, so the gate's change
+Poisson bootstrap; both draw at random without a seed, so the bounds, not the
+values, differ a little between runs); TFMA validates point values, so the gate's change
 tolerances and value floors carry the test set's uncertainty (and, for the
 precision floor, the held-out data's) before TFMA runs (`evaluation.gate`).
 
