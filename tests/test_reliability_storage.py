@@ -131,7 +131,8 @@ def test_enospc_while_writing_splits(tmp_path, capsys, tiny_csv, monkeypatch):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     out = tmp_path / "run"
-    monkeypatch.setattr(beam_ingest, "run_data_step", lambda settings, directory, beam_args: half_write(directory))
+    monkeypatch.setattr(beam_ingest, "run_data_step",
+                        lambda settings, directory, beam_args, records: half_write(directory))
     code, lines = _main(_train_argv(tiny_csv, out), capsys)
     assert code == 2 and lines == [f"error: [Errno 28] cannot write the prepared data under {out}: "
                                    "No space left on device"]

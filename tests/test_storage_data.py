@@ -7,6 +7,8 @@ the local originals of the uploaded files.
 from __future__ import annotations
 
 import gzip
+import os
+import tempfile
 
 import numpy as np
 import pandas as pd
@@ -99,3 +101,89 @@ def test_data_step_reads_remote_data_into_a_local_run(bucket, tmp_path):
             local_examples = [tf.train.Example.FromString(r)
                               for r in tfrecord_records(str(tmp_path / "local_run" / "data" / split / name))]
             assert len(remote_examples) > 0 and remote_examples == local_examples
+
+
+def _data_files(directory: str) -> dict[str, bytes]:
+    """relative path -> bytes of every file under a local or remote data directory."""
+    found = {}
+    for name in storage.list_files(directory):
+        with storage.open_file(storage.join(directory, name), "rb") as handle:
+            found[name] = handle.read()
+    return found
+
+
+def _remote_data_step(run: str, data: str, beam_pipeline_args: tuple[str, ...], monkeypatch):
+    """The data step of execution 1 of a run on object storage, through the working copy (`run_storage.on_run`).
+
+    Returns (the local copy's data files, as the step left them; the names the final upload wrote).
+    """
+    from trainer import run_storage
+    from trainer.config import RunConfig
+    from trainer.data.prepare import prepare_data
+    from trainer.run_copy import NEW_EXECUTION
+
+    uploaded, put = [], run_storage._put
+    monkeypatch.setattr(run_storage, "_put", lambda copy, name: (uploaded.append(name), put(copy, name)))
+
+    def work(local_run: str) -> dict[str, bytes]:
+        execution = os.path.join(local_run, "executions", "1")
+        config = RunConfig(data=data, label="target", output_dir=execution, beam_pipeline_args=beam_pipeline_args)
+        return _data_files(prepare_data(config).directory)
+
+    local, _ = run_storage.on_run(run, work, NEW_EXECUTION, beam_pipeline_args)
+    return local, uploaded
+
+
+def test_a_remote_runs_data_step_writes_its_data_directory_on_the_store(bucket, tmp_path, monkeypatch):
+    """A run on gs:// / s3://: Beam's workers write the shards under the remote run, the driver its records and
+    the marker (source.json) last; the working copy gets the same bytes; the final upload does not write them
+    again; a crashed data step's unmarked leftovers are neither copied nor kept."""
+    frame = make_synthetic(negatives=400, positives=40, seed=12)
+    frame.to_csv(tmp_path / "in.csv", index=False)
+    data = storage.join(bucket, "in", "in.csv")
+    storage.copy_file(str(tmp_path / "in.csv"), data)
+    run = storage.join(bucket, "runs", "r")
+    stale = storage.join(run, "executions", "1", "data", "train", "data-r09999.tfrecord.gz")
+    storage.write_text(stale, "a crashed data step's shard, no marker")
+
+    local, uploaded = _remote_data_step(run, data, (), monkeypatch)
+
+    remote = _data_files(storage.join(run, "executions", "1", "data"))
+    assert remote == local  # the same files, byte for byte
+    assert "train/data-r09999.tfrecord.gz" not in remote  # the crashed step's shard is not trusted, nor kept
+    assert "source.json" in remote and "train_statistics.pb" in remote
+    assert {n.split("/")[0] for n in remote if n.endswith(".tfrecord.gz")} == {"train", "validation", "test"}
+    assert not [name for name in uploaded if name.startswith("executions/1/data/")]
+    assert storage.list_files(storage.join(run, "executions")) == sorted(f"1/data/{n}" for n in remote)
+
+
+def test_the_data_step_on_multi_process_workers_writes_the_same_files(gcs, tmp_path, monkeypatch):
+    """Beam's workers in other processes, with no access to the driver's working copy (as on a cluster), write
+    the remote run's data directory: the same examples in the same files as the in-process runner's."""
+    frame = make_synthetic(negatives=400, positives=40, seed=12)
+    frame.to_csv(tmp_path / "in.csv", index=False)
+    data = storage.join(gcs, "in", "in.csv")
+    storage.copy_file(str(tmp_path / "in.csv"), data)
+    workers = ("--direct_running_mode=multi_processing", "--direct_num_workers=2")
+
+    in_process, _ = _remote_data_step(storage.join(gcs, "runs", "one"), data, (), monkeypatch)
+    spread, uploaded = _remote_data_step(storage.join(gcs, "runs", "two"), data, workers, monkeypatch)
+
+    assert spread == _data_files(storage.join(gcs, "runs", "two", "executions", "1", "data"))
+    assert spread.keys() == in_process.keys()
+    for name, content in spread.items():  # the same examples in the same order (a map's serialized order
+        assert _examples(name, content) == _examples(name, in_process[name])  # may differ between processes)
+    assert not [name for name in uploaded if name.startswith("executions/1/data/")]
+
+
+def _examples(name: str, content: bytes):
+    """A shard's records as tf.train.Examples; any other file's bytes."""
+    import tensorflow as tf
+
+    if not name.endswith(".tfrecord.gz"):
+        return content
+    with tempfile.TemporaryDirectory() as directory:
+        path = storage.join(directory, "shard.tfrecord.gz")
+        with open(path, "wb") as handle:
+            handle.write(content)
+        return [tf.train.Example.FromString(record) for record in tfrecord_records(path)]

@@ -194,6 +194,7 @@ def _remote_run(bucket: str, tmp_path) -> str:
     storage.write_text(storage.join(run, "executions", "0001", "data", "big.bin"), "shards")
     storage.write_text(storage.join(run, "executions", "0002", "run.json"), '{"status": "running"}')
     storage.write_text(storage.join(run, "executions", "0002", "data", "part.bin"), "resumed")
+    storage.write_text(storage.join(run, "executions", "0002", "data", "source.json"), "{}")  # its marker, last
     storage.write_text(storage.join(run, "history.json"), "{}")
     return run
 

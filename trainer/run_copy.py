@@ -17,6 +17,7 @@ from typing import Literal
 
 from trainer import storage
 from trainer.layout import (
+    DATA_DIR,
     EXECUTIONS_DIR,
     PUSH_FILE,
     RUN_JSON,
@@ -75,7 +76,9 @@ class WorkingCopy:
       remote: The run's URL (gs://B/runs/r).
       local: The local directory the pipeline runs on.
       remote_files: Every file under `remote` when it was copied (relative paths).
-      downloaded: relative path -> (size, mtime in ns) of each file copied, right after copying.
+      downloaded: relative path -> (size, mtime in ns) of each file known to be on the store as it is
+        locally: copied, right after copying, or published there by the run itself
+        (`trainer.run_storage.published`). The upload leaves them out while they stay unchanged.
     """
 
     remote: str
@@ -114,7 +117,7 @@ def download(remote: str, selection: Selection) -> WorkingCopy:
         push = "" if newest is None else _push_record(newest)
         if selection.executions == "served" and push in names:  # names the execution that trained it
             _fetch(remote, local, push)
-        skipped = _skipped_executions(names, local, selection, push)
+        skipped = _skipped_executions(names, local, selection, push) | _unmarked_data(names)
         for version in versions:  # the sequence continues after every number taken, marked or not
             os.makedirs(os.path.join(local, SERVING_DIR, version), exist_ok=True)
         wanted = _version_files(names, versions, selection) | {n for n in names if _wanted(n, skipped)}
@@ -156,6 +159,19 @@ def _skipped_executions(names, local: str, selection: Selection, push: str) -> s
     else:
         read = set()
     return {f"{EXECUTIONS_DIR}/{i}/" for i in ids - read}
+
+
+def _unmarked_data(names) -> set[str]:
+    """`<...>/data/` prefixes a data step on remote workers left without its marker (it crashed): trusted by
+    no one, not copied (the next data step removes and rewrites them; `trainer.data.prepare`)."""
+    from trainer.data.prepare import SOURCE_FILE
+
+    directories = set()
+    for parts in (name.split("/") for name in names):  # RUN/data/ (trainer.task), RUN/executions/<id>/data/
+        depth = 0 if parts[0] == DATA_DIR else 2 if parts[0] == EXECUTIONS_DIR and parts[2:3] == [DATA_DIR] else -1
+        if depth >= 0 and len(parts) > depth + 1:
+            directories.add("/".join(parts[: depth + 1]) + "/")
+    return {d for d in directories if d + SOURCE_FILE not in names}
 
 
 def _versions(names) -> dict[str, bool]:

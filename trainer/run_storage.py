@@ -17,8 +17,11 @@ For a local run it is `work` on it. For a remote one (docs/design.md §10,
    evaluation the latest execution instead, for drift and live evaluation
    the one that trained the served version, for the monitoring page none,
    and every version's push record and `saved_model.pb`;
-3. `work` runs on the copy: every TensorFlow, keras-tuner, TFMA and Beam
-   writer writes local files, as for any run;
+3. `work` runs on the copy: every TensorFlow, keras-tuner and TFMA writer
+   writes local files, as for any run, except the Beam data step, whose
+   workers may be other machines: it writes the data directory under the
+   remote run (`on_store` tells it where), marker last, brings it into the
+   copy and says so (`published`: the upload leaves it out);
 4. what the run added or changed is uploaded: new `serving_model/<N>`
    versions first, each marker last (`storage.publish_tree`: a server never
    sees half a version; a number taken meanwhile by another execution stops
@@ -32,8 +35,10 @@ For a local run it is `work` on it. For a remote one (docs/design.md §10,
 The copy is removed after the upload. An upload that fails removes the new
 files it wrote before the records (no half execution for the next command to
 resume) and keeps the copy, whose path is in the error line; a crash in
-`work` leaves the remote tree as it was and keeps the copy too (a user's
-error, such as bad data, removes it, and its line names the remote URL).
+`work` leaves the remote tree as it was, but for a data directory the data
+step completed (marked: as a local run's crash keeps it), and keeps the copy
+too (a user's error, such as bad data, removes it, and its line names the
+remote URL).
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ from trainer.layout import (
 from trainer.run_copy import NEW_EXECUTION, Selection, WorkingCopy, download, in_parallel, snapshot
 
 T = TypeVar("T")
+_working: list[WorkingCopy] = []  # the copies `work` runs on now (on_run), innermost last
 RECORD_SUFFIXES = (".json", ".html")  # text records whose paths name the working copy: uploaded with the URL
 LAST = (RUN_JSON, HISTORY_JSON, HISTORY_HTML)  # uploaded after everything else, in this order
 
@@ -103,11 +109,14 @@ def on_run(run: str, work: Callable[[str], T], selection: Selection, beam_pipeli
     storage.configure(beam_pipeline_args)
     storage.check_bucket(run)
     copy = download(run.rstrip("/"), selection)
+    _working.append(copy)
     try:
         result = work(copy.local)
     except BaseException as error:
         _after_failure(copy, error, expected)
         raise
+    finally:
+        _working.remove(copy)
     try:
         upload(copy)
     except Exception as error:
@@ -116,6 +125,26 @@ def on_run(run: str, work: Callable[[str], T], selection: Selection, beam_pipeli
                                    f"kept in {copy.local}") from error
     shutil.rmtree(copy.scratch, ignore_errors=True)
     return result, copy.to_remote
+
+
+def on_store(local: str) -> str | None:
+    """The URL a path in the working copy `work` runs on stands for; None outside one (a local run).
+
+    Where a step whose writers may run on other machines (the Beam data step
+    on Dataflow, Flink or Spark workers) writes, as they can.
+    """
+    for copy in reversed(_working):
+        if local == copy.local or local.startswith(copy.local + os.sep):
+            return copy.to_remote(local).replace(os.sep, "/")
+    return None
+
+
+def published(local: str) -> None:
+    """Records that every file under `local` (a directory of the working copy `work` runs on) is on the
+    store as it is locally, written there by the run itself: the upload leaves them out while unchanged."""
+    copy = next(c for c in reversed(_working) if local.startswith(c.local + os.sep))
+    prefix = os.path.relpath(local, copy.local).replace(os.sep, "/") + "/"
+    copy.downloaded.update({prefix + name: stat for name, stat in snapshot(local).items()})
 
 
 def upload(copy: WorkingCopy) -> None:
@@ -177,7 +206,8 @@ def _check_new_executions_free(copy: WorkingCopy) -> None:
     known = {name.split("/")[1] for name in copy.remote_files if name.startswith(EXECUTIONS_DIR + "/")}
     for execution in sorted(set(os.listdir(root) if os.path.isdir(root) else []) - known):
         target = storage.join(copy.remote, EXECUTIONS_DIR, execution)
-        if storage.list_files(target):
+        ours = f"{EXECUTIONS_DIR}/{execution}/"
+        if any(ours + name not in copy.downloaded for name in storage.list_files(target)):  # not its data step's
             raise storage.StorageError(f"{target} was written by another execution while this one ran: "
                                        "nothing was uploaded")
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import pickle
 from collections.abc import Sequence
 
@@ -30,6 +29,7 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
+from trainer import storage
 from trainer.beam_runner import make_pipeline
 from trainer.data.beam_files import RANGE_BYTES, plan_ranges
 from trainer.data.beam_plan import Plan, make_plan, profile_keep
@@ -69,18 +69,22 @@ class Outcome:
 
 
 def run_data_step(settings: Settings, directory: str, beam_pipeline_args: Sequence[str] = (),
-                  range_bytes: int = RANGE_BYTES) -> tuple[Plan, Schema, dict]:
+                  range_bytes: int = RANGE_BYTES, records: str | None = None) -> tuple[Plan, Schema, dict]:
     """Validates the input and writes `directory/{train,validation,test}/data-*.tfrecord.gz`.
 
     Args:
       settings: The input and how to split it.
-      directory: A fresh (staging) directory.
+      directory: A fresh (staging) directory, or a prefix on object storage
+        with nothing under it: the workers write there, and hand their result
+        back through a file there.
       beam_pipeline_args: Options for Beam (runner, workers).
       range_bytes: CSV files are cut into ranges of this many bytes.
+      records: The local directory the driver writes the training statistics
+        into (default: `directory`).
 
     Returns:
       (the plan, the training split's schema, {split: [N_0, N_1]}); the training
-      split's statistics are written into `directory` (`layout.TRAIN_STATISTICS`).
+      split's statistics are written into `records` (`layout.TRAIN_STATISTICS`).
 
     Raises:
       DataError: bad input (one line: the case, counts and first locations);
@@ -88,8 +92,8 @@ def run_data_step(settings: Settings, directory: str, beam_pipeline_args: Sequen
     """
     ranges = plan_ranges(settings.pattern, range_bytes)
     for name in SPLITS:
-        os.makedirs(os.path.join(directory, name), exist_ok=True)
-    result = os.path.join(directory, RESULT_FILE)
+        storage.makedirs(storage.join(directory, name))
+    result = storage.join(directory, RESULT_FILE)
     with _quiet_os_errors(), make_pipeline(beam_pipeline_args) as pipeline:
         parts = pipeline | "Ranges" >> beam.Create(ranges)
         plan = beam.pvalue.AsSingleton(
@@ -113,12 +117,12 @@ def run_data_step(settings: Settings, directory: str, beam_pipeline_args: Sequen
             | "Hand back" >> beam.Map(_hand_back, plan, result)
         )
     outcome = _load(result)
-    os.remove(result)
+    storage.remove_files([result])
     if outcome.refusal is not None:
         raise DataError(outcome.refusal)
     plan, schema, counts = _finish(outcome.plan, outcome.written, settings)
     save_training_statistics(outcome.written.stats, [(name, kind) for _, name, kind in plan.features],
-                             plan.label_name, counts["train"], directory)
+                             plan.label_name, counts["train"], records or directory)
     return plan, schema, counts
 
 
@@ -141,7 +145,7 @@ def _plan_or_refusal(profile: Profile, ranges, settings: Settings) -> Plan | str
 
 def _hand_back(written: Written, plan: Plan | str, path: str) -> None:
     outcome = Outcome(None, None, plan) if isinstance(plan, str) else Outcome(plan, written)
-    with open(path, "wb") as handle:
+    with storage.open_file(path, "wb") as handle:
         pickle.dump(outcome, handle)
 
 
@@ -209,7 +213,7 @@ class _MergeFn(beam.CombineFn):
 
 
 def _load(path: str):
-    with open(path, "rb") as handle:
+    with storage.open_file(path, "rb") as handle:
         return pickle.load(handle)
 
 

@@ -9,7 +9,10 @@ leaves a worker is its class counts and training statistics, and the few
 records of the buckets that hold a split's cut (see `beam_split`), which a
 second step ranks exactly and writes to `{split}/data-b{class}-{bucket}`.
 Files are written under a temporary name and renamed when complete, so a
-retried bundle rewrites the same names.
+retried bundle rewrites the same names. On object storage (the data step of a
+remote run, whose workers may be other machines: `trainer.data.prepare`) a
+file is written to the worker's local disk and copied when complete: an
+object appears whole, under its final name, or not at all.
 """
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import os
+import tempfile
 from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
 
+from trainer import storage
 from trainer.data import beam_values
 from trainer.data.beam_files import Range, frame_records, read_range
 from trainer.data.beam_plan import Plan
@@ -110,8 +115,12 @@ class ShardWriter:
         if not records:
             return
         if split not in self._files:
-            final = os.path.join(self._directory, SPLITS[split], f"{SHARD_PREFIX}-{self._stem}{SHARD_SUFFIX}")
-            temporary = os.path.join(self._directory, SPLITS[split], f".tmp-{self._stem}-{os.getpid()}")
+            final = storage.join(self._directory, SPLITS[split], f"{SHARD_PREFIX}-{self._stem}{SHARD_SUFFIX}")
+            if storage.is_remote(final):  # this worker's own disk, copied on close
+                descriptor, temporary = tempfile.mkstemp(prefix=f".tmp-{self._stem}-")
+                os.close(descriptor)
+            else:  # beside the final name: renamed on close
+                temporary = os.path.join(self._directory, SPLITS[split], f".tmp-{self._stem}-{os.getpid()}")
             # mtime=0 and no name: the same records give the same bytes.
             handle = gzip.GzipFile(filename="", mode="wb", compresslevel=COMPRESS_LEVEL,
                                    fileobj=open(temporary, "wb"), mtime=0)
@@ -119,14 +128,20 @@ class ShardWriter:
         self._files[split][1].write(frame_records(records))
 
     def close(self, publish: bool = True) -> None:
-        """Publishes the files (renames them into place), or with `publish=False` removes them."""
+        """Publishes the files (renames or copies them into place), or with `publish=False` removes them."""
         for final, handle in self._files.values():
             raw = handle.fileobj
             try:
                 handle.close()
             finally:
                 raw.close()
-            os.replace(raw.name, final) if publish else os.remove(raw.name)
+            if publish and storage.is_remote(final):
+                try:
+                    storage.copy_file(raw.name, final)
+                finally:
+                    os.remove(raw.name)
+            else:
+                os.replace(raw.name, final) if publish else os.remove(raw.name)
         self._files = {}
 
 

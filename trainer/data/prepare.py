@@ -16,6 +16,20 @@ built under a temporary name and renamed into place, so an interrupted run
 leaves either a complete `RUN/data/` or none. A rerun with the same data
 settings reuses it; with different settings it refuses rather than mixing
 two datasets in one run.
+
+A run on object storage (`trainer.run_storage`: the pipeline runs on a local
+working copy) has its data step write where Beam's workers can, on any
+runner: under the remote run's data directory (`run_storage.on_store`). There
+is no rename there, so the directory is published by the rule a version is
+(`storage.publish_tree`): the workers' shards and the result they hand back
+are objects written whole, then the driver's schema, counts and statistics,
+and `source.json` last, the marker (the file a data directory is already
+trusted by: `prepare_data` reuses one that has it); a data directory
+without it (a crash) is trusted by no one: the working copy does not copy
+it and the next data step removes it first. The published files are then copied into the
+working copy (TensorFlow reads local files; it cannot open s3://) and
+recorded as on the store (`run_storage.published`), so the run's upload
+leaves them out.
 """
 
 from __future__ import annotations
@@ -23,9 +37,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import sys
 
+from trainer import storage
 from trainer.atomic import staging_directory
 from trainer.config import VOCABULARY_SIZE, RunConfig
 from trainer.data import ingest, split
@@ -92,17 +106,20 @@ def prepare_data(config: RunConfig) -> PreparedData:
     # The pipeline validates before it writes; its refusal removes the staging directory
     # (and a run directory it created) again.
     write = _beam_step(config)
+    remote = _remote_directory(directory)
     created = _missing_directories(config.output_dir)
     os.makedirs(config.output_dir, exist_ok=True)
     try:
         with staging_directory(config.output_dir, "data-staging") as staging:
             os.makedirs(staging)
-            schema, counts, extras = write(staging)
+            schema, counts, extras = write(staging, remote or staging)
             source = {**source, **extras}
             save_schema(schema, staging)
             split.save_counts(counts, staging)
             with open(os.path.join(staging, SOURCE_FILE), "w") as handle:
                 json.dump(source, handle, indent=1)
+            if remote:
+                _publish_remote(staging, remote)
             try:
                 os.rename(staging, directory)
             except OSError:
@@ -111,11 +128,17 @@ def prepare_data(config: RunConfig) -> PreparedData:
                 return _reuse(directory, source, config.max_bad_rows)  # a concurrent worker prepared it first
     except DataError:
         _remove_if_empty(created)
+        if remote:  # nothing left under the remote run (a refusal writes only the hand-back file)
+            storage.remove_tree(remote)
         raise
     except OSError as error:  # e.g. a full disk: say where, leave no empty run directory behind
         _remove_if_empty(created)
         reason = error.strerror or str(error)
         raise OSError(error.errno, f"cannot write the prepared data under {config.output_dir}: {reason}") from None
+    if remote:
+        from trainer import run_storage
+
+        run_storage.published(directory)
     bad_rows = BadRows.from_json(source["bad_rows"])
     if bad_rows.skipped:
         print(f"warning: {bad_rows.notice()}", file=sys.stderr, flush=True)
@@ -125,9 +148,11 @@ def prepare_data(config: RunConfig) -> PreparedData:
 def _beam_step(config: RunConfig):
     """The writer of a staging directory that validates and writes in one Beam pipeline (`trainer.data.beam_ingest`).
 
-    A built-in dataset is first written to a Parquet file in the staging
-    directory (removed before the directory is published), which the
-    pipeline reads as it reads any file.
+    `write(staging, shards)`: the workers write the shards under `shards`
+    (the staging directory, or the remote data directory), the driver its
+    statistics into `staging`. A built-in dataset is first written to a
+    Parquet file under `shards` (removed before the directory is published),
+    which the pipeline reads as it reads any file.
     """
     from trainer.data import beam_ingest
 
@@ -140,16 +165,17 @@ def _beam_step(config: RunConfig):
         if label != "target":
             raise DataError(f"the built-in dataset {config.data!r} has label column 'target', not {label!r}")
 
-    def write(staging: str) -> tuple[Schema, dict, dict]:
-        copy = os.path.join(staging, ".builtin")
+    def write(staging: str, shards: str) -> tuple[Schema, dict, dict]:
+        copy = storage.join(shards, ".builtin")
         pattern = _write_builtin(config, copy) if builtin else config.data
         settings = beam_ingest.Settings(pattern, label, config.positive_label, tuple(config.split), config.seed,
                                         max_bad_rows=config.max_bad_rows, vocabulary_size=config.vocabulary_size,
                                         vocabulary_min_count=config.vocabulary_min_count)
         try:
-            plan, schema, counts = beam_ingest.run_data_step(settings, staging, config.beam_pipeline_args)
+            plan, schema, counts = beam_ingest.run_data_step(settings, shards, config.beam_pipeline_args,
+                                                             records=staging)
         finally:
-            shutil.rmtree(copy, ignore_errors=True)
+            storage.remove_tree(copy)
         return schema, counts, {"positive_value": plan.positive_value, "renamed_columns": plan.renamed,
                                 "split_order": "assign_splits" if plan.split.by_rank is not None else "record_hash",
                                 "bad_rows": plan.bad_rows.to_json()}
@@ -163,10 +189,44 @@ def _write_builtin(config: RunConfig, directory: str) -> str:
     import pyarrow.parquet as pq
 
     frame, _ = ingest.builtin_frame(config.data, config.label, config.seed, config.synthetic_rows)
-    os.makedirs(directory)
-    path = os.path.join(directory, f"{config.data}.parquet")
-    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path, row_group_size=BUILTIN_ROW_GROUP)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    path = storage.join(directory, f"{config.data}.parquet")
+    if not storage.is_remote(path):
+        os.makedirs(directory)
+        pq.write_table(table, path, row_group_size=BUILTIN_ROW_GROUP)
+        return path
+    with storage.local_stage() as local:  # written locally, then one object the workers read
+        pq.write_table(table, os.path.join(local, "data.parquet"), row_group_size=BUILTIN_ROW_GROUP)
+        storage.copy_file(os.path.join(local, "data.parquet"), path)
     return path
+
+
+def _remote_directory(directory: str) -> str | None:
+    """The remote data directory the workers write (a run on object storage; else None), emptied of what a
+    crashed data step left there (unmarked: the working copy did not copy it)."""
+    from trainer import run_storage
+
+    remote = run_storage.on_store(directory)
+    if remote is not None:
+        storage.remove_tree(remote)
+    return remote
+
+
+def _publish_remote(staging: str, remote: str) -> None:
+    """Copies the workers' shards from `remote` into `staging` and the driver's files to `remote`,
+    `source.json` last: the marker that makes the remote directory trusted (module docstring)."""
+    from trainer.run_copy import in_parallel
+
+    def fetch(name: str) -> None:
+        storage.copy_file(storage.join(remote, name), os.path.join(staging, *name.split("/")))
+
+    records = [n.replace(os.sep, "/") for n in storage.list_files(staging) if n != SOURCE_FILE]
+    in_parallel(fetch, storage.list_files(remote))
+    for name in split.SPLITS:  # as a local data step leaves them, even with no shard
+        os.makedirs(os.path.join(staging, name), exist_ok=True)
+    in_parallel(lambda name: storage.copy_file(os.path.join(staging, *name.split("/")), storage.join(remote, name)),
+                records)
+    storage.copy_file(os.path.join(staging, SOURCE_FILE), storage.join(remote, SOURCE_FILE))
 
 
 def _missing_directories(path: str) -> list[str]:
