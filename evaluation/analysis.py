@@ -21,6 +21,7 @@ from tfx_bsl.public import tfxio
 
 from evaluation.run_files import EvaluatedModel
 from evaluation.slicing import SlicePlan, add_buckets
+from trainer import storage
 from trainer.atomic import replace_directory, staging_directory
 from trainer.beam_runner import make_pipeline
 from trainer.data.dataset import list_files
@@ -35,8 +36,10 @@ def run_tfma(models: list[EvaluatedModel], eval_config: tfma.EvalConfig, data_pa
              output_path: str, beam_pipeline_args: tuple[str, ...] = (), explained=None) -> float:
     """Runs TFMA and writes its output into `output_path` (replacing it).
 
-    The output is written into a temporary sibling and renamed into place, so
-    an interrupted run never leaves a mix of old and new results.
+    A local output is written into a temporary sibling and renamed into
+    place, so an interrupted run never leaves a mix of old and new results; a
+    remote one (gs://, where Beam's workers on other machines can write) is
+    written in place, into a prefix `evaluation.remote_tfma` emptied first.
 
     Args:
       models: Models to evaluate (the EvalConfig names them the same way).
@@ -53,30 +56,39 @@ def run_tfma(models: list[EvaluatedModel], eval_config: tfma.EvalConfig, data_pa
     """
     files = list_files(data_pattern)  # fails early, with the pattern, when the split is missing
     started = time.time()
+    if storage.is_remote(output_path):  # written in place (no rename there); `evaluation.remote_tfma` says when
+        _pipeline(models, eval_config, files, data_pattern, plan, output_path, beam_pipeline_args, explained)
+        return time.time() - started
     with staging_directory(os.path.dirname(os.path.abspath(output_path)), "evaluation-staging") as staging:
-        pipeline = make_pipeline(beam_pipeline_args)
-        # The pipeline runs when its `with` block exits, so the filter wraps it.
-        # TFMA divides 0/0 for thresholds no example reaches and handles the NaN
-        # itself; its RuntimeWarnings would only bury the run's own output.
-        with warnings.catch_warnings(), pipeline:
-            warnings.filterwarnings("ignore", category=RuntimeWarning, module="tensorflow_model_analysis")
-            shared = eval_shared_models(models, eval_config)
-            extractors = None
-            if explained is not None and explained.models:
-                from evaluation.attribution_extractor import tfma_extractors
-
-                extractors = tfma_extractors(shared, eval_config, explained)
-            _ = _examples(pipeline, files, plan) | "TFMA" >> tfma.ExtractEvaluateAndWriteResults(
-                eval_shared_model=shared,
-                eval_config=eval_config,
-                extractors=extractors,
-                output_path=staging,
-                display_only_data_location=data_pattern,
-                display_only_file_format="tfrecords",
-            )
+        _pipeline(models, eval_config, files, data_pattern, plan, staging, beam_pipeline_args, explained)
         seconds = time.time() - started
         replace_directory(staging, output_path)
     return seconds
+
+
+def _pipeline(models, eval_config, files: list[str], data_pattern: str, plan: SlicePlan, output_path: str,
+              beam_pipeline_args, explained) -> None:
+    """Builds and runs TFMA's pipeline, writing into `output_path`."""
+    pipeline = make_pipeline(beam_pipeline_args)
+    # The pipeline runs when its `with` block exits, so the filter wraps it.
+    # TFMA divides 0/0 for thresholds no example reaches and handles the NaN
+    # itself; its RuntimeWarnings would only bury the run's own output.
+    with warnings.catch_warnings(), pipeline:
+        warnings.filterwarnings("ignore", category=RuntimeWarning, module="tensorflow_model_analysis")
+        shared = eval_shared_models(models, eval_config)
+        extractors = None
+        if explained is not None and explained.models:
+            from evaluation.attribution_extractor import tfma_extractors
+
+            extractors = tfma_extractors(shared, eval_config, explained)
+        _ = _examples(pipeline, files, plan) | "TFMA" >> tfma.ExtractEvaluateAndWriteResults(
+            eval_shared_model=shared,
+            eval_config=eval_config,
+            extractors=extractors,
+            output_path=output_path,
+            display_only_data_location=data_pattern,
+            display_only_file_format="tfrecords",
+        )
 
 
 def _examples(pipeline: beam.Pipeline, files: list[str], plan: SlicePlan) -> beam.PCollection:

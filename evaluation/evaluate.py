@@ -143,15 +143,18 @@ def run_evaluation(run_dir: str, options: EvaluationOptions | None = None) -> Ev
         # Imported here so that `--report-only` does not pay for building a pipeline.
         from evaluation.analysis import run_tfma
         from evaluation.eval_config import build_eval_config
+        from evaluation.remote_tfma import bring_back, places
         from evaluation.slicing import plan_slices
 
         informative = informative_numeric(run_dir, schema) if options.slice_features is None else None
         plan = plan_slices(schema, options.slice_features, options.max_slice_vocabulary, informative)
         eval_config = build_eval_config(models, schema.label, plan, gate)
         explained = _explain(run_dir, models, schema, plan, options, eval_config, loaded)
+        where = places(run_dir, models, eval_dir)  # a remote run's: on the store, for remote workers
         with progress.step("TFMA", f"{len(models)} models sliced by {len(plan.feature_keys)} features"):
-            seconds = run_tfma(models, eval_config, split_pattern(run_dir), plan, eval_dir,
+            seconds = run_tfma(where.models, eval_config, where.data_pattern, plan, where.output,
                                options.beam_pipeline_args, explained)
+        bring_back(where, eval_dir)
         if explained is not None:
             from evaluation.attribution_extractor import write_summary
 

@@ -268,3 +268,60 @@ def test_drift_and_live_on_gcs_record_on_the_store_what_they_wrote(gcs, tiny_run
     assert lived["run_json_test"]["pr_auc"] == tested["pr_auc"]  # execution 0001's figures
     assert "Monitoring: fraud</h1>" in storage.read_text(storage.join(run, MONITORING_PAGE))
     assert _copies(scratch) == []
+
+
+def test_tfma_on_a_remote_run_reads_and_writes_the_store(gcs, tiny_run, tmp_path, scratch, monkeypatch):  # noqa: F811
+    """A new execution's evaluation on gs:// (as tuning.task runs it, without training): TFMA reads the models
+    and the test shards at their URLs in the run (the execution's models uploaded first, the served version
+    already there) and writes its output there; the working copy's evaluation is that output, byte for byte,
+    and the final upload writes neither again (only the verdict and summary, last, as locally)."""
+    from evaluation.evaluate import run_evaluation
+    from evaluation.options import EvaluationOptions
+    from trainer.summary import read_run
+
+    source, stage, run = tiny_run[0].output_dir, str(tmp_path / "stage" / "fraud"), storage.join(gcs, "runs", "fraud")
+    _stage_execution(source, os.path.join(stage, "executions", "0001"))
+    shutil.copytree(os.path.join(source, "serving_model"), os.path.join(stage, "serving_model"))  # served: 1
+    _upload(stage, run)
+    before = _facts(run)
+    put, local = [], {}
+    original_put = run_storage._put
+    monkeypatch.setattr(run_storage, "_put", lambda copy, name: (put.append(name), original_put(copy, name)))
+
+    def evaluate(copy: str) -> None:  # a new execution, trained but not evaluated, as in tuning.task
+        execution = os.path.join(copy, "executions", "0002")
+        _stage_execution(source, execution)
+        data = os.path.join(execution, "data")  # as its data step leaves it: on the store, recorded so
+        storage.copy_tree(data, run_storage.on_store(data))
+        run_storage.published(data)
+        run_evaluation(execution, EvaluationOptions(
+            served_dir=os.path.join(copy, "serving_model", "1"), attribution_rows=0, intervals="none", min_recall=0,
+            served_threshold=read_run(source).model("weighted").threshold.value))
+        local["copy"] = copy
+        local.update({name: open(os.path.join(execution, "evaluation", name), "rb").read()
+                      for name in storage.list_files(os.path.join(execution, "evaluation"))})
+
+    run_storage.on_run(run, evaluate, run_copy.NEW_EXECUTION)
+    ours, copy = f"{run}/executions/0002", local.pop("copy")
+    tfma_config = json.loads(local["eval_config.json"])  # TFMA's own record of what it read, written on the store
+    assert tfma_config["dataLocation"] == f"{ours}/data/test/data-*.tfrecord.gz", tfma_config
+    models = [read_run(source).model(key).export_dir for key in ("weighted", "baseline")]
+    assert sorted(tfma_config["modelLocations"].values()) == sorted(
+        [f"{ours}/{models[0]}/1", f"{ours}/{models[1]}/1", f"{run}/serving_model/1"])
+    for name, content in local.items():  # the working copy's evaluation is what is on the store (records: with URLs)
+        expected = content.replace(copy.encode(), run.encode()) if name.endswith(".json") else content
+        assert storage.open_file(storage.join(ours, "evaluation", name)).read() == expected, name
+    tfma_files = {name for name in local if name not in ("BLESSED", "NOT_BLESSED", "summary.json")}
+    assert {"metrics-00000-of-00001.tfrecord", "validations.tfrecord"} <= tfma_files, sorted(tfma_files)
+    for model in models:  # the models TFMA read are on the store, as trained
+        names = storage.list_files(os.path.join(source, model, "1"))
+        assert SAVED_MODEL_FILE in names
+        for name in names:
+            with open(os.path.join(source, model, "1", name), "rb") as handle:
+                assert storage.open_file(f"{ours}/{model}/1/{name}").read() == handle.read(), name
+    again = [n for n in put if n.startswith((f"executions/0002/{models[0]}/", f"executions/0002/{models[1]}/",
+                                             "executions/0002/data/"))
+             or n.removeprefix("executions/0002/evaluation/") in tfma_files]
+    assert again == [] and "executions/0002/evaluation/summary.json" in put, sorted(put)
+    assert not any(n.startswith("serving_model/") for n in _changed(before, _facts(run)))  # the served one, read
+    assert copy not in storage.read_text(f"{ours}/evaluation/summary.json") and _copies(scratch) == []

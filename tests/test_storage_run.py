@@ -24,7 +24,7 @@ from serving.app import ServerOptions, start
 from tests.serving_fixtures import MODEL, assert_close, call_signature, example_features, post, rest_url, serialize
 from trainer import cli, run_copy, run_storage, storage
 from trainer.config import ConfigError
-from trainer.layout import SERVING_DIR
+from trainer.layout import SAVED_MODEL_FILE, SERVING_DIR
 
 # The cheapest execution that still searches, trains both models, runs TFMA and gates (as test_tuning's).
 TINY = ["--label", "target", "--max-trials", "1", "--tuning-epochs", "1", "--epochs", "1", "--verbose", "0",
@@ -264,6 +264,35 @@ def test_a_crash_leaves_the_store_as_it_was_and_keeps_the_copy(gcs, tmp_path, sc
     assert {name: storage.read_text(storage.join(run, name)) for name in storage.list_files(run)} == before
     (kept,) = _copies(scratch)
     assert f"the working copy is kept in {kept}" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # starts a store (tests/object_storage.py)
+def test_what_a_crashed_run_put_on_the_store_for_its_workers_is_removed(gcs, tmp_path, scratch):
+    """`run_storage.publish` (a model for TFMA's workers) writes a directory of the copy at its URL, and one
+    copied from the store not again; a crash afterwards leaves the store as it was, every object untouched."""
+    from tests.conftest import tiny_config
+
+    run = _remote_run(gcs, tmp_path)
+    before = storage.file_facts(storage.join(run, "**"))
+    seen = {}
+
+    def crash(config):
+        execution = os.path.join(config.output_dir, "executions", "0002")
+        model = os.path.join(execution, "candidate_model", "1")
+        os.makedirs(os.path.join(model, "variables"))
+        for name in (SAVED_MODEL_FILE, "variables/variables.index"):
+            with open(os.path.join(model, name), "w") as handle:
+                handle.write(name)
+        seen["urls"] = [run_storage.publish(model), run_storage.publish(os.path.join(execution, "data"))]
+        seen["during"] = storage.list_files(storage.join(run, "executions", "0002"))
+        raise RuntimeError("a bug after TFMA")
+
+    with pytest.raises(RuntimeError, match="a bug after TFMA"):
+        run_storage.run_on(tiny_config(run, "unused.csv"), crash)
+    assert seen["urls"] == [f"{run}/executions/0002/candidate_model/1", f"{run}/executions/0002/data"]
+    assert {f"candidate_model/1/{SAVED_MODEL_FILE}", "candidate_model/1/variables/variables.index"} <= set(
+        seen["during"]), seen["during"]
+    assert sorted(storage.file_facts(storage.join(run, "**"))) == sorted(before)
 
 
 @pytest.mark.slow  # starts a store (tests/object_storage.py)

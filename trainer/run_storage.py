@@ -18,10 +18,14 @@ For a local run it is `work` on it. For a remote one (docs/design.md §10,
    the one that trained the served version, for the monitoring page none,
    and every version's push record and `saved_model.pb`;
 3. `work` runs on the copy: every TensorFlow, keras-tuner and TFMA writer
-   writes local files, as for any run, except the Beam data step, whose
-   workers may be other machines: it writes the data directory under the
-   remote run (`on_store` tells it where), marker last, brings it into the
-   copy and says so (`published`: the upload leaves it out);
+   writes local files, as for any run, except the Beam steps, whose
+   workers may be other machines: the data step writes the data directory
+   under the remote run (`on_store` tells it where), marker last, brings it
+   into the copy and says so (`published`: the upload leaves it out); TFMA
+   reads models put on the store for it (`publish`) and writes its output
+   there (`clear` empties it first), brought into the copy the same way
+   (`evaluation.remote_tfma`); what the run put there for its workers but a
+   marked data directory is removed again if the run fails;
 4. what the run added or changed is uploaded: new `serving_model/<N>`
    versions first, each marker last (`storage.publish_tree`: a server never
    sees half a version; a number taken meanwhile by another execution stops
@@ -36,7 +40,8 @@ The copy is removed after the upload. An upload that fails removes the new
 files it wrote before the records (no half execution for the next command to
 resume) and keeps the copy, whose path is in the error line; a crash in
 `work` leaves the remote tree as it was, but for a data directory the data
-step completed (marked: as a local run's crash keeps it), and keeps the copy
+step completed (marked: as a local run's crash keeps it) and an old
+evaluation that TFMA's new one had replaced on the store, and keeps the copy
 too (a user's error, such as bad data, removes it, and its line names the
 remote URL).
 """
@@ -65,6 +70,7 @@ from trainer.run_copy import NEW_EXECUTION, Selection, WorkingCopy, download, in
 
 T = TypeVar("T")
 _working: list[WorkingCopy] = []  # the copies `work` runs on now (on_run), innermost last
+_provisional: dict[int, list[str]] = {}  # id(copy) -> remote directories `work` wrote, removed if the run fails
 RECORD_SUFFIXES = (".json", ".html")  # text records whose paths name the working copy: uploaded with the URL
 LAST = (RUN_JSON, HISTORY_JSON, HISTORY_HTML)  # uploaded after everything else, in this order
 
@@ -113,6 +119,7 @@ def on_run(run: str, work: Callable[[str], T], selection: Selection, beam_pipeli
     try:
         result = work(copy.local)
     except BaseException as error:
+        _discard_provisional(copy)
         _after_failure(copy, error, expected)
         raise
     finally:
@@ -123,6 +130,7 @@ def on_run(run: str, work: Callable[[str], T], selection: Selection, beam_pipeli
         why = " ".join(str(error).split()) or type(error).__name__  # a store's errors span lines: one line
         raise storage.StorageError(f"uploading the run to {copy.remote} failed ({why}); the run's results are "
                                    f"kept in {copy.local}") from error
+    _provisional.pop(id(copy), None)
     shutil.rmtree(copy.scratch, ignore_errors=True)
     return result, copy.to_remote
 
@@ -139,34 +147,91 @@ def on_store(local: str) -> str | None:
     return None
 
 
-def published(local: str) -> None:
+def published(local: str, provisional: bool = False) -> None:
     """Records that every file under `local` (a directory of the working copy `work` runs on) is on the
-    store as it is locally, written there by the run itself: the upload leaves them out while unchanged."""
-    copy = next(c for c in reversed(_working) if local.startswith(c.local + os.sep))
-    prefix = os.path.relpath(local, copy.local).replace(os.sep, "/") + "/"
-    copy.downloaded.update({prefix + name: stat for name, stat in snapshot(local).items()})
+    store as it is locally, written there by the run itself: the upload leaves them out while unchanged.
+
+    `provisional`: the remote directory is removed again if the run fails before its upload completes (a
+    model or an evaluation is not trusted without the records the upload writes last; a marked data
+    directory is kept).
+    """
+    copy = _copy_of(local)
+    copy.downloaded.update({_prefix(copy, local) + name: stat for name, stat in snapshot(local).items()})
+    if provisional:
+        _provisional.setdefault(id(copy), []).append(copy.to_remote(local).replace(os.sep, "/"))
+
+
+def publish(local: str) -> str:
+    """Puts the directory `local` of the working copy on the store, at the URL it stands for, for readers on
+    other machines (TFMA's Beam workers); returns the URL.
+
+    A directory already there as it is locally (copied from the store, or a
+    version under serving_model/, which the store keeps as published) is not
+    written again; one written is recorded (`published`, provisional).
+    """
+    copy, remote = _copy_of(local), on_store(local)
+    prefix, files = _prefix(copy, local), snapshot(local)
+    if all(copy.downloaded.get(prefix + name) == stat
+           or (prefix.startswith(SERVING_DIR + "/") and prefix + name in copy.remote_files)
+           for name, stat in files.items()):
+        return remote
+    in_parallel(lambda name: storage.copy_file(os.path.join(local, *name.split("/")), storage.join(remote, name)),
+                sorted(files))
+    published(local, provisional=True)
+    return remote
+
+
+def clear(local: str, first: tuple[str, ...] = ()) -> None:
+    """Removes the remote directory a directory `local` of the working copy stands for, the files named
+    in `first` (relative paths: its markers) before the rest, and forgets it was there (the upload does not
+    remove it again; the local directory is left as it is)."""
+    copy, remote = _copy_of(local), on_store(local)
+    storage.remove_files([storage.join(remote, name) for name in first if storage.exists(storage.join(remote, name))])
+    storage.remove_tree(remote)
+    prefix = _prefix(copy, local)
+    for name in [n for n in copy.downloaded if n.startswith(prefix)]:
+        del copy.downloaded[name]
+
+
+def _copy_of(local: str) -> WorkingCopy:
+    return next(c for c in reversed(_working) if local.startswith(c.local + os.sep))
+
+
+def _prefix(copy: WorkingCopy, local: str) -> str:
+    return os.path.relpath(local, copy.local).replace(os.sep, "/") + "/"
+
+
+def _discard_provisional(copy: WorkingCopy) -> None:
+    """Removes what `work` wrote on the store provisionally (`published`): the run failed."""
+    for remote in _provisional.pop(id(copy), []):
+        with contextlib.suppress(Exception):
+            storage.remove_tree(remote)
 
 
 def upload(copy: WorkingCopy) -> None:
     """Writes what the run added or changed in `copy.local` to `copy.remote` (module docstring, step 4)."""
-    _check_new_executions_free(copy)
-    base = storage.join(copy.remote, SERVING_DIR)
-    for version in _new_versions(copy):
+    try:  # until the records: a failure removes what the run put on the store for its workers
+        _check_new_executions_free(copy)
+        base = storage.join(copy.remote, SERVING_DIR)
+        for version in _new_versions(copy):
+            try:
+                storage.publish_tree(os.path.join(copy.local, SERVING_DIR, version), base, int(version))
+            except storage.VersionTaken as error:
+                raise storage.StorageError(f"{error}, which this run had recorded as its own: nothing more "
+                                           "was uploaded") from None
+        now = snapshot(copy.local)
+        changed = [name for name, stat in now.items() if copy.downloaded.get(name) != stat]
+        ordered = sorted(changed, key=lambda name: (os.path.basename(name) in LAST, _last_rank(name), name))
+        first = [name for name in ordered if os.path.basename(name) not in LAST]
         try:
-            storage.publish_tree(os.path.join(copy.local, SERVING_DIR, version), base, int(version))
-        except storage.VersionTaken as error:
-            raise storage.StorageError(f"{error}, which this run had recorded as its own: nothing more "
-                                       "was uploaded") from None
-    now = snapshot(copy.local)
-    changed = [name for name, stat in now.items() if copy.downloaded.get(name) != stat]
-    ordered = sorted(changed, key=lambda name: (os.path.basename(name) in LAST, _last_rank(name), name))
-    first = [name for name in ordered if os.path.basename(name) not in LAST]
-    try:
-        in_parallel(lambda name: _put(copy, name), first)
-    except BaseException:  # no new execution half on the store: the next command would resume from it
-        for name in (n for n in first if n not in copy.remote_files):
-            with contextlib.suppress(Exception):
-                storage.remove_files([storage.join(copy.remote, name)])
+            in_parallel(lambda name: _put(copy, name), first)
+        except BaseException:  # no new execution half on the store: the next command would resume from it
+            for name in (n for n in first if n not in copy.remote_files):
+                with contextlib.suppress(Exception):
+                    storage.remove_files([storage.join(copy.remote, name)])
+            raise
+    except BaseException:
+        _discard_provisional(copy)
         raise
     removed = [storage.join(copy.remote, name) for name in copy.downloaded if name not in now]
     storage.remove_files(removed)
