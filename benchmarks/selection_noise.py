@@ -199,7 +199,8 @@ def summarize(records: list[dict]) -> dict:
     """Mean test AP and optimism per rule and bucket, per-dataset means, and the paired tests.
 
     Tests: within a bucket over its (dataset, seed) pairs (splits of one dataset are not independent, so these
-    p-values flatter); over all datasets on the per-dataset means (the benchmark's usual unit).
+    p-values flatter) and over its per-dataset means; over all datasets on the per-dataset means (the
+    benchmark's usual unit).
     """
     outcome = {(r["dataset"], r["seed"]): {rule: choose(r, rule) for rule in RULES} for r in records}
     for r in records:
@@ -223,7 +224,9 @@ def summarize(records: list[dict]) -> dict:
             "optimism": {rule: float(np.mean([outcome[k][rule][1] - outcome[k][rule][0] for k in keys]))
                          for rule in RULES},
             "paired_over_pairs": {f"{a} - {b}": compare([outcome[k][a][0] for k in keys],
-                                                        [outcome[k][b][0] for k in keys]) for a, b in COMPARISONS}}
+                                                        [outcome[k][b][0] for k in keys]) for a, b in COMPARISONS},
+            "paired_over_datasets": {f"{a} - {b}": compare([per_dataset[d][a] for d in names],
+                                                           [per_dataset[d][b] for d in names]) for a, b in COMPARISONS}}
     over_datasets = {f"{a} - {b}": compare([per_dataset[d][a] for d in datasets], [per_dataset[d][b] for d in datasets])
                      for a, b in COMPARISONS}
     everywhere = {rule: float(np.mean([per_dataset[d][rule] for d in datasets])) for rule in rules}
