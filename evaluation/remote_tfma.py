@@ -76,12 +76,8 @@ def bring_back(where: Places, eval_dir: str) -> None:
     if not where.remote():
         return
     from trainer import run_storage
-    from trainer.run_copy import in_parallel
-
     with staging_directory(os.path.dirname(eval_dir), "evaluation-staging") as staging:
-        in_parallel(lambda name: storage.copy_file(storage.join(where.output, name),
-                                                   os.path.join(staging, *name.split("/"))),
-                    storage.list_files(where.output))
+        storage.copy_files(where.output, staging, storage.list_files(where.output))
         os.makedirs(staging, exist_ok=True)
         replace_directory(staging, eval_dir)
     run_storage.published(eval_dir, provisional=True)

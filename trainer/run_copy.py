@@ -12,7 +12,6 @@ import os
 import posixpath
 import shutil
 import tempfile
-from collections.abc import Callable
 from typing import Literal
 
 from trainer import storage
@@ -28,7 +27,6 @@ from trainer.layout import (
     parse_version,
 )
 
-TRANSFERS = 8  # objects copied at once
 EXECUTIONS = ("unfinished", "latest", "served", "none")
 
 
@@ -121,22 +119,13 @@ def download(remote: str, selection: Selection) -> WorkingCopy:
         for version in versions:  # the sequence continues after every number taken, marked or not
             os.makedirs(os.path.join(local, SERVING_DIR, version), exist_ok=True)
         wanted = _version_files(names, versions, selection) | {n for n in names if _wanted(n, skipped)}
-        in_parallel(lambda name: _fetch(remote, local, name), sorted(wanted - {*records, push}))
+        storage.copy_files(remote, local, sorted(wanted - {*records, push}))
         if selection.version_records:
             _keep_store_times(remote, local, wanted)
         return WorkingCopy(remote, local, frozenset(names), snapshot(local))
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
-
-
-def in_parallel(function: Callable[[str], None], names: list[str]) -> None:
-    """`function` on every name, a few at a time: each object is one request, its latency the cost."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=TRANSFERS) as pool:
-        for _ in pool.map(function, names):  # the first failure is raised here
-            pass
 
 
 def _fetch(remote: str, local: str, name: str) -> None:

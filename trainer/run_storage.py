@@ -66,7 +66,7 @@ from trainer.layout import (
     SERVING_DIR,
     parse_version,
 )
-from trainer.run_copy import NEW_EXECUTION, Selection, WorkingCopy, download, in_parallel, snapshot
+from trainer.run_copy import NEW_EXECUTION, Selection, WorkingCopy, download, snapshot
 
 T = TypeVar("T")
 _working: list[WorkingCopy] = []  # the copies `work` runs on now (on_run), innermost last
@@ -141,10 +141,8 @@ def on_store(local: str) -> str | None:
     Where a step whose writers may run on other machines (the Beam data step
     on Dataflow, Flink or Spark workers) writes, as they can.
     """
-    for copy in reversed(_working):
-        if local == copy.local or local.startswith(copy.local + os.sep):
-            return copy.to_remote(local).replace(os.sep, "/")
-    return None
+    copy = _copy_of(local)
+    return None if copy is None else copy.to_remote(local).replace(os.sep, "/")
 
 
 def published(local: str, provisional: bool = False) -> None:
@@ -158,7 +156,7 @@ def published(local: str, provisional: bool = False) -> None:
     copy = _copy_of(local)
     copy.downloaded.update({_prefix(copy, local) + name: stat for name, stat in snapshot(local).items()})
     if provisional:
-        _provisional.setdefault(id(copy), []).append(copy.to_remote(local).replace(os.sep, "/"))
+        _provisional.setdefault(id(copy), []).append(on_store(local))
 
 
 def publish(local: str) -> str:
@@ -175,8 +173,7 @@ def publish(local: str) -> str:
            or (prefix.startswith(SERVING_DIR + "/") and prefix + name in copy.remote_files)
            for name, stat in files.items()):
         return remote
-    in_parallel(lambda name: storage.copy_file(os.path.join(local, *name.split("/")), storage.join(remote, name)),
-                sorted(files))
+    storage.copy_files(local, remote, sorted(files))
     published(local, provisional=True)
     return remote
 
@@ -193,8 +190,9 @@ def clear(local: str, first: tuple[str, ...] = ()) -> None:
         del copy.downloaded[name]
 
 
-def _copy_of(local: str) -> WorkingCopy:
-    return next(c for c in reversed(_working) if local.startswith(c.local + os.sep))
+def _copy_of(local: str) -> WorkingCopy | None:
+    """The working copy `work` runs on (the innermost) that holds the path `local`; None outside one."""
+    return next((c for c in reversed(_working) if local == c.local or local.startswith(c.local + os.sep)), None)
 
 
 def _prefix(copy: WorkingCopy, local: str) -> str:
@@ -224,7 +222,7 @@ def upload(copy: WorkingCopy) -> None:
         ordered = sorted(changed, key=lambda name: (os.path.basename(name) in LAST, _last_rank(name), name))
         first = [name for name in ordered if os.path.basename(name) not in LAST]
         try:
-            in_parallel(lambda name: _put(copy, name), first)
+            storage.in_parallel(lambda name: _put(copy, name), first)
         except BaseException:  # no new execution half on the store: the next command would resume from it
             for name in (n for n in first if n not in copy.remote_files):
                 with contextlib.suppress(Exception):

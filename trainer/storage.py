@@ -31,7 +31,7 @@ import os
 import posixpath
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from trainer.layout import SAVED_MODEL_FILE, VERSION_MARKER  # saved_model.pb is copied last: never half a version
 
@@ -266,6 +266,24 @@ def copy_file(source: str, target: str) -> None:
         return
     with open_file(source, "rb") as reader, open_file(target, "wb") as writer:
         shutil.copyfileobj(reader, writer, 8 << 20)
+
+
+TRANSFERS = 8  # objects copied at once
+
+
+def in_parallel(function: Callable[[str], None], names: list[str]) -> None:
+    """`function` on every name, a few at a time: each object is one request, its latency the cost."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=TRANSFERS) as pool:
+        for _ in pool.map(function, names):  # the first failure is raised here
+            pass
+
+
+def copy_files(source: str, target: str, names: list[str]) -> None:
+    """Copies the files `names` (`/`-separated paths relative to `source`) to the same paths under `target`,
+    a few at a time (`in_parallel`)."""
+    in_parallel(lambda name: copy_file(join(source, name), join(target, name)), names)
 
 
 def copy_tree(source: str, target: str, last: tuple[str, ...] = ()) -> list[str]:

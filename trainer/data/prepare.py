@@ -215,17 +215,11 @@ def _remote_directory(directory: str) -> str | None:
 def _publish_remote(staging: str, remote: str) -> None:
     """Copies the workers' shards from `remote` into `staging` and the driver's files to `remote`,
     `source.json` last: the marker that makes the remote directory trusted (module docstring)."""
-    from trainer.run_copy import in_parallel
-
-    def fetch(name: str) -> None:
-        storage.copy_file(storage.join(remote, name), os.path.join(staging, *name.split("/")))
-
     records = [n.replace(os.sep, "/") for n in storage.list_files(staging) if n != SOURCE_FILE]
-    in_parallel(fetch, storage.list_files(remote))
+    storage.copy_files(remote, staging, storage.list_files(remote))
     for name in split.SPLITS:  # as a local data step leaves them, even with no shard
         os.makedirs(os.path.join(staging, name), exist_ok=True)
-    in_parallel(lambda name: storage.copy_file(os.path.join(staging, *name.split("/")), storage.join(remote, name)),
-                records)
+    storage.copy_files(staging, remote, records)
     storage.copy_file(os.path.join(staging, SOURCE_FILE), storage.join(remote, SOURCE_FILE))
 
 
