@@ -129,3 +129,31 @@ def test_evaluation_batches_come_in_file_order_on_every_pass(shards, cache):
     for batches in epochs(dataset, 2):
         assert [len(b["row"]) for b in batches] == [300, 300, 300, 100]
         np.testing.assert_array_equal(rows_of(batches), np.arange(ROWS))
+
+
+@pytest.mark.parametrize("numeric", [("row", "negated", "gappy"), ()], ids=["three numeric", "text only"])
+def test_cached_batches_keep_every_column_of_a_row_together(tmp_path, numeric):
+    """The cache stacks the numeric columns into one matrix: each of them must still come back under its own
+    name, row by row, beside the text column (and with no numeric column at all)."""
+    names = {"row": lambda r: float(r), "negated": lambda r: -float(r), "gappy": lambda r: float(r) * 10}
+    options = tf.io.TFRecordOptions(compression_type="GZIP")
+    with tf.io.TFRecordWriter(str(tmp_path / "data-00000-of-00001.tfrecord.gz"), options) as writer:
+        for row in range(300):
+            feature = {name: tf.train.Feature(float_list=tf.train.FloatList(value=[names[name](row)]))
+                       for name in numeric if not (name == "gappy" and row % 3 == 0)}  # absent: NaN
+            feature["id"] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[str(row).encode()]))
+            feature["target"] = tf.train.Feature(int64_list=tf.train.Int64List(value=[row % 2]))
+            writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    schema = Schema((*(Feature(name, "numeric") for name in numeric), Feature("id", "categorical")), "target")
+    seen = []
+    for features, labels in make_dataset(str(tmp_path / "*.tfrecord.gz"), schema, 64, shuffle=True, seed=1,
+                                         examples=300, cache=True).as_numpy_iterator():
+        rows = np.array([int(i) for i in features["id"]])
+        assert set(features) == {*numeric, "id"}
+        np.testing.assert_array_equal(labels, rows % 2)
+        if numeric:
+            np.testing.assert_array_equal(features["row"], rows.astype(np.float32))
+            np.testing.assert_array_equal(features["negated"], -rows.astype(np.float32))
+            np.testing.assert_array_equal(features["gappy"], np.where(rows % 3 == 0, np.nan, rows * 10.0))
+        seen.extend(rows)
+    assert sorted(seen) == list(range(300)) and seen != sorted(seen)
