@@ -17,8 +17,8 @@ $(VENV)/.installed: setup.py
 	touch $@
 
 # The search stops starting trials after TIME_BUDGET seconds (the portfolio's trials come first); the final
-# trainings, TFMA and the report follow it, unbounded. On sylva, 2 idle cores run all 10 trials within the
-# budget and the whole job in 5-6 minutes (docs/benchmarks.md, "make tune on sylva").
+# trainings, TFMA and the report follow it, unbounded. On sylva, 2 cores run all 10 trials within the
+# budget and the whole job in about 2.5-4 minutes (docs/benchmarks.md, "make tune on sylva").
 TIME_BUDGET ?= 120
 tune: install
 	$(PY) -m tuning.task --data $(DATA) --output-dir $(RUN) --time-budget $(TIME_BUDGET)
