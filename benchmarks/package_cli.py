@@ -15,7 +15,6 @@ through `trainer.summary.read_run`: its `push`, `weighted` and `execution`):
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -26,10 +25,10 @@ from benchmarks.contenders import verify_split, write_parquet
 from benchmarks.datasets import Dataset
 from trainer.layout import (
     EXECUTIONS_DIR,
-    PUSH_FILE,  # a pushed copy's own record of its threshold
     SERVING_DIR,
     execution_dir,
     execution_ids,
+    read_push_record,  # a pushed copy's own record of its threshold
 )
 from trainer.summary import ModelSummary, RunSummary, read_run
 
@@ -60,17 +59,12 @@ def served_dir(run_dir: str, push: dict) -> str | None:
 def decision_threshold(weighted: ModelSummary | None, model_dir: str, pushed: bool) -> float | None:
     """The threshold of the scored model: a pushed copy's own record (the candidate's, or the unweighted
     twin's when the first execution served the twin), else run.json's `weighted.threshold(.value)`."""
-    record = os.path.join(model_dir, PUSH_FILE)
-    if pushed and os.path.exists(record):
-        with open(record) as handle:
-            return float(json.load(handle)["threshold"])
+    record = read_push_record(model_dir)
+    if pushed and "threshold" in record:
+        return float(record["threshold"])
     if weighted is not None:
         return float(weighted.threshold.value)
-    record = os.path.join(model_dir, PUSH_FILE)
-    if os.path.exists(record):
-        with open(record) as handle:
-            return float(json.load(handle)["threshold"])
-    return None
+    return float(record["threshold"]) if "threshold" in record else None
 
 
 def gate_outcome(run_dir: str, run: RunSummary) -> dict:

@@ -54,7 +54,7 @@ from trainer.atomic import write_json_atomically, write_text_atomically
 from trainer.data.ingest import DataError, sanitize_name
 from trainer.data.split import SPLITS
 from trainer.data.statistics import load_statistics, save_statistics, to_proto
-from trainer.layout import DATA_DIR, PUSH_FILE, TRAIN_STATISTICS, execution_dir, resolve_run, split_pattern
+from trainer.layout import DATA_DIR, TRAIN_STATISTICS, execution_dir, read_push_record, resolve_run, split_pattern
 from trainer.run_copy import SERVED
 from trainer.run_storage import on_run
 
@@ -107,12 +107,8 @@ def _served(run: str) -> _Served:
     model = served_model(run)
     if model is None:
         raise DataError(f"--run {run}: nothing is served (no version under serving_model/)")
-    push = os.path.join(model.path, PUSH_FILE)
-    execution = resolve_run(run)
-    if os.path.exists(push):
-        with open(push) as handle:
-            recorded = json.load(handle).get("execution")
-        execution = execution_dir(run, str(recorded)) if recorded else execution
+    recorded = read_push_record(model.path).get("execution")
+    execution = execution_dir(run, str(recorded)) if recorded else resolve_run(run)
     data_dir = os.path.join(execution, DATA_DIR)
     if not os.path.exists(os.path.join(data_dir, SOURCE_FILE)):
         raise DataError(f"--run {run}: the served version's data directory {data_dir} is missing")

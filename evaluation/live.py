@@ -46,7 +46,7 @@ import numpy as np
 from trainer import cli
 from trainer.atomic import write_json_atomically
 from trainer.data.ingest import DataError
-from trainer.layout import PUSH_FILE
+from trainer.layout import read_push_record
 from trainer.run_copy import SERVED
 from trainer.run_storage import on_run
 
@@ -167,11 +167,7 @@ def _served(run: str):
     from trainer.summary import read_run
 
     served = served_of(run)
-    push_path = os.path.join(served.path, PUSH_FILE)
-    model = "candidate"
-    if os.path.exists(push_path):
-        with open(push_path) as handle:
-            model = json.load(handle).get("model", model)
+    model = read_push_record(served.path).get("model", "candidate")
     section = read_run(os.path.dirname(served.data_dir)).model(RUN_KEYS.get(model, "weighted"))
     figures = section.test.to_json() if section is not None and section.test is not None else {}
     with open(os.path.join(served.data_dir, SOURCE_FILE)) as handle:

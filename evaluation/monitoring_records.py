@@ -32,11 +32,11 @@ from trainer.layout import (
     DRIFT_RECORD,
     LIVE_RECORD,
     MONITORING_DIR,
-    PUSH_FILE,
     SAVED_MODEL_FILE,
     SERVING_DIR,
     execution_dir,
     list_versions,
+    read_push_record,
 )
 from trainer.summary import read_run
 
@@ -198,10 +198,7 @@ def served_versions(run_dir: str) -> list[ServedVersion]:
 
     result = []
     for version, path in sorted(list_versions(os.path.join(run_dir, SERVING_DIR)).items()):
-        push = {}
-        if os.path.exists(os.path.join(path, PUSH_FILE)):
-            with open(os.path.join(path, PUSH_FILE)) as handle:
-                push = json.load(handle)
+        push = read_push_record(path)
         execution = push.get("execution")
         since = (read_run(execution_dir(run_dir, str(execution))).execution or {}).get("finished") \
             if execution else None

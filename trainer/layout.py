@@ -143,6 +143,16 @@ def read_run_json(directory: str) -> dict:
         return json.load(handle)
 
 
+def read_push_record(version_dir: str) -> dict:
+    """A pushed version's `PUSH_FILE` (its execution, model, threshold, verdict, when), or {} when it has none
+    (a version pushed by hand, or before the record existed)."""
+    path = os.path.join(version_dir, PUSH_FILE)
+    if not os.path.exists(path):
+        return {}
+    with open(path) as handle:
+        return json.load(handle)
+
+
 def is_complete(directory: str) -> bool:
     return read_run_json(directory).get("status") == COMPLETE
 

@@ -7,7 +7,6 @@ it wrote, is `trainer.run_storage` (its docstring describes the whole).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import posixpath
 import shutil
@@ -25,6 +24,7 @@ from trainer.layout import (
     VERSION_MARKER,
     is_complete,
     parse_version,
+    read_push_record,
 )
 
 EXECUTIONS = ("unfinished", "latest", "served", "none")
@@ -115,7 +115,7 @@ def download(remote: str, selection: Selection) -> WorkingCopy:
         push = "" if newest is None else _push_record(newest)
         if selection.executions == "served" and push in names:  # names the execution that trained it
             _fetch(remote, local, push)
-        skipped = _skipped_executions(names, local, selection, push) | _unmarked_data(names)
+        skipped = _skipped_executions(names, local, selection, newest) | _unmarked_data(names)
         for version in versions:  # the sequence continues after every number taken, marked or not
             os.makedirs(os.path.join(local, SERVING_DIR, version), exist_ok=True)
         wanted = _version_files(names, versions, selection) | {n for n in names if _wanted(n, skipped)}
@@ -132,13 +132,14 @@ def _fetch(remote: str, local: str, name: str) -> None:
     storage.copy_file(storage.join(remote, name), os.path.join(local, *name.split("/")))
 
 
-def _skipped_executions(names, local: str, selection: Selection, push: str) -> set[str]:
-    """`executions/<id>/` prefixes of which only run.json is copied (`Selection.executions`)."""
+def _skipped_executions(names, local: str, selection: Selection, newest: str | None) -> set[str]:
+    """`executions/<id>/` prefixes of which only run.json is copied (`Selection.executions`); `newest`: the
+    served version (its push record already fetched)."""
     ids = {name.split("/")[1] for name in names if name.startswith(EXECUTIONS_DIR + "/") and name.count("/") > 1}
     served = None
-    if selection.executions == "served" and os.path.isfile(os.path.join(local, push)):
-        with open(os.path.join(local, push)) as handle:
-            served = str(json.load(handle).get("execution"))
+    if selection.executions == "served" and newest is not None:
+        recorded = read_push_record(os.path.join(local, SERVING_DIR, newest)).get("execution")
+        served = None if recorded is None else str(recorded)
     if served in ids:  # as `evaluation.drift` finds the served version's data
         read = {served}
     elif selection.executions in ("latest", "served"):  # as `trainer.layout.resolve_run` picks it

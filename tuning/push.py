@@ -22,7 +22,7 @@ import json
 import os
 
 from trainer.atomic import publish_version
-from trainer.layout import PUSH_FILE, SERVING_DIR, list_versions
+from trainer.layout import PUSH_FILE, SERVING_DIR, list_versions, read_push_record
 
 DEFAULT_THRESHOLD = 0.5
 
@@ -52,10 +52,9 @@ def served_threshold(version_dir: str) -> float:
     run, or a run made before executions existed), from the SavedModel's own
     `threshold` variable; else 0.5, the convention of any probability model.
     """
-    path = os.path.join(version_dir, PUSH_FILE)
-    if os.path.exists(path):
-        with open(path) as handle:
-            return float(json.load(handle)["threshold"])
+    record = read_push_record(version_dir)
+    if "threshold" in record:
+        return float(record["threshold"])
     import tensorflow as tf
 
     threshold = getattr(tf.saved_model.load(version_dir), "threshold", None)
