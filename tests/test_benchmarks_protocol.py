@@ -267,3 +267,22 @@ def test_split_check_works_on_categorical_only_data(tmp_path):
     assert check["checksum_feature"] == "a" and check["checksum"] > 0
     with pytest.raises(SplitMismatch):  # another seed's test rows have other counts or another checksum
         verify_split(prepared, data, assign_splits(labels, SPLIT, 2))
+
+
+def test_the_package_is_also_scored_as_its_candidate():
+    """Where the first execution served the twin (chosen on the test split), the candidate's own test PR-AUC
+    is what `package_tuned_candidate` is paired with; elsewhere the two are the same run."""
+
+    def record(contender, dataset, pr_auc, **extra):
+        return {"contender": contender, "dataset": dataset, "seed": 0, "pr_auc": pr_auc, **extra}
+
+    records = [record("package_tuned", "a", 0.90, package_test_pr_auc=0.40, pushed_model="baseline"),
+               record("package_tuned", "b", 0.70, package_test_pr_auc=0.7004, pushed_model="candidate"),
+               record("lightgbm_default", "a", 0.50), record("lightgbm_default", "b", 0.60)]
+    derived = confirm_report.candidate_records(records)
+    assert [(r["dataset"], r["pr_auc"], r["contender"]) for r in derived] == [
+        ("a", 0.40, confirm_report.PACKAGE_CANDIDATE), ("b", 0.7004, confirm_report.PACKAGE_CANDIDATE)]
+    block = confirm_report.candidate_block(records, ["lightgbm_default"], ["a", "b"])
+    assert "a seed 0 (0.900 served, 0.400 candidate)" in block and "b seed 0" not in block
+    row = next(line for line in block.splitlines() if line.startswith("| `lightgbm_default`"))
+    assert row.split(" | ")[2:5] == ["0.550", "0.550", "+0.000"]  # means over a and b: (0.40 + 0.70) / 2 vs 0.55
