@@ -114,26 +114,29 @@ def paired_block(records: list[dict], reference: str, others: list[str], dataset
                   f"W / T / L (tie: ±{paired.TIE_BAND})", "Wilcoxon p", "sign test p"], rows, "lrrrrrrr")
 
 
+def _package_runs(records: list[dict]) -> list[dict]:
+    """The `package_tuned` records that hold their candidate's test PR-AUC (`package_test_pr_auc`)."""
+    return [r for r in records if r["contender"] == PACKAGE_TUNED and r.get("package_test_pr_auc") is not None]
+
+
 def candidate_records(records: list[dict]) -> list[dict]:
     """Each `package_tuned` record as `PACKAGE_CANDIDATE`: PR-AUC of the execution's candidate on the same test
     rows (`package_test_pr_auc`, as the package measured it), whatever the gate served."""
     return [{**r, "contender": PACKAGE_CANDIDATE, "pr_auc": float(r["package_test_pr_auc"])}
-            for r in records if r["contender"] == PACKAGE_TUNED and r.get("package_test_pr_auc") is not None]
+            for r in _package_runs(records)]
 
 
 def candidate_block(records: list[dict], others: list[str], datasets: list[str]) -> str:
     """The paired tests of the candidate alone (`candidate_records`), with the splits where it differs."""
-    derived = candidate_records(records)
-    switched = [f"{r['dataset']} seed {r['seed']} ({r['pr_auc']:.3f} served, {c['pr_auc']:.3f} candidate)"
-                for r, c in zip([r for r in records if r["contender"] == PACKAGE_TUNED
-                                 and r.get("package_test_pr_auc") is not None], derived, strict=True)
-                if abs(r["pr_auc"] - c["pr_auc"]) > 0.005]
+    switched = [f"{r['dataset']} seed {r['seed']} ({r['pr_auc']:.3f} served, {r['package_test_pr_auc']:.3f} candidate)"
+                for r in _package_runs(records) if abs(r["pr_auc"] - r["package_test_pr_auc"]) > 0.005]
     intro = (f"The same, with `{PACKAGE_TUNED}` scored as its candidate (`{PACKAGE_CANDIDATE}`: chosen on held-out "
              "data alone). On a first execution the gate serves the unweighted twin when it beats the candidate "
              "on the test split, and the benchmark scores on those same rows, so the served model's score is "
              "chosen among two on the rows it is scored on; the candidate's is not. Splits where they differ by "
              f"more than 0.005: {', '.join(switched) if switched else 'none'}.")
-    return "\n".join([intro, "", paired_block(records + derived, PACKAGE_CANDIDATE, others, datasets)])
+    return "\n".join([intro, "", paired_block(records + candidate_records(records), PACKAGE_CANDIDATE, others,
+                                              datasets)])
 
 
 def _p(value: float | None) -> str:

@@ -178,8 +178,8 @@ def _parsed_columns(records: tf.data.Dataset, schema: Schema) -> tf.data.Dataset
 
     The numeric columns are stacked into one matrix so that a batch is one
     gather of rows and one unstack (`_permuted_batches`), not a gather per
-    column: on sylva's 216 features that took an epoch's input from 0.43 s to
-    0.17 s (docs/benchmarks.md, "Training input pipeline").
+    column: on sylva's 216 features that took a warm epoch's input from 0.33 s
+    to 0.14-0.20 s (docs/benchmarks.md, "Training input pipeline").
     """
     chunks = records.batch(PARSE_CHUNK).map(_parser(schema), num_parallel_calls=tf.data.AUTOTUNE)
     numeric = [f.name for f in schema.numeric]
