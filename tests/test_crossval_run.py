@@ -12,6 +12,7 @@ from trainer.data.dataset import read_serialized
 from trainer.data.prepare import prepare_data
 from trainer.hparams import declare_all
 from tuning.pipeline import run_tuning
+from tuning.portfolio import portfolio_values
 
 pytestmark = pytest.mark.slow
 
@@ -25,15 +26,15 @@ def tuned(tmp_path_factory, tiny_csv):
     return config.replace(output_dir=summary.execution["path"]), summary
 
 
-def test_first_trial_is_the_default_configuration(tuned):
+def test_first_trial_is_the_portfolios_first_entry(tuned):
     config, _ = tuned
     trial_dirs = sorted(d for d in os.listdir(os.path.join(config.output_dir, "tuning", "search"))
                         if d.startswith("trial_"))
     with open(os.path.join(config.output_dir, "tuning", "search", trial_dirs[0], "trial.json")) as handle:
         first = json.load(handle)["hyperparameters"]["values"]
     data = prepare_data(config)
-    defaults = declare_all(data.train_counts).values
-    assert {k: first[k] for k in defaults} == pytest.approx(defaults)
+    expected = portfolio_values(declare_all(data.train_counts).values, data.train_counts)[0]  # LightGBM's defaults
+    assert {k: first[k] for k in expected} == pytest.approx(expected)
 
 
 def test_final_model_is_the_fold_ensemble_thresholded_out_of_fold(tuned):

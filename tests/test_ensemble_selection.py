@@ -122,6 +122,9 @@ def test_the_first_trials_are_the_portfolio_in_order(tmp_path):
     ratios = {e.name: v["weight_ratio"] for e, v in zip(PORTFOLIO, portfolio_values(defaults, COUNTS), strict=True)}
     assert ratios["lightgbm_defaults"] == balanced and ratios["trees_unweighted"] == 1.0
     assert ratios["tabm_ple"] == pytest.approx(balanced ** 0.5)
+    # Cheapest first: a budget's prefix holds every tree and linear entry before the neural default.
+    names = [entry.name for entry in PORTFOLIO]
+    assert names[0] == "lightgbm_defaults" and names[-1] == "tabm_ple"
     assert len(trials) == len(PORTFOLIO) + 2  # the search goes on after the portfolio
 
 

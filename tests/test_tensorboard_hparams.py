@@ -8,7 +8,7 @@ import pytest
 
 pytestmark = pytest.mark.slow  # a (tiny) search trains models
 
-TRIALS = 4  # the session's tiny search (conftest's tiny_search): the portfolio's first four, neural and trees
+TRIALS = 4  # the session's tiny search (conftest's tiny_search): the portfolio's first four: trees and the linear (neural-family) model
 
 
 @pytest.fixture

@@ -42,7 +42,7 @@ def test_outputs_of_a_search(tuned):
         assert row["model_family"] == values["model_family"] and row["body"] == values["body"]
         assert float(row["weight_ratio"]) == pytest.approx(values["weight_ratio"])
     assert {round(float(r["weight_ratio"]), 6) for r in rows} == {round((counts[0] / counts[1]) ** 0.5, 6),
-                                                                  round(counts[0] / counts[1], 6)}
+                                                                  round(counts[0] / counts[1], 6), 1.0}
     best = load_best_hyperparameters(os.path.join(execution, "tuning", "best_hyperparameters.json"))
     best_row = max(rows, key=lambda r: float(r["objective"]))
     assert best.values["weight_ratio"] == pytest.approx(float(best_row["weight_ratio"]))

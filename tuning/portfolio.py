@@ -53,25 +53,28 @@ class Configuration:
 LIGHTGBM_DEFAULTS = {"model_family": "trees", "tree_learning_rate": 0.1, "num_leaves": 31, "min_child_samples": 20,
                      "feature_fraction": 1.0, "bagging_fraction": 1.0, "tree_l2": 1e-3}
 
+# Cheapest first, as AutoGluon trains its gradient-boosted models before its neural ones: a time
+# budget or a small --max-trials takes a prefix, and on wide data one TabM trial can outlast the
+# whole budget (docs/design.md, "Portfolio first"; the order's measurement: docs/benchmarks.md).
 PORTFOLIO = (
-    Configuration("tabm_ple", "this package's neural defaults: TabM (k = 8) on piecewise-linear encodings",
-                  {"model_family": "neural"}),
+    Configuration("lightgbm_defaults", "LightGBM's library defaults with scale_pos_weight = N0/N1",
+                  LIGHTGBM_DEFAULTS, weighting="balanced"),
     Configuration("trees", "this package's tree defaults (trainer/hparams.py)", {"model_family": "trees"}),
     Configuration("logistic_regression",
                   "logistic regression with balanced class weights (scikit-learn's LogisticRegression("
                   "class_weight='balanced'), the benchmark's linear contender), as a Keras model on standardized inputs",
                   {"model_family": "neural", "body": "linear", "numeric_encoding": "standard",
                    "learning_rate": 1e-2, "weight_decay": 1e-4}, weighting="balanced"),
-    Configuration("lightgbm_defaults", "LightGBM's library defaults with scale_pos_weight = N0/N1",
-                  LIGHTGBM_DEFAULTS, weighting="balanced"),
+    Configuration("trees_unweighted", "this package's tree defaults without class weights (w1/w0 = 1)",
+                  {"model_family": "trees"}, weighting="none"),
+    Configuration("lightgbm_extra_trees", "AutoGluon's 'GBMXT' preset: LightGBM with extra_trees, learning rate 0.05",
+                  {**LIGHTGBM_DEFAULTS, "tree_learning_rate": 0.05, "extra_trees": True}),
     Configuration("lightgbm_large", "AutoGluon's 'GBMLarge' preset: learning rate 0.03, 128 leaves, "
                   "feature_fraction 0.9, min_data_in_leaf 3",
                   {**LIGHTGBM_DEFAULTS, "tree_learning_rate": 0.03, "num_leaves": 128, "feature_fraction": 0.9,
                    "min_child_samples": 3}),
-    Configuration("lightgbm_extra_trees", "AutoGluon's 'GBMXT' preset: LightGBM with extra_trees, learning rate 0.05",
-                  {**LIGHTGBM_DEFAULTS, "tree_learning_rate": 0.05, "extra_trees": True}),
-    Configuration("trees_unweighted", "this package's tree defaults without class weights (w1/w0 = 1)",
-                  {"model_family": "trees"}, weighting="none"),
+    Configuration("tabm_ple", "this package's neural defaults: TabM (k = 8) on piecewise-linear encodings",
+                  {"model_family": "neural"}),
 )
 
 
