@@ -60,8 +60,8 @@ def test_combine_refuses_candidates_scored_on_different_examples(rng):
 
 
 def test_a_saved_blend_feeds_a_functional_part_its_own_key_order_without_warning(tmp_path, rng):
-    # The inputs are declared out of sorted order, as a schema's features are; the
-    # SavedModel trace hands the blend sorted keys, and Keras warned until the blend reordered them.
+    # The inputs are declared out of sorted order, as a schema's features may be; the SavedModel
+    # trace hands the blend a Keras TrackedDict, and Keras warned until the blend passed a plain dict on.
     names = ["zeta", "alpha", "mid"]
     inputs = {name: keras.Input(shape=(), name=name) for name in names}
     stacked = keras.ops.stack([inputs[name] for name in names], axis=1)  # [N, 3]

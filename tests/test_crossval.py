@@ -93,3 +93,45 @@ def test_fold_ensemble_averages_every_members_probability(body):
     from trainer.bodies import ensemble_logits
 
     np.testing.assert_allclose(softmax(ensemble_logits(tf.constant(outputs)).numpy()), expected, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_a_trained_fold_ensemble_exports_without_keras_input_structure_warning(tmp_path, rng):
+    # Keras' SavedModel trace of the ensemble's default signature hands it a TrackedDict; each functional
+    # fold model warned (one line listing every feature name twice: tens of kB on 1,617 features) until
+    # the ensemble gave its folds a plain dict. Names out of sorted order, as a CSV's columns may be.
+    import warnings
+    from types import SimpleNamespace
+
+    from trainer.calibration import Calibration
+    from trainer.candidates import train_candidate
+    from trainer.crossval import Arrays
+    from trainer.export import ServingModule, export_version
+    from trainer.train import fit_settings
+
+    numeric = ("z9", "f10", "b", "f2")
+    schema = Schema(features=tuple(Feature(name, "numeric", quantiles=quantiles(np.linspace(-2, 3, 50)))
+                                   for name in numeric) + (Feature("a", "categorical", vocabulary=("u", "v")),),
+                    label="target")
+    labels = (rng.random(160) < 0.2).astype(np.int64)
+    features = {name: (rng.normal(size=160) + labels).astype(np.float32) for name in numeric}
+    features["a"] = rng.choice(np.array([b"u", b"v", b""], dtype=object), size=160)
+    features = dict(sorted(features.items()))  # in tf.io.parse_example's order, as `load_arrays` reads them
+    counts = {"train": [int((labels == 0).sum()), int(labels.sum())], "validation": [10, 2], "test": [10, 2]}
+    data = PreparedData("unused", schema, counts, {})
+    config = RunConfig(epochs=1, cv_folds=2, selection="cross_validation")
+    hp = with_values(data.train_counts, {"body": "tabm", "numeric_encoding": "ple", "ensemble_size": 2,
+                                         "depth": 1, "width": 8, "batch_size": 64})
+    splits = SimpleNamespace(cross_validation=True, train_and_validation=Arrays(features, labels))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        candidate = train_candidate(hp, fit_settings(hp, data.train_counts, config), data, config, epochs=1,
+                                    splits=splits)
+        module = ServingModule(candidate.model, schema, Calibration("platt", 1.0, 0.0), threshold=0.5)
+        tensors = {name: tf.constant(values) for name, values in features.items()}
+        in_memory = module.predict_features(tensors)
+        version = export_version(module, str(tmp_path / "models"))
+    assert not [str(w.message)[:200] for w in caught if "structure of `inputs`" in str(w.message)]
+    served = tf.saved_model.load(version).signatures["predict_features"](**tensors)
+    for key in ("probabilities", "scores", "class_ids", "logits"):
+        np.testing.assert_array_equal(in_memory[key].numpy(), served[key].numpy())

@@ -32,7 +32,7 @@ from trainer.crossval import (
 )
 from trainer.data.prepare import PreparedData
 from trainer.hparams import declare_family, declare_tree_hparams
-from trainer.model import build_model, class_priors
+from trainer.model import build_model, class_priors, model_inputs
 from trainer.trees import feature_matrix, fit_trees, fit_trees_cross_validated, to_keras
 
 # The history key of a tree candidate's held-out average precision per boosting round
@@ -246,24 +246,9 @@ class Blend(keras.Model):
         self.parts, self.blend_weights = list(models), [float(w) for w in weights]
 
     def call(self, inputs, training=False):
-        terms = [ops.log_softmax(ensemble_logits(model(_in_own_order(model, inputs), training=training)), axis=-1)
+        terms = [ops.log_softmax(ensemble_logits(model(model_inputs(model, inputs), training=training)), axis=-1)
                  + math.log(weight) for model, weight in zip(self.parts, self.blend_weights, strict=True)]  # each [N, 2]
         return ops.logsumexp(ops.stack(terms, axis=0), axis=0)  # [N, 2]
-
-
-def _in_own_order(model, inputs):
-    """The feature dict with the keys in a functional part's own input order.
-
-    When `tf.saved_model.save` traces Keras' default signature of the blend,
-    a part built with `keras.Input`s received the features in sorted order
-    and Keras warned that the structure did not match (Keras 3.15,
-    `Functional._maybe_warn_inputs_struct_mismatch`). Subclassed parts (the
-    trees) read features by name and take the dict as it is.
-    """
-    expected = getattr(model, "_inputs_struct", None)
-    if not isinstance(expected, dict) or not isinstance(inputs, dict):
-        return inputs
-    return {name: inputs[name] for name in expected}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,7 +13,6 @@ which every train + validation example has exactly once.
 from __future__ import annotations
 
 import dataclasses
-import warnings
 
 import keras
 import numpy as np
@@ -24,6 +23,7 @@ from trainer.bodies import ensemble_logits
 from trainer.config import RunConfig, parse_tuning_objective
 from trainer.data.prepare import PreparedData
 from trainer.data.schema import Schema
+from trainer.model import model_inputs
 
 CV_MAX_VALIDATION_POSITIVES = 50
 PARSE_BATCH = 4096
@@ -93,10 +93,7 @@ def objective_value(labels: np.ndarray, scores: np.ndarray, objective: str) -> f
 
 def predict_margin(model: keras.Model, arrays: Arrays) -> np.ndarray:
     """Single logits s = z1 - z0 [N] of the (member-averaged) prediction."""
-    with warnings.catch_warnings():
-        # tf.data orders a dict's keys alphabetically; Keras warns (at length) that the order differs.
-        warnings.filterwarnings("ignore", message="The structure of `inputs`")
-        outputs = model.predict(arrays.dataset(PARSE_BATCH), verbose=0)  # strings need tf.data, not NumPy
+    outputs = model.predict(arrays.dataset(PARSE_BATCH), verbose=0)  # strings need tf.data, not NumPy
     logits = np.asarray(ensemble_logits(ops.convert_to_tensor(outputs)))
     return logits[:, 1].astype(np.float64) - logits[:, 0]
 
@@ -118,7 +115,7 @@ class FoldEnsemble(keras.Model):
     def call(self, inputs, training=False):
         members = []
         for model in self.folds:
-            outputs = model(inputs, training=training)
+            outputs = model(model_inputs(model, inputs), training=training)
             members.append(ops.expand_dims(outputs, 1) if len(outputs.shape) == 2 else outputs)  # [N, k, 2]
         return ops.concatenate(members, axis=1)  # [N, M, 2]
 

@@ -29,6 +29,25 @@ def feature_inputs(schema: Schema) -> dict:
     }
 
 
+def model_inputs(model: keras.Model, features):
+    """`features` ({name: [N]}) as the plain dict a part of a wrapper model is called with.
+
+    The wrappers (`trainer.crossval.FoldEnsemble`, `trainer.candidates.Blend`)
+    pass their features on through this. When `tf.saved_model.save` traces
+    Keras' default signature of a wrapper, the features arrive as Keras'
+    `TrackedDict`, which Keras' structure check (optree, in
+    `Functional._maybe_warn_inputs_struct_mismatch`) takes for another node
+    type than the dict of `feature_inputs`: it warned once per functional
+    part, listing every feature name twice. A plain dict in the part's own
+    input order (the schema's) matches; a subclassed part (the trees, a
+    fold ensemble) reads features by name and gets a plain dict as given.
+    """
+    if not isinstance(features, dict):
+        return features
+    declared = getattr(model, "_inputs_struct", None)  # a functional model's dict of `keras.Input`s
+    return {name: features[name] for name in (declared if isinstance(declared, dict) else features)}
+
+
 def encode_features(inputs: dict, schema: Schema, params: dict):
     """Raw feature tensors -> one dense [N, D] float tensor.
 
