@@ -17,7 +17,7 @@ from trainer.crossval import (
 from trainer.data.prepare import PreparedData
 from trainer.data.schema import Feature, Schema, quantiles
 from trainer.hparams import with_values
-from trainer.model import build_model
+from trainer.model import build_model, model_inputs
 
 SCHEMA = Schema(features=(
     Feature("x0", "numeric", mean=0.0, std=1.0, quantiles=quantiles(np.linspace(-2, 2, 50))),
@@ -68,6 +68,28 @@ def test_objective_value_follows_scikit_learn(rng):
     assert objective_value(labels, scores, "recall_at_precision:0.5") == pytest.approx(best)
 
 
+def test_in_memory_batches_hold_the_numeric_columns_as_one_matrix_in_schema_order(rng):
+    """A row's numeric values stay together, in `numeric` order, through the shuffle; unpacked batches
+    (for the trees) keep one column per feature."""
+    from trainer.crossval import Arrays
+    from trainer.data.dataset import NUMERIC_INPUT
+
+    rows = np.arange(50)
+    features = {"region": np.array([f"r{r}".encode() for r in rows], dtype=object),
+                "x1": -rows.astype(np.float32), "x0": rows.astype(np.float32) * 10}
+    arrays = Arrays(features, rows % 2, ("x0", "x1"))
+    seen = []
+    for batch, labels in arrays.dataset(16, shuffle=True, seed=1).as_numpy_iterator():
+        ids = np.array([int(v[1:]) for v in batch["region"]])
+        assert set(batch) == {NUMERIC_INPUT, "region"}
+        np.testing.assert_array_equal(batch[NUMERIC_INPUT], np.column_stack([ids * 10.0, -ids]).astype(np.float32))
+        np.testing.assert_array_equal(labels, ids % 2)
+        seen.extend(ids)
+    assert sorted(seen) == list(rows) and seen != sorted(seen)
+    batch, _ = next(iter(arrays.dataset(64, packed=False)))
+    np.testing.assert_array_equal(batch["x1"].numpy(), features["x1"])
+
+
 @pytest.mark.parametrize("body", ["mlp", "tabm"])
 def test_fold_ensemble_averages_every_members_probability(body):
     import keras
@@ -87,7 +109,7 @@ def test_fold_ensemble_averages_every_members_probability(body):
         e = np.exp(z - z.max(-1, keepdims=True))
         return e / e.sum(-1, keepdims=True)
 
-    members = [softmax(m(features).numpy()) for m in models]
+    members = [softmax(m(model_inputs(m, features)).numpy()) for m in models]
     members = [p if p.ndim == 3 else p[:, None] for p in members]
     expected = np.concatenate(members, axis=1).mean(axis=1)
     from trainer.bodies import ensemble_logits
@@ -122,7 +144,7 @@ def test_a_trained_fold_ensemble_exports_without_keras_input_structure_warning(t
     config = RunConfig(epochs=1, cv_folds=2, selection="cross_validation")
     hp = with_values(data.train_counts, {"body": "tabm", "numeric_encoding": "ple", "ensemble_size": 2,
                                          "depth": 1, "width": 8, "batch_size": 64})
-    splits = SimpleNamespace(cross_validation=True, train_and_validation=Arrays(features, labels))
+    splits = SimpleNamespace(cross_validation=True, train_and_validation=Arrays(features, labels, numeric))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         candidate = train_candidate(hp, fit_settings(hp, data.train_counts, config), data, config, epochs=1,

@@ -1,12 +1,13 @@
 """The training input pipeline, cached and streamed: every example once per epoch, reshuffled, seeded;
-evaluation in file order; sharded by batch under tf.distribute."""
+evaluation in file order; sharded by batch under tf.distribute; batches in the model's input structure
+(the numeric features as one matrix in schema order)."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from trainer.data import dataset as dataset_lib
-from trainer.data.dataset import caches, make_dataset, parsed_bytes
+from trainer.data.dataset import NUMERIC_INPUT, caches, make_dataset, parsed_bytes
 from trainer.data.schema import Feature, Schema
 
 SCHEMA = Schema((Feature("row", "numeric"), Feature("colour", "categorical", vocabulary=("red", "blue"))), "target")
@@ -32,8 +33,8 @@ def shards(tmp_path_factory) -> str:
 
 def epochs(dataset: tf.data.Dataset, count: int) -> list[list[dict]]:
     """`count` passes over `dataset` (as Keras makes them), each a list of NumPy batches."""
-    return [[{"row": f["row"], "colour": f["colour"], "label": y} for f, y in dataset.as_numpy_iterator()]
-            for _ in range(count)]
+    return [[{"row": f[NUMERIC_INPUT][:, 0], "colour": f["colour"], "label": y}
+             for f, y in dataset.as_numpy_iterator()] for _ in range(count)]
 
 
 def rows_of(batches: list[dict]) -> np.ndarray:
@@ -131,10 +132,12 @@ def test_evaluation_batches_come_in_file_order_on_every_pass(shards, cache):
         np.testing.assert_array_equal(rows_of(batches), np.arange(ROWS))
 
 
+@pytest.mark.parametrize("path", [dict(shuffle=True, cache=True), dict(shuffle=True, cache=False),
+                                  dict(shuffle=False, cache=True)], ids=["cached", "streamed", "evaluation"])
 @pytest.mark.parametrize("numeric", [("row", "negated", "gappy"), ()], ids=["three numeric", "text only"])
-def test_cached_batches_keep_every_column_of_a_row_together(tmp_path, numeric):
-    """The cache stacks the numeric columns into one matrix: each of them must still come back under its own
-    name, row by row, beside the text column (and with no numeric column at all)."""
+def test_batches_keep_every_column_of_a_row_together(tmp_path, numeric, path):
+    """Every path yields the numeric columns as one matrix, in schema order: each column must hold its own
+    feature's values, row by row, beside the text column (and with no numeric column, no matrix)."""
     names = {"row": lambda r: float(r), "negated": lambda r: -float(r), "gappy": lambda r: float(r) * 10}
     options = tf.io.TFRecordOptions(compression_type="GZIP")
     with tf.io.TFRecordWriter(str(tmp_path / "data-00000-of-00001.tfrecord.gz"), options) as writer:
@@ -146,14 +149,14 @@ def test_cached_batches_keep_every_column_of_a_row_together(tmp_path, numeric):
             writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
     schema = Schema((*(Feature(name, "numeric") for name in numeric), Feature("id", "categorical")), "target")
     seen = []
-    for features, labels in make_dataset(str(tmp_path / "*.tfrecord.gz"), schema, 64, shuffle=True, seed=1,
-                                         examples=300, cache=True).as_numpy_iterator():
+    for features, labels in make_dataset(str(tmp_path / "*.tfrecord.gz"), schema, 64, seed=1, examples=300,
+                                         **path).as_numpy_iterator():
         rows = np.array([int(i) for i in features["id"]])
-        assert set(features) == {*numeric, "id"}
+        assert set(features) == ({NUMERIC_INPUT, "id"} if numeric else {"id"})
         np.testing.assert_array_equal(labels, rows % 2)
         if numeric:
-            np.testing.assert_array_equal(features["row"], rows.astype(np.float32))
-            np.testing.assert_array_equal(features["negated"], -rows.astype(np.float32))
-            np.testing.assert_array_equal(features["gappy"], np.where(rows % 3 == 0, np.nan, rows * 10.0))
+            expected = {"row": rows.astype(np.float32), "negated": -rows.astype(np.float32),
+                        "gappy": np.where(rows % 3 == 0, np.nan, rows * 10.0).astype(np.float32)}
+            np.testing.assert_array_equal(features[NUMERIC_INPUT], np.stack([expected[n] for n in numeric], axis=1))
         seen.extend(rows)
-    assert sorted(seen) == list(range(300)) and seen != sorted(seen)
+    assert sorted(seen) == list(range(300)) and (seen != sorted(seen)) == path["shuffle"]

@@ -11,7 +11,7 @@ from trainer.data.ingest import validate
 from trainer.data.prepare import prepare_data
 from trainer.data.split import assign_splits
 from trainer.hparams import declare_all, with_values
-from trainer.model import build_model
+from trainer.model import build_model, model_inputs
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def test_eager_and_tf_data_paths_agree(written):
     assignment = assign_splits(frame.labels, (0.7, 0.15, 0.15), seed=0)
     rows = np.nonzero(assignment == 2)[0]
     np.testing.assert_array_equal(labels.numpy(), frame.labels[rows])
-    eager = model(_eager_inputs(frame, schema, rows), training=False).numpy()
+    eager = model(model_inputs(model, _eager_inputs(frame, schema, rows)), training=False).numpy()
     np.testing.assert_allclose(from_files, eager, rtol=1e-6, atol=1e-6)
 
 
@@ -98,3 +98,37 @@ def test_minority_log_loss_metric_follows_scikit_learn(shape):
     metric = MinorityLogLoss()
     metric.update_state(tf.constant(labels), tf.constant(logits))
     assert float(metric.result()) == pytest.approx(log_loss(labels, minority, labels=[0, 1]), rel=1e-4)
+
+
+def test_the_model_takes_the_numeric_features_as_one_matrix_in_schema_order():
+    """Per-feature tensors in any key order are packed into the model's numeric matrix in schema order
+    (`model_inputs`); the logits equal a NumPy logistic regression on the standardized columns, the
+    missing indicator and the embedding, each read from its own feature."""
+    from trainer.data.dataset import NUMERIC_INPUT
+    from trainer.data.schema import Feature, Schema
+
+    schema = Schema((Feature("a", "numeric", mean=1.0, std=2.0),
+                     Feature("colour", "categorical", vocabulary=("red", "blue")),
+                     Feature("b", "numeric", mean=-3.0, std=0.5, missing_fraction=0.1),
+                     Feature("c", "numeric", mean=10.0, std=4.0)), "target")
+    tf.keras.utils.set_random_seed(4)
+    model = build_model(with_values((900, 100), {"body": "linear", "numeric_encoding": "standard",
+                                                 "embedding_dim": 4}), schema)
+    assert model.numeric_features == ("a", "b", "c") and set(model.input) == {NUMERIC_INPUT, "colour"}
+    kernel, bias = model.get_layer("logits").get_weights()
+    model.get_layer("logits").set_weights([np.random.default_rng(5).normal(size=kernel.shape), bias + 0.25])
+    rng = np.random.default_rng(6)
+    a, b, c = (rng.normal(size=7).astype(np.float32) * 5 for _ in range(3))
+    b[[1, 4]] = np.nan
+    colour = np.array(["red", "blue", "green", "", "red", "blue", "red"])
+    features = {"c": tf.constant(c), "colour": tf.constant(colour), "b": tf.constant(b), "a": tf.constant(a)}
+    logits = model(model_inputs(model, features), training=False).numpy()
+
+    table = model.get_layer("colour_embedding").get_weights()[0]  # ids: 0 out of vocabulary, 1 red, 2 blue
+    ids = np.array([{"red": 1, "blue": 2}.get(v, 0) for v in colour])
+    filled_b = np.where(np.isnan(b), -3.0, b)
+    encoded = np.column_stack([(a - 1.0) / 2.0, (filled_b + 3.0) / 0.5, (c - 10.0) / 4.0, np.isnan(b), table[ids]])
+    kernel, bias = model.get_layer("logits").get_weights()
+    np.testing.assert_allclose(logits, encoded @ kernel + bias, rtol=1e-5, atol=1e-5)
+    packed = {NUMERIC_INPUT: tf.constant(np.column_stack([a, b, c])), "colour": tf.constant(colour)}
+    np.testing.assert_array_equal(model(model_inputs(model, packed), training=False).numpy(), logits)

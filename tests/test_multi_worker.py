@@ -15,7 +15,7 @@ import tensorflow as tf
 from tests.conftest import REPO, schema_of
 from trainer import hparams as hparams_lib
 from trainer.distribute import vocabulary_ids
-from trainer.model import build_model, lookup_layers, with_vocabulary_ids
+from trainer.model import build_model, lookup_layers, model_inputs, with_vocabulary_ids
 
 
 def reference_ids(values, vocabulary) -> np.ndarray:
@@ -28,15 +28,17 @@ def test_the_view_over_vocabulary_ids_is_the_same_model(tiny_frame):
     schema = schema_of(frame.drop(columns=["target"]), "target")
     hp = hparams_lib.with_values((270, 30), {"body": "mlp"})
     model = build_model(hp, schema)
-    raw = {f.name: frame[f.name].to_numpy(np.float32) if f.kind == "numeric" else
-           frame[f.name].fillna("").astype(str).to_numpy(object) for f in schema.features}
-    raw["region"][:3] = ["never seen", "", raw["region"][3]]
+    columns = {f.name: frame[f.name].to_numpy(np.float32) if f.kind == "numeric" else
+               frame[f.name].fillna("").astype(str).to_numpy(object) for f in schema.features}
+    columns["region"][:3] = ["never seen", "", columns["region"][3]]
+    # The numeric features as one matrix, as the datasets yield them.
+    raw = model_inputs(model, {name: tf.constant(values) for name, values in columns.items()})
     dataset = vocabulary_ids(tf.data.Dataset.from_tensors((raw, frame["target"].to_numpy())),
                              lookup_layers(model, schema))
     features, _ = next(iter(dataset))
     for feature in schema.categorical:
         vocabulary = list(feature.vocabulary)
-        np.testing.assert_array_equal(features[feature.name].numpy(), reference_ids(raw[feature.name], vocabulary))
+        np.testing.assert_array_equal(features[feature.name].numpy(), reference_ids(columns[feature.name], vocabulary))
     view = with_vocabulary_ids(model, schema)
     assert view.count_params() == model.count_params()
     np.testing.assert_allclose(view(features).numpy(), model(raw).numpy(), rtol=0, atol=1e-6)

@@ -21,9 +21,10 @@ from keras import ops
 
 from trainer.bodies import ensemble_logits
 from trainer.config import RunConfig, parse_tuning_objective
+from trainer.data.dataset import pack_features
 from trainer.data.prepare import PreparedData
 from trainer.data.schema import Schema
-from trainer.model import model_inputs
+from trainer.model import model_inputs, takes_packed_features
 
 CV_MAX_VALIDATION_POSITIVES = 50
 PARSE_BATCH = 4096
@@ -38,16 +39,28 @@ def uses_cross_validation(data: PreparedData, config: RunConfig) -> bool:
 
 @dataclasses.dataclass(frozen=True)
 class Arrays:
-    """Raw features ({name: [N]}) and labels [N] held in memory."""
+    """Raw features ({name: [N]}) and labels [N] held in memory; `numeric` names the numeric ones in schema order."""
 
     features: dict[str, np.ndarray]
     labels: np.ndarray
+    numeric: tuple[str, ...]
 
     def take(self, index: np.ndarray) -> Arrays:
-        return Arrays({k: v[index] for k, v in self.features.items()}, self.labels[index])
+        return Arrays({k: v[index] for k, v in self.features.items()}, self.labels[index], self.numeric)
 
-    def dataset(self, batch_size: int, shuffle: bool = False, seed: int = 0) -> tf.data.Dataset:
-        data = tf.data.Dataset.from_tensor_slices((self.features, self.labels))
+    def model_inputs(self) -> dict:
+        """The features as a neural model takes them (`pack_features`: the numeric matrix [N, F])."""
+        return pack_features(self.features, self.numeric)
+
+    def dataset(self, batch_size: int, shuffle: bool = False, seed: int = 0, packed: bool = True) -> tf.data.Dataset:
+        """Batches of (`model_inputs`, labels), or of ({name: [B]}, labels) unless `packed` (the trees).
+
+        Packed, a dataset element is one row of the numeric matrix, not one
+        tensor per column: on hiva's 1,617 columns one tensor per column made
+        a training epoch 30 times slower (docs/benchmarks.md, "Neural models
+        on wide data").
+        """
+        data = tf.data.Dataset.from_tensor_slices((self.model_inputs() if packed else self.features, self.labels))
         if shuffle:
             data = data.shuffle(len(self.labels), seed=seed, reshuffle_each_iteration=True)
         return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
@@ -66,7 +79,7 @@ def load_arrays(patterns: list[str], schema: Schema) -> Arrays:
             parts.setdefault(name, []).append(values)
     columns = {name: np.concatenate(values) for name, values in parts.items()}
     labels = columns.pop(schema.label)
-    return Arrays(columns, labels)
+    return Arrays(columns, labels, tuple(f.name for f in schema.numeric))
 
 
 def selection_folds(labels: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -93,7 +106,8 @@ def objective_value(labels: np.ndarray, scores: np.ndarray, objective: str) -> f
 
 def predict_margin(model: keras.Model, arrays: Arrays) -> np.ndarray:
     """Single logits s = z1 - z0 [N] of the (member-averaged) prediction."""
-    outputs = model.predict(arrays.dataset(PARSE_BATCH), verbose=0)  # strings need tf.data, not NumPy
+    batches = arrays.dataset(PARSE_BATCH, packed=takes_packed_features(model))  # strings need tf.data, not NumPy
+    outputs = model.predict(batches, verbose=0)
     logits = np.asarray(ensemble_logits(ops.convert_to_tensor(outputs)))
     return logits[:, 1].astype(np.float64) - logits[:, 0]
 

@@ -32,6 +32,7 @@ from trainer.bodies import ensemble_logits
 from trainer.calibration import Calibration, calibrate_graph
 from trainer.data.schema import Schema
 from trainer.layout import CLASSIFY_METHOD, SAVED_MODEL_FILE, TREES_FILE, WARMUP_FILE
+from trainer.model import model_inputs
 
 
 class ServingModule(tf.Module):
@@ -60,7 +61,8 @@ class ServingModule(tf.Module):
         self._feature_specs = feature_specs
 
     def _predict(self, features: dict) -> dict:
-        logits = ensemble_logits(self.model(features, training=False))  # [N, 2] (members averaged)
+        # A neural model takes the numeric features stacked into one matrix (`model_inputs`).
+        logits = ensemble_logits(self.model(model_inputs(self.model, features), training=False))  # [N, 2]
         margin = logits[:, 1] - logits[:, 0]  # [N] single logit, before calibration
         score = calibrate_graph(margin, self.calibration_scale, self.calibration_offset, self.calibration_knots,
                                 self.calibration_values)  # [N]

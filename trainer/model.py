@@ -1,5 +1,12 @@
 """The Keras 3 model: preprocessing from the schema, then a body with logits.
 
+The model's inputs are the numeric features as one [N, F] matrix
+(`NUMERIC_INPUT`, schema order) and one [N] string tensor per categorical
+feature: the training datasets yield that structure, and `model_inputs`
+packs raw per-feature tensors into it (the exported signatures, the fold
+ensemble and the blend), so a wide table costs one input tensor, not one
+per column (docs/design.md §4).
+
 Preprocessing lives inside the model (imputation, missing indicators, a
 numeric encoding from `trainer.encodings`, vocabulary lookup, embeddings), so
 the exported SavedModel takes raw feature values and training and serving
@@ -16,24 +23,31 @@ import keras_tuner as kt
 from keras import layers, ops
 
 from trainer import bodies
+from trainer.data.dataset import NUMERIC_INPUT, pack_features
 from trainer.data.schema import Schema
 from trainer.encodings import encode_numeric
 from trainer.hparams import declare_model_hparams
 
 
 def feature_inputs(schema: Schema) -> dict:
-    """One scalar `keras.Input` per raw feature, named as in the tf.Examples."""
-    return {
-        f.name: keras.Input(shape=(), dtype="float32" if f.kind == "numeric" else "string", name=f.name)
-        for f in schema.features
-    }
+    """The model's `keras.Input`s: the numeric matrix [N, F] (if any numeric feature), one [N] per categorical."""
+    if any(f.name == NUMERIC_INPUT for f in schema.features):
+        raise ValueError(f"a feature may not be named {NUMERIC_INPUT!r}: the numeric features' model input is")
+    inputs = {}
+    if schema.numeric:
+        inputs[NUMERIC_INPUT] = keras.Input(shape=(len(schema.numeric),), dtype="float32", name=NUMERIC_INPUT)
+    inputs.update({f.name: keras.Input(shape=(), dtype="string", name=f.name) for f in schema.categorical})
+    return inputs
 
 
 def model_inputs(model: keras.Model, features):
-    """`features` ({name: [N]}) as the plain dict a part of a wrapper model is called with.
+    """Raw `features` ({name: [N]}) as the plain dict `model` is called with.
 
-    The wrappers (`trainer.crossval.FoldEnsemble`, `trainer.candidates.Blend`)
-    pass their features on through this. When `tf.saved_model.save` traces
+    A `build_model` model gets its inputs packed (`pack_features`: the
+    numeric features stacked in its schema order, `numeric_features`);
+    features already packed pass as they are. The exported signatures
+    (`trainer.export`) and the wrappers (`trainer.crossval.FoldEnsemble`,
+    `trainer.candidates.Blend`) call their model through this. When `tf.saved_model.save` traces
     Keras' default signature of a wrapper, the features arrive as Keras'
     `TrackedDict`, which Keras' structure check (optree, in
     `Functional._maybe_warn_inputs_struct_mismatch`) takes for another node
@@ -45,14 +59,25 @@ def model_inputs(model: keras.Model, features):
     if not isinstance(features, dict):
         return features
     declared = getattr(model, "_inputs_struct", None)  # a functional model's dict of `keras.Input`s
-    return {name: features[name] for name in (declared if isinstance(declared, dict) else features)}
+    if not isinstance(declared, dict):
+        return dict(features)
+    if takes_packed_features(model):
+        features = pack_features(features, getattr(model, "numeric_features", ()))  # a view (ids) has none
+    return {name: features[name] for name in declared}
+
+
+def takes_packed_features(model: keras.Model) -> bool:
+    """Whether `model` takes the numeric features as one matrix (a `build_model` model), not by name
+    (the trees, the wrappers: they read raw per-feature tensors)."""
+    declared = getattr(model, "_inputs_struct", None)
+    return isinstance(declared, dict) and NUMERIC_INPUT in declared
 
 
 def encode_features(inputs: dict, schema: Schema, params: dict):
-    """Raw feature tensors -> one dense [N, D] float tensor.
+    """The model's inputs -> one dense [N, D] float tensor.
 
     Args:
-      inputs: One [N] tensor per schema feature.
+      inputs: `feature_inputs`: the numeric matrix [N, F], one [N] per categorical feature.
       schema: Statistics of the training split.
       params: The model hyperparameters (`numeric_encoding`, `bins`, `sigma`,
         `embedding_dim`).
@@ -60,8 +85,7 @@ def encode_features(inputs: dict, schema: Schema, params: dict):
     parts = []
     numeric = schema.numeric
     if numeric:
-        stacked = ops.stack([inputs[f.name] for f in numeric], axis=1)  # [N, F]
-        parts.append(encode_numeric(stacked, numeric, params["numeric_encoding"], params["bins"],
+        parts.append(encode_numeric(inputs[NUMERIC_INPUT], numeric, params["numeric_encoding"], params["bins"],
                                     params["sigma"]))
     embedding_dim = params["embedding_dim"]
     for feature in schema.categorical:
@@ -85,9 +109,11 @@ def build_model(hp: kt.HyperParameters, schema: Schema, priors: tuple[float, flo
         so the first steps are not spent learning the base rate.
 
     Returns:
-      A Keras model from a dict of raw features ([N] each) to logits: [N, 2]
-      for the MLP, [N, k, 2] (one pair per member) for TabM; `ensemble_logits`
-      turns either into the [N, 2] logits of the predicted probability.
+      A Keras model from `feature_inputs` (raw values: the numeric matrix
+      [N, F], categorical [N]; `model_inputs` packs per-feature tensors) to
+      logits: [N, 2] for the MLP, [N, k, 2] (one pair per member) for TabM;
+      `ensemble_logits` turns either into the [N, 2] logits of the predicted
+      probability. Its `numeric_features` names the matrix's columns.
     """
     params = declare_model_hparams(hp)
     inputs = feature_inputs(schema)
@@ -100,7 +126,9 @@ def build_model(hp: kt.HyperParameters, schema: Schema, priors: tuple[float, flo
         logits = bodies.mlp(x, 0, *shape[1:])  # [N, 2]: no hidden layer, so depth and width do not apply
     else:
         logits = bodies.mlp(x, *shape)  # [N, 2]
-    return keras.Model(inputs=inputs, outputs=logits, name=f"imbalance_{params['body']}")
+    model = keras.Model(inputs=inputs, outputs=logits, name=f"imbalance_{params['body']}")
+    model.numeric_features = tuple(f.name for f in schema.numeric)  # the columns of its numeric input, in order
+    return model
 
 
 def lookup_layers(model: keras.Model, schema: Schema) -> dict:
@@ -112,12 +140,12 @@ def with_vocabulary_ids(model: keras.Model, schema: Schema) -> keras.Model:
     """The same layers and weights, fed vocabulary ids instead of strings.
 
     A view of a `build_model` model that starts after its `StringLookup`
-    layers: numeric inputs as before, each categorical feature as its [N]
+    layers: the numeric matrix as before, each categorical feature as its [N]
     int64 ids (`lookup_layers` computes them). Training the view trains the
     model; multi-replica training needs it (trainer/distribute.py).
     """
-    inputs = {f.name: model.get_layer(f"{f.name}_lookup" if f.kind == "categorical" else f.name).output
-              for f in schema.features}
+    inputs = {NUMERIC_INPUT: model.get_layer(NUMERIC_INPUT).output} if schema.numeric else {}
+    inputs.update({f.name: model.get_layer(f"{f.name}_lookup").output for f in schema.categorical})
     return keras.Model(inputs=inputs, outputs=model.output, name=f"{model.name}_on_ids")
 
 

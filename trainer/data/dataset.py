@@ -26,6 +26,12 @@ only within `READ_CYCLE` shards and the buffer). Evaluation batches (no
 shuffle) are likewise cached parsed below the budget and re-read in file
 order above it.
 
+Every path yields the model's input structure (`pack_features`): the
+numeric features as one [B, F] matrix under `NUMERIC_INPUT`, in schema
+order, and each categorical feature as its own [B] strings. One tensor per
+numeric feature cost every step, trace and prediction a thousand tiny
+tensors on wide data (docs/benchmarks.md, "Neural models on wide data").
+
 Both paths are sharded by batch under `tf.distribute` (`_sharded_by_batch`):
 every worker reads the whole split in the same seeded order and keeps its
 share of each global batch.
@@ -50,6 +56,22 @@ STRING_BYTES = 32  # a parsed tf.string value: its 24-byte tstring plus a short 
 SHUFFLE_BUFFER_BYTES = 16 * 2**20
 SHUFFLE_RECORDS = 32_768
 READ_CYCLE = 16  # streamed: shards read at once (interleaved, in parallel)
+NUMERIC_INPUT = "numeric_features"  # the model input holding every numeric feature, [N, F] in schema order
+
+
+def pack_features(features: dict, numeric: list[str] | tuple[str, ...]) -> dict:
+    """Raw features {name: [N]} -> the model's inputs: {NUMERIC_INPUT: [N, F], categorical name: [N]}.
+
+    `numeric` names the numeric features in schema order (the matrix's
+    columns); without numeric features there is no matrix. Features already
+    packed are returned as they are.
+    """
+    if not numeric or NUMERIC_INPUT in features:
+        return dict(features)
+    columns = set(numeric)
+    packed = {NUMERIC_INPUT: tf.stack([features[name] for name in numeric], axis=1)}  # [N, F]
+    packed.update({name: values for name, values in features.items() if name not in columns})
+    return packed
 
 
 def list_files(pattern: str) -> list[str]:
@@ -104,7 +126,8 @@ def make_dataset(pattern: str, schema: Schema, batch_size: int, shuffle: bool = 
         by `caches(schema, examples)`.
 
     Returns:
-      A dataset of ({name: [B] tensor}, [B] int64 label).
+      A dataset of (the model's inputs, `pack_features`: {NUMERIC_INPUT:
+      [B, F], categorical name: [B]}; [B] int64 label).
     """
     files = list_files(pattern)
     cached = caches(schema, examples) if cache is None else cache
@@ -118,9 +141,9 @@ def make_dataset(pattern: str, schema: Schema, batch_size: int, shuffle: bool = 
         return _sharded_by_batch((batches.cache() if cached else batches).prefetch(tf.data.AUTOTUNE))
     columns = _parsed_columns(records, schema)
     epochs = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)  # one key per epoch
-    names = [f.name for f in schema.numeric]
+    has_numeric = bool(schema.numeric)
     batches = tf.data.Dataset.zip(columns, epochs).flat_map(
-        lambda parsed, key: _permuted_batches(*parsed, key, batch_size, names))
+        lambda parsed, key: _permuted_batches(*parsed, key, batch_size, has_numeric))
     if examples is not None:
         batches = batches.apply(tf.data.experimental.assert_cardinality(-(-examples // batch_size)))
     return _sharded_by_batch(batches.prefetch(tf.data.AUTOTUNE))
@@ -163,12 +186,15 @@ def _sharded_by_batch(dataset: tf.data.Dataset) -> tf.data.Dataset:
     return dataset.with_options(options)
 
 
-def _parser(schema: Schema):
+def _parser(schema: Schema, packed: bool = True):
+    """Serialized tf.Examples [B] -> (the model's inputs, `pack_features`; or {name: [B]} unpacked, [B] labels)."""
     spec, label = schema.feature_spec(with_label=True), schema.label
+    numeric = [f.name for f in schema.numeric] if packed else []
 
     def parse(serialized):  # serialized: [B] string
         parsed = tf.io.parse_example(serialized, spec)
-        return parsed, parsed.pop(label)  # {name: [B]}, [B]
+        labels = parsed.pop(label)
+        return pack_features(parsed, numeric), labels  # features, [B]
 
     return parse
 
@@ -177,11 +203,12 @@ def _parsed_columns(records: tf.data.Dataset, schema: Schema) -> tf.data.Dataset
     """One cached element: every example parsed, as (numeric [N, F] float32, {text name: [N]}, [N] labels).
 
     The numeric columns are stacked into one matrix so that a batch is one
-    gather of rows and one unstack (`_permuted_batches`), not a gather per
-    column: on sylva's 216 features that took a warm epoch's input from 0.33 s
-    to 0.14-0.20 s (docs/benchmarks.md, "Training input pipeline").
+    gather of rows (`_permuted_batches`), not a gather per column: on sylva's
+    216 features that took a warm epoch's input from 0.33 s to 0.14-0.20 s
+    (docs/benchmarks.md, "Training input pipeline"); the batch keeps the
+    matrix, which is the model's numeric input.
     """
-    chunks = records.batch(PARSE_CHUNK).map(_parser(schema), num_parallel_calls=tf.data.AUTOTUNE)
+    chunks = records.batch(PARSE_CHUNK).map(_parser(schema, packed=False), num_parallel_calls=tf.data.AUTOTUNE)
     numeric = [f.name for f in schema.numeric]
 
     def join(features, labels):  # ragged_batch stacks the chunks as [C, None]; flat_values joins them to [N]
@@ -194,15 +221,14 @@ def _parsed_columns(records: tf.data.Dataset, schema: Schema) -> tf.data.Dataset
 
 
 def _permuted_batches(numeric: tf.Tensor, text: dict, labels: tf.Tensor, key: tf.Tensor, batch_size: int,
-                      names: list[str]) -> tf.data.Dataset:
-    """The examples in one random order ([N] permutation drawn from `key`), as batches of {name: [B]}."""
+                      has_numeric: bool) -> tf.data.Dataset:
+    """The examples in one random order ([N] permutation drawn from `key`), as batches of the model's inputs."""
     count = tf.shape(labels, out_type=tf.int64)[0]
     order = tf.random.experimental.stateless_shuffle(tf.range(count), seed=tf.stack([key, 0]))  # [N]
 
     def gather(index):  # index: scalar batch number
         rows = order[index * batch_size:(index + 1) * batch_size]  # [B]
-        columns = tf.unstack(tf.gather(numeric, rows), num=len(names), axis=1)  # F x [B]
-        features = dict(zip(names, columns, strict=True))
+        features = {NUMERIC_INPUT: tf.gather(numeric, rows)} if has_numeric else {}  # [B, F]
         features.update({name: tf.gather(values, rows) for name, values in text.items()})
         return features, tf.gather(labels, rows)
 
