@@ -25,11 +25,11 @@ def test_one_long_refit_predicts_as_the_shorter_refit_at_its_round_count():
 def test_candidates_are_the_portfolios_tree_entries_then_draws_inside_the_space():
     counts = (900, 30)
     pool = selection_noise.candidate_values(counts, seed=2, random=6)
-    assert [name for name, _ in pool[:5]] == ["trees", "lightgbm_defaults", "lightgbm_large", "lightgbm_extra_trees",
-                                               "trees_unweighted"]
-    defaults = dict(pool[1][1])
+    assert [name for name, _ in pool[:5]] == ["lightgbm_defaults", "trees", "trees_unweighted", "lightgbm_extra_trees",
+                                               "lightgbm_large"]
+    defaults = dict(pool[0][1])
     assert {k: defaults[k] for k in LIGHTGBM_DEFAULTS} == LIGHTGBM_DEFAULTS and defaults["weight_ratio"] == 30.0
-    assert math.isclose(pool[0][1]["weight_ratio"], math.sqrt(30.0)) and pool[4][1]["weight_ratio"] == 1.0
+    assert math.isclose(pool[1][1]["weight_ratio"], math.sqrt(30.0)) and pool[2][1]["weight_ratio"] == 1.0
     space = {hp.name: hp for hp in declare_all(counts).space}
     for _, values in pool[5:]:
         assert values["model_family"] == "trees"
