@@ -146,6 +146,17 @@ def test_column_names_are_sanitized_and_collisions_refused():
     assert sanitize_name("ok_name") == "ok_name"
 
 
+def test_a_column_named_like_the_numeric_input_is_refused_by_both_readers(tmp_path):
+    # The neural models take every numeric feature as one input of this name (trainer/data/dataset.py).
+    with pytest.raises(DataError, match="'numeric features' is named like"):
+        validate(pd.DataFrame({"numeric features": [1.0, 2.0], "x": [1.0, 2.0], "y": [0, 1]}), "y", None)
+    path = tmp_path / "d.csv"
+    pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "numeric_features": [1.0, 2.0, 3.0, 4.0], "y": [0, 1, 0, 1]}).to_csv(
+        path, index=False)
+    with pytest.raises(DataError, match="'numeric_features' is named like"):
+        plan_of(str(path), label="y")
+
+
 def test_builtin_sylva_matches_the_published_counts():
     frame, label = builtin_frame("sylva", None, 0)
     assert label == "target" and frame.shape == (13086, 217)

@@ -42,7 +42,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from trainer.data.schema import Schema
+from trainer.data.schema import NUMERIC_INPUT, Schema
 
 PARSE_CHUNK = 8192  # records per parse_example call of the first pass
 MAX_CHUNKS = 2**16  # chunks joined into one permutable element: 537M examples (beyond, each block is permuted)
@@ -56,7 +56,6 @@ STRING_BYTES = 32  # a parsed tf.string value: its 24-byte tstring plus a short 
 SHUFFLE_BUFFER_BYTES = 16 * 2**20
 SHUFFLE_RECORDS = 32_768
 READ_CYCLE = 16  # streamed: shards read at once (interleaved, in parallel)
-NUMERIC_INPUT = "numeric_features"  # the model input holding every numeric feature, [N, F] in schema order
 
 
 def pack_features(features: dict, numeric: list[str] | tuple[str, ...]) -> dict:

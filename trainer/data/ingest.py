@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from trainer.config import SYNTHETIC_ROWS
+from trainer.data.schema import NUMERIC_INPUT
 
 BUILTIN_DATASETS = ("sylva", "synthetic")
 MAX_LABEL_VALUES = 64  # enough to say "found N classes" for any plausible label column
@@ -238,6 +239,9 @@ def _sanitized_columns(names: list) -> tuple[dict[str, str], dict]:
     columns, seen = {}, {}
     for name in names:
         clean = sanitize_name(name)
+        if clean == NUMERIC_INPUT:
+            raise DataError(f"column {name!r} is named like the neural models' input of all numeric features "
+                            f"({NUMERIC_INPUT!r}); rename it")
         if clean in seen:
             raise DataError(f"columns {seen[clean]!r} and {name!r} both become {clean!r}; rename one")
         seen[clean] = name

@@ -21,6 +21,9 @@ MAX_VOCABULARY = VOCABULARY_SIZE  # the default top-k; rarer values share the ou
 # quantile-normal and piecewise-linear encodings are built from them (a power
 # of two plus one, so 8, 16, 32, 64 and 128 equal-frequency bins nest).
 QUANTILE_LEVELS = 129
+# The neural models' input holding every numeric feature, [N, F] in schema order (trainer/data/dataset.py):
+# no column may take this name (refused by the data step, `trainer.data.ingest`).
+NUMERIC_INPUT = "numeric_features"
 
 
 @dataclasses.dataclass(frozen=True)
