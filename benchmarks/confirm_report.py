@@ -107,7 +107,7 @@ def paired_block(records: list[dict], reference: str, others: list[str], dataset
         c = paired.compare(first, second)
         rows.append([f"`{other}`", str(c["datasets"]), f"{c['mean_first']:.3f}", f"{c['mean_second']:.3f}",
                      f"{c['mean_difference']:+.3f}", f"{c['wins']} / {c['ties']} / {c['losses']}",
-                     _p(c["wilcoxon_p"]), _p(c["sign_test_p"])])
+                     p_value(c["wilcoxon_p"]), p_value(c["sign_test_p"])])
     if not rows:
         return f"`{reference}`: no results on these datasets yet."
     return table([f"`{reference}` against", "datasets", f"mean `{reference}`", "mean other", "mean difference",
@@ -139,7 +139,8 @@ def candidate_block(records: list[dict], others: list[str], datasets: list[str])
                                               datasets)])
 
 
-def _p(value: float | None) -> str:
+def p_value(value: float | None) -> str:
+    """A p-value as the reports print it (three decimals; `MISSING` when the test does not apply)."""
     return MISSING if value is None else f"{value:.3f}"
 
 

@@ -16,8 +16,9 @@ import json
 import sys
 
 from benchmarks import paired
+from benchmarks.confirm_report import p_value
 from benchmarks.contenders import PACKAGE_TUNED
-from benchmarks.summary import table
+from benchmarks.summary import MISSING, table
 
 
 def load_records(path: str, contender: str) -> dict[tuple[str, int], dict]:
@@ -34,16 +35,12 @@ def pair(before: dict, after: dict) -> list[tuple[tuple[str, int], dict, dict]]:
 
 
 def _served(row: dict) -> str:
-    return {True: "yes", False: "no"}.get(row.get("served"), "—")
+    return {True: "yes", False: "no"}.get(row.get("served"), MISSING)
 
 
 def _wall(row: dict) -> str:
     seconds = row.get("wall_seconds", row.get("train_seconds"))
-    return "—" if seconds is None else f"{float(seconds):,.0f}"
-
-
-def _p(value: float | None) -> str:
-    return "—" if value is None else f"{value:.3f}"
+    return MISSING if seconds is None else f"{float(seconds):,.0f}"
 
 
 def report(pairs: list, contender: str = PACKAGE_TUNED) -> str:
@@ -59,8 +56,8 @@ def report(pairs: list, contender: str = PACKAGE_TUNED) -> str:
     summary = (f"{stats['datasets']} splits of `{contender}`: mean PR-AUC {stats['mean_second']:.4f} before, "
                f"{stats['mean_first']:.4f} after, mean difference {stats['mean_difference']:+.4f}; after against "
                f"before {stats['wins']} / {stats['ties']} / {stats['losses']} (W / T / L, tie: "
-               f"±{paired.TIE_BAND}); Wilcoxon signed-rank p {_p(stats['wilcoxon_p'])}, sign test p "
-               f"{_p(stats['sign_test_p'])} (two-sided).")
+               f"±{paired.TIE_BAND}); Wilcoxon signed-rank p {p_value(stats['wilcoxon_p'])}, sign test p "
+               f"{p_value(stats['sign_test_p'])} (two-sided).")
     return table(header, rows, "lrrrrrr") + "\n\n" + summary
 
 
